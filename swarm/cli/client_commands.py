@@ -1,0 +1,129 @@
+"""`swarm generate`, `swarm status` and `swarm models`: the client side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
+from swarm.shared.types import Finished, SwarmStatus, TextPiece
+
+
+def add_parsers(commands: Any, default_address: str) -> None:
+    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {default_address})"
+    g = commands.add_parser("generate", help="generate text, streamed to the terminal as it arrives")
+    g.add_argument("prompt")
+    g.add_argument("--coordinator", default=None, help=coordinator_help)
+    g.add_argument("--model", default="", help="model name (default: the swarm's default model)")
+    g.add_argument("--max-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.set_defaults(run=run_generate)
+
+    s = commands.add_parser("status", help="show the workers and the queue")
+    s.add_argument("--coordinator", default=None, help=coordinator_help)
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(run=run_status)
+
+    m = commands.add_parser("models", help="list the models the swarm serves")
+    m.add_argument("--coordinator", default=None, help=coordinator_help)
+    m.set_defaults(run=run_models)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    options = GenerateOptions(
+        model=args.model,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    )
+    with SwarmClient(args.coordinator) as client:
+        try:
+            for event in client.stream(args.prompt, options):
+                if isinstance(event, TextPiece):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                elif isinstance(event, Finished):
+                    sys.stdout.write("\n")
+                    print(
+                        f"[{event.reason.value}: {event.prompt_tokens} prompt + {event.completion_tokens} "
+                        f"generated tokens, worker {event.worker_id}]",
+                        file=sys.stderr,
+                    )
+        except SwarmCallError as exc:
+            print(f"swarm generate: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def status_as_json(status: SwarmStatus) -> dict[str, Any]:
+    return {
+        "default_model": status.default_model,
+        "queue_depth": status.queue_depth,
+        "workers": [
+            {
+                **asdict(w.info),
+                **asdict(w.load),
+                "state": "up" if w.up else "down",
+                "last_heartbeat_age_s": round(w.heartbeat_age_s, 3),
+            }
+            for w in status.workers
+        ],
+    }
+
+
+def status_table(status: SwarmStatus) -> str:
+    header = ("WORKER", "ADDRESS", "MODEL", "STATE", "SLOTS", "TOK/S", "HEARTBEAT")
+    rows = [header] + [
+        (
+            w.info.worker_id,
+            w.info.address,
+            w.info.model,
+            "up" if w.up else "down",
+            f"{w.load.slots_busy}/{w.info.slots}",
+            f"{w.load.tokens_per_second:.1f}",
+            f"{w.heartbeat_age_s:.1f}s ago" if w.heartbeat_age_s >= 0 else "never",
+        )
+        for w in status.workers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    up = sum(1 for w in status.workers if w.up)
+    lines.append(
+        f"\n{up} of {len(status.workers)} workers up; {status.queue_depth} requests queued; "
+        f"default model: {status.default_model or '-'}"
+    )
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with SwarmClient(args.coordinator) as client:
+        try:
+            status = client.status()
+        except SwarmCallError as exc:
+            print(f"swarm status: cannot reach coordinator {client.address}: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(status_as_json(status), indent=2) if args.json else status_table(status))
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    with SwarmClient(args.coordinator) as client:
+        try:
+            models = client.list_models()
+        except SwarmCallError as exc:
+            print(f"swarm models: {exc}", file=sys.stderr)
+            return 1
+    for model in models:
+        marker = " (default)" if model.is_default else ""
+        print(f"{model.name}{marker}: {model.workers_up} workers up, context {model.context_length}")
+    return 0

@@ -1,0 +1,171 @@
+"""LocalSwarm: starts Redis, a coordinator and workers as child processes on this machine, and stops them.
+
+Used by `swarm up` and by the test fixtures, so both run the very processes a user runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import redis
+
+REDIS_MISSING = (
+    "redis-server was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; "
+    "macOS: brew install redis) or point swarm at a running Redis with --redis redis://HOST:PORT/0"
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> ManagedProcess:
+        if self.log_path is not None:
+            self._log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv, stdout=self._log_file or subprocess.DEVNULL, stderr=self._log_file, stdin=subprocess.DEVNULL
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up, as when a PC loses power."""
+        if self.alive and self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited in time; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return self.process.returncode
+
+
+def swarm_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "swarm", *args]
+
+
+@dataclass
+class LocalSwarm:
+    """A coordinator, its workers and (unless given a URL) its own redis-server."""
+
+    log_dir: Path | None = None
+    verbose: bool = False
+    processes: list[ManagedProcess] = field(default_factory=list)
+    redis_url: str = ""
+
+    def _log_path(self, name: str) -> Path | None:
+        return self.log_dir / f"{name}.log" if self.log_dir is not None else None
+
+    def _launch(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self._log_path(name)).start()
+        self.processes.append(process)
+        return process
+
+    def start_redis(self, data_dir: Path, port: int = 0) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError(REDIS_MISSING)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        self._launch(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+        )
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, 15, f"redis-server on port {port}")
+        client.close()
+        return self.redis_url
+
+    def start_coordinator(self, listen: str, http: str = "", *extra: str, name: str = "coordinator") -> ManagedProcess:
+        args = ["coordinator", "--listen", listen, "--redis", self.redis_url]
+        if http:
+            args += ["--http", http]
+        return self._launch(name, swarm_argv(*self._verbosity(), *args, *extra))
+
+    def start_worker(self, coordinator: str, model: Path, *extra: str, name: str = "worker") -> ManagedProcess:
+        args = ["join", coordinator, "--model", str(model), "--listen", "127.0.0.1:0", *extra]
+        return self._launch(name, swarm_argv(*self._verbosity(), *args))
+
+    def _verbosity(self) -> list[str]:
+        return ["--log-level", "info" if self.verbose or self.log_dir is not None else "warning"]
+
+    def failed(self) -> ManagedProcess | None:
+        """The first child that exited on its own, if any."""
+        return next((p for p in self.processes if p.process is not None and p.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        """Stops workers first (they deregister), then the coordinator, then Redis."""
+        for process in reversed(self.processes):
+            with contextlib.suppress(OSError):
+                process.stop()
+        self.processes.clear()

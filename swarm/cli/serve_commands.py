@@ -1,0 +1,109 @@
+"""`swarm coordinator` and `swarm join`: build a process config from flags and run that role."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import uvloop
+
+from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.process import serve_coordinator
+from swarm.engine.llama_adapter import ModelLoadError
+from swarm.shared.addresses import default_coordinator
+from swarm.shared.default_model import resolve_model
+from swarm.worker.config import WorkerConfig
+from swarm.worker.membership import JoinRefused
+from swarm.worker.process import load_engine, serve_worker
+
+log = logging.getLogger(__name__)
+
+
+def fail(command: str, message: str) -> int:
+    print(f"swarm {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def add_coordinator_parser(commands: Any) -> None:
+    p = commands.add_parser("coordinator", help="run the coordinator (gRPC + HTTP, state in Redis)")
+    p.add_argument("--listen", default="0.0.0.0:50051", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--http", default="0.0.0.0:8080", help="HTTP HOST:PORT, empty to disable (default %(default)s)")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
+    p.add_argument("--token", default="", help="join token workers must present")
+    p.add_argument("--default-model", default="", help="model used when a request names none")
+    p.add_argument(
+        "--no-worker-wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a request waits for a worker of its model to appear (default %(default)s)",
+    )
+    p.set_defaults(run=run_coordinator)
+
+
+def run_coordinator(args: argparse.Namespace) -> int:
+    try:
+        config = CoordinatorConfig(
+            listen=args.listen,
+            http=args.http,
+            redis_url=args.redis,
+            token=args.token,
+            default_model=args.default_model,
+            no_worker_wait_s=args.no_worker_wait,
+        )
+    except ValueError as exc:
+        return fail("coordinator", str(exc))
+    try:
+        uvloop.run(serve_coordinator(config))
+    except (ConnectionError, OSError) as exc:
+        return fail("coordinator", str(exc))
+    return 0
+
+
+def add_join_parser(commands: Any) -> None:
+    p = commands.add_parser("join", help="serve a model on this PC as a worker of a swarm")
+    p.add_argument(
+        "coordinator",
+        nargs="?",
+        default=None,
+        help="coordinator HOST:PORT (default $SWARM_COORDINATOR or 127.0.0.1:50051)",
+    )
+    p.add_argument("--model", required=True, help="path to a GGUF file, or 'default' for Gemma 3 270M")
+    p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default %(default)s)")
+    p.add_argument("--slots", type=int, default=8, help="concurrent sequences (default %(default)s)")
+    p.add_argument("--context", type=int, default=2048, help="tokens per sequence (default %(default)s)")
+    p.add_argument("--listen", default="0.0.0.0:0", help="worker gRPC HOST:PORT (default: any free port)")
+    p.add_argument("--advertise", default="", help="HOST:PORT the coordinator should dial (default: derived)")
+    p.add_argument("--token", default="", help="the swarm's join token")
+    p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
+    p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
+    p.set_defaults(run=run_join)
+
+
+def run_join(args: argparse.Namespace) -> int:
+    try:
+        config = WorkerConfig(
+            coordinator=args.coordinator or default_coordinator(),
+            model_path=resolve_model(args.model),
+            threads=args.threads,
+            slots=args.slots,
+            context_per_slot=args.context,
+            listen=args.listen,
+            advertise=args.advertise,
+            token=args.token,
+            model_name=args.model_name,
+            worker_id=args.worker_id,
+        )
+        engine = load_engine(config)
+    except (ValueError, ModelLoadError) as exc:
+        return fail("join", str(exc))
+    engine.start()
+    try:
+        uvloop.run(serve_worker(config, engine))
+    except (JoinRefused, OSError) as exc:
+        return fail("join", str(exc))
+    finally:
+        engine.stop()
+    return 0

@@ -1,0 +1,111 @@
+"""`swarm up`: a whole swarm on this machine in one command (Redis, coordinator, workers), Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from swarm.cli.local_swarm import LocalSwarm, wait_until
+from swarm.client import SwarmCallError, SwarmClient
+from swarm.shared.default_model import cache_dir, resolve_model
+
+DEMO_PROMPT = "The three most useful things to know about the sea are"
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("up", help="run a coordinator, Redis and local workers on this machine")
+    p.add_argument("--workers", type=int, default=2, help="local workers (default %(default)s)")
+    p.add_argument("--model", default="default", help="GGUF path, or 'default' for Gemma 3 270M")
+    p.add_argument("--port", type=int, default=50051, help="coordinator gRPC port (default %(default)s)")
+    p.add_argument("--http-port", type=int, default=8080, help="coordinator HTTP port (default %(default)s)")
+    p.add_argument("--redis", default="", help="use this Redis URL instead of starting a redis-server")
+    p.add_argument("--threads", type=int, default=0, help="threads per worker (default: cores / workers)")
+    p.add_argument("--slots", type=int, default=8, help="concurrent sequences per worker (default %(default)s)")
+    p.add_argument("--token", default="", help="join token (default: none, loopback only)")
+    p.add_argument("--no-demo", action="store_true", help="skip the sample generation at start-up")
+    p.set_defaults(run=run_up)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        print("swarm up: error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.workers)
+    model = resolve_model(args.model)
+    if not model.is_file():
+        print(f"swarm up: error: model file not found: {model}", file=sys.stderr)
+        return 2
+    address = f"127.0.0.1:{args.port}"
+    swarm = LocalSwarm(log_dir=None, verbose=args.log_level in ("debug", "info"))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if args.redis:
+            swarm.redis_url = args.redis
+        else:
+            swarm.start_redis(cache_dir() / "redis")
+        token_args = ["--token", args.token] if args.token else []
+        swarm.start_coordinator(
+            address, f"127.0.0.1:{args.http_port}", *token_args, "--default-model", model.name.removesuffix(".gguf")
+        )
+        for i in range(args.workers):
+            swarm.start_worker(
+                address, model, "--threads", str(threads), "--slots", str(args.slots), *token_args, name=f"worker-{i}"
+            )
+        with SwarmClient(address) as client:
+            wait_for_workers(swarm, client, args.workers)
+            print_endpoints(address, args.http_port, swarm.redis_url, args.workers, model)
+            if not args.no_demo:
+                demo(client)
+        print("swarm is up; press Ctrl-C to stop it.", flush=True)
+        while (dead := swarm.failed()) is None:
+            time.sleep(0.5)
+        print(
+            f"swarm up: {dead.name} exited with code {dead.process.returncode if dead.process else '?'}; "
+            "stopping everything",
+            file=sys.stderr,
+        )
+        return 1
+    except (FileNotFoundError, TimeoutError, SwarmCallError) as exc:
+        print(f"swarm up: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping the swarm...", file=sys.stderr)
+        return 0
+    finally:
+        swarm.stop()
+
+
+def wait_for_workers(swarm: LocalSwarm, client: SwarmClient, count: int) -> None:
+    def all_up() -> bool:
+        dead = swarm.failed()
+        if dead is not None:
+            raise TimeoutError(f"{dead.name} exited during start-up (run with --log-level info to see why)")
+        try:
+            return sum(1 for w in client.status().workers if w.up) >= count
+        except SwarmCallError:
+            return False
+
+    wait_until(all_up, 120, f"{count} workers to join")
+
+
+def print_endpoints(address: str, http_port: int, redis_url: str, workers: int, model: Path) -> None:
+    print(
+        f"swarm is running {workers} workers of {model.name}\n"
+        f"  gRPC   {address}   (swarm generate --coordinator {address} 'Hello')\n"
+        f"  HTTP   http://127.0.0.1:{http_port}/status\n"
+        f"  Redis  {redis_url}",
+        flush=True,
+    )
+
+
+def demo(client: SwarmClient) -> None:
+    print(f"\n> {DEMO_PROMPT}", end="", flush=True)
+    for event in client.stream(DEMO_PROMPT, max_tokens=48, temperature=0.0):
+        text = getattr(event, "text", "")
+        print(text, end="", flush=True)
+    print("\n", flush=True)

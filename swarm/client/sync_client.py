@@ -1,0 +1,87 @@
+"""SwarmClient: the blocking Python client; streams tokens and retries safely with the same request id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from swarm.client.types import RETRYABLE, Completion, GenerateOptions, SwarmCallError
+from swarm.coordinator.validation import new_request_id
+from swarm.shared.addresses import default_coordinator
+from swarm.shared.auth import bearer_metadata
+from swarm.shared.backoff import backoff_delays
+from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.convert import event_from_wire, models_from_wire, status_from_wire
+
+
+class SwarmClient:
+    """Talks to a coordinator (default: $SWARM_COORDINATOR or 127.0.0.1:50051).
+
+    A generation interrupted by a coordinator restart is retried with the same request
+    id, so the swarm resumes it rather than running it twice, and already-received
+    pieces are not repeated.
+    """
+
+    def __init__(
+        self, address: str | None = None, *, api_key: str = "", retries: int = 5, timeout_s: float | None = None
+    ) -> None:
+        self.address = address or default_coordinator()
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub: Any = pb_grpc.InferenceStub(self._channel)
+        self._metadata = bearer_metadata(api_key)
+        self._retries = retries
+        self._timeout_s = timeout_s
+
+    def __enter__(self) -> SwarmClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def stream(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Iterator[GenerationEvent]:
+        """Yields TextPiece events as they are generated, then one Finished."""
+        options = options or GenerateOptions(**fields)
+        request = options.to_wire(prompt, options.request_id or new_request_id())
+        delivered = 0
+        delays = backoff_delays()
+        attempt = 0
+        while True:
+            try:
+                messages = self._stub.Generate(request, metadata=self._metadata, timeout=self._timeout_s)
+                for seen, message in enumerate(messages, start=1):
+                    if seen > delivered:  # a retry replays from the start: skip what the caller has
+                        delivered = seen
+                        yield event_from_wire(message)
+                return
+            except grpc.RpcError as exc:
+                code = exc.code()
+                attempt += 1
+                if code not in RETRYABLE or attempt > self._retries:
+                    raise SwarmCallError(code, exc.details() or "") from None
+                time.sleep(next(delays))
+
+    def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:
+        options = options or GenerateOptions(**fields)
+        if not options.request_id:
+            options = GenerateOptions(**{**options.__dict__, "request_id": new_request_id()})
+        return Completion.from_events(options.request_id, list(self.stream(prompt, options)))
+
+    def list_models(self) -> list[ModelSummary]:
+        return models_from_wire(self._call(self._stub.ListModels, pb.ListModelsRequest()))
+
+    def status(self) -> SwarmStatus:
+        return status_from_wire(self._call(self._stub.GetStatus, pb.GetStatusRequest()))
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, metadata=self._metadata, timeout=self._timeout_s or 10.0)
+        except grpc.RpcError as exc:
+            raise SwarmCallError(exc.code(), exc.details() or "") from None

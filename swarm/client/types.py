@@ -1,0 +1,75 @@
+"""What the clients take and give: generation options, a finished completion, a call error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from swarm.shared.types import Finished, GenerationEvent, TextPiece
+from swarm.wire import swarm_pb2 as pb
+
+# Codes a retry with the same request id may cure: the coordinator restarted or is overloaded.
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+class SwarmCallError(RuntimeError):
+    """A call the swarm refused or could not finish; `code` is the gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    model: str = ""
+    max_tokens: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int = 0
+    seed: int | None = None
+    stop: Sequence[str] = ()
+    request_id: str = ""
+
+    def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
+        msg = pb.GenerateRequest(
+            model=self.model,
+            prompt=prompt,
+            max_tokens=self.max_tokens,
+            top_k=self.top_k,
+            stop=list(self.stop),
+            request_id=request_id,
+        )
+        if self.temperature is not None:
+            msg.temperature = self.temperature
+        if self.top_p is not None:
+            msg.top_p = self.top_p
+        if self.seed is not None:
+            msg.seed = self.seed
+        return msg
+
+
+@dataclass(frozen=True)
+class Completion:
+    request_id: str
+    text: str
+    token_ids: tuple[int, ...]
+    finished: Finished
+    pieces: tuple[TextPiece, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_events(cls, request_id: str, events: Iterable[GenerationEvent]) -> Completion:
+        pieces = [e for e in events if isinstance(e, TextPiece)]
+        finals = [e for e in events if isinstance(e, Finished)]
+        if not finals:
+            raise SwarmCallError(grpc.StatusCode.INTERNAL, "stream ended without a finish message")
+        return cls(
+            request_id,
+            "".join(p.text for p in pieces),
+            tuple(t for p in pieces for t in p.token_ids),
+            finals[-1],
+            tuple(pieces),
+        )

@@ -1,0 +1,36 @@
+"""CoordinatorConfig: everything one coordinator process needs, validated when built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from swarm.coordinator.validation import RequestLimits
+from swarm.shared.addresses import split_host_port
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    listen: str = "0.0.0.0:50051"
+    http: str = "0.0.0.0:8080"  # empty: no HTTP endpoint
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    token: str = ""  # workers must present it to join
+    default_model: str = ""  # empty: the model most workers serve
+    heartbeat_ttl_s: float = 3.0
+    heartbeat_interval_s: float = 1.0
+    poll_interval_s: float = 0.25  # registry refresh and queue poll pace
+    no_worker_wait_s: float = 10.0  # how long a request waits for a worker of its model to appear
+    worker_idle_timeout_s: float = 60.0  # a worker that sends nothing for this long has failed
+    forget_worker_after_s: float = 600.0
+    max_attempts: int = 3  # dispatches of one request before it fails
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    def __post_init__(self) -> None:
+        split_host_port(self.listen)
+        if self.http:
+            split_host_port(self.http)
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"--redis must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
+        if self.no_worker_wait_s < 0 or self.max_attempts < 1:
+            raise ValueError("no_worker_wait_s must be >= 0 and max_attempts >= 1")

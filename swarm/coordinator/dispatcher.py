@@ -1,0 +1,264 @@
+"""Dispatcher: hands waiting requests to the least-loaded free worker and relays its token stream.
+
+The queue lives in Redis; this process only keeps what a restart can rebuild: which
+requests it is running, and the events of each for the clients following it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+
+from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.request_store import RequestStore, StoredResult
+from swarm.coordinator.request_stream import RequestStream
+from swarm.coordinator.routing import candidates, pick_worker
+from swarm.coordinator.worker_calls import WorkerCalls
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import Finished, GenerationRequest, WorkerInfo, WorkerView
+from swarm.wire.convert import event_from_wire, run_request_to_wire
+
+log = logging.getLogger(__name__)
+
+# Worker answers that are the request's own fault: retrying elsewhere would fail the same way.
+_CLIENT_FAULTS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE}
+QUEUE_SCAN_LIMIT = 512
+
+
+class WorkerFailed(Exception):
+    """A worker broke off a request: its process died, it stalled, or it refused the work."""
+
+
+@dataclass
+class _Assignment:
+    request: GenerationRequest
+    worker: WorkerInfo
+    enqueued_ms: int
+    last_event: float
+    call: Any = None
+    stalled: bool = False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        store: RequestStore,
+        registry: WorkerRegistry,
+        monitor: HeartbeatMonitor,
+        calls: WorkerCalls,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._monitor = monitor
+        self._calls = calls
+        self._streams: dict[str, RequestStream] = {}
+        self._assignments: dict[str, _Assignment] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._requests: dict[str, tuple[GenerationRequest, int]] = {}
+        self._inflight: Counter[str] = Counter()
+        self._attempts: Counter[str] = Counter()
+        self._wake_event = asyncio.Event()
+        self._started_ms = int(time.time() * 1000)
+        self.completed = 0
+        self.failed = 0
+
+    # ------------------------------------------------------------ used by the service
+
+    def wake(self) -> None:
+        self._wake_event.set()
+
+    def views(self) -> list[WorkerView]:
+        return [replace(v, inflight=self._inflight[v.info.worker_id]) for v in self._monitor.workers]
+
+    async def submit(self, request: GenerationRequest) -> RequestStream:
+        stream = self._streams[request.request_id] = RequestStream()
+        enqueued_ms = await self._store.enqueue(request)
+        self._requests[request.request_id] = (request, enqueued_ms)
+        self.wake()
+        return stream
+
+    async def attach(self, request_id: str) -> RequestStream | StoredResult | None:
+        """The stream of a known request (a client retrying), its stored result, or None."""
+        stream = self._streams.get(request_id)
+        if stream is not None:
+            return stream
+        stored = await self._store.load(request_id)
+        if stored is None:
+            return None
+        if stored.result is not None:
+            return stored.result
+        stream = self._streams[request_id] = RequestStream()
+        return stream
+
+    async def delivered(self, request_id: str) -> None:
+        """A client received the whole result: the request may leave Redis."""
+        self._streams.pop(request_id, None)
+        await self._store.forget(request_id)
+
+    async def cancel(self, request_id: str) -> None:
+        """The client went away: stop the work and free its slot."""
+        task = self._tasks.get(request_id)
+        if task is not None:
+            task.cancel()
+        stream = self._streams.pop(request_id, None)
+        if stream is not None and not stream.done:
+            stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
+        self._requests.pop(request_id, None)
+        await self._store.forget(request_id)
+
+    # ------------------------------------------------------------ background work
+
+    async def recover(self) -> None:
+        """Queues again what a previous coordinator was running when it stopped."""
+        for request_id in await self._store.running():
+            stored = await self._store.load(request_id)
+            if stored is None:
+                await self._store.forget(request_id)
+                continue
+            log.info("requeueing %s, left running by a previous coordinator", request_id)
+            await self._store.requeue(request_id, stored.enqueued_ms)
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_event.wait(), self._config.poll_interval_s)
+            self._wake_event.clear()
+            await self._dispatch_waiting()
+            self._cancel_stalled()
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=5.0)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    # ------------------------------------------------------------ internals
+
+    async def _dispatch_waiting(self) -> None:
+        views = self.views()
+        now_ms = int(time.time() * 1000)
+        for request_id in await self._store.waiting(QUEUE_SCAN_LIMIT):
+            known = self._requests.get(request_id)
+            if known is None:
+                stored = await self._store.load(request_id)
+                if stored is None:
+                    await self._store.forget(request_id)
+                    continue
+                known = self._requests[request_id] = (stored.request, stored.enqueued_ms)
+            request, enqueued_ms = known
+            if not candidates(views, request.model):
+                waited_s = (now_ms - max(enqueued_ms, self._started_ms)) / 1000
+                if waited_s > self._config.no_worker_wait_s:
+                    await self._fail(
+                        request_id,
+                        SwarmError(
+                            ErrorCode.UNAVAILABLE,
+                            f"no worker serving model {request.model!r} is up (waited {waited_s:.0f} s)",
+                        ),
+                    )
+                continue
+            worker = pick_worker(views, request.model)
+            if worker is None or not await self._store.claim(request_id, worker.info.worker_id):
+                continue
+            worker_id = worker.info.worker_id
+            self._inflight[worker_id] += 1
+            views = self.views()
+            assignment = _Assignment(request, worker.info, enqueued_ms, time.monotonic())
+            self._assignments[request_id] = assignment
+            self._tasks[request_id] = asyncio.create_task(self._relay(assignment), name=request_id)
+
+    def _cancel_stalled(self) -> None:
+        now = time.monotonic()
+        for assignment in self._assignments.values():
+            if assignment.call is not None and now - assignment.last_event > self._config.worker_idle_timeout_s:
+                log.warning(
+                    "worker %s sent nothing for %.0f s on %s; giving up on it",
+                    assignment.worker.worker_id,
+                    now - assignment.last_event,
+                    assignment.request.request_id,
+                )
+                assignment.stalled = True
+                assignment.call.cancel()
+
+    async def _relay(self, assignment: _Assignment) -> None:
+        request = assignment.request
+        request_id = request.request_id
+        stream = self._streams.setdefault(request_id, RequestStream())
+        self._attempts[request_id] += 1
+        try:
+            await self._stream_from_worker(assignment, stream)
+        except WorkerFailed as exc:
+            await self._worker_failed(assignment, stream, exc)
+        except SwarmError as exc:
+            await self._fail(request_id, exc)
+        else:
+            self.completed += 1
+            self._requests.pop(request_id, None)
+            self._attempts.pop(request_id, None)
+            if stream.followers == 0:  # nobody is waiting now: keep the result until asked
+                self._streams.pop(request_id, None)
+                await self._store.complete(request_id, StoredResult(stream.pieces, stream.final))
+        finally:
+            self._inflight[assignment.worker.worker_id] -= 1
+            self._assignments.pop(request_id, None)
+            self._tasks.pop(request_id, None)
+            self.wake()
+
+    async def _stream_from_worker(self, assignment: _Assignment, stream: RequestStream) -> None:
+        call = assignment.call = self._calls.run(assignment.worker.address, run_request_to_wire(assignment.request))
+        try:
+            async for message in call:
+                assignment.last_event = time.monotonic()
+                event = event_from_wire(message)
+                stream.publish(event)
+                if isinstance(event, Finished):
+                    return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _CLIENT_FAULTS:
+                raise SwarmError(ErrorCode(exc.code().name), exc.details() or "rejected by the worker") from exc
+            raise WorkerFailed(f"{exc.code().name}: {exc.details()}") from exc
+        except asyncio.CancelledError:
+            if assignment.stalled:  # cancelled by _cancel_stalled, not by the client
+                raise WorkerFailed("stalled") from None
+            raise
+        raise WorkerFailed("ended the stream without finishing")
+
+    async def _worker_failed(self, assignment: _Assignment, stream: RequestStream, exc: WorkerFailed) -> None:
+        worker, request_id = assignment.worker, assignment.request.request_id
+        log.warning("worker %s failed on %s: %s", worker.worker_id, request_id, exc)
+        await self._registry.mark_down(worker.worker_id)
+        produced = len(stream.pieces)
+        if produced == 0 and self._attempts[request_id] < self._config.max_attempts:
+            await self._store.requeue(request_id, assignment.enqueued_ms)
+            return
+        await self._fail(
+            request_id,
+            SwarmError(
+                ErrorCode.UNAVAILABLE,
+                f"worker {worker.worker_id} failed after {produced} pieces ({exc}); retry the request",
+            ),
+        )
+
+    async def _fail(self, request_id: str, error: SwarmError) -> None:
+        self.failed += 1
+        stream = self._streams.pop(request_id, None)
+        if stream is not None:
+            stream.fail(error)
+        self._requests.pop(request_id, None)
+        self._attempts.pop(request_id, None)
+        await self._store.forget(request_id)

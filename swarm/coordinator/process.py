@@ -1,0 +1,118 @@
+"""The coordinator process: Redis, the gRPC and HTTP servers, and the background loops that own them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+
+from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.http_api import build_http_app
+from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.request_store import RequestStore
+from swarm.coordinator.service import InferenceService
+from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
+from swarm.coordinator.worker_calls import WorkerCalls
+from swarm.shared.addresses import split_host_port
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+async def connect_redis(url: str) -> Redis:
+    redis = Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+    )
+    try:
+        await redis.ping()
+    except Exception as exc:
+        await redis.aclose()
+        raise ConnectionError(f"cannot reach Redis at {url}: {exc}") from exc
+    return redis
+
+
+async def serve_coordinator(config: CoordinatorConfig) -> None:
+    started = time.monotonic()
+    redis = await connect_redis(config.redis_url)
+    registry = WorkerRegistry(redis, config.heartbeat_ttl_s)
+    store = RequestStore(redis)
+    calls = WorkerCalls(config.token)
+    monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
+    dispatcher = Dispatcher(config, store, registry, monitor, calls)
+    monitor.on_change = dispatcher.wake
+    service = InferenceService(config, dispatcher, registry, store)
+    await monitor.refresh()
+    await dispatcher.recover()
+
+    server = grpc.aio.server()
+    pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
+    pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Inference", "Registry")]
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    if server.add_insecure_port(config.listen) == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    http_runner: web.AppRunner | None = None
+    if config.http:
+        http_runner = web.AppRunner(build_http_app(service), access_log=None)
+        await http_runner.setup()
+        host, port = split_host_port(config.http)
+        await web.TCPSite(http_runner, host, port).start()
+
+    tasks = [
+        asyncio.create_task(monitor.run(), name="heartbeat-monitor"),
+        asyncio.create_task(dispatcher.run(), name="dispatcher"),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "coordinator listening on %s (gRPC)%s, Redis %s",
+        config.listen,
+        f" and {config.http} (HTTP)" if config.http else "",
+        config.redis_url,
+    )
+    try:
+        waiters = [asyncio.create_task(stop.wait()), *tasks]
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiters[0]:
+                task.result()  # a background loop died: surface its error
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.stop(grace=2.0)
+        await dispatcher.shutdown()
+        if http_runner is not None:
+            await http_runner.cleanup()
+        await calls.close()
+        queued = await store.depth()
+        await redis.aclose()
+        log.info(
+            "coordinator stopped after %.0f s: %d requests completed, %d failed, %d left queued in Redis",
+            time.monotonic() - started,
+            dispatcher.completed,
+            dispatcher.failed,
+            queued,
+        )

@@ -1,0 +1,67 @@
+"""The worker registry and heartbeat liveness, kept in Redis."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from swarm.coordinator import redis_keys as keys
+from swarm.shared.codec import to_json, worker_info_from_json, worker_load_from_json
+from swarm.shared.types import WorkerInfo, WorkerLoad, WorkerView
+
+
+class WorkerRegistry:
+    def __init__(self, redis: Redis, heartbeat_ttl_s: float) -> None:
+        self._redis = redis
+        self._ttl_ms = int(heartbeat_ttl_s * 1000)
+
+    async def join(self, info: WorkerInfo) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.WORKERS, info.worker_id, to_json(info))
+            pipe.set(keys.heartbeat_key(info.worker_id), to_json(WorkerLoad()), px=self._ttl_ms)
+            pipe.hset(keys.LAST_SEEN, info.worker_id, time.time())
+            await pipe.execute()
+
+    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> bool:
+        """Records a heartbeat; False when the worker is unknown and must join again."""
+        if not await self._redis.hexists(keys.WORKERS, worker_id):
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.heartbeat_key(worker_id), to_json(load), px=self._ttl_ms)
+            pipe.hset(keys.LAST_SEEN, worker_id, time.time())
+            await pipe.execute()
+        return True
+
+    async def leave(self, worker_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.WORKERS, worker_id)
+            pipe.hdel(keys.LAST_SEEN, worker_id)
+            pipe.delete(keys.heartbeat_key(worker_id))
+            await pipe.execute()
+
+    async def mark_down(self, worker_id: str) -> None:
+        """Ends a worker's liveness now (it failed a call); its next heartbeat brings it back."""
+        await self._redis.delete(keys.heartbeat_key(worker_id))
+
+    async def snapshot(self) -> list[WorkerView]:
+        """Every registered worker with its last load and whether its heartbeat is alive."""
+        infos = await self._redis.hgetall(keys.WORKERS)
+        if not infos:
+            return []
+        ids = sorted(str(k) for k in infos)
+        loads = await self._redis.mget([keys.heartbeat_key(i) for i in ids])
+        seen = await self._redis.hmget(keys.LAST_SEEN, ids)
+        now = time.time()
+        views = []
+        for worker_id, load, last in zip(ids, loads, seen, strict=True):
+            info = worker_info_from_json(infos[worker_id])
+            views.append(
+                WorkerView(
+                    info=info,
+                    load=worker_load_from_json(load) if load else WorkerLoad(),
+                    up=load is not None,
+                    heartbeat_age_s=now - float(last) if last else -1.0,
+                )
+            )
+        return views

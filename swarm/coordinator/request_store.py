@@ -1,0 +1,106 @@
+"""RequestStore: requests, their queue and undelivered results, kept in Redis until delivered."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from swarm.coordinator import redis_keys as keys
+from swarm.shared.codec import finished_from_dict, request_from_json, to_json
+from swarm.shared.types import Finished, GenerationRequest, TextPiece
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    pieces: tuple[TextPiece, ...]
+    finished: Finished
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    request: GenerationRequest
+    state: str  # "queued", "running" or "done"
+    enqueued_ms: int
+    result: StoredResult | None = None
+
+
+class RequestStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def enqueue(self, request: GenerationRequest) -> int:
+        now_ms = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.request_key(request.request_id),
+                mapping={"request": to_json(request), "state": "queued", "enqueued_ms": now_ms},
+            )
+            pipe.zadd(keys.QUEUE, {request.request_id: now_ms})
+            await pipe.execute()
+        return now_ms
+
+    async def waiting(self, limit: int) -> list[str]:
+        return [str(i) for i in await self._redis.zrange(keys.QUEUE, 0, limit - 1)]
+
+    async def depth(self) -> int:
+        return int(await self._redis.zcard(keys.QUEUE))
+
+    async def load(self, request_id: str) -> StoredRequest | None:
+        data = await self._redis.hgetall(keys.request_key(request_id))
+        if "request" not in data:
+            return None
+        result = None
+        if "result" in data:
+            raw: dict[str, Any] = json.loads(data["result"])
+            pieces = tuple(TextPiece(text, tuple(ids)) for text, ids in raw["pieces"])
+            result = StoredResult(pieces, finished_from_dict(raw["finished"]))
+        return StoredRequest(
+            request=request_from_json(data["request"]),
+            state=str(data["state"]),
+            enqueued_ms=int(data["enqueued_ms"]),
+            result=result,
+        )
+
+    async def claim(self, request_id: str, worker_id: str) -> bool:
+        """Takes a request off the queue for a worker; False if someone else took it first."""
+        if not await self._redis.zrem(keys.QUEUE, request_id):
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(keys.RUNNING, request_id)
+            pipe.hset(keys.request_key(request_id), mapping={"state": "running", "worker": worker_id})
+            await pipe.execute()
+        return True
+
+    async def requeue(self, request_id: str, enqueued_ms: int) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.RUNNING, request_id)
+            pipe.hset(keys.request_key(request_id), mapping={"state": "queued", "worker": ""})
+            pipe.zadd(keys.QUEUE, {request_id: enqueued_ms})
+            await pipe.execute()
+
+    async def complete(self, request_id: str, result: StoredResult) -> None:
+        """Keeps the result of a request no client is waiting for, until one asks or it expires."""
+        payload = {
+            "pieces": [[p.text, list(p.token_ids)] for p in result.pieces],
+            "finished": asdict(result.finished),
+        }
+        key = keys.request_key(request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.RUNNING, request_id)
+            pipe.hset(key, mapping={"state": "done", "result": json.dumps(payload)})
+            pipe.expire(key, keys.RESULT_TTL_S)
+            await pipe.execute()
+
+    async def forget(self, request_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.QUEUE, request_id)
+            pipe.srem(keys.RUNNING, request_id)
+            pipe.delete(keys.request_key(request_id))
+            await pipe.execute()
+
+    async def running(self) -> list[str]:
+        return sorted(str(i) for i in await self._redis.smembers(keys.RUNNING))

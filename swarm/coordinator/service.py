@@ -1,0 +1,149 @@
+"""InferenceService: what the coordinator does for clients and workers, free of any wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.request_store import RequestStore, StoredResult
+from swarm.coordinator.routing import default_model
+from swarm.coordinator.validation import InvalidRequest, check_fits_context, validate_request
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import (
+    Finished,
+    GenerationEvent,
+    ModelSummary,
+    RawRequest,
+    SwarmStatus,
+    WorkerInfo,
+    WorkerLoad,
+)
+
+log = logging.getLogger(__name__)
+
+
+class InferenceService:
+    def __init__(
+        self, config: CoordinatorConfig, dispatcher: Dispatcher, registry: WorkerRegistry, store: RequestStore
+    ) -> None:
+        self._config = config
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._store = store
+
+    # ------------------------------------------------------------ clients
+
+    async def generate(self, raw: RawRequest) -> AsyncIterator[GenerationEvent]:
+        try:
+            request = validate_request(raw, self._config.limits)
+        except InvalidRequest as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        if raw.request_id:  # a retry of a request this swarm already has attaches to it
+            known = await self._dispatcher.attach(raw.request_id)
+            if isinstance(known, StoredResult):
+                for piece in known.pieces:
+                    yield piece
+                yield known.finished
+                await self._dispatcher.delivered(raw.request_id)
+                return
+            if known is not None:
+                async for event in self._follow(raw.request_id, known.follow()):
+                    yield event
+                return
+        model = await self._resolve_model(request.model)
+        request = replace(request, model=model)
+        context = self._context_length(model)
+        if context:
+            try:
+                check_fits_context(request, context)
+            except InvalidRequest as exc:
+                raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        stream = await self._dispatcher.submit(request)
+        async for event in self._follow(request.request_id, stream.follow()):
+            yield event
+
+    async def _follow(self, request_id: str, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
+        finished = False
+        try:
+            async for event in events:
+                yield event
+                if isinstance(event, Finished):
+                    finished = True
+        except SwarmError:
+            finished = True  # the dispatcher already dropped the request
+            raise
+        finally:
+            if finished:
+                await self._dispatcher.delivered(request_id)
+            else:
+                await asyncio.shield(self._dispatcher.cancel(request_id))
+
+    async def _resolve_model(self, requested: str) -> str:
+        if requested:
+            known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
+            if requested not in known:
+                served = ", ".join(sorted(m for m in known if m)) or "none yet"
+                raise SwarmError(ErrorCode.NOT_FOUND, f"model {requested!r} is not served here (served: {served})")
+            return requested
+        deadline = time.monotonic() + self._config.no_worker_wait_s
+        while True:
+            model = default_model(self._dispatcher.views(), self._config.default_model)
+            if model:
+                return model
+            if time.monotonic() >= deadline:
+                raise SwarmError(
+                    ErrorCode.UNAVAILABLE,
+                    f"no worker has joined the swarm (waited {self._config.no_worker_wait_s:.0f} s)",
+                )
+            await asyncio.sleep(self._config.poll_interval_s)
+
+    def _context_length(self, model: str) -> int:
+        lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
+        return min(lengths) if lengths else 0
+
+    def list_models(self) -> list[ModelSummary]:
+        views = self._dispatcher.views()
+        default = default_model(views, self._config.default_model) or ""
+        names = {v.info.model for v in views} | ({default} if default else set())
+        return [
+            ModelSummary(
+                name=name,
+                context_length=self._context_length(name),
+                workers_up=sum(1 for v in views if v.up and v.info.model == name),
+                is_default=name == default,
+            )
+            for name in sorted(names)
+        ]
+
+    async def status(self) -> SwarmStatus:
+        views = self._dispatcher.views()
+        return SwarmStatus(
+            workers=views,
+            queue_depth=await self._store.depth(),
+            default_model=default_model(views, self._config.default_model) or "",
+        )
+
+    # ------------------------------------------------------------ workers
+
+    async def join(self, info: WorkerInfo) -> str:
+        if not info.address or not info.model or info.slots < 1:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, "join needs an address, a model and at least one slot")
+        worker_id = info.worker_id or "worker-" + secrets.token_hex(4)
+        await self._registry.join(replace(info, worker_id=worker_id))
+        log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
+        self._dispatcher.wake()
+        return worker_id
+
+    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> bool:
+        return await self._registry.heartbeat(worker_id, load)
+
+    async def leave(self, worker_id: str) -> None:
+        await self._registry.leave(worker_id)
+        log.info("worker %s left", worker_id)

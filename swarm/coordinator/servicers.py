@@ -1,0 +1,109 @@
+"""gRPC servicers of the coordinator: decode the request, call InferenceService, encode the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import grpc
+
+from swarm.coordinator.service import InferenceService
+from swarm.coordinator.validation import new_request_id
+from swarm.shared.auth import token_matches
+from swarm.shared.errors import SwarmError
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.convert import (
+    event_to_wire,
+    raw_request_from_wire,
+    worker_info_from_wire,
+    worker_info_to_wire,
+    worker_load_from_wire,
+    worker_load_to_wire,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: SwarmError) -> None:
+    await context.abort(grpc.StatusCode[error.code.name], error.message)
+
+
+class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
+    def __init__(self, service: InferenceService) -> None:
+        self._service = service
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        raw = raw_request_from_wire(request)
+        if not raw.request_id:
+            raw = replace(raw, request_id=new_request_id())
+        try:
+            async for event in self._service.generate(raw):
+                yield event_to_wire(raw.request_id, event)
+        except SwarmError as error:
+            await _abort(context, error)
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelInfo(
+                    name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default
+                )
+                for m in self._service.list_models()
+            ]
+        )
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        status = await self._service.status()
+        return pb.GetStatusResponse(
+            workers=[
+                pb.WorkerStatus(
+                    info=worker_info_to_wire(v.info),
+                    state="up" if v.up else "down",
+                    load=worker_load_to_wire(v.load),
+                    last_heartbeat_age_s=v.heartbeat_age_s,
+                )
+                for v in status.workers
+            ],
+            queue_depth=status.queue_depth,
+            default_model=status.default_model,
+        )
+
+
+class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
+    def __init__(self, service: InferenceService, token: str) -> None:
+        self._service = service
+        self._token = token
+        self._last_refusal_log = 0.0
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        if token_matches(context.invocation_metadata(), self._token):
+            return
+        if time.monotonic() - self._last_refusal_log > 1.0:  # a misconfigured fleet must not flood the log
+            self._last_refusal_log = time.monotonic()
+            log.warning("refused a worker call from %s: wrong or missing join token", context.peer())
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
+
+    async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
+        await self._authenticate(context)
+        try:
+            worker_id = await self._service.join(worker_info_from_wire(request.info))
+        except SwarmError as error:
+            await _abort(context, error)
+        return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=1.0)
+
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
+        await self._authenticate(context)
+        known = await self._service.heartbeat(request.worker_id, worker_load_from_wire(request.load))
+        return pb.HeartbeatResponse(rejoin=not known)
+
+    async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
+        await self._authenticate(context)
+        await self._service.leave(request.worker_id)
+        return pb.LeaveResponse()

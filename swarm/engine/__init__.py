@@ -1,0 +1,1 @@
+"""Everything that touches llama.cpp: the model adapter, sequences, the batching engine."""

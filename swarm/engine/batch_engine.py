@@ -1,0 +1,286 @@
+"""BatchEngine: continuous batching; every active sequence advances in one llama_decode per step.
+
+All llama.cpp calls happen on the engine's own thread. Requests join between steps,
+finished or cancelled ones leave at once, and a long prompt is prefilled in chunks
+so that running streams wait at most one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
+from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.text_stream import TextStream
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    slots: int = 8
+    context_per_slot: int = 2048
+    batch_size: int = 512  # tokens per llama_decode at most
+    prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.batch_size < self.slots:
+            raise ValueError("batch_size must be at least slots (one decode token per slot)")
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    slots_busy: int
+    waiting: int
+    tokens_generated: int
+    tokens_per_second: float
+    prompt_tokens: int
+    cached_prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class _Submit:
+    request: GenerationRequest
+    emit: EmitFn
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    request_id: str
+
+
+class BatchEngine:
+    RATE_WINDOW_S = 10.0
+
+    def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
+        self.model = model
+        self.config = config
+        # A sequence longer than the model was trained on degrades; never offer more than that.
+        per_slot = min(config.context_per_slot, model.context_length_trained or config.context_per_slot)
+        self._context = LlamaContext(model, config.slots, per_slot, config.batch_size, config.threads)
+        self.context_per_slot = self._context.context_per_slot
+        self._batch = TokenBatch(self._context.batch_size)
+        self._slots = [Slot(i) for i in range(config.slots)]
+        self._inbox: queue.SimpleQueue[_Submit | _Cancel | None] = queue.SimpleQueue()
+        self._waiting: deque[Sequence] = deque()
+        self._running = False
+        self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
+        self._steps = 0
+        self._tokens_generated = 0
+        self._prompt_tokens = 0
+        self._cached_prompt_tokens = 0
+        self._rate: deque[tuple[float, int]] = deque()
+
+    # ------------------------------------------------------------ any thread
+
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Cancels whatever runs, stops the thread and frees llama.cpp's memory."""
+        if self._thread.is_alive():
+            self._inbox.put(None)
+            self._thread.join()
+        self._batch.close()
+        self._context.close()
+
+    def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
+        self._inbox.put(_Submit(request, emit))
+
+    def cancel(self, request_id: str) -> None:
+        self._inbox.put(_Cancel(request_id))
+
+    def stats(self) -> EngineStats:
+        now = time.monotonic()
+        window = [(t, n) for t, n in list(self._rate) if now - t <= self.RATE_WINDOW_S]
+        rate = sum(n for _, n in window) / self.RATE_WINDOW_S if window else 0.0
+        return EngineStats(
+            slots_busy=sum(1 for s in self._slots if s.sequence is not None),
+            waiting=len(self._waiting),
+            tokens_generated=self._tokens_generated,
+            tokens_per_second=rate,
+            prompt_tokens=self._prompt_tokens,
+            cached_prompt_tokens=self._cached_prompt_tokens,
+        )
+
+    # ------------------------------------------------------------ engine thread
+
+    def _active(self) -> list[Sequence]:
+        return [s.sequence for s in self._slots if s.sequence is not None]
+
+    def _loop(self) -> None:
+        while self._running:
+            self._drain_inbox(block=not self._active() and not self._waiting)
+            self._admit_waiting()
+            if not self._active():
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a failed decode must not kill the worker: fail its sequences
+                log.exception("engine step failed")
+                for slot in self._slots:
+                    if slot.sequence is not None:
+                        slot.sequence.emit(SwarmError(ErrorCode.INTERNAL, f"engine step failed: {exc}"))
+                        self._release(slot, keep_cache=False)
+        for slot in self._slots:
+            if slot.sequence is not None:
+                self._finish(slot, FinishReason.CANCELLED)
+        for sequence in self._waiting:
+            sequence.emit(SwarmError(ErrorCode.UNAVAILABLE, "worker is shutting down"))
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if item is None:
+                self._running = False
+            elif isinstance(item, _Submit):
+                self._waiting.append(Sequence(item.request, item.emit, TextStream(item.request.stop)))
+            else:
+                self._cancel(item.request_id)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _cancel(self, request_id: str) -> None:
+        for sequence in list(self._waiting):
+            if sequence.request.request_id == request_id:
+                self._waiting.remove(sequence)
+                sequence.emit(Finished(FinishReason.CANCELLED, 0, 0))
+        for slot in self._slots:
+            if slot.sequence is not None and slot.sequence.request.request_id == request_id:
+                self._finish(slot, FinishReason.CANCELLED)
+
+    def _admit_waiting(self) -> None:
+        while self._waiting:
+            sequence = self._waiting[0]
+            if not sequence.prompt:
+                sequence.prompt = self.model.tokenize(sequence.request.prompt)
+                if len(sequence.prompt) >= self.context_per_slot:
+                    self._waiting.popleft()
+                    sequence.emit(
+                        SwarmError(
+                            ErrorCode.INVALID_ARGUMENT,
+                            f"prompt: {len(sequence.prompt)} tokens do not fit the context of "
+                            f"{self.context_per_slot} tokens per sequence",
+                        )
+                    )
+                    continue
+            choice = choose_slot(self._slots, sequence.prompt)
+            if choice is None:
+                return
+            self._waiting.popleft()
+            slot, keep = choice
+            if keep == 0 or not self._context.forget(slot.seq_id, keep):
+                self._context.forget(slot.seq_id)
+                keep = 0
+            slot.cached = sequence.prompt[:keep]
+            slot.sequence = sequence
+            sequence.pending = sequence.prompt[keep:]
+            sequence.position = keep
+            sequence.cached_prompt_tokens = keep
+            sequence.sampler = Sampler(sequence.request.sampling, sequence.prompt)
+            self._prompt_tokens += len(sequence.prompt)
+            self._cached_prompt_tokens += keep
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        sampled_at: list[tuple[Slot, int]] = []
+        prefilling: list[Slot] = []
+        for slot in self._slots:
+            sequence = slot.sequence
+            if sequence is None:
+                continue
+            if sequence.prefilling:
+                prefilling.append(slot)
+                continue
+            index = batch.add(sequence.next_token, sequence.position, slot.seq_id, True)
+            slot.cached.append(sequence.next_token)
+            sequence.position += 1
+            sampled_at.append((slot, index))
+        budget = batch.capacity - batch.size
+        if sampled_at:
+            budget = min(budget, self.config.prefill_chunk)
+        for slot in prefilling:
+            if budget <= 0:
+                break
+            sequence = slot.sequence
+            assert sequence is not None  # prefilling holds only occupied slots
+            chunk = sequence.pending[:budget]
+            last = len(chunk) == len(sequence.pending)
+            for j, token in enumerate(chunk):
+                index = batch.add(token, sequence.position + j, slot.seq_id, last and j == len(chunk) - 1)
+            slot.cached.extend(chunk)
+            sequence.position += len(chunk)
+            sequence.pending = sequence.pending[len(chunk) :]
+            budget -= len(chunk)
+            if last:
+                sampled_at.append((slot, index))
+        self._context.decode(batch)
+        self._steps += 1
+        produced = 0
+        for slot, index in sampled_at:
+            sequence = slot.sequence
+            assert sequence is not None and sequence.sampler is not None
+            token = sequence.sampler.sample(self._context, index)
+            produced += 1
+            self._accept(slot, sequence, token)
+        self._tokens_generated += produced
+        self._rate.append((time.monotonic(), produced))
+        while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
+            self._rate.popleft()
+
+    def _accept(self, slot: Slot, sequence: Sequence, token: int) -> None:
+        sequence.generated += 1
+        if self.model.is_end_of_generation(token):
+            self._finish(slot, FinishReason.STOP)
+            return
+        release = sequence.text.feed(token, self.model.token_bytes(token))
+        if release.text or release.token_ids:
+            sequence.emit(TextPiece(release.text, release.token_ids))
+        if release.stopped:
+            self._finish(slot, FinishReason.STOP, flush=False)
+        elif sequence.generated >= sequence.request.max_tokens or sequence.position >= self.context_per_slot:
+            self._finish(slot, FinishReason.LENGTH)
+        else:
+            sequence.next_token = token
+
+    def _finish(self, slot: Slot, reason: FinishReason, flush: bool = True) -> None:
+        sequence = slot.sequence
+        assert sequence is not None  # only occupied slots finish
+        if flush:
+            tail = sequence.text.flush()
+            if tail.text:
+                sequence.emit(TextPiece(tail.text, tail.token_ids))
+        sequence.emit(
+            Finished(
+                reason, len(sequence.prompt), sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
+            )
+        )
+        self._release(slot, keep_cache=True)
+
+    def _release(self, slot: Slot, keep_cache: bool) -> None:
+        sequence = slot.sequence
+        if sequence is not None and sequence.sampler is not None:
+            sequence.sampler.close()
+        slot.sequence = None
+        slot.last_used = self._steps
+        if not keep_cache:
+            self._context.forget(slot.seq_id)
+            slot.cached = []

@@ -1,0 +1,65 @@
+"""Sequence: one request's life inside the engine, from prompt tokens to its last sampled token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from swarm.engine.llama_adapter import Sampler
+from swarm.engine.text_stream import TextStream
+from swarm.shared.errors import SwarmError
+from swarm.shared.types import GenerationEvent, GenerationRequest
+
+# Called from the engine thread; must be thread-safe and must not block.
+EmitFn = Callable[[GenerationEvent | SwarmError], None]
+
+
+@dataclass
+class Sequence:
+    request: GenerationRequest
+    emit: EmitFn
+    text: TextStream
+    prompt: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet in the KV cache
+    position: int = 0  # tokens of this sequence in the KV cache
+    next_token: int = -1  # sampled, to be decoded next step
+    generated: int = 0
+    cached_prompt_tokens: int = 0
+    sampler: Sampler | None = None
+    cancelled: bool = False
+
+    @property
+    def prefilling(self) -> bool:
+        return bool(self.pending)
+
+
+@dataclass
+class Slot:
+    """One llama.cpp sequence id. After a request ends, its tokens stay cached for prefix reuse."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this slot holds
+    sequence: Sequence | None = None
+    last_used: int = 0
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def choose_slot(slots: list[Slot], prompt: list[int]) -> tuple[Slot, int] | None:
+    """The free slot whose cache shares the longest prefix with prompt (ties: least recently used).
+
+    Returns the slot and how many prompt tokens can be kept; at least one prompt token is
+    always left to decode, since the first sampled token needs fresh logits.
+    """
+    free = [s for s in slots if s.sequence is None]
+    if not free:
+        return None
+    scored = [(common_prefix_length(s.cached, prompt), s) for s in free]
+    reuse, slot = max(scored, key=lambda pair: (pair[0], -pair[1].last_used))
+    return slot, min(reuse, len(prompt) - 1)

@@ -1,0 +1,1 @@
+"""Types and helpers shared by every role: in-process messages, addresses, defaults."""

@@ -1,0 +1,126 @@
+"""Frozen, typed messages that travel inside a process (protobuf only at the wire)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"  # end-of-generation token or a stop string
+    LENGTH = "length"  # max_tokens reached or the sequence's context is full
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.8  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k
+    seed: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0  # 1 disables the penalty
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """The client's fields exactly as sent; None where an optional field was unset."""
+
+    model: str = ""
+    prompt: str = ""
+    max_tokens: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A validated request: what the coordinator queues and a worker runs."""
+
+    request_id: str
+    model: str
+    prompt: str
+    max_tokens: int
+    sampling: SamplingParams
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+    token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    worker_id: str = ""
+    cached_prompt_tokens: int = 0
+
+
+GenerationEvent = TextPiece | Finished
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker is; fixed for its lifetime."""
+
+    worker_id: str
+    address: str
+    model: str
+    context_length: int
+    slots: int
+    threads: int
+    hostname: str = ""
+    model_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    """How a worker is doing; sent with every heartbeat."""
+
+    slots_busy: int = 0
+    tokens_per_second: float = 0.0
+    rss_bytes: int = 0
+    ram_available_bytes: int = 0
+    tokens_generated: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker as the coordinator sees it when routing: facts, load and liveness."""
+
+    info: WorkerInfo
+    load: WorkerLoad = field(default_factory=WorkerLoad)
+    up: bool = True
+    heartbeat_age_s: float = -1.0
+    inflight: int = 0  # requests this coordinator has running on it
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.info.slots - max(self.inflight, 0))
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    context_length: int
+    workers_up: int
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class SwarmStatus:
+    workers: list[WorkerView]
+    queue_depth: int
+    default_model: str

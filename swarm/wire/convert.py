@@ -1,0 +1,169 @@
+"""Converts between protobuf messages and the in-process dataclasses of swarm.shared.types."""
+
+from __future__ import annotations
+
+from swarm.shared.types import (
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    ModelSummary,
+    RawRequest,
+    SamplingParams,
+    SwarmStatus,
+    TextPiece,
+    WorkerInfo,
+    WorkerLoad,
+    WorkerView,
+)
+from swarm.wire import swarm_pb2 as pb
+
+_REASON_TO_WIRE = {
+    FinishReason.STOP: pb.FINISH_REASON_STOP,
+    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
+    FinishReason.CANCELLED: pb.FINISH_REASON_CANCELLED,
+}
+_REASON_FROM_WIRE = {v: k for k, v in _REASON_TO_WIRE.items()}
+
+
+def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
+    return RawRequest(
+        model=msg.model,
+        prompt=msg.prompt,
+        max_tokens=msg.max_tokens,
+        temperature=msg.temperature if msg.HasField("temperature") else None,
+        top_p=msg.top_p if msg.HasField("top_p") else None,
+        top_k=msg.top_k,
+        seed=msg.seed if msg.HasField("seed") else None,
+        stop=tuple(msg.stop),
+        request_id=msg.request_id,
+    )
+
+
+def event_to_wire(request_id: str, event: GenerationEvent) -> pb.GenerateResponse:
+    if isinstance(event, TextPiece):
+        piece = pb.TextPiece(text=event.text, token_ids=event.token_ids)
+        return pb.GenerateResponse(request_id=request_id, piece=piece)
+    finished = pb.Finished(
+        reason=_REASON_TO_WIRE[event.reason],
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        worker_id=event.worker_id,
+        cached_prompt_tokens=event.cached_prompt_tokens,
+    )
+    return pb.GenerateResponse(request_id=request_id, finished=finished)
+
+
+def event_from_wire(msg: pb.GenerateResponse) -> GenerationEvent:
+    if msg.HasField("piece"):
+        return TextPiece(text=msg.piece.text, token_ids=tuple(msg.piece.token_ids))
+    if not msg.HasField("finished"):
+        raise ValueError("GenerateResponse carries neither a piece nor a finish")
+    f = msg.finished
+    return Finished(
+        reason=_REASON_FROM_WIRE.get(f.reason, FinishReason.STOP),
+        prompt_tokens=f.prompt_tokens,
+        completion_tokens=f.completion_tokens,
+        worker_id=f.worker_id,
+        cached_prompt_tokens=f.cached_prompt_tokens,
+    )
+
+
+def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
+    s = request.sampling
+    return pb.RunRequest(
+        request_id=request.request_id,
+        prompt=request.prompt,
+        max_tokens=request.max_tokens,
+        sampling=pb.SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            seed=s.seed,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+        ),
+        stop=request.stop,
+    )
+
+
+def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
+    s = msg.sampling
+    return GenerationRequest(
+        request_id=msg.request_id,
+        model=model,
+        prompt=msg.prompt,
+        max_tokens=msg.max_tokens,
+        sampling=SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            seed=s.seed,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty or 1.0,
+        ),
+        stop=tuple(msg.stop),
+    )
+
+
+def worker_info_to_wire(info: WorkerInfo) -> pb.WorkerInfo:
+    return pb.WorkerInfo(
+        worker_id=info.worker_id,
+        address=info.address,
+        model=info.model,
+        context_length=info.context_length,
+        slots=info.slots,
+        threads=info.threads,
+        hostname=info.hostname,
+        model_bytes=info.model_bytes,
+    )
+
+
+def worker_info_from_wire(msg: pb.WorkerInfo) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=msg.worker_id,
+        address=msg.address,
+        model=msg.model,
+        context_length=msg.context_length,
+        slots=msg.slots,
+        threads=msg.threads,
+        hostname=msg.hostname,
+        model_bytes=msg.model_bytes,
+    )
+
+
+def worker_load_to_wire(load: WorkerLoad) -> pb.WorkerLoad:
+    return pb.WorkerLoad(
+        slots_busy=load.slots_busy,
+        tokens_per_second=load.tokens_per_second,
+        rss_bytes=load.rss_bytes,
+        ram_available_bytes=load.ram_available_bytes,
+        tokens_generated=load.tokens_generated,
+    )
+
+
+def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
+    return WorkerLoad(
+        slots_busy=msg.slots_busy,
+        tokens_per_second=msg.tokens_per_second,
+        rss_bytes=msg.rss_bytes,
+        ram_available_bytes=msg.ram_available_bytes,
+        tokens_generated=msg.tokens_generated,
+    )
+
+
+def models_from_wire(msg: pb.ListModelsResponse) -> list[ModelSummary]:
+    return [ModelSummary(m.name, m.context_length, m.workers_up, m.is_default) for m in msg.models]
+
+
+def status_from_wire(msg: pb.GetStatusResponse) -> SwarmStatus:
+    workers = [
+        WorkerView(
+            info=worker_info_from_wire(w.info),
+            load=worker_load_from_wire(w.load),
+            up=w.state == "up",
+            heartbeat_age_s=w.last_heartbeat_age_s,
+        )
+        for w in msg.workers
+    ]
+    return SwarmStatus(workers=workers, queue_depth=msg.queue_depth, default_model=msg.default_model)

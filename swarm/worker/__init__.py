@@ -1,0 +1,1 @@
+"""The worker: serves one model with llama.cpp, joins a coordinator and heartbeats to it."""

@@ -1,0 +1,43 @@
+"""WorkerConfig: everything one worker process needs, validated when built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm.shared.addresses import split_host_port
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    coordinator: str
+    model_path: Path
+    threads: int = 2
+    slots: int = 8
+    listen: str = "0.0.0.0:0"  # port 0: any free port
+    advertise: str = ""  # address the coordinator dials; empty: derived from the route to it
+    token: str = ""
+    model_name: str = ""  # empty: the model file's name without .gguf
+    context_per_slot: int = 2048
+    worker_id: str = ""
+    heartbeat_interval_s: float = 1.0
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        split_host_port(self.coordinator)
+        split_host_port(self.listen)
+        if self.advertise:
+            split_host_port(self.advertise)
+        if self.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        if self.slots < 1:
+            raise ValueError("--slots must be at least 1")
+        if self.context_per_slot < 16:
+            raise ValueError("--context must be at least 16 tokens")
+
+    @property
+    def served_model_name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        name = self.model_path.name
+        return name[: -len(".gguf")] if name.endswith(".gguf") else name

@@ -1,0 +1,82 @@
+"""Membership: joins the coordinator, heartbeats every second with the worker's load, and leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from swarm.shared.auth import bearer_metadata
+from swarm.shared.backoff import backoff_delays
+from swarm.shared.types import WorkerInfo, WorkerLoad
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.convert import worker_info_to_wire, worker_load_to_wire
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 3.0
+
+
+class JoinRefused(RuntimeError):
+    """The coordinator will not take this worker (e.g. a wrong token); retrying cannot help."""
+
+
+class Membership:
+    def __init__(self, coordinator: str, token: str, info: WorkerInfo, load: Callable[[], WorkerLoad]) -> None:
+        self._channel = grpc.aio.insecure_channel(coordinator)
+        self._stub = pb_grpc.RegistryStub(self._channel)
+        self._metadata = bearer_metadata(token)
+        self._coordinator = coordinator
+        self._info = info
+        self._load = load
+        self.worker_id = info.worker_id
+        self.interval_s = 1.0
+
+    async def join(self) -> str:
+        """Joins, retrying with backoff while the coordinator is unreachable."""
+        delays = backoff_delays()
+        while True:
+            try:
+                reply = await self._stub.Join(
+                    pb.JoinRequest(info=worker_info_to_wire(self._info)),
+                    metadata=self._metadata,
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise JoinRefused(f"coordinator {self._coordinator} refused to join: {exc.details()}") from exc
+                delay = next(delays)
+                log.warning(
+                    "cannot join coordinator %s (%s); retrying in %.1f s", self._coordinator, exc.code().name, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.worker_id = reply.worker_id
+            self.interval_s = reply.heartbeat_interval_s or 1.0
+            log.info("joined coordinator %s as %s", self._coordinator, self.worker_id)
+            return self.worker_id
+
+    async def heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            request = pb.HeartbeatRequest(worker_id=self.worker_id, load=worker_load_to_wire(self._load()))
+            try:
+                reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("heartbeat to %s failed: %s", self._coordinator, exc.code().name)
+                continue
+            if reply.rejoin:
+                log.info("coordinator does not know this worker any more; joining again")
+                await self.join()
+
+    async def leave(self) -> None:
+        try:
+            await self._stub.Leave(
+                pb.LeaveRequest(worker_id=self.worker_id), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not deregister from %s: %s", self._coordinator, exc.code().name)
+        await self._channel.close()

@@ -1,0 +1,106 @@
+"""The worker process: load the model, serve the Worker service, join, heartbeat, drain and leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+
+import grpc
+import psutil
+
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.shared.addresses import reachable_host, split_host_port
+from swarm.shared.types import WorkerInfo, WorkerLoad
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.worker.config import WorkerConfig
+from swarm.worker.membership import Membership
+from swarm.worker.servicer import WorkerServicer
+
+log = logging.getLogger(__name__)
+
+
+def load_engine(config: WorkerConfig) -> BatchEngine:
+    """Loads the model; raises ModelLoadError with a one-line reason when it cannot."""
+    model = LlamaModel(config.model_path)
+    engine_config = EngineConfig(
+        slots=config.slots,
+        context_per_slot=config.context_per_slot,
+        threads=config.threads,
+        batch_size=max(512, config.slots),
+    )
+    return BatchEngine(model, engine_config)
+
+
+async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
+    started = time.monotonic()
+    process = psutil.Process()
+    servicer = WorkerServicer(engine, config.served_model_name, config.token)
+    server = grpc.aio.server()
+    pb_grpc.add_WorkerServicer_to_server(servicer, server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    advertise = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
+    _, advertised_port = split_host_port(advertise)
+    info = WorkerInfo(
+        worker_id=config.worker_id or f"{socket.gethostname()}-{advertised_port}",
+        address=advertise,
+        model=config.served_model_name,
+        context_length=engine.context_per_slot,
+        slots=config.slots,
+        threads=config.threads,
+        hostname=socket.gethostname(),
+        model_bytes=engine.model.size_bytes,
+    )
+
+    def current_load() -> WorkerLoad:
+        stats = engine.stats()
+        return WorkerLoad(
+            slots_busy=stats.slots_busy,
+            tokens_per_second=stats.tokens_per_second,
+            rss_bytes=process.memory_info().rss,
+            ram_available_bytes=psutil.virtual_memory().available,
+            tokens_generated=stats.tokens_generated,
+        )
+
+    membership = Membership(config.coordinator, config.token, info, current_load)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving %s on %s (%d slots, %d threads)", info.model, advertise, config.slots, config.threads)
+    heartbeats: asyncio.Task[None] | None = None
+    try:
+        join = asyncio.create_task(membership.join())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({join, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if join.done():
+            servicer.worker_id = join.result()
+            heartbeats = asyncio.create_task(membership.heartbeat_forever())
+            await stopped
+        else:
+            join.cancel()
+        servicer.draining = True
+        log.info("leaving: waiting up to %.0f s for %d running requests", config.drain_timeout_s, servicer.active)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
+    finally:
+        if heartbeats is not None:
+            heartbeats.cancel()
+        await membership.leave()
+        await server.stop(grace=1.0)
+        stats = engine.stats()
+        log.info(
+            "worker %s stopped after %.0f s: %d tokens generated, %d of %d prompt tokens from cache",
+            servicer.worker_id or info.worker_id,
+            time.monotonic() - started,
+            stats.tokens_generated,
+            stats.cached_prompt_tokens,
+            stats.prompt_tokens,
+        )

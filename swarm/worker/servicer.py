@@ -1,0 +1,78 @@
+"""WorkerServicer: the gRPC face of the engine; decodes a RunRequest, streams the engine's events back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from swarm.engine.batch_engine import BatchEngine
+from swarm.shared.auth import token_matches
+from swarm.shared.errors import SwarmError
+from swarm.shared.types import Finished, GenerationEvent
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.convert import event_to_wire, run_request_from_wire
+
+log = logging.getLogger(__name__)
+
+
+class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
+    def __init__(self, engine: BatchEngine, model_name: str, token: str) -> None:
+        self._engine = engine
+        self._model_name = model_name
+        self._token = token
+        self.worker_id = ""
+        self.draining = False
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def Run(
+        self, request: pb.RunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        if not token_matches(context.invocation_metadata(), self._token):
+            log.warning("refused a Run call from %s: wrong or missing token", context.peer())
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing cluster token")
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "worker is leaving the swarm")
+        if self.active >= self._engine.config.slots:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all slots are busy")
+        generation = run_request_from_wire(request, self._model_name)
+        events: asyncio.Queue[GenerationEvent | SwarmError] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self.active += 1
+        self.idle.clear()
+        finished = False
+
+        def emit(event: GenerationEvent | SwarmError) -> None:  # runs on the engine thread
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        try:
+            self._engine.submit(generation, emit)
+            while True:
+                event = await events.get()
+                if isinstance(event, SwarmError):
+                    finished = True
+                    await context.abort(grpc.StatusCode[event.code.name], event.message)
+                    return
+                if isinstance(event, Finished):
+                    finished = True
+                    event = Finished(
+                        event.reason,
+                        event.prompt_tokens,
+                        event.completion_tokens,
+                        self.worker_id,
+                        event.cached_prompt_tokens,
+                    )
+                yield event_to_wire(generation.request_id, event)
+                if finished:
+                    return
+        finally:
+            if not finished:  # the caller cancelled or went away: free the slot now
+                self._engine.cancel(generation.request_id)
+            self.active -= 1
+            if self.active == 0:
+                self.idle.set()

@@ -1,0 +1,114 @@
+"""Shared fixtures: a real redis-server, a tiny synthetic GGUF, and swarms of real processes on free ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
+from swarm.client import SwarmCallError, SwarmClient
+from swarm.engine.synthetic_model import write_tiny_llama
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    swarm = LocalSwarm(log_dir=tmp_path_factory.mktemp("redis-log"))
+    url = swarm.start_redis(tmp_path_factory.mktemp("redis-data"))
+    yield url
+    swarm.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied for this test."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf", seed=0)
+
+
+@dataclass
+class RunningSwarm:
+    """A coordinator and workers started as real processes; logs land in the test's tmp dir."""
+
+    processes: LocalSwarm
+    address: str
+    http: str
+    model: Path
+    coordinator: ManagedProcess
+
+    def client(self, **kwargs: object) -> SwarmClient:
+        return SwarmClient(self.address, **kwargs)  # type: ignore[arg-type]
+
+    def start_coordinator(self, *extra: str) -> ManagedProcess:
+        self.coordinator = self.processes.start_coordinator(self.address, self.http, *extra)
+        return self.coordinator
+
+    def add_worker(self, *extra: str, name: str = "worker", model: Path | None = None) -> ManagedProcess:
+        args = ["--threads", "1", "--slots", "4", "--context", "512", *extra]
+        return self.processes.start_worker(self.address, model or self.model, *args, name=name)
+
+    def up_workers(self) -> list[str]:
+        with self.client(retries=0) as client:
+            try:
+                return [w.info.worker_id for w in client.status().workers if w.up]
+            except SwarmCallError:
+                return []
+
+    def answers(self) -> bool:
+        with self.client(retries=0) as client:
+            try:
+                client.status()
+            except SwarmCallError:
+                return False
+        return True
+
+    def wait_for_coordinator(self, timeout_s: float = 30) -> None:
+        wait_until(self.answers, timeout_s, f"coordinator on {self.address}")
+
+    def wait_for_workers(self, count: int, timeout_s: float = 60) -> list[str]:
+        def enough() -> bool:
+            dead = self.processes.failed()
+            if dead is not None:
+                log = dead.log_path.read_text() if dead.log_path else ""
+                raise RuntimeError(f"{dead.name} exited early:\n{log[-3000:]}")
+            return len(self.up_workers()) >= count
+
+        wait_until(enough, timeout_s, f"{count} workers up")
+        return self.up_workers()
+
+
+@pytest.fixture
+def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[object]:
+    started: list[LocalSwarm] = []
+
+    def make(workers: int = 1, coordinator_args: tuple[str, ...] = (), model: Path | None = None) -> RunningSwarm:
+        processes = LocalSwarm(log_dir=tmp_path, redis_url=redis_url)
+        started.append(processes)
+        address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        coordinator = processes.start_coordinator(address, http, *coordinator_args)
+        swarm = RunningSwarm(processes, address, http, model or tiny_model, coordinator)
+        swarm.wait_for_coordinator()
+        for i in range(workers):
+            swarm.add_worker(name=f"worker-{i}")
+        if workers:
+            swarm.wait_for_workers(workers)
+        return swarm
+
+    yield make
+    for processes in started:
+        processes.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.pop("SWARM_COORDINATOR", None)  # tests always name their coordinator

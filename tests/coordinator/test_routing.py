@@ -1,0 +1,33 @@
+"""Routing is a pure function: least-loaded-first among up workers of the model."""
+
+from swarm.coordinator.routing import default_model, pick_worker
+from swarm.shared.types import WorkerInfo, WorkerView
+
+
+def view(wid: str, model: str = "m", slots: int = 4, inflight: int = 0, up: bool = True) -> WorkerView:
+    info = WorkerInfo(wid, f"127.0.0.1:{len(wid)}", model, 512, slots, 2)
+    return WorkerView(info=info, up=up, inflight=inflight)
+
+
+def test_least_loaded_worker_wins() -> None:
+    workers = [view("a", inflight=3), view("b", inflight=1), view("c", inflight=2)]
+    assert pick_worker(workers, "m") == workers[1]
+
+
+def test_load_is_relative_to_slots() -> None:
+    small, big = view("small", slots=2, inflight=1), view("big", slots=8, inflight=2)
+    assert pick_worker([small, big], "m") == big
+
+
+def test_down_full_and_other_model_workers_are_skipped() -> None:
+    workers = [view("down", up=False), view("full", slots=2, inflight=2), view("other", model="x")]
+    assert pick_worker(workers, "m") is None
+    assert pick_worker([*workers, view("ok", inflight=1)], "m") == view("ok", inflight=1)
+
+
+def test_default_model_prefers_configuration_then_most_served() -> None:
+    workers = [view("a", model="x"), view("b", model="y"), view("c", model="y")]
+    workers.append(view("d", model="z", up=False))
+    assert default_model(workers, None) == "y"
+    assert default_model(workers, "x") == "x"
+    assert default_model([view("d", up=False)], None) is None

@@ -1,0 +1,126 @@
+"""Generation through a real swarm (redis-server, coordinator and worker processes, gRPC on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import llama_cpp
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from swarm.client import AsyncSwarmClient, SwarmCallError
+from swarm.shared.types import FinishReason, TextPiece
+from tests.conftest import RunningSwarm
+
+MakeSwarm = Callable[..., RunningSwarm]
+
+
+@pytest.fixture
+def swarm(make_swarm: MakeSwarm) -> RunningSwarm:
+    return make_swarm(workers=1)
+
+
+def greedy_reference(llm: llama_cpp.Llama, prompt: str, n: int) -> list[int]:
+    """Token ids llama-cpp-python itself generates greedily for prompt."""
+    llm.reset()
+    ids: list[int] = []
+    for token in llm.generate(llm.tokenize(prompt.encode(), add_bos=True, special=True), temp=0.0):
+        ids.append(token)
+        if len(ids) == n:
+            return ids
+    raise AssertionError("reference generation ended early")
+
+
+def test_greedy_generation_is_token_identical_to_llama_cpp_python(swarm: RunningSwarm, tiny_model: Path) -> None:
+    llm = llama_cpp.Llama(str(tiny_model), n_ctx=512, n_threads=1, verbose=False)
+    with swarm.client() as client:
+        for prompt in ("Hello world", "The quick brown fox jumps"):
+            expected_text = llm.create_completion(prompt, max_tokens=32, temperature=0.0)["choices"][0]["text"]
+            got = client.generate(prompt, max_tokens=32, temperature=0.0)
+            assert list(got.token_ids) == greedy_reference(llm, prompt, 32)
+            assert got.text == expected_text
+            assert got.finished.reason == FinishReason.LENGTH
+    llm.close()
+
+
+def test_tokens_stream_as_they_are_produced(swarm: RunningSwarm) -> None:
+    with swarm.client() as client:
+        events = list(client.stream("Once upon a time", max_tokens=20, temperature=0.0))
+    pieces = [e for e in events if isinstance(e, TextPiece)]
+    assert len(pieces) >= 10  # one message per piece, not one blob at the end
+    assert events[-1].completion_tokens == 20  # type: ignore[union-attr]
+
+
+def test_stop_strings_end_the_text(swarm: RunningSwarm) -> None:
+    with swarm.client() as client:
+        full = client.generate("Hello world", max_tokens=24, temperature=0.0).text
+        stop = full[8:12]
+        cut = client.generate("Hello world", max_tokens=24, temperature=0.0, stop=[stop])
+    assert cut.text == full[: full.index(stop)]
+    assert cut.finished.reason == FinishReason.STOP
+
+
+def test_async_client_and_list_models(swarm: RunningSwarm) -> None:
+    async def scenario() -> None:
+        async with AsyncSwarmClient(swarm.address) as client:
+            models = await client.list_models()
+            assert [(m.name, m.is_default, m.workers_up) for m in models] == [("tiny", True, 1)]
+            completion = await client.generate("Hello world", max_tokens=8, temperature=0.0, model="tiny")
+            assert completion.finished.completion_tokens == 8
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "needle"),
+    [
+        ({"prompt": ""}, grpc.StatusCode.INVALID_ARGUMENT, "prompt"),
+        ({"max_tokens": 100_000}, grpc.StatusCode.INVALID_ARGUMENT, "max_tokens"),
+        ({"temperature": -1.0}, grpc.StatusCode.INVALID_ARGUMENT, "temperature"),
+        ({"top_p": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
+        ({"top_p": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
+        ({"model": "no-such-model"}, grpc.StatusCode.NOT_FOUND, "no-such-model"),
+    ],
+)
+def test_bad_input_gets_a_precise_status(
+    swarm: RunningSwarm, fields: dict[str, object], code: grpc.StatusCode, needle: str
+) -> None:
+    prompt = str(fields.pop("prompt", "Hello"))
+    with swarm.client(retries=0) as client, pytest.raises(SwarmCallError) as excinfo:
+        client.generate(prompt, **fields)
+    assert excinfo.value.code == code
+    assert needle in excinfo.value.details
+    assert swarm.coordinator.alive
+
+
+def test_prompt_too_long_for_the_context_is_invalid(swarm: RunningSwarm) -> None:
+    with swarm.client(retries=0) as client, pytest.raises(SwarmCallError) as excinfo:
+        client.generate("word " * 600, max_tokens=4)
+    assert excinfo.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt" in excinfo.value.details
+    with swarm.client() as client:  # the worker is still fine
+        assert client.generate("Hello", max_tokens=3).finished.completion_tokens == 3
+
+
+def test_no_worker_for_the_model_is_unavailable_after_a_bounded_wait(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=0, coordinator_args=("--no-worker-wait", "1"))
+    with swarm.client(retries=0) as client, pytest.raises(SwarmCallError) as excinfo:
+        client.generate("Hello", max_tokens=3)
+    assert excinfo.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "no worker" in excinfo.value.details
+
+
+def test_health_and_reflection_services_answer(swarm: RunningSwarm) -> None:
+    with grpc.insecure_channel(swarm.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="swarm.v1.Inference"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        answer = next(iter(reflection.ServerReflectionInfo(iter([request]), timeout=5)))
+        names = {s.name for s in answer.list_services_response.service}
+        assert {"swarm.v1.Inference", "grpc.health.v1.Health"} <= names

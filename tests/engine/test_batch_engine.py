@@ -1,0 +1,169 @@
+"""BatchEngine on a real (tiny) llama.cpp model: exact greedy text, isolation, cancellation, prefix reuse."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
+
+PROMPTS = [
+    "Hello world",
+    "The quick brown fox",
+    "Once upon a time",
+    "what is the time",
+    "a b c d e f",
+    "the sea and the sky",
+    "good morning to you",
+    "numbers 1 2 3",
+]
+GREEDY = SamplingParams(temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path) -> Iterator[BatchEngine]:
+    engine = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=8, context_per_slot=256, threads=2))
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model: Path) -> Iterator[llama_cpp.Llama]:
+    llm = llama_cpp.Llama(str(tiny_model), n_ctx=256, n_threads=2, verbose=False)
+    yield llm
+    llm.close()
+
+
+class Collector:
+    """Receives one request's events from the engine thread."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
+
+    def __call__(self, event: GenerationEvent | SwarmError) -> None:
+        self.events.put(event)
+
+    def next(self, timeout_s: float = 30) -> GenerationEvent | SwarmError:
+        return self.events.get(timeout=timeout_s)
+
+    def result(self, timeout_s: float = 30) -> tuple[str, Finished]:
+        text = ""
+        while True:
+            event = self.next(timeout_s)
+            if isinstance(event, SwarmError):
+                raise event
+            if isinstance(event, Finished):
+                return text, event
+            text += event.text
+
+
+def request(prompt: str, max_tokens: int = 24, rid: str = "", **sampling: float) -> GenerationRequest:
+    params = SamplingParams(**sampling) if sampling else GREEDY
+    return GenerationRequest(rid or prompt, "tiny", prompt, max_tokens, params)
+
+
+def run(engine: BatchEngine, req: GenerationRequest) -> tuple[str, Finished]:
+    collector = Collector()
+    engine.submit(req, collector)
+    return collector.result()
+
+
+def test_greedy_text_equals_llama_cpp_python(engine: BatchEngine, reference: llama_cpp.Llama) -> None:
+    for prompt in PROMPTS[:3]:
+        expected = reference.create_completion(prompt, max_tokens=24, temperature=0.0)
+        text, finished = run(engine, request(prompt))
+        assert text == expected["choices"][0]["text"]
+        assert finished.completion_tokens == expected["usage"]["completion_tokens"]
+        assert finished.prompt_tokens == expected["usage"]["prompt_tokens"]
+
+
+def test_eight_concurrent_sequences_do_not_bleed(engine: BatchEngine) -> None:
+    alone = {p: run(engine, request(p, rid=f"alone-{p}"))[0] for p in PROMPTS}
+    collectors = {p: Collector() for p in PROMPTS}
+    for p in PROMPTS:
+        engine.submit(request(p, rid=f"together-{p}"), collectors[p])
+    together = {p: collectors[p].result()[0] for p in PROMPTS}
+    assert together == alone
+
+
+def test_stop_string_and_max_tokens_end_precisely(engine: BatchEngine) -> None:
+    full, _ = run(engine, request("Hello world", max_tokens=24))
+    stop = full[10:14]
+    text, finished = run(engine, GenerationRequest("stop", "tiny", "Hello world", 24, GREEDY, (stop,)))
+    assert text == full[: full.index(stop)]
+    assert finished.reason == FinishReason.STOP
+    text, finished = run(engine, request("Hello world", max_tokens=5))
+    assert finished.reason == FinishReason.LENGTH and finished.completion_tokens == 5
+    assert full.startswith(text)
+
+
+def test_seeded_sampling_is_reproducible(engine: BatchEngine) -> None:
+    a = run(engine, request("Hello world", rid="s1", temperature=1.0, seed=7, top_p=0.9, top_k=40))[0]
+    b = run(engine, request("Hello world", rid="s2", temperature=1.0, seed=7, top_p=0.9, top_k=40))[0]
+    c = run(engine, request("Hello world", rid="s3", temperature=1.0, seed=8, top_p=0.9, top_k=40))[0]
+    assert a == b
+    assert a != c
+
+
+def test_cancel_frees_the_slot_for_a_waiting_request(tiny_model: Path) -> None:
+    engine = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=2, context_per_slot=256, threads=1))
+    engine.start()
+    try:
+        long_runs = [Collector(), Collector()]
+        for i, collector in enumerate(long_runs):
+            engine.submit(request("Hello world", max_tokens=200, rid=f"long-{i}"), collector)
+        for collector in long_runs:
+            assert isinstance(collector.next(), TextPiece)  # both slots are now decoding
+        third = Collector()
+        engine.submit(request("The quick brown fox", max_tokens=4, rid="third"), third)
+        engine.cancel("long-0")
+        _, finished = third.result(timeout_s=10)
+        assert finished.completion_tokens == 4
+        events = []
+        while not isinstance(events[-1] if events else None, Finished):
+            events.append(long_runs[0].next())
+        assert events[-1].reason == FinishReason.CANCELLED  # type: ignore[union-attr]
+        engine.cancel("long-1")
+    finally:
+        engine.stop()
+
+
+def test_second_turn_prefills_only_new_tokens(engine: BatchEngine) -> None:
+    first_prompt = "good morning to you and the sea"
+    first_text, first = run(engine, request(first_prompt, max_tokens=8, rid="turn-1"))
+    second_prompt = first_prompt + first_text + " and then"
+    _, second = run(engine, request(second_prompt, max_tokens=8, rid="turn-2"))
+    assert first.cached_prompt_tokens == 0 or first.cached_prompt_tokens < first.prompt_tokens
+    # Everything of turn one (its prompt and all but the last generated token) is reused.
+    assert second.cached_prompt_tokens >= first.prompt_tokens + first.completion_tokens - 2
+    assert second.prompt_tokens - second.cached_prompt_tokens <= 4
+
+
+def test_prompt_longer_than_context_is_invalid(tiny_model: Path) -> None:
+    engine = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=1, context_per_slot=32, threads=1))
+    engine.start()
+    try:
+        collector = Collector()
+        engine.submit(request("word " * (engine.context_per_slot + 5)), collector)
+        error = collector.next()
+        assert isinstance(error, SwarmError) and error.code == ErrorCode.INVALID_ARGUMENT
+        assert "prompt" in error.message
+    finally:
+        engine.stop()
+
+
+def test_missing_and_non_gguf_files_are_refused_with_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        LlamaModel(tmp_path / "nope.gguf")
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model at all")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        LlamaModel(bogus)
