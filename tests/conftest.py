@@ -13,6 +13,7 @@ import redis
 from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.shared.default_model import default_model_path
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,12 @@ def redis_url(redis_server: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf", seed=0)
+
+
+@pytest.fixture(scope="session")
+def gemma_model() -> Path:
+    """The real default model (Gemma 3 270M Q4_K_M), assembled once into the user's cache."""
+    return default_model_path(progress=False)
 
 
 @dataclass

@@ -45,6 +45,7 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    stopped_on_purpose: bool = False  # killed or stopped by us: its exit is no failure
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
@@ -67,6 +68,7 @@ class ManagedProcess:
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to clean up, as when a PC loses power."""
+        self.stopped_on_purpose = True
         if self.alive and self.process is not None:
             self.process.kill()
             self.process.wait(10)
@@ -75,6 +77,7 @@ class ManagedProcess:
         """SIGTERM, then SIGKILL if it has not exited in time; returns the exit code."""
         if self.process is None:
             return None
+        self.stopped_on_purpose = True
         if self.alive:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -161,7 +164,7 @@ class LocalSwarm:
 
     def failed(self) -> ManagedProcess | None:
         """The first child that exited on its own, if any."""
-        return next((p for p in self.processes if p.process is not None and p.process.poll() is not None), None)
+        return next((p for p in self.processes if not p.alive and not p.stopped_on_purpose), None)
 
     def stop(self) -> None:
         """Stops workers first (they deregister), then the coordinator, then Redis."""

@@ -67,6 +67,7 @@ class Dispatcher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._requests: dict[str, tuple[GenerationRequest, int]] = {}
         self._inflight: Counter[str] = Counter()
+        self._assigned: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
         self._wake_event = asyncio.Event()
         self._started_ms = int(time.time() * 1000)
@@ -79,7 +80,18 @@ class Dispatcher:
         self._wake_event.set()
 
     def views(self) -> list[WorkerView]:
-        return [replace(v, inflight=self._inflight[v.info.worker_id]) for v in self._monitor.workers]
+        """The workers as of the last registry poll, with this coordinator's requests on each."""
+        return self._with_inflight(self._monitor.workers)
+
+    async def fresh_views(self) -> list[WorkerView]:
+        """The workers as Redis has them now: for operators, who must not see a stale registry."""
+        return self._with_inflight(await self._registry.snapshot())
+
+    def _with_inflight(self, views: list[WorkerView]) -> list[WorkerView]:
+        return [
+            replace(v, inflight=self._inflight[v.info.worker_id], assigned=self._assigned[v.info.worker_id])
+            for v in views
+        ]
 
     async def submit(self, request: GenerationRequest) -> RequestStream:
         stream = self._streams[request.request_id] = RequestStream()
@@ -177,6 +189,7 @@ class Dispatcher:
                 continue
             worker_id = worker.info.worker_id
             self._inflight[worker_id] += 1
+            self._assigned[worker_id] += 1
             views = self.views()
             assignment = _Assignment(request, worker.info, enqueued_ms, time.monotonic())
             self._assignments[request_id] = assignment

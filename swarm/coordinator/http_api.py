@@ -32,7 +32,7 @@ def build_http_app(service: InferenceService) -> web.Application:
         )
 
     async def models(_request: web.Request) -> web.Response:
-        return web.json_response({"models": [asdict(m) for m in service.list_models()]})
+        return web.json_response({"models": [asdict(m) for m in await service.list_models()]})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -17,12 +17,13 @@ def pick_worker(workers: Iterable[WorkerView], model: str) -> WorkerView | None:
     """The least-loaded up worker of the model with a free slot, or None if all are full.
 
     Load is the fraction of slots in use, so a big worker is not starved by a small
-    idle one; ties go to the larger worker, then to the worker id for stability.
+    idle one; ties go to the larger worker, then to the one given the fewest requests
+    (so an idle swarm still spreads its work), then to the worker id for stability.
     """
     free = [w for w in candidates(workers, model) if w.free_slots > 0]
     if not free:
         return None
-    return min(free, key=lambda w: (w.inflight / w.info.slots, -w.info.slots, w.info.worker_id))
+    return min(free, key=lambda w: (w.inflight / w.info.slots, -w.info.slots, w.assigned, w.info.worker_id))
 
 
 def default_model(workers: Iterable[WorkerView], configured: str | None) -> str | None:

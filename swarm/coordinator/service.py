@@ -59,7 +59,7 @@ class InferenceService:
                 return
         model = await self._resolve_model(request.model)
         request = replace(request, model=model)
-        context = self._context_length(model)
+        context = await self._context_length(model)
         if context:
             try:
                 check_fits_context(request, context)
@@ -88,6 +88,8 @@ class InferenceService:
     async def _resolve_model(self, requested: str) -> str:
         if requested:
             known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
+            if requested not in known:  # a worker may have joined since the last registry poll
+                known |= {v.info.model for v in await self._dispatcher.fresh_views()}
             if requested not in known:
                 served = ", ".join(sorted(m for m in known if m)) or "none yet"
                 raise SwarmError(ErrorCode.NOT_FOUND, f"model {requested!r} is not served here (served: {served})")
@@ -104,18 +106,21 @@ class InferenceService:
                 )
             await asyncio.sleep(self._config.poll_interval_s)
 
-    def _context_length(self, model: str) -> int:
+    async def _context_length(self, model: str) -> int:
+        """The smallest per-sequence context among the model's workers; 0 when none has joined."""
         lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
-        return min(lengths) if lengths else 0
+        if not lengths:  # a worker may have joined since the last registry poll
+            lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if v.info.model == model]
+        return min(lengths, default=0)
 
-    def list_models(self) -> list[ModelSummary]:
-        views = self._dispatcher.views()
+    async def list_models(self) -> list[ModelSummary]:
+        views = await self._dispatcher.fresh_views()
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
         return [
             ModelSummary(
                 name=name,
-                context_length=self._context_length(name),
+                context_length=min((v.info.context_length for v in views if v.info.model == name), default=0),
                 workers_up=sum(1 for v in views if v.up and v.info.model == name),
                 is_default=name == default,
             )
@@ -123,7 +128,7 @@ class InferenceService:
         ]
 
     async def status(self) -> SwarmStatus:
-        views = self._dispatcher.views()
+        views = await self._dispatcher.fresh_views()
         return SwarmStatus(
             workers=views,
             queue_depth=await self._store.depth(),

@@ -55,7 +55,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
                 pb.ModelInfo(
                     name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default
                 )
-                for m in self._service.list_models()
+                for m in await self._service.list_models()
             ]
         )
 

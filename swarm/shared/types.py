@@ -105,6 +105,7 @@ class WorkerView:
     up: bool = True
     heartbeat_age_s: float = -1.0
     inflight: int = 0  # requests this coordinator has running on it
+    assigned: int = 0  # requests this coordinator has given it so far, to spread ties evenly
 
     @property
     def free_slots(self) -> int:

@@ -79,4 +79,6 @@ class Membership:
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("could not deregister from %s: %s", self._coordinator, exc.code().name)
+
+    async def close(self) -> None:
         await self._channel.close()

@@ -76,12 +76,14 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, advertise, config.slots, config.threads)
     heartbeats: asyncio.Task[None] | None = None
+    joined = False
     try:
         join = asyncio.create_task(membership.join())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({join, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if join.done():
             servicer.worker_id = join.result()
+            joined = True
             heartbeats = asyncio.create_task(membership.heartbeat_forever())
             await stopped
         else:
@@ -93,7 +95,9 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     finally:
         if heartbeats is not None:
             heartbeats.cancel()
-        await membership.leave()
+        if joined:
+            await membership.leave()
+        await membership.close()
         await server.stop(grace=1.0)
         stats = engine.stats()
         log.info(

@@ -1,5 +1,7 @@
 """Routing is a pure function: least-loaded-first among up workers of the model."""
 
+from dataclasses import replace
+
 from swarm.coordinator.routing import default_model, pick_worker
 from swarm.shared.types import WorkerInfo, WorkerView
 
@@ -23,6 +25,12 @@ def test_down_full_and_other_model_workers_are_skipped() -> None:
     workers = [view("down", up=False), view("full", slots=2, inflight=2), view("other", model="x")]
     assert pick_worker(workers, "m") is None
     assert pick_worker([*workers, view("ok", inflight=1)], "m") == view("ok", inflight=1)
+
+
+def test_idle_ties_go_to_the_worker_given_the_fewest_requests() -> None:
+    a, b = view("a"), view("b")
+    assert pick_worker([replace(a, assigned=3), replace(b, assigned=2)], "m").info.worker_id == "b"  # type: ignore[union-attr]
+    assert pick_worker([replace(a, assigned=2), replace(b, assigned=2)], "m").info.worker_id == "a"  # type: ignore[union-attr]
 
 
 def test_default_model_prefers_configuration_then_most_served() -> None:

@@ -1,0 +1,134 @@
+"""`swarm up`, `swarm status` and `swarm generate` as a user runs them, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import llama_cpp
+import psutil
+import pytest
+
+from swarm.cli.local_swarm import free_port
+from swarm.cli.up_command import DEMO_PROMPT
+
+
+def swarm_command(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+class SwarmUp:
+    """`swarm up` running in the background, read line by line."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port, self.http_port = free_port(), free_port()
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swarm",
+                "--log-level",
+                "warning",
+                "up",
+                "--port",
+                str(self.port),
+                "--http-port",
+                str(self.http_port),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.output: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def read_until(self, marker: str, timeout_s: float = 120) -> str:
+        deadline = time.monotonic() + timeout_s
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                break
+            self.output.append(line)
+            if marker in line:
+                return "".join(self.output)
+        raise AssertionError(f"{marker!r} never printed; output so far:\n{''.join(self.output)}")
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(60)
+
+
+def test_swarm_up_serves_status_and_generate_then_ctrl_c_stops_everything(tmp_path: Path, tiny_model: Path) -> None:
+    up = SwarmUp(tmp_path, "--model", str(tiny_model), "--workers", "2", "--threads", "1")
+    try:
+        output = up.read_until("swarm is up")
+        assert f"gRPC   {up.address}" in output
+        assert f"> {DEMO_PROMPT}" in output
+        children = psutil.Process(up.process.pid).children(recursive=True)
+        assert len(children) == 4  # redis-server, coordinator, two workers
+
+        status = swarm_command("status", "--json", "--coordinator", up.address)
+        assert status.returncode == 0, status.stderr
+        workers = json.loads(status.stdout)["workers"]
+        assert [w["state"] for w in workers] == ["up", "up"]
+        assert {w["model"] for w in workers} == {"tiny"}
+
+        env = {**os.environ, "SWARM_COORDINATOR": up.address}
+        generated = swarm_command("generate", "--max-tokens", "8", "--temperature", "0", "Hello world", env=env)
+        assert generated.returncode == 0, generated.stderr
+        assert len(generated.stdout.strip()) > 0
+        assert "8 generated tokens" in generated.stderr
+        table = swarm_command("status", env=env)
+        assert "2 of 2 workers up" in table.stdout
+    finally:
+        code = up.interrupt()
+    assert code == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_swarm_up_says_how_to_install_redis_when_it_is_missing(tmp_path: Path, tiny_model: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    result = swarm_command("up", "--model", str(tiny_model), "--port", str(free_port()), env=env)
+    assert result.returncode == 1
+    assert "redis-server was not found" in result.stderr
+    assert "apt-get install -y redis-server" in result.stderr
+
+
+def test_generate_against_no_coordinator_fails_with_a_clear_message() -> None:
+    result = swarm_command("generate", "--coordinator", f"127.0.0.1:{free_port()}", "hi", timeout=120)
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_quick_start_on_gemma_matches_llama_cpp_python(tmp_path: Path, gemma_model: Path) -> None:
+    """The README's quick start on the real default model: its demo text equals llama-cpp-python's."""
+    up = SwarmUp(tmp_path, "--model", str(gemma_model), "--workers", "2", "--threads", "1")
+    try:
+        output = up.read_until("swarm is up")
+    finally:
+        assert up.interrupt() == 0
+    demo = output.split(f"> {DEMO_PROMPT}", 1)[1].split("\nswarm is up", 1)[0].rstrip("\n")
+    llm = llama_cpp.Llama(str(gemma_model), n_ctx=512, n_threads=1, verbose=False)
+    expected = llm.create_completion(DEMO_PROMPT, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+    llm.close()
+    assert demo == expected
+    assert len(demo.split()) > 5
