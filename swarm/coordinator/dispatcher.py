@@ -79,6 +79,11 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake_event.set()
 
+    async def workers_changed(self) -> None:
+        """A worker joined or left through this coordinator: route with the new set at once."""
+        await self._monitor.refresh()
+        self.wake()
+
     def views(self) -> list[WorkerView]:
         """The workers as of the last registry poll, with this coordinator's requests on each."""
         return self._with_inflight(self._monitor.workers)

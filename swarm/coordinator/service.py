@@ -143,7 +143,7 @@ class InferenceService:
         worker_id = info.worker_id or "worker-" + secrets.token_hex(4)
         await self._registry.join(replace(info, worker_id=worker_id))
         log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
-        self._dispatcher.wake()
+        await self._dispatcher.workers_changed()
         return worker_id
 
     async def heartbeat(self, worker_id: str, load: WorkerLoad) -> bool:
@@ -152,3 +152,4 @@ class InferenceService:
     async def leave(self, worker_id: str) -> None:
         await self._registry.leave(worker_id)
         log.info("worker %s left", worker_id)
+        await self._dispatcher.workers_changed()
