@@ -39,7 +39,7 @@ def batched_decode(model: LlamaModel, prompts: list[str], max_tokens: int, threa
     streams = len(prompts)
     context = LlamaContext(model, streams, 512, 512, threads)
     batch = TokenBatch(context.batch_size)
-    samplers = [Sampler(SamplingParams(temperature=0.0), []) for _ in prompts]
+    samplers = [Sampler(SamplingParams(temperature=0.0), [], model.vocab_size) for _ in prompts]
     try:
         start = time.perf_counter()
         tokens = [model.tokenize(p) for p in prompts]

@@ -33,6 +33,8 @@ class GenerateOptions:
     seed: int | None = None
     stop: Sequence[str] = ()
     request_id: str = ""
+    min_p: float | None = None
+    repeat_penalty: float | None = None
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -49,6 +51,10 @@ class GenerateOptions:
             msg.top_p = self.top_p
         if self.seed is not None:
             msg.seed = self.seed
+        if self.min_p is not None:
+            msg.min_p = self.min_p
+        if self.repeat_penalty is not None:
+            msg.repeat_penalty = self.repeat_penalty
         return msg
 
 

@@ -18,6 +18,7 @@ import grpc
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.request_stream import RequestStream
@@ -70,6 +71,7 @@ class Dispatcher:
         self._assigned: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
         self._wake_event = asyncio.Event()
+        self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
         self.completed = 0
         self.failed = 0
@@ -189,7 +191,7 @@ class Dispatcher:
                         ),
                     )
                 continue
-            worker = pick_worker(views, request.model)
+            worker = pick_worker(views, request.model, self._prefixes.matches(request.prompt))
             if worker is None or not await self._store.claim(request_id, worker.info.worker_id):
                 continue
             worker_id = worker.info.worker_id
@@ -226,6 +228,8 @@ class Dispatcher:
             await self._fail(request_id, exc)
         else:
             self.completed += 1
+            text = request.prompt + "".join(p.text for p in stream.pieces)
+            self._prefixes.record(assignment.worker.worker_id, assignment.worker.slots, text)
             self._requests.pop(request_id, None)
             self._attempts.pop(request_id, None)
             if stream.followers == 0:  # nobody is waiting now: keep the result until asked
@@ -260,6 +264,7 @@ class Dispatcher:
         worker, request_id = assignment.worker, assignment.request.request_id
         log.warning("worker %s failed on %s: %s", worker.worker_id, request_id, exc)
         await self._registry.mark_down(worker.worker_id)
+        self._prefixes.forget(worker.worker_id)
         produced = len(stream.pieces)
         if produced == 0 and self._attempts[request_id] < self._config.max_attempts:
             await self._store.requeue(request_id, assignment.enqueued_ms)

@@ -59,13 +59,26 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
             raise InvalidRequest("stop", f"each stop string must be 1-{limits.max_stop_chars} chars")
     if raw.request_id and not REQUEST_ID_PATTERN.fullmatch(raw.request_id):
         raise InvalidRequest("request_id", "must be 1-64 chars of [A-Za-z0-9._:-]")
+    min_p = 0.0 if raw.min_p is None else raw.min_p
+    if not math.isfinite(min_p) or not 0.0 <= min_p < 1.0:
+        raise InvalidRequest("min_p", f"must be in [0, 1), got {min_p}")
+    repeat_penalty = 1.0 if raw.repeat_penalty is None else raw.repeat_penalty
+    if not math.isfinite(repeat_penalty) or not 0.0 < repeat_penalty <= 10.0:
+        raise InvalidRequest("repeat_penalty", f"must be in (0, 10], got {repeat_penalty}")
     seed = secrets.randbits(32) if raw.seed is None else raw.seed
     return GenerationRequest(
         request_id=raw.request_id or new_request_id(),
         model=raw.model,
         prompt=raw.prompt,
         max_tokens=raw.max_tokens or limits.default_max_tokens,
-        sampling=SamplingParams(temperature=temperature, top_p=top_p, top_k=raw.top_k, seed=seed),
+        sampling=SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            top_k=raw.top_k,
+            seed=seed,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+        ),
         stop=raw.stop,
     )
 

@@ -123,7 +123,12 @@ class BatchEngine:
     def _loop(self) -> None:
         while self._running:
             self._drain_inbox(block=not self._active() and not self._waiting)
-            self._admit_waiting()
+            try:
+                self._admit_waiting()
+            except Exception as exc:  # e.g. a sampler llama.cpp refused: fail that request, not the worker
+                log.exception("could not start a request")
+                self._waiting.popleft().emit(SwarmError(ErrorCode.INTERNAL, f"could not start the request: {exc}"))
+                continue
             if not self._active():
                 continue
             try:
@@ -184,6 +189,7 @@ class BatchEngine:
             choice = choose_slot(self._slots, sequence.prompt)
             if choice is None:
                 return
+            sampler = Sampler(sequence.request.sampling, sequence.prompt, self.model.vocab_size)
             self._waiting.popleft()
             slot, keep = choice
             if keep == 0 or not self._context.forget(slot.seq_id, keep):
@@ -194,7 +200,7 @@ class BatchEngine:
             sequence.pending = sequence.prompt[keep:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
-            sequence.sampler = Sampler(sequence.request.sampling, sequence.prompt)
+            sequence.sampler = sampler
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
 

@@ -68,6 +68,7 @@ class LlamaModel:
             raise ModelLoadError(f"llama.cpp could not load the model: {path}")
         self.path = path
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.vocab_size = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.context_length_trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.size_bytes = int(llama_cpp.llama_model_size(self._model))
         self._piece_buffer = ctypes.create_string_buffer(256)
@@ -179,11 +180,16 @@ class LlamaContext:
 class Sampler:
     """A llama.cpp sampler chain for one sequence; sampling runs in C, not over Python lists."""
 
-    def __init__(self, params: SamplingParams, history: list[int]) -> None:
+    PENALTY_WINDOW = 64  # tokens the repetition penalty looks back over
+
+    def __init__(self, params: SamplingParams, history: list[int], vocab_size: int) -> None:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
         if params.repeat_penalty != 1.0:
-            add(chain, llama_cpp.llama_sampler_init_penalties(64, params.repeat_penalty, 0.0, 0.0))
+            penalties = llama_cpp.llama_sampler_init_penalties(
+                vocab_size, self.PENALTY_WINDOW, params.repeat_penalty, 0.0, 0.0
+            )
+            add(chain, penalties)
         if params.greedy:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
@@ -196,7 +202,7 @@ class Sampler:
             add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(params.seed & 0xFFFFFFFF))
         if params.repeat_penalty != 1.0:
-            for token in history:
+            for token in history[-self.PENALTY_WINDOW :]:
                 llama_cpp.llama_sampler_accept(chain, token)
         self._chain = chain
 

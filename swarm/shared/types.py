@@ -39,6 +39,8 @@ class RawRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     request_id: str = ""
+    min_p: float | None = None
+    repeat_penalty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class WorkerLoad:
     rss_bytes: int = 0
     ram_available_bytes: int = 0
     tokens_generated: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         seed=msg.seed if msg.HasField("seed") else None,
         stop=tuple(msg.stop),
         request_id=msg.request_id,
+        min_p=msg.min_p if msg.HasField("min_p") else None,
+        repeat_penalty=msg.repeat_penalty if msg.HasField("repeat_penalty") else None,
     )
 
 
@@ -139,6 +141,8 @@ def worker_load_to_wire(load: WorkerLoad) -> pb.WorkerLoad:
         rss_bytes=load.rss_bytes,
         ram_available_bytes=load.ram_available_bytes,
         tokens_generated=load.tokens_generated,
+        prompt_tokens=load.prompt_tokens,
+        cached_prompt_tokens=load.cached_prompt_tokens,
     )
 
 
@@ -149,6 +153,8 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
         rss_bytes=msg.rss_bytes,
         ram_available_bytes=msg.ram_available_bytes,
         tokens_generated=msg.tokens_generated,
+        prompt_tokens=msg.prompt_tokens,
+        cached_prompt_tokens=msg.cached_prompt_tokens,
     )
 
 

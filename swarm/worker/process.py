@@ -67,6 +67,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
             rss_bytes=process.memory_info().rss,
             ram_available_bytes=psutil.virtual_memory().available,
             tokens_generated=stats.tokens_generated,
+            prompt_tokens=stats.prompt_tokens,
+            cached_prompt_tokens=stats.cached_prompt_tokens,
         )
 
     membership = Membership(config.coordinator, config.token, info, current_load)

@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from swarm.coordinator.routing import default_model, pick_worker
+from swarm.coordinator.prefix_index import PrefixIndex
+from swarm.coordinator.routing import MIN_AFFINITY_CHARS, default_model, pick_worker
 from swarm.shared.types import WorkerInfo, WorkerView
 
 
@@ -39,3 +40,28 @@ def test_default_model_prefers_configuration_then_most_served() -> None:
     assert default_model(workers, None) == "y"
     assert default_model(workers, "x") == "x"
     assert default_model([view("d", up=False)], None) is None
+
+
+def test_prefix_holder_wins_while_its_load_allows() -> None:
+    holder, idle = view("holder", slots=4, inflight=1), view("idle", slots=4)
+    long_hit = {"holder": MIN_AFFINITY_CHARS + 10}
+    assert pick_worker([holder, idle], "m", long_hit) == holder
+    assert pick_worker([holder, idle], "m", {"holder": MIN_AFFINITY_CHARS - 1}) == idle  # too short to matter
+    busy_holder = view("holder", slots=4, inflight=3)  # 0.75 busier than the idle worker: too loaded
+    assert pick_worker([busy_holder, idle], "m", long_hit) == idle
+    full_holder = view("holder", slots=4, inflight=4)
+    assert pick_worker([full_holder, idle], "m", long_hit) == idle
+
+
+def test_prefix_index_finds_the_worker_that_ran_the_conversation() -> None:
+    index = PrefixIndex()
+    index.record("a", 2, "System: be brief. User: hi. Assistant: hello!")
+    index.record("b", 2, "Something else entirely")
+    hits = index.matches("System: be brief. User: hi. Assistant: hello! User: how are you?")
+    assert hits["a"] == len("System: be brief. User: hi. Assistant: hello!")
+    assert hits["b"] == 1  # just the "S"
+    index.record("a", 2, "x")
+    index.record("a", 2, "y")  # only as many texts as slots are remembered
+    assert "a" not in index.matches("System: be brief.")
+    index.forget("b")
+    assert "b" not in index.matches("Something")

@@ -29,6 +29,8 @@ LIMITS = RequestLimits()
         (RawRequest(prompt="hi", stop=("",)), "stop"),
         (RawRequest(prompt="hi", stop=tuple("abcdefghij")), "stop"),
         (RawRequest(prompt="hi", request_id="has space"), "request_id"),
+        (RawRequest(prompt="hi", min_p=1.0), "min_p"),
+        (RawRequest(prompt="hi", repeat_penalty=0.0), "repeat_penalty"),
     ],
 )
 def test_bad_fields_are_named(raw: RawRequest, field: str) -> None:

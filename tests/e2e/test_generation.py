@@ -124,3 +124,19 @@ def test_health_and_reflection_services_answer(swarm: RunningSwarm) -> None:
         answer = next(iter(reflection.ServerReflectionInfo(iter([request]), timeout=5)))
         names = {s.name for s in answer.list_services_response.service}
         assert {"swarm.v1.Inference", "grpc.health.v1.Health"} <= names
+
+
+def test_next_turn_of_a_conversation_goes_to_the_worker_holding_its_prefix(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=2)
+    with swarm.client() as client:
+        chat = "User: tell me about the quick brown fox and the lazy dog, please.\nAssistant:"
+        first = client.generate(chat, max_tokens=16, temperature=0.0)
+        previous = first
+        for turn in range(3):  # without affinity, ties alternate between the two idle workers
+            chat += previous.text + f"\nUser: and then {turn}?\nAssistant:"
+            reply = client.generate(chat, max_tokens=16, temperature=0.0)
+            assert reply.finished.worker_id == first.finished.worker_id
+            # Only the new turn is prefilled: the previous prompt and its reply come from the cache.
+            earlier = previous.finished.prompt_tokens + previous.finished.completion_tokens
+            assert reply.finished.cached_prompt_tokens >= earlier - 2, (reply.finished, previous.finished)
+            previous = reply

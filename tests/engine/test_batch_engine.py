@@ -167,3 +167,18 @@ def test_missing_and_non_gguf_files_are_refused_with_a_reason(tmp_path: Path) ->
     bogus.write_bytes(b"not a model at all")
     with pytest.raises(ModelLoadError, match="not a GGUF"):
         LlamaModel(bogus)
+
+
+def test_repetition_penalty_and_min_p_run_in_the_sampler_chain(engine: BatchEngine) -> None:
+    plain = run(engine, request("the sea and the sky", max_tokens=32, rid="plain"))[0]
+    penalised = run(
+        engine, request("the sea and the sky", max_tokens=32, rid="pen1", temperature=0.0, repeat_penalty=3.0)
+    )[0]
+    again = run(engine, request("the sea and the sky", max_tokens=32, rid="pen2", temperature=0.0, repeat_penalty=3.0))[
+        0
+    ]
+    assert penalised == again
+    assert penalised != plain
+    a = run(engine, request("Hello world", rid="minp1", temperature=1.0, seed=3, min_p=0.2))[0]
+    b = run(engine, request("Hello world", rid="minp2", temperature=1.0, seed=3, min_p=0.2))[0]
+    assert a == b
