@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from swarm.bench.bare import DecodeRun, batched_decode, llama_cpp_python_single
 from swarm.bench.swarm_load import SwarmRun, measure_swarm
-from swarm.cli.local_swarm import LocalSwarm, free_port, wait_until
+from swarm.cli.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.shared.default_model import resolve_model
@@ -76,6 +76,7 @@ def run_bench(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     if max(levels) > len(PROMPTS) or min(levels) < 1:
         raise SystemExit(f"swarm bench: --concurrency levels must be in 1..{len(PROMPTS)}")
+    stop_children_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         try:

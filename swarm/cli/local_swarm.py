@@ -91,6 +91,15 @@ class ManagedProcess:
         return self.process.returncode
 
 
+def stop_children_on_sigterm() -> None:
+    """Turns SIGTERM into KeyboardInterrupt, so the `finally` that stops child processes runs."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def swarm_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "swarm", *args]
 

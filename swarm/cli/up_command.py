@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from swarm.cli.local_swarm import LocalSwarm, wait_until
+from swarm.cli.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.shared.default_model import cache_dir, resolve_model
 
@@ -42,7 +41,7 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     address = f"127.0.0.1:{args.port}"
     swarm = LocalSwarm(log_dir=None, verbose=args.log_level in ("debug", "info"))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_children_on_sigterm()
     try:
         if args.redis:
             swarm.redis_url = args.redis

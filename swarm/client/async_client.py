@@ -8,15 +8,14 @@ from typing import Any
 
 import grpc
 
-from swarm.client.types import RETRYABLE, Completion, GenerateOptions, SwarmCallError
+from swarm.client.types import Completion, GenerateOptions, ResumableRequest, SwarmCallError
 from swarm.coordinator.validation import new_request_id
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.auth import bearer_metadata
-from swarm.shared.backoff import backoff_delays
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
-from swarm.wire.convert import event_from_wire, models_from_wire, status_from_wire
+from swarm.wire.convert import models_from_wire, status_from_wire
 
 
 class AsyncSwarmClient:
@@ -43,24 +42,16 @@ class AsyncSwarmClient:
         self, prompt: str, options: GenerateOptions | None = None, **fields: Any
     ) -> AsyncIterator[GenerationEvent]:
         options = options or GenerateOptions(**fields)
-        request = options.to_wire(prompt, options.request_id or new_request_id())
-        delivered = 0
-        delays = backoff_delays()
-        attempt = 0
+        call = ResumableRequest(options.to_wire(prompt, options.request_id or new_request_id()), self._retries)
         while True:
             try:
-                seen = 0
-                async for message in self._stub.Generate(request, metadata=self._metadata, timeout=self._timeout_s):
-                    seen += 1
-                    if seen > delivered:  # a retry replays from the start: skip what the caller has
-                        delivered = seen
-                        yield event_from_wire(message)
+                async for message in self._stub.Generate(
+                    call.request, metadata=self._metadata, timeout=self._timeout_s
+                ):
+                    yield call.received(message)
                 return
             except grpc.aio.AioRpcError as exc:
-                attempt += 1
-                if exc.code() not in RETRYABLE or attempt > self._retries:
-                    raise SwarmCallError(exc.code(), exc.details() or "") from None
-                await asyncio.sleep(next(delays))
+                await asyncio.sleep(call.retry_delay(exc.code(), exc.details() or ""))
 
     async def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:
         options = options or GenerateOptions(**fields)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
+from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.liveness import HeartbeatMonitor
@@ -153,7 +154,10 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_event.wait(), self._config.poll_interval_s)
             self._wake_event.clear()
-            await self._dispatch_waiting()
+            try:
+                await self._dispatch_waiting()
+            except RedisError as exc:  # Redis restarting or overloaded: the queue waits there
+                log.warning("cannot read the queue from Redis: %s", exc)
             self._cancel_stalled()
 
     async def shutdown(self) -> None:
@@ -171,6 +175,7 @@ class Dispatcher:
     async def _dispatch_waiting(self) -> None:
         views = self.views()
         now_ms = int(time.time() * 1000)
+        chosen: list[_Assignment] = []
         for request_id in await self._store.waiting(QUEUE_SCAN_LIMIT):
             known = self._requests.get(request_id)
             if known is None:
@@ -192,13 +197,22 @@ class Dispatcher:
                     )
                 continue
             worker = pick_worker(views, request.model, self._prefixes.matches(request.prompt))
-            if worker is None or not await self._store.claim(request_id, worker.info.worker_id):
+            if worker is None:
                 continue
-            worker_id = worker.info.worker_id
+            chosen.append(_Assignment(request, worker.info, enqueued_ms, time.monotonic()))
+            views = [replace(v, inflight=v.inflight + 1) if v is worker else v for v in views]
+        if chosen:
+            await self._start(chosen)
+
+    async def _start(self, chosen: list[_Assignment]) -> None:
+        """Claims the chosen requests in one Redis round trip and starts those this coordinator won."""
+        claimed = await self._store.claim_many([(a.request.request_id, a.worker.worker_id) for a in chosen])
+        for assignment, won in zip(chosen, claimed, strict=True):
+            if not won:  # another coordinator took it first
+                continue
+            request_id, worker_id = assignment.request.request_id, assignment.worker.worker_id
             self._inflight[worker_id] += 1
             self._assigned[worker_id] += 1
-            views = self.views()
-            assignment = _Assignment(request, worker.info, enqueued_ms, time.monotonic())
             self._assignments[request_id] = assignment
             self._tasks[request_id] = asyncio.create_task(self._relay(assignment), name=request_id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -12,7 +13,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
@@ -31,9 +32,18 @@ log = logging.getLogger(__name__)
 
 
 async def connect_redis(url: str) -> Redis:
-    redis = Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+    # A blocking pool makes a burst (a thousand clients hanging up at once) wait for a
+    # connection instead of failing with MaxConnectionsError.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=64,
+        timeout=10,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
     )
+    redis = Redis(connection_pool=pool)
     try:
         await redis.ping()
     except Exception as exc:
@@ -75,6 +85,10 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         host, port = split_host_port(config.http)
         await web.TCPSite(http_runner, host, port).start()
 
+    # Long-lived setup objects need no more collection; a token relay allocates many
+    # short-lived objects, so collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     tasks = [
         asyncio.create_task(monitor.run(), name="heartbeat-monitor"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),

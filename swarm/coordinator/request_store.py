@@ -65,15 +65,24 @@ class RequestStore:
             result=result,
         )
 
-    async def claim(self, request_id: str, worker_id: str) -> bool:
-        """Takes a request off the queue for a worker; False if someone else took it first."""
-        if not await self._redis.zrem(keys.QUEUE, request_id):
-            return False
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(keys.RUNNING, request_id)
-            pipe.hset(keys.request_key(request_id), mapping={"state": "running", "worker": worker_id})
-            await pipe.execute()
-        return True
+    async def claim_many(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        """Takes (request id, worker id) pairs off the queue; False where someone else took it first.
+
+        Two round trips however many requests: the ZREMs decide who won, then the winners
+        are marked running.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for request_id, _ in pairs:
+                pipe.zrem(keys.QUEUE, request_id)
+            won = [bool(removed) for removed in await pipe.execute()]
+        if any(won):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for (request_id, worker_id), ok in zip(pairs, won, strict=True):
+                    if ok:
+                        pipe.sadd(keys.RUNNING, request_id)
+                        pipe.hset(keys.request_key(request_id), mapping={"state": "running", "worker": worker_id})
+                await pipe.execute()
+        return won
 
     async def requeue(self, request_id: str, enqueued_ms: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from swarm.shared.errors import SwarmError
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
@@ -45,14 +45,23 @@ class RequestStream:
         self._signal.set()
         self._signal = asyncio.Event()
 
-    async def follow(self) -> AsyncIterator[GenerationEvent]:
+    async def follow(self, skip_tokens: int = 0) -> AsyncIterator[GenerationEvent]:
+        """All events from the start, after the first skip_tokens generated tokens.
+
+        Pieces that piled up while the follower was busy arrive as one merged piece: under
+        load a slow client costs one message per wake-up, not one per token.
+        """
         self.followers += 1
         try:
             sent = 0
             while True:
-                while sent < len(self._events):
-                    sent += 1
-                    yield self._events[sent - 1]
+                if sent < len(self._events):
+                    ready = self._events[sent:]
+                    sent = len(self._events)
+                    for event in coalesce(ready, skip_tokens):
+                        yield event
+                    skip_tokens = max(0, skip_tokens - sum(len(e.token_ids) for e in ready if isinstance(e, TextPiece)))
+                    continue
                 if self._error is not None:
                     raise self._error
                 if self.done:
@@ -60,3 +69,19 @@ class RequestStream:
                 await self._signal.wait()
         finally:
             self.followers -= 1
+
+
+def coalesce(events: Sequence[GenerationEvent], skip_tokens: int = 0) -> list[GenerationEvent]:
+    """Drops the pieces holding the first skip_tokens tokens and merges the rest into one piece."""
+    pieces: list[TextPiece] = []
+    rest: list[GenerationEvent] = []
+    for event in events:
+        if not isinstance(event, TextPiece):
+            rest.append(event)
+        elif skip_tokens > 0:
+            skip_tokens -= len(event.token_ids)
+        else:
+            pieces.append(event)
+    if len(pieces) > 1:
+        pieces = [TextPiece("".join(p.text for p in pieces), tuple(t for p in pieces for t in p.token_ids))]
+    return [*pieces, *rest]

@@ -13,6 +13,7 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
+from swarm.coordinator.request_stream import coalesce
 from swarm.coordinator.routing import default_model
 from swarm.coordinator.validation import InvalidRequest, check_fits_context, validate_request
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -48,13 +49,12 @@ class InferenceService:
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
             known = await self._dispatcher.attach(raw.request_id)
             if isinstance(known, StoredResult):
-                for piece in known.pieces:
-                    yield piece
-                yield known.finished
+                for event in coalesce([*known.pieces, known.finished], raw.resume_after_tokens):
+                    yield event
                 await self._dispatcher.delivered(raw.request_id)
                 return
             if known is not None:
-                async for event in self._follow(raw.request_id, known.follow()):
+                async for event in self._follow(raw.request_id, known.follow(raw.resume_after_tokens)):
                     yield event
                 return
         model = await self._resolve_model(request.model)

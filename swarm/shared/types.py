@@ -41,6 +41,7 @@ class RawRequest:
     request_id: str = ""
     min_p: float | None = None
     repeat_penalty: float | None = None
+    resume_after_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         request_id=msg.request_id,
         min_p=msg.min_p if msg.HasField("min_p") else None,
         repeat_penalty=msg.repeat_penalty if msg.HasField("repeat_penalty") else None,
+        resume_after_tokens=msg.resume_after_tokens,
     )
 
 
