@@ -120,14 +120,16 @@ async def _one_stream(call: Any, started_ns: int, start_at_ns: int, state: _Stre
             if message.WhichOneof("event") != "piece":
                 state.status = "completed"
                 continue
-            latency.append(now - int(message.piece.text))
+            # A client that fell behind gets several tokens merged into one piece: one stamp each.
+            stamps = message.piece.text.split()
+            latency.extend(now - int(stamp) for stamp in stamps)
             if state.first == 0:
                 state.first = now
                 result.ttft_ns.append(now - started_ns)
             state.last = now
             bucket = (now - start_at_ns) // BUCKET_NS
             if 0 <= bucket < buckets:
-                histogram[bucket] += 1
+                histogram[bucket] += len(stamps)
         if state.status != "completed":
             state.status = "failed: stream ended without Finished"
     except grpc.aio.AioRpcError as exc:
