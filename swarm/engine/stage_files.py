@@ -1,0 +1,331 @@
+"""Pipeline stage files: split a GGUF model into per-stage GGUFs of contiguous layer ranges, plus a manifest.
+
+Each stage file is a model llama.cpp loads on its own. Stage i keeps blocks [lo, hi) of the source,
+renumbered from 0, with ``{arch}.block_count = hi - lo`` and the per-layer hyper-parameters of those
+blocks. The first stage keeps the token embedding and the tokenizer (it takes tokens); the last keeps
+the output norm and head (it makes logits; a model with a tied head keeps the full token embedding as
+the head). A middle stage takes and returns hidden states only, so it carries no vocabulary: tokenizer
+model ``none``, ``{arch}.vocab_size = 1`` and a one-row token embedding, which llama.cpp's loader
+still insists on. Tensor data is streamed from the memory-mapped source, never held in RAM whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SUPPORTED_ARCHITECTURES",
+    "StageFile",
+    "StageManifest",
+    "UnsupportedArchitecture",
+    "split_model",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+SUPPORTED_ARCHITECTURES = frozenset({"llama", "qwen2", "qwen3", "gemma3"})
+
+# Per-layer arrays llama.cpp reads with get_key_or_arr / get_arr; an array must have exactly
+# block_count entries, so a stage keeps the slice of its own layers.
+_PER_LAYER_KEYS = (
+    gguf.Keys.LLM.FEED_FORWARD_LENGTH,
+    gguf.Keys.Attention.HEAD_COUNT,
+    gguf.Keys.Attention.HEAD_COUNT_KV,
+    gguf.Keys.Attention.SLIDING_WINDOW_PATTERN,
+)
+# llama.cpp's built-in sliding-window period where a file names none: every Nth layer is global.
+_DEFAULT_SWA_PERIOD = {"gemma3": 6}
+_BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.(.+)$")
+_TOKEN_EMBD = "token_embd.weight"
+_OUTPUT = "output.weight"
+_HASH_CHUNK = 1 << 20
+
+
+class UnsupportedArchitecture(ValueError):
+    """The model's architecture is not one whose stage files this module knows how to write."""
+
+    def __init__(self, architecture: str) -> None:
+        supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
+        super().__init__(f"cannot split a {architecture!r} model into stages (supported: {supported})")
+        self.architecture = architecture
+
+
+@dataclass(frozen=True)
+class StageFile:
+    """One stage: its file (relative to the manifest's folder) and the source layers [layer_start, layer_end)."""
+
+    index: int
+    file: str
+    layer_start: int
+    layer_end: int
+    bytes: int
+    sha256: str
+
+    @property
+    def n_layers(self) -> int:
+        return self.layer_end - self.layer_start
+
+
+@dataclass(frozen=True)
+class StageManifest:
+    """What split_model wrote: the source model and its stages in pipeline order."""
+
+    model: str
+    architecture: str
+    n_layers: int
+    embedding_length: int
+    source_file: str
+    source_sha256: str
+    stages: tuple[StageFile, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"format": MANIFEST_FORMAT, **asdict(self)}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StageManifest:
+        data = json.loads(text)
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"unknown stage manifest format {data.get('format')!r}")
+        return cls(
+            model=str(data["model"]),
+            architecture=str(data["architecture"]),
+            n_layers=int(data["n_layers"]),
+            embedding_length=int(data["embedding_length"]),
+            source_file=str(data["source_file"]),
+            source_sha256=str(data["source_sha256"]),
+            stages=tuple(StageFile(**stage) for stage in data["stages"]),
+        )
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A metadata value as GGUFWriter.add_key_value takes it."""
+
+    value: Any
+    type: gguf.GGUFValueType
+    sub_type: gguf.GGUFValueType | None = None
+
+
+def split_model(
+    model: Path, stages: int | Sequence[tuple[int, int]], out_dir: Path, progress: bool = False
+) -> StageManifest:
+    """Writes one GGUF per stage and manifest.json into out_dir; returns the manifest.
+
+    ``stages`` is a stage count (layers split as evenly as possible) or the layer ranges
+    [start, end) themselves, contiguous from layer 0 to the last layer.
+    """
+    reader = gguf.GGUFReader(model)
+    arch = _string_field(reader, gguf.Keys.General.ARCHITECTURE)
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedArchitecture(arch)
+    metadata = _read_metadata(reader)
+    n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
+    n_embd = int(metadata[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].value)
+    ranges = _layer_ranges(stages, n_layers)
+    source_sha256 = _sha256(model)
+    name_value = metadata.get(gguf.Keys.General.NAME)
+    name = _text(name_value.value) if name_value else model.stem
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[StageFile] = []
+    for index, (lo, hi) in enumerate(ranges):
+        path = out_dir / f"{model.stem}.stage{index}-of-{len(ranges)}.gguf"
+        stage_meta = _stage_metadata(metadata, arch, n_layers, index, len(ranges), lo, hi, source_sha256)
+        tensors = _stage_tensors(reader, n_layers, first=index == 0, last=index == len(ranges) - 1, lo=lo, hi=hi)
+        _write_gguf(path, reader, arch, stage_meta, tensors, progress)
+        files.append(StageFile(index, path.name, lo, hi, path.stat().st_size, _sha256(path)))
+        log.info("stage %d/%d: layers [%d, %d) -> %s (%d bytes)", index + 1, len(ranges), lo, hi, path, files[-1].bytes)
+
+    manifest = StageManifest(name, arch, n_layers, n_embd, model.name, source_sha256, tuple(files))
+    (out_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def _layer_ranges(stages: int | Sequence[tuple[int, int]], n_layers: int) -> list[tuple[int, int]]:
+    if isinstance(stages, int):
+        if not 1 <= stages <= n_layers:
+            raise ValueError(f"cannot split {n_layers} layers into {stages} stages")
+        bounds = [i * n_layers // stages for i in range(stages + 1)]
+        return list(itertools.pairwise(bounds))
+    ranges = [(int(lo), int(hi)) for lo, hi in stages]
+    expected_start = 0
+    for lo, hi in ranges:
+        if lo != expected_start or hi <= lo:
+            raise ValueError(f"stage layer ranges must be non-empty and contiguous from 0: {ranges}")
+        expected_start = hi
+    if not ranges or expected_start != n_layers:
+        raise ValueError(f"stage layer ranges must cover all {n_layers} layers: {ranges}")
+    return ranges
+
+
+def _key(template: str, arch: str) -> str:
+    return template.format(arch=arch)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _string_field(reader: gguf.GGUFReader, key: str) -> str:
+    field = reader.get_field(key)
+    if field is None:
+        raise ValueError(f"GGUF file has no {key}")
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def _read_metadata(reader: gguf.GGUFReader) -> dict[str, _Value]:
+    """All key/values of the file in order, strings kept as raw bytes (token texts need not be UTF-8)."""
+    metadata: dict[str, _Value] = {}
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
+            continue  # header fields, and the one key GGUFWriter writes itself
+        kind = gguf.GGUFValueType(field.types[0])
+        if kind == gguf.GGUFValueType.ARRAY:
+            if len(field.types) != 2:
+                raise ValueError(f"nested metadata array {field.name} is not supported")
+            sub = gguf.GGUFValueType(field.types[1])
+            if sub == gguf.GGUFValueType.STRING:
+                items: list[Any] = [bytes(field.parts[i]) for i in field.data]
+            else:
+                items = field.contents()
+            metadata[field.name] = _Value(items, kind, sub)
+        elif kind == gguf.GGUFValueType.STRING:
+            metadata[field.name] = _Value(bytes(field.parts[field.data[0]]), kind)
+        else:
+            metadata[field.name] = _Value(field.contents(), kind)
+    return metadata
+
+
+def _swa_pattern(metadata: dict[str, _Value], arch: str, n_layers: int) -> list[bool] | None:
+    """Per-layer sliding-window flags, as llama.cpp's load_swa_pattern would derive them for the whole model."""
+    key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
+    found = metadata.get(key)
+    if found is not None and found.type == gguf.GGUFValueType.ARRAY:
+        return [bool(v) for v in found.value]
+    if arch not in _DEFAULT_SWA_PERIOD:
+        return None
+    period = int(found.value) if found is not None else _DEFAULT_SWA_PERIOD[arch]
+    # llama_hparams::set_swa_pattern with dense_first = false: the last layer of each period is global.
+    return [period == 0 or il % period < period - 1 for il in range(n_layers)]
+
+
+def _stage_metadata(
+    metadata: dict[str, _Value],
+    arch: str,
+    n_layers: int,
+    index: int,
+    count: int,
+    lo: int,
+    hi: int,
+    source_sha256: str,
+) -> dict[str, _Value]:
+    out = dict(metadata)
+    u32 = gguf.GGUFValueType.UINT32
+    out[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)] = _Value(hi - lo, u32)
+    for template in _PER_LAYER_KEYS:
+        key = _key(template, arch)
+        found = metadata.get(key)
+        if found is not None and found.type == gguf.GGUFValueType.ARRAY:
+            if len(found.value) != n_layers:
+                raise ValueError(f"{key} has {len(found.value)} entries for {n_layers} layers")
+            out[key] = _Value(found.value[lo:hi], found.type, found.sub_type)
+    pattern = _swa_pattern(metadata, arch, n_layers)
+    if pattern is not None:
+        key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
+        out[key] = _Value(pattern[lo:hi], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.BOOL)
+    if 0 < index < count - 1:  # a middle stage: no vocabulary at all
+        for key in [k for k in out if k.startswith("tokenizer.")]:
+            del out[key]
+        out[gguf.Keys.Tokenizer.MODEL] = _Value(b"none", gguf.GGUFValueType.STRING)
+        out[_key(gguf.Keys.LLM.VOCAB_SIZE, arch)] = _Value(1, u32)
+    out["swarm.stage.index"] = _Value(index, u32)
+    out["swarm.stage.count"] = _Value(count, u32)
+    out["swarm.stage.layer_start"] = _Value(lo, u32)
+    out["swarm.stage.layer_end"] = _Value(hi, u32)
+    out["swarm.stage.source_block_count"] = _Value(n_layers, u32)
+    out["swarm.stage.source_sha256"] = _Value(source_sha256.encode(), gguf.GGUFValueType.STRING)
+    return out
+
+
+def _stage_tensors(
+    reader: gguf.GGUFReader, n_layers: int, *, first: bool, last: bool, lo: int, hi: int
+) -> list[tuple[str, Any, gguf.GGMLQuantizationType]]:
+    """(name in the stage file, memory-mapped data, type) of every tensor the stage keeps, in source order."""
+    tensors: list[tuple[str, Any, gguf.GGMLQuantizationType]] = []
+    for tensor in reader.tensors:
+        match = _BLOCK_TENSOR.match(tensor.name)
+        if match:
+            layer = int(match.group(1))
+            if layer >= n_layers:
+                raise ValueError(f"tensor {tensor.name} is past the model's {n_layers} blocks")
+            if lo <= layer < hi:
+                tensors.append((f"blk.{layer - lo}.{match.group(2)}", tensor.data, tensor.tensor_type))
+        elif tensor.name == _TOKEN_EMBD:
+            # llama.cpp requires token_embd with one row per vocabulary entry in every stage. The first
+            # stage looks tokens up in it and the last uses it as the head when the model ties the two;
+            # a middle stage (vocab_size 1) keeps one row.
+            data = tensor.data if first or last else tensor.data[:1]
+            tensors.append((tensor.name, data, tensor.tensor_type))
+        elif tensor.name == _OUTPUT:
+            if last:
+                tensors.append((tensor.name, tensor.data, tensor.tensor_type))
+        else:
+            # output_norm and any other small model-wide tensor: llama.cpp requires output_norm even
+            # where cb_eval stops the graph before it.
+            tensors.append((tensor.name, tensor.data, tensor.tensor_type))
+    return tensors
+
+
+def _write_gguf(
+    path: Path,
+    reader: gguf.GGUFReader,
+    arch: str,
+    metadata: dict[str, _Value],
+    tensors: list[tuple[str, Any, gguf.GGMLQuantizationType]],
+    progress: bool,
+) -> None:
+    writer = gguf.GGUFWriter(path, arch, endianess=reader.endianess)
+    writer.data_alignment = reader.alignment
+    for key, item in metadata.items():
+        writer.add_key_value(key, item.value, item.type, sub_type=item.sub_type)
+    for name, data, kind in tensors:
+        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, raw_dtype=kind)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=path.name, total=sum(data.nbytes for _, data, _ in tensors), unit="B", unit_scale=True)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for _, data, _ in tensors:
+            # data is a view of the reader's memory map: pages stream through the page cache.
+            writer.write_tensor_data(data, tensor_endianess=reader.endianess)
+            if bar is not None:
+                bar.update(data.nbytes)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
