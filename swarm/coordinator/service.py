@@ -13,10 +13,10 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
-from swarm.coordinator.request_stream import coalesce
 from swarm.coordinator.routing import default_model
 from swarm.coordinator.validation import InvalidRequest, check_fits_context, validate_request
 from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.pieces import coalesce
 from swarm.shared.types import (
     Finished,
     GenerationEvent,

@@ -11,7 +11,8 @@ import grpc
 from swarm.engine.batch_engine import BatchEngine
 from swarm.shared.auth import token_matches
 from swarm.shared.errors import SwarmError
-from swarm.shared.types import Finished, GenerationEvent
+from swarm.shared.pieces import coalesce
+from swarm.shared.types import Finished, GenerationEvent, TextPiece
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
@@ -29,6 +30,21 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.active = 0
         self.idle = asyncio.Event()
         self.idle.set()
+
+    @staticmethod
+    async def _next_event(events: asyncio.Queue[GenerationEvent | SwarmError]) -> GenerationEvent | SwarmError:
+        """The next event; pieces that piled up while the caller was slow come merged into one."""
+        event = await events.get()
+        if not isinstance(event, TextPiece) or events.empty():
+            return event
+        pending: list[TextPiece] = [event]
+        while not events.empty():
+            following = events.get_nowait()
+            if not isinstance(following, TextPiece):
+                events.put_nowait(following)  # a finish or error is always last: putting it back keeps order
+                break
+            pending.append(following)
+        return coalesce(pending)[0]
 
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
@@ -53,7 +69,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         try:
             self._engine.submit(generation, emit)
             while True:
-                event = await events.get()
+                event = await self._next_event(events)
                 if isinstance(event, SwarmError):
                     finished = True
                     await context.abort(grpc.StatusCode[event.code.name], event.message)

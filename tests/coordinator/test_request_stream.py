@@ -2,7 +2,8 @@
 
 import asyncio
 
-from swarm.coordinator.request_stream import RequestStream, coalesce
+from swarm.coordinator.request_stream import RequestStream
+from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, TextPiece
 
 DONE = Finished(FinishReason.LENGTH, 3, 4)

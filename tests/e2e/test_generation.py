@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from swarm.client import AsyncSwarmClient, SwarmCallError
-from swarm.shared.types import FinishReason, TextPiece
+from swarm.shared.types import Finished, FinishReason
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -47,12 +48,19 @@ def test_greedy_generation_is_token_identical_to_llama_cpp_python(swarm: Running
     llm.close()
 
 
-def test_tokens_stream_as_they_are_produced(swarm: RunningSwarm) -> None:
+def test_tokens_stream_as_they_are_produced(make_swarm: MakeSwarm, gemma_model: Path) -> None:
+    # The real model decodes at tens of tokens/s, slower than the relay: each token travels
+    # on its own. (The tiny model outruns the relay, which then merges pieces.)
+    swarm = make_swarm(workers=1, model=gemma_model)
+    arrivals: list[float] = []
+    events = []
     with swarm.client() as client:
-        events = list(client.stream("Once upon a time", max_tokens=20, temperature=0.0))
-    pieces = [e for e in events if isinstance(e, TextPiece)]
-    assert len(pieces) >= 10  # one message per piece, not one blob at the end
-    assert events[-1].completion_tokens == 20  # type: ignore[union-attr]
+        for event in client.stream("Once upon a time", max_tokens=20, temperature=0.0):
+            arrivals.append(time.monotonic())
+            events.append(event)
+    assert isinstance(events[-1], Finished) and events[-1].completion_tokens == 20
+    assert len(arrivals) >= 10  # pieces, not one blob at the end
+    assert arrivals[-1] - arrivals[0] > 0.1  # spread over the generation
 
 
 def test_stop_strings_end_the_text(swarm: RunningSwarm) -> None:
