@@ -7,7 +7,7 @@ import logging
 import sys
 
 from swarm.bench import engine_vs_bare
-from swarm.cli import client_commands, serve_commands, up_command
+from swarm.cli import client_commands, serve_commands, split_command, up_command
 from swarm.shared.addresses import DEFAULT_COORDINATOR
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.add_join_parser(commands)
     up_command.add_parser(commands)
     client_commands.add_parsers(commands, DEFAULT_COORDINATOR)
+    split_command.add_parser(commands)
     engine_vs_bare.add_parser(commands)
     return parser
 

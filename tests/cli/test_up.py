@@ -132,3 +132,16 @@ def test_quick_start_on_gemma_matches_llama_cpp_python(tmp_path: Path, gemma_mod
     llm.close()
     assert demo == expected
     assert len(demo.split()) > 5
+
+
+def test_split_writes_stage_files_and_a_manifest(tmp_path: Path) -> None:
+    from swarm.engine.synthetic_model import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
+    result = swarm_command("split", str(model), "--stages", "2", "--out", str(tmp_path / "stages"))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "stages" / "manifest.json").read_text())
+    assert [(s["layer_start"], s["layer_end"]) for s in manifest["stages"]] == [(0, 2), (2, 4)]
+    assert "stage 1: layers 2-3" in result.stdout
+    missing = swarm_command("split", str(tmp_path / "nope.gguf"), "--stages", "2", "--out", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "model file not found" in missing.stderr
