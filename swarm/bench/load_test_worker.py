@@ -134,28 +134,14 @@ class LoadTestWorker:
             hostname=socket.gethostname(),
         )
         membership = Membership(self.coordinator, self.token, info, self.servicer.load)
-        heartbeats: asyncio.Task[None] | None = None
-        joined = False
         try:
-            join = asyncio.create_task(membership.join())
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({join, stopped}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED)
-            if join.done():
-                self.servicer.worker_id = join.result()
-                joined = True
-                log.info("load-test worker %s serving on %s", self.servicer.worker_id, self.address)
-                heartbeats = asyncio.create_task(membership.heartbeat_forever())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopped, max_seconds)
-            else:
-                join.cancel()
-            stopped.cancel()
+            async with membership.joined(stop) as worker_id:
+                if worker_id is not None:
+                    self.servicer.worker_id = worker_id
+                    log.info("load-test worker %s serving on %s", worker_id, self.address)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), max_seconds)
         finally:
-            if heartbeats is not None:
-                heartbeats.cancel()
-            if joined:
-                await membership.leave()
-            await membership.close()
             await server.stop(grace=0.5)
             log.info("load-test worker stopped: %d tokens sent", self.servicer.tokens_generated)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from typing import Any
 
 from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
 from swarm.shared.types import Finished, SwarmStatus, TextPiece
+from swarm.wire.json_views import status_to_json
 
 
 def add_parsers(commands: Any, default_address: str) -> None:
@@ -65,22 +65,6 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_as_json(status: SwarmStatus) -> dict[str, Any]:
-    return {
-        "default_model": status.default_model,
-        "queue_depth": status.queue_depth,
-        "workers": [
-            {
-                **asdict(w.info),
-                **asdict(w.load),
-                "state": "up" if w.up else "down",
-                "last_heartbeat_age_s": round(w.heartbeat_age_s, 3),
-            }
-            for w in status.workers
-        ],
-    }
-
-
 def status_table(status: SwarmStatus) -> str:
     header = ("WORKER", "ADDRESS", "MODEL", "STATE", "SLOTS", "TOK/S", "HEARTBEAT")
     rows = [header] + [
@@ -112,7 +96,7 @@ def run_status(args: argparse.Namespace) -> int:
         except SwarmCallError as exc:
             print(f"swarm status: cannot reach coordinator {client.address}: {exc}", file=sys.stderr)
             return 1
-    print(json.dumps(status_as_json(status), indent=2) if args.json else status_table(status))
+    print(json.dumps(status_to_json(status), indent=2) if args.json else status_table(status))
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from swarm.coordinator.service import InferenceService
+from swarm.wire.json_views import status_to_json
 
 
 def build_http_app(service: InferenceService) -> web.Application:
@@ -14,22 +15,7 @@ def build_http_app(service: InferenceService) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def status(_request: web.Request) -> web.Response:
-        snapshot = await service.status()
-        return web.json_response(
-            {
-                "default_model": snapshot.default_model,
-                "queue_depth": snapshot.queue_depth,
-                "workers": [
-                    {
-                        **asdict(v.info),
-                        **asdict(v.load),
-                        "state": "up" if v.up else "down",
-                        "last_heartbeat_age_s": round(v.heartbeat_age_s, 3),
-                    }
-                    for v in snapshot.workers
-                ],
-            }
-        )
+        return web.json_response(status_to_json(await service.status()))
 
     async def models(_request: web.Request) -> web.Response:
         return web.json_response({"models": [asdict(m) for m in await service.list_models()]})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -58,6 +59,39 @@ class Membership:
             self.interval_s = reply.heartbeat_interval_s or 1.0
             log.info("joined coordinator %s as %s", self._coordinator, self.worker_id)
             return self.worker_id
+
+    @contextlib.asynccontextmanager
+    async def joined(self, stop: asyncio.Event) -> AsyncIterator[str | None]:
+        """Joins (unless stop is set first), heartbeats while the body runs, then leaves.
+
+        Yields the worker id, or None when stop came before the coordinator answered; the
+        body runs while this worker is a member, so a drain belongs inside it.
+        """
+        join = asyncio.create_task(self.join())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({join, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not join.done():
+            join.cancel()
+            try:
+                yield None
+            finally:
+                await self.close()
+            return
+        try:
+            worker_id = join.result()
+        except BaseException:
+            await self.close()
+            raise
+        heartbeats = asyncio.create_task(self.heartbeat_forever())
+        try:
+            yield worker_id
+        finally:
+            heartbeats.cancel()
+            await self.leave()
+            await self.close()
 
     async def heartbeat_forever(self) -> None:
         while True:

@@ -77,29 +77,16 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, advertise, config.slots, config.threads)
-    heartbeats: asyncio.Task[None] | None = None
-    joined = False
     try:
-        join = asyncio.create_task(membership.join())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({join, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if join.done():
-            servicer.worker_id = join.result()
-            joined = True
-            heartbeats = asyncio.create_task(membership.heartbeat_forever())
-            await stopped
-        else:
-            join.cancel()
-        servicer.draining = True
-        log.info("leaving: waiting up to %.0f s for %d running requests", config.drain_timeout_s, servicer.active)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
+        async with membership.joined(stop) as worker_id:
+            if worker_id is not None:
+                servicer.worker_id = worker_id
+                await stop.wait()
+            servicer.draining = True
+            log.info("leaving: waiting up to %.0f s for %d running requests", config.drain_timeout_s, servicer.active)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
     finally:
-        if heartbeats is not None:
-            heartbeats.cancel()
-        if joined:
-            await membership.leave()
-        await membership.close()
         await server.stop(grace=1.0)
         stats = engine.stats()
         log.info(

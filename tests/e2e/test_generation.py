@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,3 +150,16 @@ def test_next_turn_of_a_conversation_goes_to_the_worker_holding_its_prefix(make_
             earlier = previous.finished.prompt_tokens + previous.finished.completion_tokens
             assert reply.finished.cached_prompt_tokens >= earlier - 2, (reply.finished, previous.finished)
             previous = reply
+
+
+def test_http_side_serves_health_status_and_models(swarm: RunningSwarm) -> None:
+    def get(path: str) -> dict[str, object]:
+        with urllib.request.urlopen(f"http://{swarm.http}{path}", timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    assert get("/healthz") == {"status": "ok"}
+    status = get("/status")
+    workers = status["workers"]
+    assert isinstance(workers, list) and [w["state"] for w in workers] == ["up"]
+    assert status["default_model"] == "tiny"
+    assert [m["name"] for m in get("/models")["models"]] == ["tiny"]  # type: ignore[index]
