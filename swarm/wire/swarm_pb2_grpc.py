@@ -433,3 +433,87 @@ class Worker:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ModelFilesStub:
+    """---------------------------------------------------------------- model files
+
+    Served by the coordinator: a joining worker downloads exactly the stage file it
+    was assigned, in chunks, and checks it against the manifest's sha256.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Download = channel.unary_stream(
+                '/swarm.v1.ModelFiles/Download',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.DownloadRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.FileChunk.FromString,
+                _registered_method=True)
+
+
+class ModelFilesServicer:
+    """---------------------------------------------------------------- model files
+
+    Served by the coordinator: a joining worker downloads exactly the stage file it
+    was assigned, in chunks, and checks it against the manifest's sha256.
+    """
+
+    def Download(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ModelFilesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Download': grpc.unary_stream_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.DownloadRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.FileChunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.ModelFiles', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.ModelFiles', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ModelFiles:
+    """---------------------------------------------------------------- model files
+
+    Served by the coordinator: a joining worker downloads exactly the stage file it
+    was assigned, in chunks, and checks it against the manifest's sha256.
+    """
+
+    @staticmethod
+    def Download(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarm.v1.ModelFiles/Download',
+            swarm_dot_wire_dot_swarm__pb2.DownloadRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
