@@ -5,15 +5,19 @@ from __future__ import annotations
 import ctypes
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
 from swarm.shared.types import SamplingParams
 
 log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
+
+HiddenStates = npt.NDArray[np.float32]  # (rows, n_embd): one row per token
 
 
 class ModelLoadError(RuntimeError):
@@ -77,6 +81,15 @@ class LlamaModel:
     def handle(self) -> Any:
         return self._model
 
+    @property
+    def n_embd(self) -> int:
+        """Width of a hidden state: what a stage passes to the next one per token."""
+        return int(llama_cpp.llama_model_n_embd(self._model))
+
+    @property
+    def n_layer(self) -> int:
+        return int(llama_cpp.llama_model_n_layer(self._model))
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens as llama-cpp-python's Llama builds a completion prompt: BOS (if the model wants it) + text."""
         data = text.encode("utf-8")
@@ -111,9 +124,11 @@ class TokenBatch:
         self.capacity = capacity
         self._batch = llama_cpp.llama_batch_init(capacity, 0, 1)
         self.size = 0
+        self.outputs = 0  # tokens marked wants_logits
 
     def clear(self) -> None:
         self.size = 0
+        self.outputs = 0
 
     def add(self, token: int, position: int, seq_id: int, wants_logits: bool) -> int:
         """Appends a token; returns its index in the batch (where its logits will be)."""
@@ -127,6 +142,7 @@ class TokenBatch:
         b.seq_id[i][0] = seq_id
         b.logits[i] = wants_logits
         self.size = i + 1
+        self.outputs += bool(wants_logits)
         return i
 
     @property
@@ -138,10 +154,131 @@ class TokenBatch:
         llama_cpp.llama_batch_free(self._batch)
 
 
-class LlamaContext:
-    """A KV cache with one sequence id per slot, and the decode call that advances them together."""
+class EmbeddingBatch:
+    """A reusable llama_batch of hidden states (a later pipeline stage's input), several sequences per decode."""
 
-    def __init__(self, model: LlamaModel, slots: int, context_per_slot: int, batch_size: int, threads: int) -> None:
+    def __init__(self, capacity: int, n_embd: int) -> None:
+        self.capacity = capacity
+        self.n_embd = n_embd
+        self._batch = llama_cpp.llama_batch_init(capacity, n_embd, 1)
+        self._embd: HiddenStates = np.ctypeslib.as_array(self._batch.embd, shape=(capacity, n_embd))
+        self.size = 0
+        self.outputs = 0
+
+    def clear(self) -> None:
+        self.size = 0
+        self.outputs = 0
+
+    def add_rows(
+        self,
+        rows: npt.ArrayLike,
+        first_position: int,
+        seq_id: int,
+        outputs: Literal["all", "last", "none"] = "all",
+    ) -> int:
+        """Appends consecutive hidden states of one sequence, shape (n, n_embd) or (n_embd,); returns the
+        batch index of the first. A non-final stage needs outputs="all"; a final one "last" for the next token."""
+        block = np.asarray(rows, dtype=np.float32).reshape(-1, self.n_embd)
+        n, first = len(block), self.size
+        if first + n > self.capacity:
+            raise IndexError(f"batch holds {self.capacity} rows; {first} used, {n} more asked")
+        self._embd[first : first + n] = block
+        b = self._batch
+        for k in range(n):
+            i = first + k
+            b.pos[i] = first_position + k
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq_id
+            b.logits[i] = outputs == "all" or (outputs == "last" and k == n - 1)
+        self.size = first + n
+        self.outputs += n if outputs == "all" else int(outputs == "last" and n > 0)
+        return first
+
+    @property
+    def native(self) -> Any:
+        self._batch.n_tokens = self.size
+        return self._batch
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._embd = np.empty((0, self.n_embd), dtype=np.float32)  # the view dies with the buffer
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+
+def _ggml_base() -> ctypes.CDLL:
+    """libggml-base beside libllama: ggml_get_name and ggml_nbytes, which llama_cpp does not bind."""
+    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    lib.ggml_get_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_name.restype = ctypes.c_char_p
+    lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
+    lib.ggml_nbytes.restype = ctypes.c_size_t
+    lib.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+    lib.ggml_backend_tensor_get.restype = None
+    return lib
+
+
+class HiddenStateCapture:
+    """The cb_eval of a non-final stage: copies out the last layer's output, then stops the graph.
+
+    It asks only for l_out-{n_layer-1}, so llama.cpp runs the layers and skips the output norm and
+    head. That tensor holds the rows of the tokens marked as outputs, in ubatch order; rows of a
+    decode's ubatches accumulate until take().
+    """
+
+    _ggml: ctypes.CDLL | None = None
+
+    def __init__(self, n_embd: int, n_layer: int) -> None:
+        if HiddenStateCapture._ggml is None:
+            HiddenStateCapture._ggml = _ggml_base()
+        self._lib = HiddenStateCapture._ggml
+        self.n_embd = n_embd
+        self._target = f"l_out-{n_layer - 1}".encode()
+        self._rows: list[HiddenStates] = []
+        # llama.cpp keeps only the C pointer: this object must outlive the context that calls it.
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
+
+    def _on_tensor(self, tensor: int, ask: bool, _user_data: Any) -> bool:
+        is_target = bool(self._lib.ggml_get_name(tensor) == self._target)
+        if ask or not is_target:
+            return is_target  # asking: observe only the target; observing anything else: go on
+        rows = np.empty(self._lib.ggml_nbytes(tensor) // 4, dtype=np.float32)
+        self._lib.ggml_backend_tensor_get(tensor, rows.ctypes.data, 0, rows.nbytes)
+        self._rows.append(rows.reshape(-1, self.n_embd))
+        return False
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def take(self) -> HiddenStates:
+        """Every row captured since clear(), float32 (rows, n_embd), and forgets them."""
+        rows = np.concatenate(self._rows) if self._rows else np.empty((0, self.n_embd), dtype=np.float32)
+        self._rows.clear()
+        return rows
+
+
+class LlamaContext:
+    """A KV cache with one sequence id per slot, and the decode call that advances them together.
+
+    With capture_hidden (a non-final pipeline stage) each decode keeps, instead of logits, the last
+    layer's hidden state of every token marked as an output; hidden_states() returns them in batch
+    order. The cache is then unified (one buffer shared by the slots): llama.cpp splits a batch into
+    ubatches in batch order only then, and the capture sees rows in ubatch order.
+    """
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        slots: int,
+        context_per_slot: int,
+        batch_size: int,
+        threads: int,
+        *,
+        capture_hidden: bool = False,
+    ) -> None:
+        self.capture = HiddenStateCapture(model.n_embd, model.n_layer) if capture_hidden else None
+        self._hidden: HiddenStates | None = None
+        self.vocab_size = model.vocab_size
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = slots * context_per_slot
         params.n_batch = batch_size
@@ -150,21 +287,48 @@ class LlamaContext:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
+        if self.capture is not None:
+            params.cb_eval = self.capture.callback
+            params.kv_unified = True
         self._ctx = llama_cpp.llama_init_from_model(model.handle, params)
         if not self._ctx:
             raise ModelLoadError(f"llama.cpp could not create a context of {params.n_ctx} tokens")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self.context_per_slot = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        per_sequence = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        # A unified cache lets any one sequence fill it; a slot's fair share is still 1/slots of it.
+        self.context_per_slot = per_sequence // slots if self.capture is not None else per_sequence
         self.batch_size = int(llama_cpp.llama_n_batch(self._ctx))  # llama.cpp caps it at the context size
 
     @property
     def handle(self) -> Any:
         return self._ctx
 
-    def decode(self, batch: TokenBatch) -> None:
+    def decode(self, batch: TokenBatch | EmbeddingBatch) -> None:
+        if self.capture is not None:
+            self._hidden = None
+            self.capture.clear()
         status = llama_cpp.llama_decode(self._ctx, batch.native)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} on {batch.size} tokens")
+        if self.capture is not None:
+            self._hidden = self.capture.take()
+            if len(self._hidden) != batch.outputs:
+                raise RuntimeError(f"captured {len(self._hidden)} hidden states for {batch.outputs} outputs")
+
+    def hidden_states(self) -> HiddenStates:
+        """The last decode's hidden states, float32 (outputs, n_embd): one row per output token, in batch order."""
+        if self._hidden is None:
+            raise RuntimeError("no hidden states: the context does not capture them, or nothing was decoded")
+        return self._hidden
+
+    def logits(self, batch_index: int) -> npt.NDArray[np.float32]:
+        """A copy of the logits the last decode made for the output token at batch_index."""
+        if self.capture is not None:
+            raise RuntimeError("a hidden-state context stops before the head: it makes no logits")
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)
+        if not pointer:
+            raise IndexError(f"no logits for batch index {batch_index}")
+        return np.ctypeslib.as_array(pointer, shape=(self.vocab_size,)).copy()
 
     def forget(self, seq_id: int, from_position: int = 0) -> bool:
         """Drops a sequence's KV cells from a position on; False if the cache cannot cut there."""

@@ -1,24 +1,22 @@
 """Stage files: split models load in llama.cpp, and greedy text chained through the stages equals the whole model.
 
-The chaining helpers here (Stage, generate) run stages in one process with llama-cpp-python's
-low-level API, as DESIGN.md describes; they are small on purpose, to move into the engine later.
+The chaining helpers here (Stage, generate) run stages in one process through the engine's llama
+adapter (EmbeddingBatch in, hidden-state capture out), as DESIGN.md describes.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import gguf
-import llama_cpp
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.llama_adapter import EmbeddingBatch, LlamaContext, LlamaModel, TokenBatch
 from swarm.engine.stage_files import MANIFEST_NAME, StageManifest, UnsupportedArchitecture, split_model
 from swarm.engine.synthetic_model import write_tiny_llama
 
@@ -26,15 +24,6 @@ N_CTX = 256
 N_GENERATE = 16
 TINY_PROMPT = "The quick brown fox"
 GEMMA_PROMPT = "The capital of France is"
-
-# ggml_get_name and ggml_nbytes live in libggml-base.so beside libllama.so; llama_cpp binds neither.
-_GGML = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
-_GGML.ggml_get_name.argtypes = [ctypes.c_void_p]
-_GGML.ggml_get_name.restype = ctypes.c_char_p
-_GGML.ggml_nbytes.argtypes = [ctypes.c_void_p]
-_GGML.ggml_nbytes.restype = ctypes.c_size_t
-_GGML.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
-_GGML.ggml_backend_tensor_get.restype = None
 
 
 class Stage:
@@ -44,62 +33,35 @@ class Stage:
         self.model = LlamaModel(path)
         self.takes_tokens = takes_tokens
         self.makes_logits = makes_logits
-        self.n_embd = int(llama_cpp.llama_model_n_embd(self.model.handle))
-        self.n_layer = int(llama_cpp.llama_model_n_layer(self.model.handle))
-        self._target = f"l_out-{self.n_layer - 1}".encode()
-        self._captured: list[npt.NDArray[np.float32]] = []
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = params.n_batch = params.n_ubatch = N_CTX
-        params.n_threads = params.n_threads_batch = 2
-        params.no_perf = True
-        if not makes_logits:
-            self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._capture)  # kept alive with self
-            params.cb_eval = self._callback
-        self._ctx = llama_cpp.llama_init_from_model(self.model.handle, params)
-        assert self._ctx, f"no context for {path}"
-
-    def _capture(self, tensor: int, ask: bool, _user_data: Any) -> bool:
-        """cb_eval: ask only for the last layer's output; copy it, then stop the graph (no norm, no head)."""
-        is_target = bool(_GGML.ggml_get_name(tensor) == self._target)
-        if ask or not is_target:
-            return is_target  # asking: observe only the target; observing anything else: go on
-        rows = np.empty(_GGML.ggml_nbytes(tensor) // 4, dtype=np.float32)
-        _GGML.ggml_backend_tensor_get(tensor, rows.ctypes.data, 0, rows.nbytes)
-        self._captured.append(rows.reshape(-1, self.n_embd))
-        return False
+        self.context = LlamaContext(self.model, 1, N_CTX, N_CTX, threads=2, capture_hidden=not makes_logits)
+        self.tokens = TokenBatch(N_CTX)
+        self.hidden = EmbeddingBatch(N_CTX, self.model.n_embd)
 
     def forward(self, inputs: Sequence[int] | npt.NDArray[np.float32], position: int) -> npt.NDArray[np.float32]:
         """Decodes inputs at positions position..; the last token's logits, or every token's hidden state."""
         n = len(inputs)
-        batch = llama_cpp.llama_batch_init(n, 0 if self.takes_tokens else self.n_embd, 1)
-        try:
-            if self.takes_tokens:
-                for i, token in enumerate(inputs):
-                    batch.token[i] = int(token)
-            else:
-                hidden = np.ascontiguousarray(inputs, dtype=np.float32)
-                ctypes.memmove(batch.embd, hidden.ctypes.data, hidden.nbytes)
-            for i in range(n):
-                batch.pos[i] = position + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
+        batch: TokenBatch | EmbeddingBatch
+        if self.takes_tokens:
+            batch = self.tokens
+            batch.clear()
+            for i, token in enumerate(inputs):
                 # Every token of a non-final stage is an output, or the last layer keeps only output rows.
-                batch.logits[i] = not self.makes_logits or i == n - 1
-            batch.n_tokens = n
-            self._captured.clear()
-            status = llama_cpp.llama_decode(self._ctx, batch)
-            assert status == 0, f"llama_decode failed with {status}"
-        finally:
-            llama_cpp.llama_batch_free(batch)
+                batch.add(int(token), position + i, 0, not self.makes_logits or i == n - 1)
+        else:
+            batch = self.hidden
+            batch.clear()
+            batch.add_rows(inputs, position, 0, "last" if self.makes_logits else "all")
+        self.context.decode(batch)
         if self.makes_logits:
-            logits = llama_cpp.llama_get_logits_ith(self._ctx, n - 1)
-            return np.ctypeslib.as_array(logits, shape=(self.model.vocab_size,)).copy()
-        out = np.concatenate(self._captured)
-        assert out.shape == (n, self.n_embd)
+            return self.context.logits(n - 1)
+        out = self.context.hidden_states()
+        assert out.shape == (n, self.model.n_embd)
         return out
 
     def close(self) -> None:
-        llama_cpp.llama_free(self._ctx)
+        self.tokens.close()
+        self.hidden.close()
+        self.context.close()
         self.model.close()
 
 
@@ -169,7 +131,7 @@ def test_tiny_split_files_load_and_match_manifest(tiny4: Path, tmp_path: Path, c
         assert field(path, "swarm.stage.source_sha256") == manifest.source_sha256
         model = LlamaModel(path)
         try:
-            assert llama_cpp.llama_model_n_layer(model.handle) == stage.n_layers
+            assert model.n_layer == stage.n_layers
             has_vocab = stage.index in (0, count - 1)
             assert model.vocab_size == (whole_vocab if has_vocab else 1)
         finally:
