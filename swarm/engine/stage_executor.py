@@ -1,0 +1,143 @@
+"""StageExecutor: one pipeline stage's layers; every session's rows advance in one llama_decode per step.
+
+A session keeps the same sequence id (its slot) on every stage of a pipeline, so the
+KV cache of each stage holds exactly its own layers of that session. The first stage
+takes tokens, later stages take the previous stage's hidden states, and the last
+stage samples the next token with the session's own llama.cpp sampler chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from swarm.engine.llama_adapter import (
+    EmbeddingBatch,
+    HiddenStates,
+    LlamaContext,
+    LlamaModel,
+    Sampler,
+    TokenBatch,
+)
+from swarm.shared.types import SamplingParams
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """One session's rows for one step: tokens (first stage) or hidden states (later stages)."""
+
+    session: int  # the session's sequence id, the same on every stage
+    position: int  # position of the first row in the session
+    tokens: tuple[int, ...] = ()
+    hidden: HiddenStates | None = None
+    sample: bool = False  # last stage: sample the next token from the last row
+
+    @property
+    def rows(self) -> int:
+        return len(self.tokens) if self.hidden is None else len(self.hidden)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    session: int
+    hidden: HiddenStates | None = None  # a non-final stage: one row per input row
+    token: int | None = None  # the last stage, when asked to sample
+
+
+class StageExecutor:
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        first: bool,
+        last: bool,
+        slots: int,
+        context_per_slot: int,
+        threads: int,
+        batch_size: int = 512,
+    ) -> None:
+        if first and last:
+            raise ValueError("a stage that is both first and last is a whole model: use BatchEngine")
+        self.model = model
+        self.first, self.last = first, last
+        self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads, capture_hidden=not last)
+        capacity = self._context.batch_size
+        self._tokens = TokenBatch(capacity) if first else None
+        self._rows = None if first else EmbeddingBatch(capacity, model.n_embd)
+        self._samplers: dict[int, Sampler] = {}
+        self.slots = slots
+
+    @property
+    def batch_capacity(self) -> int:
+        return self._context.batch_size
+
+    def open(
+        self, session: int, sampling: SamplingParams | None = None, keep: int = 0, history: list[int] | None = None
+    ) -> None:
+        """Starts a session on a slot, keeping its first `keep` cached positions (a shared prefix)."""
+        if not 0 <= session < self.slots:
+            raise ValueError(f"session {session} is outside the stage's {self.slots} slots")
+        if keep == 0 or not self._context.forget(session, keep):
+            self._context.forget(session)
+        if self.last:
+            self.close(session)
+            self._samplers[session] = Sampler(sampling or SamplingParams(), history or [], self.model.vocab_size)
+
+    def close(self, session: int) -> None:
+        sampler = self._samplers.pop(session, None)
+        if sampler is not None:
+            sampler.close()
+
+    def step(self, work: list[StageWork]) -> list[StageResult]:
+        """Runs every session's rows through this stage's layers in one decode."""
+        starts = self._fill(work)
+        self._context.decode(self._batch)
+        if not self.last:
+            hidden = self._context.hidden_states()
+            return [
+                StageResult(w.session, hidden=np.ascontiguousarray(hidden[s : s + w.rows]))
+                for w, s in zip(work, starts, strict=True)
+            ]
+        results = []
+        for w, s in zip(work, starts, strict=True):
+            token = self._samplers[w.session].sample(self._context, s + w.rows - 1) if w.sample else None
+            results.append(StageResult(w.session, token=token))
+        return results
+
+    @property
+    def _batch(self) -> TokenBatch | EmbeddingBatch:
+        batch = self._tokens if self._tokens is not None else self._rows
+        if batch is None:
+            raise RuntimeError("stage has no batch")
+        return batch
+
+    def _fill(self, work: list[StageWork]) -> list[int]:
+        """Puts the rows into the batch; returns where each session's rows start (outputs for non-final
+        stages are numbered like rows, since every row is an output there)."""
+        starts = []
+        if self._tokens is not None:
+            self._tokens.clear()
+            for w in work:
+                starts.append(self._tokens.size)
+                for k, token in enumerate(w.tokens):
+                    self._tokens.add(token, w.position + k, w.session, True)
+            return starts
+        assert self._rows is not None  # a later stage always has an embedding batch
+        self._rows.clear()
+        for w in work:
+            if w.hidden is None:
+                raise ValueError(f"session {w.session}: a later stage needs hidden states, not tokens")
+            outputs: Literal["all", "last", "none"] = "all" if not self.last else ("last" if w.sample else "none")
+            starts.append(self._rows.add_rows(w.hidden, w.position, w.session, outputs))
+        return starts
+
+    def close_all(self) -> None:
+        for session in list(self._samplers):
+            self.close(session)
+        if self._tokens is not None:
+            self._tokens.close()
+        if self._rows is not None:
+            self._rows.close()
+        self._context.close()

@@ -1,0 +1,84 @@
+"""StageExecutor chains: sessions batched through 2 and 3 stages generate what the whole model does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.stage_executor import StageExecutor, StageResult, StageWork
+from swarm.engine.stage_files import split_model
+from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.shared.types import SamplingParams
+
+PROMPTS = ["Hello world", "The quick brown fox jumps over", "Once upon a time there"]
+GREEDY = SamplingParams(temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("stage-exec") / "four.gguf", seed=0, n_layer=4)
+
+
+def whole_model_greedy(model: Path, prompt: str, n: int) -> list[int]:
+    llm = llama_cpp.Llama(str(model), n_ctx=256, n_threads=1, verbose=False)
+    ids: list[int] = []
+    for token in llm.generate(llm.tokenize(prompt.encode(), add_bos=True, special=True), temp=0.0):
+        ids.append(token)
+        if len(ids) == n:
+            break
+    llm.close()
+    return ids
+
+
+def run_pipeline(stages: list[StageExecutor], work: list[StageWork]) -> list[StageResult]:
+    for stage in stages[:-1]:
+        results = stage.step(work)
+        work = [
+            StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
+            for w, r in zip(work, results, strict=True)
+        ]
+    return stages[-1].step(work)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_sessions_batched_through_stages_match_the_whole_model(four_layers: Path, tmp_path: Path, count: int) -> None:
+    manifest = split_model(four_layers, count, tmp_path)
+    models = [LlamaModel(tmp_path / s.file) for s in manifest.stages]
+    stages = [
+        StageExecutor(m, first=i == 0, last=i == count - 1, slots=4, context_per_slot=128, threads=1)
+        for i, m in enumerate(models)
+    ]
+    prompts = {session: models[0].tokenize(p) for session, p in enumerate(PROMPTS)}
+    for session in prompts:
+        for stage in stages:
+            stage.open(session, GREEDY)
+    # Step 1 prefills every prompt together; then one token per session per step.
+    work = [StageWork(s, 0, tokens=tuple(t), sample=True) for s, t in prompts.items()]
+    generated: dict[int, list[int]] = {s: [] for s in prompts}
+    positions = {s: len(t) for s, t in prompts.items()}
+    for _ in range(12):
+        for result in run_pipeline(stages, work):
+            assert result.token is not None
+            generated[result.session].append(result.token)
+        work = [StageWork(s, positions[s], tokens=(generated[s][-1],), sample=True) for s in prompts]
+        positions = {s: p + 1 for s, p in positions.items()}
+    for session, prompt in enumerate(PROMPTS):
+        assert generated[session] == whole_model_greedy(four_layers, prompt, 12), prompt
+    for stage in stages:
+        stage.close_all()
+
+
+def test_a_stage_refuses_sessions_outside_its_slots(four_layers: Path, tmp_path: Path) -> None:
+    manifest = split_model(four_layers, 2, tmp_path)
+    stage = StageExecutor(
+        LlamaModel(tmp_path / manifest.stages[1].file), first=False, last=True, slots=2, context_per_slot=64, threads=1
+    )
+    with pytest.raises(ValueError, match="outside"):
+        stage.open(5, GREEDY)
+    with pytest.raises(ValueError, match="hidden states"):
+        stage.open(0, GREEDY)
+        stage.step([StageWork(0, 0, tokens=(1, 2))])
+    stage.close_all()
