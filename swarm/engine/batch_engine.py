@@ -14,8 +14,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
+from swarm.engine.forward import Forward, WholeModel
+from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.stage_executor import StageWork
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
@@ -63,14 +65,16 @@ class _Cancel:
 class BatchEngine:
     RATE_WINDOW_S = 10.0
 
-    def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
+    def __init__(self, model: LlamaModel, config: EngineConfig, forward: Forward | None = None) -> None:
+        """model tokenizes and detokenizes; forward (default: the whole model here) computes the steps."""
         self.model = model
         self.config = config
-        # A sequence longer than the model was trained on degrades; never offer more than that.
-        per_slot = min(config.context_per_slot, model.context_length_trained or config.context_per_slot)
-        self._context = LlamaContext(model, config.slots, per_slot, config.batch_size, config.threads)
-        self.context_per_slot = self._context.context_per_slot
-        self._batch = TokenBatch(self._context.batch_size)
+        if forward is None:
+            # A sequence longer than the model was trained on degrades; never offer more than that.
+            per_slot = min(config.context_per_slot, model.context_length_trained or config.context_per_slot)
+            forward = WholeModel(model, config.slots, per_slot, config.batch_size, config.threads)
+        self._forward = forward
+        self.context_per_slot = forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[_Submit | _Cancel | None] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
@@ -93,8 +97,7 @@ class BatchEngine:
         if self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join()
-        self._batch.close()
-        self._context.close()
+        self._forward.close()
 
     def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
         self._inbox.put(_Submit(request, emit))
@@ -189,25 +192,21 @@ class BatchEngine:
             choice = choose_slot(self._slots, sequence.prompt)
             if choice is None:
                 return
-            sampler = Sampler(sequence.request.sampling, sequence.prompt, self.model.vocab_size)
-            self._waiting.popleft()
             slot, keep = choice
-            if keep == 0 or not self._context.forget(slot.seq_id, keep):
-                self._context.forget(slot.seq_id)
-                keep = 0
+            keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep)
+            self._waiting.popleft()
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
             sequence.pending = sequence.prompt[keep:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
-            sequence.sampler = sampler
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
 
     def _step(self) -> None:
-        batch = self._batch
-        batch.clear()
-        sampled_at: list[tuple[Slot, int]] = []
+        """One forward pass: a token for every decoding sequence, then prompt chunks in the room left."""
+        work: list[StageWork] = []
+        stepped: list[Slot] = []
         prefilling: list[Slot] = []
         for slot in self._slots:
             sequence = slot.sequence
@@ -216,12 +215,12 @@ class BatchEngine:
             if sequence.prefilling:
                 prefilling.append(slot)
                 continue
-            index = batch.add(sequence.next_token, sequence.position, slot.seq_id, True)
+            work.append(StageWork(slot.seq_id, sequence.position, (sequence.next_token,), sample=True))
+            stepped.append(slot)
             slot.cached.append(sequence.next_token)
             sequence.position += 1
-            sampled_at.append((slot, index))
-        budget = batch.capacity - batch.size
-        if sampled_at:
+        budget = self._forward.batch_capacity - len(work)
+        if work:
             budget = min(budget, self.config.prefill_chunk)
         for slot in prefilling:
             if budget <= 0:
@@ -230,21 +229,19 @@ class BatchEngine:
             assert sequence is not None  # prefilling holds only occupied slots
             chunk = sequence.pending[:budget]
             last = len(chunk) == len(sequence.pending)
-            for j, token in enumerate(chunk):
-                index = batch.add(token, sequence.position + j, slot.seq_id, last and j == len(chunk) - 1)
+            work.append(StageWork(slot.seq_id, sequence.position, tuple(chunk), sample=last))
+            stepped.append(slot)
             slot.cached.extend(chunk)
             sequence.position += len(chunk)
             sequence.pending = sequence.pending[len(chunk) :]
             budget -= len(chunk)
-            if last:
-                sampled_at.append((slot, index))
-        self._context.decode(batch)
+        tokens = self._forward.run(work)
         self._steps += 1
         produced = 0
-        for slot, index in sampled_at:
+        for slot, token in zip(stepped, tokens, strict=True):
             sequence = slot.sequence
-            assert sequence is not None and sequence.sampler is not None
-            token = sequence.sampler.sample(self._context, index)
+            if token is None or sequence is None:
+                continue
             produced += 1
             self._accept(slot, sequence, token)
         self._tokens_generated += produced
@@ -282,11 +279,8 @@ class BatchEngine:
         self._release(slot, keep_cache=True)
 
     def _release(self, slot: Slot, keep_cache: bool) -> None:
-        sequence = slot.sequence
-        if sequence is not None and sequence.sampler is not None:
-            sequence.sampler.close()
+        self._forward.release(slot.seq_id, keep_cache)
         slot.sequence = None
         slot.last_used = self._steps
         if not keep_cache:
-            self._context.forget(slot.seq_id)
             slot.cached = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarm.engine.llama_adapter import Sampler
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import SwarmError
 from swarm.shared.types import GenerationEvent, GenerationRequest
@@ -25,8 +24,6 @@ class Sequence:
     next_token: int = -1  # sampled, to be decoded next step
     generated: int = 0
     cached_prompt_tokens: int = 0
-    sampler: Sampler | None = None
-    cancelled: bool = False
 
     @property
     def prefilling(self) -> bool:
