@@ -40,6 +40,24 @@ class StageWork:
 
 
 @dataclass(frozen=True)
+class SessionOpen:
+    """A session starting on every stage: fresh KV cells; the last stage builds its sampler."""
+
+    session: int
+    sampling: SamplingParams
+    prompt: tuple[int, ...] = ()  # the repetition penalty's history
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    """What travels from stage to stage per decode step: session changes, then every session's rows."""
+
+    opens: tuple[SessionOpen, ...] = ()
+    releases: tuple[int, ...] = ()  # applied before the opens: a slot may end one session and start the next
+    work: tuple[StageWork, ...] = ()
+
+
+@dataclass(frozen=True)
 class StageResult:
     session: int
     hidden: HiddenStates | None = None  # a non-final stage: one row per input row
@@ -64,6 +82,7 @@ class StageExecutor:
         self.first, self.last = first, last
         self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads, capture_hidden=not last)
         capacity = self._context.batch_size
+        self.context_per_slot = self._context.context_per_slot
         self._tokens = TokenBatch(capacity) if first else None
         self._rows = None if first else EmbeddingBatch(capacity, model.n_embd)
         self._samplers: dict[int, Sampler] = {}
@@ -89,6 +108,14 @@ class StageExecutor:
         sampler = self._samplers.pop(session, None)
         if sampler is not None:
             sampler.close()
+
+    def apply(self, step: PipelineStep) -> list[StageResult]:
+        """Releases ended sessions, opens new ones (perhaps on the same slots), then runs the rows."""
+        for session in step.releases:
+            self.close(session)
+        for opened in step.opens:
+            self.open(opened.session, opened.sampling, history=list(opened.prompt))
+        return self.step(list(step.work)) if step.work else []
 
     def step(self, work: list[StageWork]) -> list[StageResult]:
         """Runs every session's rows through this stage's layers in one decode."""

@@ -72,39 +72,45 @@ def event_from_wire(msg: pb.GenerateResponse) -> GenerationEvent:
     )
 
 
+def sampling_to_wire(s: SamplingParams) -> pb.SamplingParams:
+    return pb.SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        seed=s.seed,
+        min_p=s.min_p,
+        repeat_penalty=s.repeat_penalty,
+    )
+
+
+def sampling_from_wire(s: pb.SamplingParams) -> SamplingParams:
+    return SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        seed=s.seed,
+        min_p=s.min_p,
+        repeat_penalty=s.repeat_penalty or 1.0,
+    )
+
+
 def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
-    s = request.sampling
     return pb.RunRequest(
         request_id=request.request_id,
         prompt=request.prompt,
         max_tokens=request.max_tokens,
-        sampling=pb.SamplingParams(
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            seed=s.seed,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-        ),
+        sampling=sampling_to_wire(request.sampling),
         stop=request.stop,
     )
 
 
 def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
-    s = msg.sampling
     return GenerationRequest(
         request_id=msg.request_id,
         model=model,
         prompt=msg.prompt,
         max_tokens=msg.max_tokens,
-        sampling=SamplingParams(
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            seed=s.seed,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty or 1.0,
-        ),
+        sampling=sampling_from_wire(msg.sampling),
         stop=tuple(msg.stop),
     )
 

@@ -253,3 +253,51 @@ class FileChunk(_message.Message):
     total_bytes: int
     sha256: str
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class SessionOpen(_message.Message):
+    __slots__ = ("session", "sampling", "prompt")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    session: int
+    sampling: SamplingParams
+    prompt: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SessionRows(_message.Message):
+    __slots__ = ("session", "position", "rows", "hidden", "sample")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    session: int
+    position: int
+    rows: int
+    hidden: bytes
+    sample: bool
+    def __init__(self, session: _Optional[int] = ..., position: _Optional[int] = ..., rows: _Optional[int] = ..., hidden: _Optional[bytes] = ..., sample: _Optional[bool] = ...) -> None: ...
+
+class StageStep(_message.Message):
+    __slots__ = ("opens", "releases", "sessions")
+    OPENS_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    opens: _containers.RepeatedCompositeFieldContainer[SessionOpen]
+    releases: _containers.RepeatedScalarFieldContainer[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionRows]
+    def __init__(self, opens: _Optional[_Iterable[_Union[SessionOpen, _Mapping]]] = ..., releases: _Optional[_Iterable[int]] = ..., sessions: _Optional[_Iterable[_Union[SessionRows, _Mapping]]] = ...) -> None: ...
+
+class SessionToken(_message.Message):
+    __slots__ = ("session", "token")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    session: int
+    token: int
+    def __init__(self, session: _Optional[int] = ..., token: _Optional[int] = ...) -> None: ...
+
+class StageStepResult(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[SessionToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[SessionToken, _Mapping]]] = ...) -> None: ...

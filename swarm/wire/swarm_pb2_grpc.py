@@ -517,3 +517,93 @@ class ModelFiles:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class StageStub:
+    """---------------------------------------------------------------- pipeline stages
+
+    Served by every stage worker of a pipeline but the first. The stage before it opens
+    one stream and sends one StageStep per decode step, holding the rows of every session
+    in that step; hidden states go straight from stage to stage, and the sampled tokens
+    come back along the same streams.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Forward = channel.stream_stream(
+                '/swarm.v1.Stage/Forward',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.StageStep.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.StageStepResult.FromString,
+                _registered_method=True)
+
+
+class StageServicer:
+    """---------------------------------------------------------------- pipeline stages
+
+    Served by every stage worker of a pipeline but the first. The stage before it opens
+    one stream and sends one StageStep per decode step, holding the rows of every session
+    in that step; hidden states go straight from stage to stage, and the sampled tokens
+    come back along the same streams.
+    """
+
+    def Forward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_StageServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Forward': grpc.stream_stream_rpc_method_handler(
+                    servicer.Forward,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.StageStep.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.StageStepResult.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.Stage', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.Stage', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Stage:
+    """---------------------------------------------------------------- pipeline stages
+
+    Served by every stage worker of a pipeline but the first. The stage before it opens
+    one stream and sends one StageStep per decode step, holding the rows of every session
+    in that step; hidden states go straight from stage to stage, and the sampled tokens
+    come back along the same streams.
+    """
+
+    @staticmethod
+    def Forward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/swarm.v1.Stage/Forward',
+            swarm_dot_wire_dot_swarm__pb2.StageStep.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.StageStepResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,92 @@
+"""PipelineHead: the Forward of a pipeline's first stage; its layers here, the rest on the next PCs.
+
+BatchEngine schedules the sessions as for a whole model; each step runs through this
+stage's layers, its hidden states go to the next stage over one gRPC stream, and the
+tokens the last stage sampled come back on it.
+"""
+
+from __future__ import annotations
+
+import queue
+
+import grpc
+
+from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageExecutor, StageWork
+from swarm.shared.auth import bearer_metadata
+from swarm.shared.types import SamplingParams
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.stage_messages import step_to_wire, tokens_from_wire
+
+
+class StageLink:
+    """A stream to the next stage: send one step, wait for its tokens (called on the engine thread)."""
+
+    def __init__(self, address: str, token: str = "") -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address)
+        self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
+        stub = pb_grpc.StageStub(self._channel)
+        self._replies = stub.Forward(iter(self._outbox.get, None), metadata=bearer_metadata(token))
+
+    def exchange(self, step: pb.StageStep) -> dict[int, int]:
+        self._outbox.put(step)
+        try:
+            return tokens_from_wire(next(self._replies))
+        except StopIteration:
+            raise ConnectionError(f"next stage {self.address} closed the stream") from None
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._channel.close()
+
+
+class PipelineHead:
+    def __init__(self, executor: StageExecutor, link: StageLink) -> None:
+        if not executor.first or executor.last:
+            raise ValueError("a pipeline head runs a first stage that is not also the last")
+        self._executor = executor
+        self._link = link
+        self._opens: list[SessionOpen] = []
+        self._releases: list[int] = []
+
+    @property
+    def batch_capacity(self) -> int:
+        return self._executor.batch_capacity
+
+    @property
+    def context_per_slot(self) -> int:
+        return self._executor.context_per_slot
+
+    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int) -> int:
+        # Prefix reuse across a pipeline needs every stage to cut its cache at the same
+        # place; until then every session starts from an empty cache on every stage.
+        self._executor.open(slot)
+        self._opens.append(SessionOpen(slot, sampling, tuple(prompt)))
+        return 0
+
+    def run(self, work: list[StageWork]) -> list[int | None]:
+        hidden = self._executor.step(work)
+        onward = PipelineStep(
+            tuple(self._opens),
+            tuple(self._releases),
+            tuple(
+                StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
+                for w, r in zip(work, hidden, strict=True)
+            ),
+        )
+        self._opens.clear()
+        self._releases.clear()
+        tokens = self._link.exchange(step_to_wire(onward))
+        return [tokens.get(w.session) if w.sample else None for w in work]
+
+    def release(self, slot: int, keep_cache: bool) -> None:
+        unsent = [o for o in self._opens if o.session == slot]
+        if unsent:  # it ended before its first step: the other stages never saw it
+            self._opens.remove(unsent[0])
+        else:
+            self._releases.append(slot)
+
+    def close(self) -> None:
+        self._link.close()
+        self._executor.close_all()

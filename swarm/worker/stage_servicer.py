@@ -1,0 +1,82 @@
+"""StageServicer: a later pipeline stage; runs each step's rows through its layers and passes them on.
+
+A middle stage forwards its hidden states to the next stage over one stream and hands the
+tokens that come back to the stage before it; the last stage samples them itself. The
+llama.cpp work runs on the stage's one engine thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from swarm.engine.stage_executor import PipelineStep, StageExecutor, StageWork
+from swarm.shared.auth import bearer_metadata, token_matches
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.stage_messages import step_from_wire, step_to_wire, tokens_to_wire
+
+log = logging.getLogger(__name__)
+
+
+class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
+    def __init__(self, executor: StageExecutor, next_stage: str = "", token: str = "") -> None:
+        if not executor.last and not next_stage:
+            raise ValueError("a middle stage needs the address of the next stage")
+        self._executor = executor
+        self._next_stage = next_stage
+        self._token = token
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-stage")
+        self._channel: grpc.aio.Channel | None = None
+
+    async def Forward(
+        self, requests: AsyncIterator[pb.StageStep], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StageStepResult]:
+        if not token_matches(context.invocation_metadata(), self._token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing cluster token")
+        downstream = self._open_downstream()
+        loop = asyncio.get_running_loop()
+        n_embd = self._executor.model.n_embd
+        try:
+            async for message in requests:
+                try:
+                    step = step_from_wire(message, n_embd)
+                except ValueError as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
+                if downstream is None:
+                    yield tokens_to_wire(results)
+                    continue
+                onward = PipelineStep(
+                    step.opens,
+                    step.releases,
+                    tuple(
+                        StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
+                        for w, r in zip(step.work, results, strict=True)
+                    ),
+                )
+                await downstream.write(step_to_wire(onward))
+                reply = await downstream.read()
+                if reply is grpc.aio.EOF:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} hung up")
+                yield reply
+        finally:
+            if downstream is not None:
+                downstream.cancel()
+
+    def _open_downstream(self) -> Any:
+        if self._executor.last:
+            return None
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._next_stage)
+        return pb_grpc.StageStub(self._channel).Forward(metadata=bearer_metadata(self._token))
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._engine_thread.shutdown(wait=True)

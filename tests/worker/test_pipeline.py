@@ -1,0 +1,134 @@
+"""A pipeline over real gRPC on loopback: a head BatchEngine and stage servers give the whole model's text."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import llama_cpp
+import pytest
+
+from swarm.cli.local_swarm import free_port
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.stage_executor import StageExecutor
+from swarm.engine.stage_files import StageManifest, split_model
+from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.shared.errors import SwarmError
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.worker.pipeline_head import PipelineHead, StageLink
+from swarm.worker.stage_servicer import StageServicer
+
+PROMPTS = ["Hello world", "The quick brown fox jumps over", "Once upon a time there", "good morning to you"]
+SLOTS = 4
+
+
+@pytest.fixture(scope="module")
+def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("pipeline") / "four.gguf", seed=0, n_layer=4)
+
+
+class StageServers:
+    """Stages 1..K-1 served by grpc.aio on one event loop in a background thread."""
+
+    def __init__(self, directory: Path, manifest: StageManifest, token: str = "") -> None:
+        self.ports = [free_port() for _ in manifest.stages]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._servers: list[grpc.aio.Server] = []
+        self._servicers: list[StageServicer] = []
+        count = len(manifest.stages)
+        for stage in manifest.stages[1:]:
+            executor = StageExecutor(
+                LlamaModel(directory / stage.file),
+                first=False,
+                last=stage.index == count - 1,
+                slots=SLOTS,
+                context_per_slot=128,
+                threads=1,
+            )
+            next_stage = "" if executor.last else f"127.0.0.1:{self.ports[stage.index + 1]}"
+            servicer = StageServicer(executor, next_stage, token)
+            self._servicers.append(servicer)
+            self._servers.append(self._call(self._serve(servicer, self.ports[stage.index])))
+
+    def _call(self, coroutine):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
+
+    @staticmethod
+    async def _serve(servicer: StageServicer, port: int) -> grpc.aio.Server:
+        server = grpc.aio.server()
+        pb_grpc.add_StageServicer_to_server(servicer, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        return server
+
+    def stop(self) -> None:
+        for server in self._servers:
+            self._call(server.stop(grace=0.5))
+        for servicer in self._servicers:
+            self._call(servicer.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def whole_model_text(model: Path, prompt: str, n: int) -> str:
+    llm = llama_cpp.Llama(str(model), n_ctx=256, n_threads=1, verbose=False)
+    text = llm.create_completion(prompt, max_tokens=n, temperature=0.0)["choices"][0]["text"]
+    llm.close()
+    return str(text)
+
+
+def start_head(directory: Path, manifest: StageManifest, servers: StageServers, token: str = "") -> BatchEngine:
+    first = LlamaModel(directory / manifest.stages[0].file)
+    executor = StageExecutor(first, first=True, last=False, slots=SLOTS, context_per_slot=128, threads=1)
+    link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
+    engine = BatchEngine(
+        first, EngineConfig(slots=SLOTS, context_per_slot=128, threads=1), forward=PipelineHead(executor, link)
+    )
+    engine.start()
+    return engine
+
+
+def run_all(engine: BatchEngine, prompts: list[str], max_tokens: int) -> dict[str, str]:
+    events: queue.SimpleQueue[tuple[str, GenerationEvent | SwarmError]] = queue.SimpleQueue()
+    for prompt in prompts:
+        request = GenerationRequest(prompt, "tiny", prompt, max_tokens, SamplingParams(temperature=0.0))
+        engine.submit(request, lambda event, p=prompt: events.put((p, event)))
+    texts = dict.fromkeys(prompts, "")
+    finished = 0
+    while finished < len(prompts):
+        prompt, event = events.get(timeout=30)
+        if isinstance(event, SwarmError):
+            raise event
+        if isinstance(event, TextPiece):
+            texts[prompt] += event.text
+        elif isinstance(event, Finished):
+            finished += 1
+    return texts
+
+
+@pytest.fixture(params=[2, 3], ids=["2-stages", "3-stages"])
+def pipeline(request: pytest.FixtureRequest, four_layers: Path, tmp_path: Path) -> Iterator[BatchEngine]:
+    manifest = split_model(four_layers, request.param, tmp_path)
+    servers = StageServers(tmp_path, manifest)
+    engine = start_head(tmp_path, manifest, servers)
+    yield engine
+    engine.stop()
+    servers.stop()
+
+
+def test_concurrent_requests_through_a_grpc_pipeline_match_the_whole_model(
+    pipeline: BatchEngine, four_layers: Path
+) -> None:
+    texts = run_all(pipeline, PROMPTS, 16)
+    for prompt in PROMPTS:
+        assert texts[prompt] == whole_model_text(four_layers, prompt, 16), prompt
+    again = run_all(pipeline, PROMPTS[:2], 16)  # slots are reused by new sessions
+    assert again == {p: texts[p] for p in PROMPTS[:2]}
