@@ -11,12 +11,13 @@ import uvloop
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
-from swarm.engine.llama_adapter import ModelLoadError
+from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.default_model import resolve_model
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import JoinRefused
-from swarm.worker.process import load_engine, serve_worker
+from swarm.worker.process import build_engine, serve_worker
+from swarm.worker.stage_process import build_stage, serve_stage
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def add_join_parser(commands: Any) -> None:
     p.add_argument("--token", default="", help="the swarm's join token")
     p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
     p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
+    p.add_argument("--next-stage", default="", help="for a stage file from `swarm split`: HOST:PORT of the next stage")
     p.set_defaults(run=run_join)
 
 
@@ -95,9 +97,16 @@ def run_join(args: argparse.Namespace) -> int:
             token=args.token,
             model_name=args.model_name,
             worker_id=args.worker_id,
+            next_stage=args.next_stage,
         )
-        engine = load_engine(config)
-    except (ValueError, ModelLoadError) as exc:
+        model = LlamaModel(config.model_path)
+        stage = model.stage
+        if stage is not None and stage[0] > 0:  # a later stage serves the stage before it, not clients
+            executor = build_stage(config, model)
+            uvloop.run(serve_stage(config, executor))
+            return 0
+        engine = build_engine(config, model)
+    except (ValueError, ModelLoadError, OSError) as exc:
         return fail("join", str(exc))
     engine.start()
     try:

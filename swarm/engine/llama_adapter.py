@@ -90,6 +90,18 @@ class LlamaModel:
     def n_layer(self) -> int:
         return int(llama_cpp.llama_model_n_layer(self._model))
 
+    def metadata(self, key: str) -> str | None:
+        """A scalar GGUF metadata value as text, or None when the file has no such key."""
+        buffer = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode("utf-8", "replace") if n >= 0 else None
+
+    @property
+    def stage(self) -> tuple[int, int] | None:
+        """(index, count) when this file is one stage of a split model (see stage_files), else None."""
+        index, count = self.metadata("swarm.stage.index"), self.metadata("swarm.stage.count")
+        return (int(index), int(count)) if index is not None and count is not None else None
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens as llama-cpp-python's Llama builds a completion prompt: BOS (if the model wants it) + text."""
         data = text.encode("utf-8")

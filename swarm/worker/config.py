@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ class WorkerConfig:
     model_name: str = ""  # empty: the model file's name without .gguf
     context_per_slot: int = 2048
     worker_id: str = ""
+    next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
     heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
 
@@ -28,6 +30,8 @@ class WorkerConfig:
         split_host_port(self.listen)
         if self.advertise:
             split_host_port(self.advertise)
+        if self.next_stage:
+            split_host_port(self.next_stage)
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:
@@ -39,5 +43,6 @@ class WorkerConfig:
     def served_model_name(self) -> str:
         if self.model_name:
             return self.model_name
-        name = self.model_path.name
-        return name[: -len(".gguf")] if name.endswith(".gguf") else name
+        name = self.model_path.name.removesuffix(".gguf")
+        # A stage file (NAME.stageI-of-K.gguf) serves the model it was cut from.
+        return re.sub(r"\.stage\d+-of-\d+$", "", name)

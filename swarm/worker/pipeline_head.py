@@ -27,7 +27,8 @@ class StageLink:
         self._channel = grpc.insecure_channel(address)
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
         stub = pb_grpc.StageStub(self._channel)
-        self._replies = stub.Forward(iter(self._outbox.get, None), metadata=bearer_metadata(token))
+        # wait_for_ready: the next stage may still be loading its weights when the first step comes.
+        self._replies = stub.Forward(iter(self._outbox.get, None), metadata=bearer_metadata(token), wait_for_ready=True)
 
     def exchange(self, step: pb.StageStep) -> dict[int, int]:
         self._outbox.put(step)

@@ -14,26 +14,40 @@ import psutil
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
+from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
 
 
-def load_engine(config: WorkerConfig) -> BatchEngine:
-    """Loads the model; raises ModelLoadError with a one-line reason when it cannot."""
-    model = LlamaModel(config.model_path)
+def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
+    """The engine of a whole model, or of a pipeline's first stage feeding config.next_stage."""
     engine_config = EngineConfig(
         slots=config.slots,
         context_per_slot=config.context_per_slot,
         threads=config.threads,
         batch_size=max(512, config.slots),
     )
-    return BatchEngine(model, engine_config)
+    stage = model.stage
+    if stage is None:
+        return BatchEngine(model, engine_config)
+    if stage[0] != 0 or not config.next_stage:
+        raise ValueError(f"{model.path.name} is stage {stage[0] + 1} of {stage[1]}: a first stage needs --next-stage")
+    executor = StageExecutor(
+        model,
+        first=True,
+        last=False,
+        slots=config.slots,
+        context_per_slot=config.context_per_slot,
+        threads=config.threads,
+    )
+    return BatchEngine(model, engine_config, forward=PipelineHead(executor, StageLink(config.next_stage, config.token)))
 
 
 async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:

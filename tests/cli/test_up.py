@@ -16,6 +16,8 @@ import pytest
 
 from swarm.cli.local_swarm import free_port
 from swarm.cli.up_command import DEMO_PROMPT
+from swarm.client import SwarmClient
+from swarm.engine.synthetic_model import write_tiny_llama
 
 
 def swarm_command(
@@ -135,8 +137,6 @@ def test_quick_start_on_gemma_matches_llama_cpp_python(tmp_path: Path, gemma_mod
 
 
 def test_split_writes_stage_files_and_a_manifest(tmp_path: Path) -> None:
-    from swarm.engine.synthetic_model import write_tiny_llama
-
     model = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
     result = swarm_command("split", str(model), "--stages", "2", "--out", str(tmp_path / "stages"))
     assert result.returncode == 0, result.stderr
@@ -145,3 +145,27 @@ def test_split_writes_stage_files_and_a_manifest(tmp_path: Path) -> None:
     assert "stage 1: layers 2-3" in result.stdout
     missing = swarm_command("split", str(tmp_path / "nope.gguf"), "--stages", "2", "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "model file not found" in missing.stderr
+
+
+def test_swarm_up_serves_a_two_stage_pipeline_with_the_whole_models_text(tmp_path: Path) -> None:
+    model = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
+    up = SwarmUp(tmp_path, "--model", str(model), "--workers", "2", "--stages", "2", "--threads", "1", "--no-demo")
+    try:
+        up.read_until("swarm is up")
+        assert len(psutil.Process(up.process.pid).children(recursive=True)) == 4  # redis, coordinator, 2 stages
+        with SwarmClient(up.address) as client:
+            got = [client.generate(p, max_tokens=16, temperature=0.0) for p in ("Hello world", "The quick brown")]
+            assert [m.name for m in client.list_models()] == ["four"]
+    finally:
+        assert up.interrupt() == 0
+    llm = llama_cpp.Llama(str(model), n_ctx=256, n_threads=1, verbose=False)
+    for completion, prompt in zip(got, ("Hello world", "The quick brown"), strict=True):
+        expected = llm.create_completion(prompt, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+        assert completion.text == expected
+    llm.close()
+
+
+def test_swarm_up_refuses_stages_that_do_not_match_workers(tmp_path: Path, tiny_model: Path) -> None:
+    result = swarm_command("up", "--model", str(tiny_model), "--workers", "3", "--stages", "2")
+    assert result.returncode == 2
+    assert "--workers K" in result.stderr

@@ -187,3 +187,10 @@ def test_embedding_batch_bounds_and_output_flags(three: list[LlamaModel]) -> Non
     with pytest.raises(RuntimeError, match="no logits"):
         capturing.logits(0)
     capturing.close()
+
+
+def test_a_stage_file_says_which_stage_it_is(tmp_path: Path) -> None:
+    whole = write_tiny_llama(tmp_path / "whole.gguf", seed=0, n_layer=4)
+    manifest = split_model(whole, 2, tmp_path / "split")
+    assert LlamaModel(whole).stage is None
+    assert [LlamaModel(tmp_path / "split" / s.file).stage for s in manifest.stages] == [(0, 2), (1, 2)]

@@ -1,0 +1,62 @@
+"""A later-stage worker process: serves its layers of a pipeline to the stage before it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.stage_executor import StageExecutor
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.worker.config import WorkerConfig
+from swarm.worker.stage_servicer import StageServicer
+
+log = logging.getLogger(__name__)
+
+
+def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
+    """The executor of stage I > 0 of a split model; raises ValueError when the flags do not fit the file."""
+    stage = model.stage
+    if stage is None or stage[0] == 0:
+        raise ValueError(f"{model.path.name} is not a later pipeline stage")
+    index, count = stage
+    last = index == count - 1
+    if not last and not config.next_stage:
+        raise ValueError(f"{model.path.name} is stage {index + 1} of {count}: it needs --next-stage")
+    return StageExecutor(
+        model,
+        first=False,
+        last=last,
+        slots=config.slots,
+        context_per_slot=config.context_per_slot,
+        threads=config.threads,
+    )
+
+
+async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
+    servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token)
+    server = grpc.aio.server()
+    pb_grpc.add_StageServicer_to_server(servicer, server)
+    if server.add_insecure_port(config.listen) == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "serving stage %s of %s on %s%s",
+        executor.model.stage,
+        config.served_model_name,
+        config.listen,
+        f", next stage {config.next_stage}" if config.next_stage else " (last stage)",
+    )
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(grace=1.0)
+        await servicer.close()
+        executor.close_all()
