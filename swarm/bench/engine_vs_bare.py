@@ -17,6 +17,7 @@ from swarm.bench.swarm_load import SwarmRun, measure_swarm
 from swarm.cli.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.stage_files import cached_split
 from swarm.shared.default_model import resolve_model
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--model", default="default", help="GGUF path or 'default' (Gemma 3 270M)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--stages", type=int, default=1, help="serve the model as a pipeline of K local stage workers")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--concurrency", default="1,2,4,8,16", help="comma-separated stream counts")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
@@ -80,7 +82,7 @@ def run_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         try:
-            address = start_swarm(swarm, Path(scratch), model_path, args.threads, args.slots)
+            address = start_swarm(swarm, Path(scratch), model_path, args.threads, args.slots, args.stages)
             report = measure_all(address, model_path, levels, args.threads, args.max_tokens, args.repeats)
         finally:
             swarm.stop()
@@ -91,11 +93,15 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, threads: int, slots: int) -> str:
+def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, threads: int, slots: int, stages: int = 1) -> str:
     swarm.start_redis(scratch / "redis")
     address = f"127.0.0.1:{free_port()}"
     swarm.start_coordinator(address, "")
-    swarm.start_worker(address, model, "--threads", str(threads), "--slots", str(slots), "--context", "1024")
+    worker_args = ["--threads", str(threads), "--slots", str(slots), "--context", "1024"]
+    if stages > 1:
+        swarm.start_pipeline(address, cached_split(model, stages, scratch / "stages"), *worker_args)
+    else:
+        swarm.start_worker(address, model, *worker_args)
 
     def worker_up() -> bool:
         try:
@@ -154,7 +160,9 @@ def measure_all(
 def format_report(report: Report, model_path: Path, args: argparse.Namespace) -> str:
     sb, ss = report.single_bare, report.single_swarm
     lines = [
-        f"model {model_path.name}, {args.threads} threads, one worker with {args.slots} slots, "
+        f"model {model_path.name}, {args.threads} threads, "
+        + (f"a {args.stages}-stage pipeline, " if args.stages > 1 else "one worker with ")
+        + f"{args.slots} slots, "
         f"{args.max_tokens} tokens per stream, greedy, median of {args.repeats} runs",
         "",
         "| single stream | bare llama-cpp-python | swarm | swarm / bare |",

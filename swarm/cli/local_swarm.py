@@ -168,6 +168,20 @@ class LocalSwarm:
         args = ["join", coordinator, "--model", str(model), "--listen", "127.0.0.1:0", *extra]
         return self._launch(name, swarm_argv(*self._verbosity(), *args))
 
+    def start_pipeline(self, coordinator: str, stage_files: list[Path], *extra: str) -> list[ManagedProcess]:
+        """Starts one worker per stage file, last to first, each told where the next one listens.
+
+        Only the first stage joins the coordinator; the others serve the stage before them.
+        """
+        ports = [free_port() for _ in stage_files]
+        started = []
+        for index in reversed(range(len(stage_files))):
+            wiring = ["--listen", f"127.0.0.1:{ports[index]}"]
+            if index + 1 < len(stage_files):
+                wiring += ["--next-stage", f"127.0.0.1:{ports[index + 1]}"]
+            started.append(self.start_worker(coordinator, stage_files[index], *extra, *wiring, name=f"stage-{index}"))
+        return started
+
     def _verbosity(self) -> list[str]:
         return ["--log-level", "info" if self.verbose or self.log_dir is not None else "warning"]
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarm.cli.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
+from swarm.cli.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
-from swarm.engine.stage_files import MANIFEST_NAME, StageManifest, split_model
+from swarm.engine.stage_files import cached_split
 from swarm.shared.default_model import cache_dir, resolve_model
 
 DEMO_PROMPT = "The three most useful things to know about the sea are"
@@ -49,7 +49,7 @@ def run_up(args: argparse.Namespace) -> int:
     if not model.is_file():
         print(f"swarm up: error: model file not found: {model}", file=sys.stderr)
         return 2
-    stage_files = split_once(model, args.stages) if args.stages > 1 else []
+    stage_files = cached_split(model, args.stages, cache_dir() / "stages") if args.stages > 1 else []
     address = f"127.0.0.1:{args.port}"
     swarm = LocalSwarm(log_dir=None, verbose=args.log_level in ("debug", "info"))
     stop_children_on_sigterm()
@@ -64,7 +64,7 @@ def run_up(args: argparse.Namespace) -> int:
         )
         worker_args = ["--threads", str(threads), "--slots", str(args.slots), *token_args]
         if stage_files:
-            start_pipeline(swarm, address, stage_files, worker_args)
+            swarm.start_pipeline(address, stage_files, *worker_args)
         else:
             for i in range(args.workers):
                 swarm.start_worker(address, model, *worker_args, name=f"worker-{i}")
@@ -90,28 +90,6 @@ def run_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         swarm.stop()
-
-
-def split_once(model: Path, stages: int) -> list[Path]:
-    """The model's stage files, cut on first use and kept in the cache."""
-    directory = cache_dir() / "stages" / f"{model.name.removesuffix('.gguf')}-{stages}"
-    manifest_path = directory / MANIFEST_NAME
-    if manifest_path.exists():
-        manifest = StageManifest.from_json(manifest_path.read_text())
-    else:
-        print(f"splitting {model.name} into {stages} stages (once)...", flush=True)
-        manifest = split_model(model, stages, directory, progress=True)
-    return [directory / stage.file for stage in manifest.stages]
-
-
-def start_pipeline(swarm: LocalSwarm, address: str, stage_files: list[Path], worker_args: list[str]) -> None:
-    """Starts the stages last to first, each told where the next one listens; only the first joins."""
-    ports = [free_port() for _ in stage_files]
-    for index in reversed(range(len(stage_files))):
-        extra = ["--listen", f"127.0.0.1:{ports[index]}"]
-        if index + 1 < len(stage_files):
-            extra += ["--next-stage", f"127.0.0.1:{ports[index + 1]}"]
-        swarm.start_worker(address, stage_files[index], *worker_args, *extra, name=f"stage-{index}")
 
 
 def wait_for_workers(swarm: LocalSwarm, client: SwarmClient, count: int) -> None:

@@ -329,3 +329,15 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cached_split(model: Path, stages: int, cache_root: Path) -> list[Path]:
+    """The model's stage files under cache_root, cut on first use (with a progress bar) and reused after."""
+    directory = cache_root / f"{model.name.removesuffix('.gguf')}-{stages}"
+    manifest_path = directory / MANIFEST_NAME
+    if manifest_path.exists():
+        manifest = StageManifest.from_json(manifest_path.read_text())
+    else:
+        log.info("splitting %s into %d stages (once)", model.name, stages)
+        manifest = split_model(model, stages, directory, progress=True)
+    return [directory / stage.file for stage in manifest.stages]
