@@ -6,6 +6,7 @@ Used by `swarm up` and by the test fixtures, so both run the very processes a us
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -23,6 +24,13 @@ REDIS_MISSING = (
     "redis-server was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; "
     "macOS: brew install redis) or point swarm at a running Redis with --redis redis://HOST:PORT/0"
 )
+
+
+# Stages on one machine take turns on the same cores. llama.cpp's OpenMP threads spin for
+# a long while after each decode (libgomp's default spin count), so a waiting stage would
+# burn the cores the computing stage needs: 0.65x the whole model on 2 cores instead of
+# 0.91x with a short spin (docs/benchmarks.md). Separate PCs keep the default.
+SHARED_CORES_ENV = {"GOMP_SPINCOUNT": "20000"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,13 +54,18 @@ class ManagedProcess:
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     stopped_on_purpose: bool = False  # killed or stopped by us: its exit is no failure
+    env: dict[str, str] | None = None  # extra environment variables for the child
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
         if self.log_path is not None:
             self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.argv, stdout=self._log_file or subprocess.DEVNULL, stderr=self._log_file, stdin=subprocess.DEVNULL
+            self.argv,
+            stdout=self._log_file or subprocess.DEVNULL,
+            stderr=self._log_file,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
         return self
 
@@ -116,8 +129,8 @@ class LocalSwarm:
     def _log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir is not None else None
 
-    def _launch(self, name: str, argv: list[str]) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self._log_path(name)).start()
+    def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self._log_path(name), env=env).start()
         self.processes.append(process)
         return process
 
@@ -164,9 +177,11 @@ class LocalSwarm:
             args += ["--http", http]
         return self._launch(name, swarm_argv(*self._verbosity(), *args, *extra))
 
-    def start_worker(self, coordinator: str, model: Path, *extra: str, name: str = "worker") -> ManagedProcess:
+    def start_worker(
+        self, coordinator: str, model: Path, *extra: str, name: str = "worker", env: dict[str, str] | None = None
+    ) -> ManagedProcess:
         args = ["join", coordinator, "--model", str(model), "--listen", "127.0.0.1:0", *extra]
-        return self._launch(name, swarm_argv(*self._verbosity(), *args))
+        return self._launch(name, swarm_argv(*self._verbosity(), *args), env)
 
     def start_pipeline(self, coordinator: str, stage_files: list[Path], *extra: str) -> list[ManagedProcess]:
         """Starts one worker per stage file, last to first, each told where the next one listens.
@@ -179,7 +194,11 @@ class LocalSwarm:
             wiring = ["--listen", f"127.0.0.1:{ports[index]}"]
             if index + 1 < len(stage_files):
                 wiring += ["--next-stage", f"127.0.0.1:{ports[index + 1]}"]
-            started.append(self.start_worker(coordinator, stage_files[index], *extra, *wiring, name=f"stage-{index}"))
+            started.append(
+                self.start_worker(
+                    coordinator, stage_files[index], *extra, *wiring, name=f"stage-{index}", env=SHARED_CORES_ENV
+                )
+            )
         return started
 
     def _verbosity(self) -> list[str]:
