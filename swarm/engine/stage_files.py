@@ -11,7 +11,6 @@ still insists on. Tensor data is streamed from the memory-mapped source, never h
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
+from swarm.shared.hashing import sha256_of
 
 __all__ = [
     "MANIFEST_NAME",
@@ -51,7 +52,6 @@ _DEFAULT_SWA_PERIOD = {"gemma3": 6}
 _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.(.+)$")
 _TOKEN_EMBD = "token_embd.weight"
 _OUTPUT = "output.weight"
-_HASH_CHUNK = 1 << 20
 
 
 class UnsupportedArchitecture(ValueError):
@@ -135,7 +135,7 @@ def split_model(
     n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
     n_embd = int(metadata[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].value)
     ranges = _layer_ranges(stages, n_layers)
-    source_sha256 = _sha256(model)
+    source_sha256 = sha256_of(model)
     name_value = metadata.get(gguf.Keys.General.NAME)
     name = _text(name_value.value) if name_value else model.stem
 
@@ -146,7 +146,7 @@ def split_model(
         stage_meta = _stage_metadata(metadata, arch, n_layers, index, len(ranges), lo, hi, source_sha256)
         tensors = _stage_tensors(reader, n_layers, first=index == 0, last=index == len(ranges) - 1, lo=lo, hi=hi)
         _write_gguf(path, reader, arch, stage_meta, tensors, progress)
-        files.append(StageFile(index, path.name, lo, hi, path.stat().st_size, _sha256(path)))
+        files.append(StageFile(index, path.name, lo, hi, path.stat().st_size, sha256_of(path)))
         log.info("stage %d/%d: layers [%d, %d) -> %s (%d bytes)", index + 1, len(ranges), lo, hi, path, files[-1].bytes)
 
     manifest = StageManifest(name, arch, n_layers, n_embd, model.name, source_sha256, tuple(files))
@@ -321,14 +321,6 @@ def _write_gguf(
         writer.close()
         if bar is not None:
             bar.close()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_split(model: Path, stages: int, cache_root: Path) -> list[Path]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 
 from tqdm import tqdm
+
+from swarm.shared.hashing import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -17,25 +18,6 @@ DEFAULT_MODEL_ALIAS = "default"
 def cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "swarm"
-
-
-def sha256_of(path: Path, progress: bool = False) -> str:
-    digest = hashlib.sha256()
-    with (
-        path.open("rb") as f,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            desc="checking sha256",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        while block := f.read(1 << 20):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
 
 
 def default_model_path(progress: bool = True) -> Path:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from swarm.engine.stage_files import StageFile
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.backoff import backoff_delays
+from swarm.shared.hashing import sha256_of
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
@@ -73,7 +74,7 @@ def download_stage(
     folder = cache_dir / model
     target = folder / stage.file
     if target.is_file():
-        found = _sha256(target)
+        found = sha256_of(target)
         if found == stage.sha256:
             log.info("stage file %s is cached at %s", stage.file, target)
             return target
@@ -236,11 +237,3 @@ class _Transfer:
         self._digest.update(chunk.data)
         self.size += len(chunk.data)
         self._bar.update(len(chunk.data))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
