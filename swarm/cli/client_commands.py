@@ -66,12 +66,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def status_table(status: SwarmStatus) -> str:
-    header = ("WORKER", "ADDRESS", "MODEL", "STATE", "SLOTS", "TOK/S", "HEARTBEAT")
+    header = ("WORKER", "ADDRESS", "MODEL", "SERVES", "STATE", "SLOTS", "TOK/S", "HEARTBEAT")
     rows = [header] + [
         (
             w.info.worker_id,
             w.info.address,
             w.info.model,
+            w.info.role,
             "up" if w.up else "down",
             f"{w.load.slots_busy}/{w.info.slots}",
             f"{w.load.tokens_per_second:.1f}",

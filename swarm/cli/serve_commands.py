@@ -101,7 +101,7 @@ def run_join(args: argparse.Namespace) -> int:
         )
         model = LlamaModel(config.model_path)
         stage = model.stage
-        if stage is not None and stage[0] > 0:  # a later stage serves the stage before it, not clients
+        if stage is not None and stage.index > 0:  # a later stage serves the stage before it, not clients
             executor = build_stage(config, model)
             uvloop.run(serve_stage(config, executor))
             return 0

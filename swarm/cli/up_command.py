@@ -69,7 +69,7 @@ def run_up(args: argparse.Namespace) -> int:
             for i in range(args.workers):
                 swarm.start_worker(address, model, *worker_args, name=f"worker-{i}")
         with SwarmClient(address) as client:
-            wait_for_workers(swarm, client, 1 if stage_files else args.workers)
+            wait_for_workers(swarm, client, args.workers)
             print_endpoints(address, args.http_port, swarm.redis_url, args.workers, model)
             if not args.no_demo:
                 demo(client)

@@ -9,8 +9,8 @@ from swarm.shared.types import WorkerView
 
 
 def candidates(workers: Iterable[WorkerView], model: str) -> list[WorkerView]:
-    """Workers that are up and serve the model, busy or not."""
-    return [w for w in workers if w.up and w.info.model == model]
+    """Workers that are up and take requests for the model (whole or first stage), busy or not."""
+    return [w for w in workers if w.up and w.info.model == model and w.info.takes_requests]
 
 
 # A shared prefix shorter than this is not worth routing for (about a dozen tokens).
@@ -52,7 +52,7 @@ def default_model(workers: Iterable[WorkerView], configured: str | None) -> str 
     """The configured default model, else the model most up workers serve (ties: by name)."""
     if configured:
         return configured
-    counts = Counter(w.info.model for w in workers if w.up)
+    counts = Counter(w.info.model for w in workers if w.up and w.info.takes_requests)
     if not counts:
         return None
     return min(counts, key=lambda m: (-counts[m], m))

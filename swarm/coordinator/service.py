@@ -121,7 +121,7 @@ class InferenceService:
             ModelSummary(
                 name=name,
                 context_length=min((v.info.context_length for v in views if v.info.model == name), default=0),
-                workers_up=sum(1 for v in views if v.up and v.info.model == name),
+                workers_up=sum(1 for v in views if v.up and v.info.model == name and v.info.takes_requests),
                 is_default=name == default,
             )
             for name in sorted(names)

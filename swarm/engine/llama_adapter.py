@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,16 @@ log = logging.getLogger(__name__)
 GGUF_MAGIC = b"GGUF"
 
 HiddenStates = npt.NDArray[np.float32]  # (rows, n_embd): one row per token
+
+
+@dataclass(frozen=True)
+class StagePosition:
+    """Where a stage file sits in its model: stage index of count, layers [layer_start, layer_end)."""
+
+    index: int
+    count: int
+    layer_start: int
+    layer_end: int
 
 
 class ModelLoadError(RuntimeError):
@@ -97,10 +108,13 @@ class LlamaModel:
         return buffer.value.decode("utf-8", "replace") if n >= 0 else None
 
     @property
-    def stage(self) -> tuple[int, int] | None:
-        """(index, count) when this file is one stage of a split model (see stage_files), else None."""
-        index, count = self.metadata("swarm.stage.index"), self.metadata("swarm.stage.count")
-        return (int(index), int(count)) if index is not None and count is not None else None
+    def stage(self) -> StagePosition | None:
+        """Where this file sits in a split model (see stage_files), or None for a whole model."""
+        keys = ("index", "count", "layer_start", "layer_end")
+        values = [self.metadata(f"swarm.stage.{key}") for key in keys]
+        if any(v is None for v in values):
+            return None
+        return StagePosition(*(int(v) for v in values if v is not None))
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens as llama-cpp-python's Llama builds a completion prompt: BOS (if the model wants it) + text."""

@@ -86,6 +86,21 @@ class WorkerInfo:
     threads: int
     hostname: str = ""
     model_bytes: int = 0
+    stage_index: int = 0  # of stage_count; 0 of 0 is the whole model
+    stage_count: int = 0
+    layer_start: int = 0
+    layer_end: int = 0
+
+    @property
+    def takes_requests(self) -> bool:
+        """Whole models and the first stage of a pipeline; later stages serve the stage before them."""
+        return self.stage_index == 0
+
+    @property
+    def role(self) -> str:
+        if self.stage_count == 0:
+            return "whole"
+        return f"stage {self.stage_index + 1}/{self.stage_count} L{self.layer_start}-{self.layer_end - 1}"
 
 
 @dataclass(frozen=True)

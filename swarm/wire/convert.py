@@ -125,6 +125,10 @@ def worker_info_to_wire(info: WorkerInfo) -> pb.WorkerInfo:
         threads=info.threads,
         hostname=info.hostname,
         model_bytes=info.model_bytes,
+        stage_index=info.stage_index,
+        stage_count=info.stage_count,
+        layer_start=info.layer_start,
+        layer_end=info.layer_end,
     )
 
 
@@ -138,6 +142,10 @@ def worker_info_from_wire(msg: pb.WorkerInfo) -> WorkerInfo:
         threads=msg.threads,
         hostname=msg.hostname,
         model_bytes=msg.model_bytes,
+        stage_index=msg.stage_index,
+        stage_count=msg.stage_count,
+        layer_start=msg.layer_start,
+        layer_end=msg.layer_end,
     )
 
 

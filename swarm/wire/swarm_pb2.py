@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16swarm/wire/swarm.proto\x12\x08swarm.v1\"\xc4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x18\n\x0btemperature\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\x05min_p\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x0b \x01(\x02H\x04\x88\x01\x01\x12\x1b\n\x13resume_after_tokens\x18\x0c \x01(\rB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x08\n\x06_min_pB\x11\n\x0f_repeat_penalty\",\n\tTextPiece\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x95\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.swarm.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x05 \x01(\r\"}\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05piece\x18\x02 \x01(\x0b\x32\x13.swarm.v1.TextPieceH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.swarm.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"Y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x02 \x01(\r\x12\x12\n\nworkers_up\x18\x03 \x01(\r\x12\x12\n\nis_default\x18\x04 \x01(\x08\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.swarm.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x83\x01\n\x0cWorkerStatus\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\x12\r\n\x05state\x18\x02 \x01(\t\x12\"\n\x04load\x18\x03 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\x12\x1c\n\x14last_heartbeat_age_s\x18\x04 \x01(\x01\"h\n\x11GetStatusResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.swarm.v1.WorkerStatus\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\x9e\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x01(\r\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x08 \x01(\x04\"\xba\x01\n\nWorkerLoad\x12\x12\n\nslots_busy\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x1b\n\x13ram_available_bytes\x18\x04 \x01(\x04\x12\x18\n\x10tokens_generated\x18\x05 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x07 \x01(\x04\"1\n\x0bJoinRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\"?\n\x0cJoinResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"I\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x04load\x18\x02 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\"#\n\x11HeartbeatResponse\x12\x0e\n\x06rejoin\x18\x01 \x01(\x08\"!\n\x0cLeaveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x0f\n\rLeaveResponse\"x\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05min_p\x18\x05 \x01(\x02\x12\x16\n\x0erepeat_penalty\x18\x06 \x01(\x02\"~\n\nRunRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0c\n\x04stop\x18\x05 \x03(\t\">\n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"N\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"Z\n\x0bSessionOpen\x12\x0f\n\x07session\x18\x01 \x01(\r\x12*\n\x08sampling\x18\x02 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0e\n\x06prompt\x18\x03 \x03(\x05\"^\n\x0bSessionRows\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\x10\n\x08position\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0e\n\x06hidden\x18\x04 \x01(\x0c\x12\x0e\n\x06sample\x18\x05 \x01(\x08\"l\n\tStageStep\x12$\n\x05opens\x18\x01 \x03(\x0b\x32\x15.swarm.v1.SessionOpen\x12\x10\n\x08releases\x18\x02 \x03(\r\x12\'\n\x08sessions\x18\x03 \x03(\x0b\x32\x15.swarm.v1.SessionRows\".\n\x0cSessionToken\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x05\"9\n\x0fStageStepResult\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.swarm.v1.SessionToken*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xdf\x01\n\tInference\x12\x43\n\x08Generate\x12\x19.swarm.v1.GenerateRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x12G\n\nListModels\x12\x1b.swarm.v1.ListModelsRequest\x1a\x1c.swarm.v1.ListModelsResponse\x12\x44\n\tGetStatus\x12\x1a.swarm.v1.GetStatusRequest\x1a\x1b.swarm.v1.GetStatusResponse2\xc1\x01\n\x08Registry\x12\x35\n\x04Join\x12\x15.swarm.v1.JoinRequest\x1a\x16.swarm.v1.JoinResponse\x12\x44\n\tHeartbeat\x12\x1a.swarm.v1.HeartbeatRequest\x1a\x1b.swarm.v1.HeartbeatResponse\x12\x38\n\x05Leave\x12\x16.swarm.v1.LeaveRequest\x1a\x17.swarm.v1.LeaveResponse2C\n\x06Worker\x12\x39\n\x03Run\x12\x14.swarm.v1.RunRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x32J\n\nModelFiles\x12<\n\x08\x44ownload\x12\x19.swarm.v1.DownloadRequest\x1a\x13.swarm.v1.FileChunk0\x01\x32\x46\n\x05Stage\x12=\n\x07\x46orward\x12\x13.swarm.v1.StageStep\x1a\x19.swarm.v1.StageStepResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16swarm/wire/swarm.proto\x12\x08swarm.v1\"\xc4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x18\n\x0btemperature\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\x05min_p\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x0b \x01(\x02H\x04\x88\x01\x01\x12\x1b\n\x13resume_after_tokens\x18\x0c \x01(\rB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x08\n\x06_min_pB\x11\n\x0f_repeat_penalty\",\n\tTextPiece\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x95\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.swarm.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x05 \x01(\r\"}\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05piece\x18\x02 \x01(\x0b\x32\x13.swarm.v1.TextPieceH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.swarm.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"Y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x02 \x01(\r\x12\x12\n\nworkers_up\x18\x03 \x01(\r\x12\x12\n\nis_default\x18\x04 \x01(\x08\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.swarm.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x83\x01\n\x0cWorkerStatus\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\x12\r\n\x05state\x18\x02 \x01(\t\x12\"\n\x04load\x18\x03 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\x12\x1c\n\x14last_heartbeat_age_s\x18\x04 \x01(\x01\"h\n\x11GetStatusResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.swarm.v1.WorkerStatus\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\xf0\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x01(\r\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x08 \x01(\x04\x12\x13\n\x0bstage_index\x18\t \x01(\r\x12\x13\n\x0bstage_count\x18\n \x01(\r\x12\x13\n\x0blayer_start\x18\x0b \x01(\r\x12\x11\n\tlayer_end\x18\x0c \x01(\r\"\xba\x01\n\nWorkerLoad\x12\x12\n\nslots_busy\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x1b\n\x13ram_available_bytes\x18\x04 \x01(\x04\x12\x18\n\x10tokens_generated\x18\x05 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x07 \x01(\x04\"1\n\x0bJoinRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\"?\n\x0cJoinResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"I\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x04load\x18\x02 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\"#\n\x11HeartbeatResponse\x12\x0e\n\x06rejoin\x18\x01 \x01(\x08\"!\n\x0cLeaveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x0f\n\rLeaveResponse\"x\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05min_p\x18\x05 \x01(\x02\x12\x16\n\x0erepeat_penalty\x18\x06 \x01(\x02\"~\n\nRunRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0c\n\x04stop\x18\x05 \x03(\t\">\n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"N\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"Z\n\x0bSessionOpen\x12\x0f\n\x07session\x18\x01 \x01(\r\x12*\n\x08sampling\x18\x02 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0e\n\x06prompt\x18\x03 \x03(\x05\"^\n\x0bSessionRows\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\x10\n\x08position\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0e\n\x06hidden\x18\x04 \x01(\x0c\x12\x0e\n\x06sample\x18\x05 \x01(\x08\"l\n\tStageStep\x12$\n\x05opens\x18\x01 \x03(\x0b\x32\x15.swarm.v1.SessionOpen\x12\x10\n\x08releases\x18\x02 \x03(\r\x12\'\n\x08sessions\x18\x03 \x03(\x0b\x32\x15.swarm.v1.SessionRows\".\n\x0cSessionToken\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x05\"9\n\x0fStageStepResult\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.swarm.v1.SessionToken*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xdf\x01\n\tInference\x12\x43\n\x08Generate\x12\x19.swarm.v1.GenerateRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x12G\n\nListModels\x12\x1b.swarm.v1.ListModelsRequest\x1a\x1c.swarm.v1.ListModelsResponse\x12\x44\n\tGetStatus\x12\x1a.swarm.v1.GetStatusRequest\x1a\x1b.swarm.v1.GetStatusResponse2\xc1\x01\n\x08Registry\x12\x35\n\x04Join\x12\x15.swarm.v1.JoinRequest\x1a\x16.swarm.v1.JoinResponse\x12\x44\n\tHeartbeat\x12\x1a.swarm.v1.HeartbeatRequest\x1a\x1b.swarm.v1.HeartbeatResponse\x12\x38\n\x05Leave\x12\x16.swarm.v1.LeaveRequest\x1a\x17.swarm.v1.LeaveResponse2C\n\x06Worker\x12\x39\n\x03Run\x12\x14.swarm.v1.RunRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x32J\n\nModelFiles\x12<\n\x08\x44ownload\x12\x19.swarm.v1.DownloadRequest\x1a\x13.swarm.v1.FileChunk0\x01\x32\x46\n\x05Stage\x12=\n\x07\x46orward\x12\x13.swarm.v1.StageStep\x1a\x19.swarm.v1.StageStepResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarm.wire.swarm_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=2548
-  _globals['_FINISHREASON']._serialized_end=2672
+  _globals['_FINISHREASON']._serialized_start=2630
+  _globals['_FINISHREASON']._serialized_end=2754
   _globals['_GENERATEREQUEST']._serialized_start=37
   _globals['_GENERATEREQUEST']._serialized_end=361
   _globals['_TEXTPIECE']._serialized_start=363
@@ -54,47 +54,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSRESPONSE']._serialized_start=1013
   _globals['_GETSTATUSRESPONSE']._serialized_end=1117
   _globals['_WORKERINFO']._serialized_start=1120
-  _globals['_WORKERINFO']._serialized_end=1278
-  _globals['_WORKERLOAD']._serialized_start=1281
-  _globals['_WORKERLOAD']._serialized_end=1467
-  _globals['_JOINREQUEST']._serialized_start=1469
-  _globals['_JOINREQUEST']._serialized_end=1518
-  _globals['_JOINRESPONSE']._serialized_start=1520
-  _globals['_JOINRESPONSE']._serialized_end=1583
-  _globals['_HEARTBEATREQUEST']._serialized_start=1585
-  _globals['_HEARTBEATREQUEST']._serialized_end=1658
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1660
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1695
-  _globals['_LEAVEREQUEST']._serialized_start=1697
-  _globals['_LEAVEREQUEST']._serialized_end=1730
-  _globals['_LEAVERESPONSE']._serialized_start=1732
-  _globals['_LEAVERESPONSE']._serialized_end=1747
-  _globals['_SAMPLINGPARAMS']._serialized_start=1749
-  _globals['_SAMPLINGPARAMS']._serialized_end=1869
-  _globals['_RUNREQUEST']._serialized_start=1871
-  _globals['_RUNREQUEST']._serialized_end=1997
-  _globals['_DOWNLOADREQUEST']._serialized_start=1999
-  _globals['_DOWNLOADREQUEST']._serialized_end=2061
-  _globals['_FILECHUNK']._serialized_start=2063
-  _globals['_FILECHUNK']._serialized_end=2141
-  _globals['_SESSIONOPEN']._serialized_start=2143
-  _globals['_SESSIONOPEN']._serialized_end=2233
-  _globals['_SESSIONROWS']._serialized_start=2235
-  _globals['_SESSIONROWS']._serialized_end=2329
-  _globals['_STAGESTEP']._serialized_start=2331
-  _globals['_STAGESTEP']._serialized_end=2439
-  _globals['_SESSIONTOKEN']._serialized_start=2441
-  _globals['_SESSIONTOKEN']._serialized_end=2487
-  _globals['_STAGESTEPRESULT']._serialized_start=2489
-  _globals['_STAGESTEPRESULT']._serialized_end=2546
-  _globals['_INFERENCE']._serialized_start=2675
-  _globals['_INFERENCE']._serialized_end=2898
-  _globals['_REGISTRY']._serialized_start=2901
-  _globals['_REGISTRY']._serialized_end=3094
-  _globals['_WORKER']._serialized_start=3096
-  _globals['_WORKER']._serialized_end=3163
-  _globals['_MODELFILES']._serialized_start=3165
-  _globals['_MODELFILES']._serialized_end=3239
-  _globals['_STAGE']._serialized_start=3241
-  _globals['_STAGE']._serialized_end=3311
+  _globals['_WORKERINFO']._serialized_end=1360
+  _globals['_WORKERLOAD']._serialized_start=1363
+  _globals['_WORKERLOAD']._serialized_end=1549
+  _globals['_JOINREQUEST']._serialized_start=1551
+  _globals['_JOINREQUEST']._serialized_end=1600
+  _globals['_JOINRESPONSE']._serialized_start=1602
+  _globals['_JOINRESPONSE']._serialized_end=1665
+  _globals['_HEARTBEATREQUEST']._serialized_start=1667
+  _globals['_HEARTBEATREQUEST']._serialized_end=1740
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1742
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1777
+  _globals['_LEAVEREQUEST']._serialized_start=1779
+  _globals['_LEAVEREQUEST']._serialized_end=1812
+  _globals['_LEAVERESPONSE']._serialized_start=1814
+  _globals['_LEAVERESPONSE']._serialized_end=1829
+  _globals['_SAMPLINGPARAMS']._serialized_start=1831
+  _globals['_SAMPLINGPARAMS']._serialized_end=1951
+  _globals['_RUNREQUEST']._serialized_start=1953
+  _globals['_RUNREQUEST']._serialized_end=2079
+  _globals['_DOWNLOADREQUEST']._serialized_start=2081
+  _globals['_DOWNLOADREQUEST']._serialized_end=2143
+  _globals['_FILECHUNK']._serialized_start=2145
+  _globals['_FILECHUNK']._serialized_end=2223
+  _globals['_SESSIONOPEN']._serialized_start=2225
+  _globals['_SESSIONOPEN']._serialized_end=2315
+  _globals['_SESSIONROWS']._serialized_start=2317
+  _globals['_SESSIONROWS']._serialized_end=2411
+  _globals['_STAGESTEP']._serialized_start=2413
+  _globals['_STAGESTEP']._serialized_end=2521
+  _globals['_SESSIONTOKEN']._serialized_start=2523
+  _globals['_SESSIONTOKEN']._serialized_end=2569
+  _globals['_STAGESTEPRESULT']._serialized_start=2571
+  _globals['_STAGESTEPRESULT']._serialized_end=2628
+  _globals['_INFERENCE']._serialized_start=2757
+  _globals['_INFERENCE']._serialized_end=2980
+  _globals['_REGISTRY']._serialized_start=2983
+  _globals['_REGISTRY']._serialized_end=3176
+  _globals['_WORKER']._serialized_start=3178
+  _globals['_WORKER']._serialized_end=3245
+  _globals['_MODELFILES']._serialized_start=3247
+  _globals['_MODELFILES']._serialized_end=3321
+  _globals['_STAGE']._serialized_start=3323
+  _globals['_STAGE']._serialized_end=3393
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,19 @@ from swarm.worker.servicer import WorkerServicer
 log = logging.getLogger(__name__)
 
 
+def stage_fields(model: LlamaModel) -> dict[str, int]:
+    """The WorkerInfo fields that say which stage of which layers this worker serves."""
+    stage = model.stage
+    if stage is None:
+        return {}
+    return {
+        "stage_index": stage.index,
+        "stage_count": stage.count,
+        "layer_start": stage.layer_start,
+        "layer_end": stage.layer_end,
+    }
+
+
 def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
     """The engine of a whole model, or of a pipeline's first stage feeding config.next_stage."""
     engine_config = EngineConfig(
@@ -37,8 +50,10 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
     stage = model.stage
     if stage is None:
         return BatchEngine(model, engine_config)
-    if stage[0] != 0 or not config.next_stage:
-        raise ValueError(f"{model.path.name} is stage {stage[0] + 1} of {stage[1]}: a first stage needs --next-stage")
+    if stage.index != 0 or not config.next_stage:
+        raise ValueError(
+            f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
+        )
     executor = StageExecutor(
         model,
         first=True,
@@ -71,6 +86,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
         threads=config.threads,
         hostname=socket.gethostname(),
         model_bytes=engine.model.size_bytes,
+        **stage_fields(engine.model),
     )
 
     def current_load() -> WorkerLoad:

@@ -1,17 +1,26 @@
-"""A later-stage worker process: serves its layers of a pipeline to the stage before it until SIGTERM."""
+"""A later-stage worker process: serves its layers of a pipeline to the stage before it until SIGTERM.
+
+It joins the coordinator like any worker so the pipeline shows in `swarm status`, but takes
+no requests itself: only the first stage does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import socket
 
 import grpc
 
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
+from swarm.shared.addresses import reachable_host
+from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
+from swarm.worker.membership import Membership
+from swarm.worker.process import stage_fields
 from swarm.worker.stage_servicer import StageServicer
 
 log = logging.getLogger(__name__)
@@ -20,12 +29,11 @@ log = logging.getLogger(__name__)
 def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
     """The executor of stage I > 0 of a split model; raises ValueError when the flags do not fit the file."""
     stage = model.stage
-    if stage is None or stage[0] == 0:
+    if stage is None or stage.index == 0:
         raise ValueError(f"{model.path.name} is not a later pipeline stage")
-    index, count = stage
-    last = index == count - 1
+    last = stage.index == stage.count - 1
     if not last and not config.next_stage:
-        raise ValueError(f"{model.path.name} is stage {index + 1} of {count}: it needs --next-stage")
+        raise ValueError(f"{model.path.name} is stage {stage.index + 1} of {stage.count}: it needs --next-stage")
     return StageExecutor(
         model,
         first=False,
@@ -40,22 +48,37 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token)
     server = grpc.aio.server()
     pb_grpc.add_StageServicer_to_server(servicer, server)
-    if server.add_insecure_port(config.listen) == 0:
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
+    advertise = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
+    info = WorkerInfo(
+        worker_id=config.worker_id or f"{socket.gethostname()}-{port}",
+        address=advertise,
+        model=config.served_model_name,
+        context_length=executor.context_per_slot,
+        slots=config.slots,
+        threads=config.threads,
+        hostname=socket.gethostname(),
+        model_bytes=executor.model.size_bytes,
+        **stage_fields(executor.model),
+    )
+    membership = Membership(config.coordinator, config.token, info, WorkerLoad)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "serving stage %s of %s on %s%s",
-        executor.model.stage,
-        config.served_model_name,
-        config.listen,
+        "serving %s of %s on %s%s",
+        info.role,
+        info.model,
+        advertise,
         f", next stage {config.next_stage}" if config.next_stage else " (last stage)",
     )
     try:
-        await stop.wait()
+        async with membership.joined(stop):
+            await stop.wait()
     finally:
         await server.stop(grace=1.0)
         await servicer.close()

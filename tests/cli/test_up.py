@@ -155,7 +155,9 @@ def test_swarm_up_serves_a_two_stage_pipeline_with_the_whole_models_text(tmp_pat
         assert len(psutil.Process(up.process.pid).children(recursive=True)) == 4  # redis, coordinator, 2 stages
         with SwarmClient(up.address) as client:
             got = [client.generate(p, max_tokens=16, temperature=0.0) for p in ("Hello world", "The quick brown")]
-            assert [m.name for m in client.list_models()] == ["four"]
+            assert [(m.name, m.workers_up) for m in client.list_models()] == [("four", 1)]  # the head takes requests
+            roles = sorted(w.info.role for w in client.status().workers if w.up)
+            assert roles == ["stage 1/2 L0-1", "stage 2/2 L2-3"]
     finally:
         assert up.interrupt() == 0
     llm = llama_cpp.Llama(str(model), n_ctx=256, n_threads=1, verbose=False)

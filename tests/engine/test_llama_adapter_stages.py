@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from swarm.engine.llama_adapter import EmbeddingBatch, LlamaContext, LlamaModel, TokenBatch
+from swarm.engine.llama_adapter import EmbeddingBatch, LlamaContext, LlamaModel, StagePosition, TokenBatch
 from swarm.engine.stage_files import split_model
 from swarm.engine.synthetic_model import write_tiny_llama
 
@@ -193,4 +193,5 @@ def test_a_stage_file_says_which_stage_it_is(tmp_path: Path) -> None:
     whole = write_tiny_llama(tmp_path / "whole.gguf", seed=0, n_layer=4)
     manifest = split_model(whole, 2, tmp_path / "split")
     assert LlamaModel(whole).stage is None
-    assert [LlamaModel(tmp_path / "split" / s.file).stage for s in manifest.stages] == [(0, 2), (1, 2)]
+    positions = [LlamaModel(tmp_path / "split" / s.file).stage for s in manifest.stages]
+    assert positions == [StagePosition(0, 2, 0, 2), StagePosition(1, 2, 2, 4)]
