@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -13,9 +14,10 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.shared.addresses import default_coordinator
-from swarm.shared.default_model import resolve_model
+from swarm.shared.default_model import cache_dir, resolve_model
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import JoinRefused
+from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
 from swarm.worker.process import build_engine, serve_worker
 from swarm.worker.stage_process import build_stage, serve_stage
 
@@ -34,6 +36,7 @@ def add_coordinator_parser(commands: Any) -> None:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
     p.add_argument("--token", default="", help="join token workers must present")
     p.add_argument("--default-model", default="", help="model used when a request names none")
+    p.add_argument("--stages-dir", default="", help="serve the stage files of `swarm split` outputs in this folder")
     p.add_argument(
         "--no-worker-wait",
         type=float,
@@ -53,6 +56,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
             token=args.token,
             default_model=args.default_model,
             no_worker_wait_s=args.no_worker_wait,
+            stages_dir=args.stages_dir,
         )
     except ValueError as exc:
         return fail("coordinator", str(exc))
@@ -71,7 +75,12 @@ def add_join_parser(commands: Any) -> None:
         default=None,
         help="coordinator HOST:PORT (default $SWARM_COORDINATOR or 127.0.0.1:50051)",
     )
-    p.add_argument("--model", required=True, help="path to a GGUF file, or 'default' for Gemma 3 270M")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="path to a GGUF file, 'default' for Gemma 3 270M, or MODEL:STAGE to download stage STAGE (from 0) "
+        "of a split model from the coordinator (see `swarm coordinator --stages-dir`)",
+    )
     p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default %(default)s)")
     p.add_argument("--slots", type=int, default=8, help="concurrent sequences (default %(default)s)")
     p.add_argument("--context", type=int, default=2048, help="tokens per sequence (default %(default)s)")
@@ -86,9 +95,10 @@ def add_join_parser(commands: Any) -> None:
 
 def run_join(args: argparse.Namespace) -> int:
     try:
+        coordinator = args.coordinator or default_coordinator()
         config = WorkerConfig(
-            coordinator=args.coordinator or default_coordinator(),
-            model_path=resolve_model(args.model),
+            coordinator=coordinator,
+            model_path=model_path(args.model, coordinator, args.token),
             threads=args.threads,
             slots=args.slots,
             context_per_slot=args.context,
@@ -106,7 +116,7 @@ def run_join(args: argparse.Namespace) -> int:
             uvloop.run(serve_stage(config, executor))
             return 0
         engine = build_engine(config, model)
-    except (ValueError, ModelLoadError, OSError) as exc:
+    except (ValueError, ModelLoadError, OSError, DownloadFailed) as exc:
         return fail("join", str(exc))
     engine.start()
     try:
@@ -116,3 +126,15 @@ def run_join(args: argparse.Namespace) -> int:
     finally:
         engine.stop()
     return 0
+
+
+def model_path(spec: str, coordinator: str, token: str) -> Path:
+    """A local GGUF path, 'default', or MODEL:STAGE fetched from the coordinator into the cache."""
+    model, sep, stage_text = spec.rpartition(":")
+    if not sep or not stage_text.isdigit() or Path(spec).exists():
+        return resolve_model(spec)
+    manifest = fetch_manifest(coordinator, model, token)
+    index = int(stage_text)
+    if index >= len(manifest.stages):
+        raise ValueError(f"--model {spec}: {model} has {len(manifest.stages)} stages (0-{len(manifest.stages) - 1})")
+    return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token)

@@ -22,6 +22,7 @@ class CoordinatorConfig:
     worker_idle_timeout_s: float = 60.0  # a worker that sends nothing for this long has failed
     forget_worker_after_s: float = 600.0
     max_attempts: int = 3  # dispatches of one request before it fails
+    stages_dir: str = ""  # a folder of `swarm split` outputs (one sub-folder per model) served to workers
     limits: RequestLimits = field(default_factory=RequestLimits)
 
     def __post_init__(self) -> None:

@@ -141,14 +141,28 @@ class ModelFilesServicer(pb_grpc.ModelFilesServicer):  # type: ignore[misc]
         self._chunk_bytes = chunk_bytes
         self._last_refusal_log = 0.0
 
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        if token_matches(context.invocation_metadata(), self._token):
+            return
+        if time.monotonic() - self._last_refusal_log > 1.0:  # a misconfigured fleet must not flood the log
+            self._last_refusal_log = time.monotonic()
+            log.warning("refused a model file request from %s: wrong or missing join token", context.peer())
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
+
+    async def GetManifest(
+        self, request: pb.GetManifestRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetManifestResponse:
+        await self._authenticate(context)
+        try:
+            manifest = await asyncio.to_thread(self._library.manifest, request.model)
+        except SwarmError as error:
+            await _abort(context, error)
+        return pb.GetManifestResponse(manifest_json=manifest.to_json())
+
     async def Download(
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FileChunk]:
-        if not token_matches(context.invocation_metadata(), self._token):
-            if time.monotonic() - self._last_refusal_log > 1.0:  # a misconfigured fleet must not flood the log
-                self._last_refusal_log = time.monotonic()
-                log.warning("refused a model file download from %s: wrong or missing join token", context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
+        await self._authenticate(context)
         try:
             served = await asyncio.to_thread(self._library.resolve, request.model, request.file)
             offset = request.offset

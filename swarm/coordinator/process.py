@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import time
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -19,6 +20,7 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.http_api import build_http_app
 from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.model_files import StageLibrary, add_model_files_servicer
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
@@ -68,9 +70,12 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     server = grpc.aio.server()
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
+    if config.stages_dir:
+        add_model_files_servicer(server, StageLibrary(Path(config.stages_dir)), config.token)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Inference", "Registry")]
+    served = ("Inference", "Registry", "ModelFiles") if config.stages_dir else ("Inference", "Registry")
+    service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     if server.add_insecure_port(config.listen) == 0:
         raise OSError(f"cannot listen on {config.listen}")

@@ -448,6 +448,11 @@ class ModelFilesStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetManifest = channel.unary_unary(
+                '/swarm.v1.ModelFiles/GetManifest',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.GetManifestRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.GetManifestResponse.FromString,
+                _registered_method=True)
         self.Download = channel.unary_stream(
                 '/swarm.v1.ModelFiles/Download',
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.DownloadRequest.SerializeToString,
@@ -462,6 +467,13 @@ class ModelFilesServicer:
     was assigned, in chunks, and checks it against the manifest's sha256.
     """
 
+    def GetManifest(self, request, context):
+        """The manifest.json `swarm split` wrote for the model: stage files, layer ranges, sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Download(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -471,6 +483,11 @@ class ModelFilesServicer:
 
 def add_ModelFilesServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetManifest,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.GetManifestRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.GetManifestResponse.SerializeToString,
+            ),
             'Download': grpc.unary_stream_rpc_method_handler(
                     servicer.Download,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.DownloadRequest.FromString,
@@ -490,6 +507,33 @@ class ModelFiles:
     Served by the coordinator: a joining worker downloads exactly the stage file it
     was assigned, in chunks, and checks it against the manifest's sha256.
     """
+
+    @staticmethod
+    def GetManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.ModelFiles/GetManifest',
+            swarm_dot_wire_dot_swarm__pb2.GetManifestRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.GetManifestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Download(request,

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import grpc
 from tqdm import tqdm
 
-from swarm.engine.stage_files import StageFile
+from swarm.engine.stage_files import StageFile, StageManifest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.hashing import sha256_of
@@ -46,6 +46,23 @@ class DownloadFailed(RuntimeError):
 
 class CorruptDownload(DownloadFailed):
     """The received bytes are not the stage file the plan names; nothing of them is kept."""
+
+
+def fetch_manifest(coordinator: str, model: str, token: str = "", timeout_s: float = 30.0) -> StageManifest:
+    """The stage manifest the coordinator holds for model; raises DownloadFailed naming the reason."""
+    with grpc.insecure_channel(coordinator) as channel:
+        try:
+            reply = pb_grpc.ModelFilesStub(channel).GetManifest(
+                pb.GetManifestRequest(model=model),
+                metadata=bearer_metadata(token),
+                timeout=timeout_s,
+                wait_for_ready=True,
+            )
+        except grpc.RpcError as exc:
+            raise DownloadFailed(
+                f"cannot get the manifest of {model!r} from {coordinator}: {exc.details()}", code=exc.code().name
+            ) from None
+    return StageManifest.from_json(reply.manifest_json)
 
 
 def download_stage(

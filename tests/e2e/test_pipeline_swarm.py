@@ -1,0 +1,69 @@
+"""A pipeline in a real swarm: stage workers that start without the model fetch their stage from the coordinator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import llama_cpp
+
+from swarm.cli.local_swarm import free_port
+from swarm.engine.stage_files import split_model
+from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.shared.hashing import sha256_of
+from tests.conftest import RunningSwarm
+
+MakeSwarm = Callable[..., RunningSwarm]
+
+
+def test_workers_without_the_model_download_their_stage_and_serve_it(make_swarm: MakeSwarm, tmp_path: Path) -> None:
+    whole = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
+    stages_dir = tmp_path / "stages"
+    manifest = split_model(whole, 2, stages_dir / "four-2")
+    swarm = make_swarm(workers=0, coordinator_args=("--stages-dir", str(stages_dir)))
+    worker_env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}  # an empty cache: nothing on disk yet
+    last_port = free_port()
+    swarm.processes.start_worker(
+        swarm.address,
+        Path("four-2:1"),
+        "--threads",
+        "1",
+        "--listen",
+        f"127.0.0.1:{last_port}",
+        name="fetch-stage-1",
+        env=worker_env,
+    )
+    swarm.processes.start_worker(
+        swarm.address,
+        Path("four-2:0"),
+        "--threads",
+        "1",
+        "--next-stage",
+        f"127.0.0.1:{last_port}",
+        name="fetch-stage-0",
+        env=worker_env,
+    )
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        roles = sorted(w.info.role for w in client.status().workers)
+        got = client.generate("Hello world", max_tokens=12, temperature=0.0)
+    assert roles == ["stage 1/2 L0-1", "stage 2/2 L2-3"]
+    llm = llama_cpp.Llama(str(whole), n_ctx=256, n_threads=1, verbose=False)
+    assert got.text == llm.create_completion("Hello world", max_tokens=12, temperature=0.0)["choices"][0]["text"]
+    llm.close()
+    for stage in manifest.stages:  # each worker holds exactly its own stage file, checked by sha256
+        fetched = tmp_path / "worker-cache" / "swarm" / "downloads" / "four-2" / stage.file
+        assert sha256_of(fetched) == stage.sha256
+
+
+def test_asking_for_a_stage_the_coordinator_does_not_have_fails_with_a_clear_line(
+    make_swarm: MakeSwarm, tmp_path: Path
+) -> None:
+    swarm = make_swarm(workers=0, coordinator_args=("--stages-dir", str(tmp_path)))
+    worker = swarm.processes.start_worker(
+        swarm.address, Path("nothing-2:0"), name="no-such-model", env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    )
+    assert worker.process is not None and worker.process.wait(60) == 2
+    worker.stop()
+    last_line = (worker.log_path.read_text() if worker.log_path else "").strip().splitlines()[-1]
+    assert last_line.startswith("swarm join: error:") and "nothing-2" in last_line
