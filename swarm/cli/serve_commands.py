@@ -90,6 +90,9 @@ def add_join_parser(commands: Any) -> None:
     p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
     p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
     p.add_argument("--next-stage", default="", help="for a stage file from `swarm split`: HOST:PORT of the next stage")
+    p.add_argument(
+        "--hidden-bfloat16", action="store_true", help="a first stage: send hidden states as bfloat16 (half the bytes)"
+    )
     p.set_defaults(run=run_join)
 
 
@@ -108,6 +111,7 @@ def run_join(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             worker_id=args.worker_id,
             next_stage=args.next_stage,
+            hidden_bfloat16=args.hidden_bfloat16,
         )
         model = LlamaModel(config.model_path)
         stage = model.stage

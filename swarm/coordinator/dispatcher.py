@@ -166,10 +166,6 @@ class Dispatcher:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=5.0)
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
     # ------------------------------------------------------------ internals
 
     async def _dispatch_waiting(self) -> None:

@@ -1,20 +1,39 @@
 """Converts pipeline steps between the engine's dataclasses and the Stage service's messages.
 
-Hidden states travel as raw little-endian float32 rows, n_embd values each.
+Hidden states travel as raw little-endian float32 rows, n_embd values each, or bfloat16 when the
+operator opts in: half the bytes, float32's range (float16 overflows on Gemma's large activations),
+8 bits of mantissa (docs/benchmarks.md says what that costs).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from swarm.engine.llama_adapter import HiddenStates
 from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageResult, StageWork
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire.convert import sampling_from_wire, sampling_to_wire
 
 WIRE_DTYPE = np.dtype("<f4")
+BFLOAT16_DTYPE = np.dtype("<u2")  # the upper half of a float32's bits
 
 
-def step_to_wire(step: PipelineStep) -> pb.StageStep:
+def encode_hidden(hidden: HiddenStates, bfloat16: bool) -> bytes:
+    rows = np.ascontiguousarray(hidden, dtype=WIRE_DTYPE)
+    if not bfloat16:
+        return rows.tobytes()
+    bits = rows.view(np.uint32)
+    return ((bits + np.uint32(0x8000)) >> np.uint32(16)).astype(BFLOAT16_DTYPE).tobytes()  # round to nearest
+
+
+def decode_hidden(data: bytes, rows: int, n_embd: int, bfloat16: bool) -> HiddenStates:
+    if not bfloat16:
+        return np.frombuffer(data, dtype=WIRE_DTYPE).reshape(rows, n_embd)
+    upper = np.frombuffer(data, dtype=BFLOAT16_DTYPE).astype(np.uint32) << np.uint32(16)
+    return upper.view(np.float32).reshape(rows, n_embd)
+
+
+def step_to_wire(step: PipelineStep, bfloat16: bool = False) -> pb.StageStep:
     return pb.StageStep(
         opens=[
             pb.SessionOpen(session=o.session, sampling=sampling_to_wire(o.sampling), prompt=o.prompt)
@@ -26,24 +45,26 @@ def step_to_wire(step: PipelineStep) -> pb.StageStep:
                 session=w.session,
                 position=w.position,
                 rows=w.rows,
-                hidden=np.ascontiguousarray(w.hidden, dtype=WIRE_DTYPE).tobytes() if w.hidden is not None else b"",
+                hidden=encode_hidden(w.hidden, bfloat16) if w.hidden is not None else b"",
                 sample=w.sample,
             )
             for w in step.work
         ],
+        bfloat16=bfloat16,
     )
 
 
 def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
     work = []
+    width = 2 if msg.bfloat16 else 4
     for rows in msg.sessions:
-        expected = rows.rows * n_embd * WIRE_DTYPE.itemsize
+        expected = rows.rows * n_embd * width
         if len(rows.hidden) != expected:
             raise ValueError(
                 f"session {rows.session}: {len(rows.hidden)} bytes of hidden state, expected {expected} "
-                f"({rows.rows} rows of {n_embd} float32)"
+                f"({rows.rows} rows of {n_embd} {'bfloat16' if msg.bfloat16 else 'float32'})"
             )
-        hidden = np.frombuffer(rows.hidden, dtype=WIRE_DTYPE).reshape(rows.rows, n_embd)
+        hidden = decode_hidden(rows.hidden, rows.rows, n_embd, msg.bfloat16)
         work.append(StageWork(rows.session, rows.position, hidden=hidden, sample=rows.sample))
     opens = tuple(SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt)) for o in msg.opens)
     return PipelineStep(opens=opens, releases=tuple(msg.releases), work=tuple(work))

@@ -299,14 +299,16 @@ class SessionRows(_message.Message):
     def __init__(self, session: _Optional[int] = ..., position: _Optional[int] = ..., rows: _Optional[int] = ..., hidden: _Optional[bytes] = ..., sample: _Optional[bool] = ...) -> None: ...
 
 class StageStep(_message.Message):
-    __slots__ = ("opens", "releases", "sessions")
+    __slots__ = ("opens", "releases", "sessions", "bfloat16")
     OPENS_FIELD_NUMBER: _ClassVar[int]
     RELEASES_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    BFLOAT16_FIELD_NUMBER: _ClassVar[int]
     opens: _containers.RepeatedCompositeFieldContainer[SessionOpen]
     releases: _containers.RepeatedScalarFieldContainer[int]
     sessions: _containers.RepeatedCompositeFieldContainer[SessionRows]
-    def __init__(self, opens: _Optional[_Iterable[_Union[SessionOpen, _Mapping]]] = ..., releases: _Optional[_Iterable[int]] = ..., sessions: _Optional[_Iterable[_Union[SessionRows, _Mapping]]] = ...) -> None: ...
+    bfloat16: bool
+    def __init__(self, opens: _Optional[_Iterable[_Union[SessionOpen, _Mapping]]] = ..., releases: _Optional[_Iterable[int]] = ..., sessions: _Optional[_Iterable[_Union[SessionRows, _Mapping]]] = ..., bfloat16: _Optional[bool] = ...) -> None: ...
 
 class SessionToken(_message.Message):
     __slots__ = ("session", "token")

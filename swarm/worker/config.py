@@ -22,6 +22,7 @@ class WorkerConfig:
     context_per_slot: int = 2048
     worker_id: str = ""
     next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
+    hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
     heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
 

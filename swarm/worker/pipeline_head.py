@@ -43,11 +43,12 @@ class StageLink:
 
 
 class PipelineHead:
-    def __init__(self, executor: StageExecutor, link: StageLink) -> None:
+    def __init__(self, executor: StageExecutor, link: StageLink, bfloat16: bool = False) -> None:
         if not executor.first or executor.last:
             raise ValueError("a pipeline head runs a first stage that is not also the last")
         self._executor = executor
         self._link = link
+        self._bfloat16 = bfloat16  # hidden states cross the network as bfloat16: half the bytes, some accuracy
         self._opens: list[SessionOpen] = []
         self._releases: list[int] = []
 
@@ -78,7 +79,7 @@ class PipelineHead:
         )
         self._opens.clear()
         self._releases.clear()
-        tokens = self._link.exchange(step_to_wire(onward))
+        tokens = self._link.exchange(step_to_wire(onward, self._bfloat16))
         return [tokens.get(w.session) if w.sample else None for w in work]
 
     def release(self, slot: int, keep_cache: bool) -> None:

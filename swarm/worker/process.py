@@ -62,7 +62,8 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         context_per_slot=config.context_per_slot,
         threads=config.threads,
     )
-    return BatchEngine(model, engine_config, forward=PipelineHead(executor, StageLink(config.next_stage, config.token)))
+    link = StageLink(config.next_stage, config.token)
+    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
 
 async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:

@@ -60,7 +60,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                         for w, r in zip(step.work, results, strict=True)
                     ),
                 )
-                await downstream.write(step_to_wire(onward))
+                await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))
                 reply = await downstream.read()
                 if reply is grpc.aio.EOF:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} hung up")

@@ -85,12 +85,16 @@ def whole_model_text(model: Path, prompt: str, n: int) -> str:
     return str(text)
 
 
-def start_head(directory: Path, manifest: StageManifest, servers: StageServers, token: str = "") -> BatchEngine:
+def start_head(
+    directory: Path, manifest: StageManifest, servers: StageServers, token: str = "", bfloat16: bool = False
+) -> BatchEngine:
     first = LlamaModel(directory / manifest.stages[0].file)
     executor = StageExecutor(first, first=True, last=False, slots=SLOTS, context_per_slot=128, threads=1)
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
-        first, EngineConfig(slots=SLOTS, context_per_slot=128, threads=1), forward=PipelineHead(executor, link)
+        first,
+        EngineConfig(slots=SLOTS, context_per_slot=128, threads=1),
+        forward=PipelineHead(executor, link, bfloat16),
     )
     engine.start()
     return engine
@@ -132,3 +136,16 @@ def test_concurrent_requests_through_a_grpc_pipeline_match_the_whole_model(
         assert texts[prompt] == whole_model_text(four_layers, prompt, 16), prompt
     again = run_all(pipeline, PROMPTS[:2], 16)  # slots are reused by new sessions
     assert again == {p: texts[p] for p in PROMPTS[:2]}
+
+
+def test_bfloat16_hidden_states_keep_the_greedy_text_on_the_synthetic_model(four_layers: Path, tmp_path: Path) -> None:
+    manifest = split_model(four_layers, 3, tmp_path)
+    servers = StageServers(tmp_path, manifest)
+    engine = start_head(tmp_path, manifest, servers, bfloat16=True)
+    try:
+        texts = run_all(engine, PROMPTS, 16)
+    finally:
+        engine.stop()
+        servers.stop()
+    for prompt in PROMPTS:
+        assert texts[prompt] == whole_model_text(four_layers, prompt, 16), prompt
