@@ -6,14 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import llama_cpp
+import pytest
 
 from swarm.cli.local_swarm import free_port
-from swarm.engine.stage_files import split_model
+from swarm.engine.stage_files import cached_split, split_model
 from swarm.engine.synthetic_model import write_tiny_llama
 from swarm.shared.hashing import sha256_of
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
+GEMMA_PROMPTS = ["The capital of France is", "Water boils at a temperature of"]
 
 
 def test_workers_without_the_model_download_their_stage_and_serve_it(make_swarm: MakeSwarm, tmp_path: Path) -> None:
@@ -67,3 +69,25 @@ def test_asking_for_a_stage_the_coordinator_does_not_have_fails_with_a_clear_lin
     worker.stop()
     last_line = (worker.log_path.read_text() if worker.log_path else "").strip().splitlines()[-1]
     assert last_line.startswith("swarm join: error:") and "nothing-2" in last_line
+
+
+@pytest.fixture(scope="module")
+def gemma_reference(gemma_model: Path) -> dict[str, str]:
+    llm = llama_cpp.Llama(str(gemma_model), n_ctx=512, n_threads=2, verbose=False)
+    texts = {p: llm.create_completion(p, max_tokens=32, temperature=0.0)["choices"][0]["text"] for p in GEMMA_PROMPTS}
+    llm.close()
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stages", [2, 3])
+def test_gemma_pipelines_generate_the_whole_models_greedy_text(
+    make_swarm: MakeSwarm, gemma_model: Path, gemma_reference: dict[str, str], tmp_path: Path, stages: int
+) -> None:
+    swarm = make_swarm(workers=0)
+    files = cached_split(gemma_model, stages, tmp_path / "stages")
+    swarm.processes.start_pipeline(swarm.address, files, "--threads", "1", "--slots", "2", "--context", "512")
+    swarm.wait_for_workers(stages)
+    with swarm.client() as client:
+        for prompt, expected in gemma_reference.items():
+            assert client.generate(prompt, max_tokens=32, temperature=0.0).text == expected, prompt
