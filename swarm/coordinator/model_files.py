@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import grpc
 
 from swarm.engine.stage_files import MANIFEST_NAME, StageFile, StageManifest
-from swarm.shared.auth import token_matches
+from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -137,22 +136,13 @@ class ModelFilesServicer(pb_grpc.ModelFilesServicer):  # type: ignore[misc]
         if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be in 1..{MAX_CHUNK_BYTES}, got {chunk_bytes}")
         self._library = library
-        self._token = token
+        self._gate = TokenGate(token, "model file request")
         self._chunk_bytes = chunk_bytes
-        self._last_refusal_log = 0.0
-
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
-        if token_matches(context.invocation_metadata(), self._token):
-            return
-        if time.monotonic() - self._last_refusal_log > 1.0:  # a misconfigured fleet must not flood the log
-            self._last_refusal_log = time.monotonic()
-            log.warning("refused a model file request from %s: wrong or missing join token", context.peer())
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
 
     async def GetManifest(
         self, request: pb.GetManifestRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetManifestResponse:
-        await self._authenticate(context)
+        await self._gate.check(context)
         try:
             manifest = await asyncio.to_thread(self._library.manifest, request.model)
         except SwarmError as error:
@@ -162,7 +152,7 @@ class ModelFilesServicer(pb_grpc.ModelFilesServicer):  # type: ignore[misc]
     async def Download(
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FileChunk]:
-        await self._authenticate(context)
+        await self._gate.check(context)
         try:
             served = await asyncio.to_thread(self._library.resolve, request.model, request.file)
             offset = request.offset

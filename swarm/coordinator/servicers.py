@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -11,7 +10,7 @@ import grpc
 
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.validation import new_request_id
-from swarm.shared.auth import token_matches
+from swarm.shared.auth import TokenGate
 from swarm.shared.errors import SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -79,19 +78,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
 class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
     def __init__(self, service: InferenceService, token: str) -> None:
         self._service = service
-        self._token = token
-        self._last_refusal_log = 0.0
-
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
-        if token_matches(context.invocation_metadata(), self._token):
-            return
-        if time.monotonic() - self._last_refusal_log > 1.0:  # a misconfigured fleet must not flood the log
-            self._last_refusal_log = time.monotonic()
-            log.warning("refused a worker call from %s: wrong or missing join token", context.peer())
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
+        self._gate = TokenGate(token, "worker call")
 
     async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
-        await self._authenticate(context)
+        await self._gate.check(context)
         try:
             worker_id = await self._service.join(worker_info_from_wire(request.info))
         except SwarmError as error:
@@ -99,11 +89,11 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
         return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=1.0)
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
-        await self._authenticate(context)
+        await self._gate.check(context)
         known = await self._service.heartbeat(request.worker_id, worker_load_from_wire(request.load))
         return pb.HeartbeatResponse(rejoin=not known)
 
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
-        await self._authenticate(context)
+        await self._gate.check(context)
         await self._service.leave(request.worker_id)
         return pb.LeaveResponse()

@@ -25,17 +25,25 @@ class StageLink:
     def __init__(self, address: str, token: str = "") -> None:
         self.address = address
         self._channel = grpc.insecure_channel(address)
+        self._stub = pb_grpc.StageStub(self._channel)
+        self._metadata = bearer_metadata(token)
+        self._open()
+
+    def _open(self) -> None:
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
-        stub = pb_grpc.StageStub(self._channel)
         # wait_for_ready: the next stage may still be loading its weights when the first step comes.
-        self._replies = stub.Forward(iter(self._outbox.get, None), metadata=bearer_metadata(token), wait_for_ready=True)
+        self._replies = self._stub.Forward(iter(self._outbox.get, None), metadata=self._metadata, wait_for_ready=True)
 
     def exchange(self, step: pb.StageStep) -> dict[int, int]:
+        """The tokens of the step; raises ConnectionError, and opens a fresh stream for the next step."""
         self._outbox.put(step)
         try:
             return tokens_from_wire(next(self._replies))
-        except StopIteration:
-            raise ConnectionError(f"next stage {self.address} closed the stream") from None
+        except (StopIteration, grpc.RpcError) as exc:
+            cause = exc.details() if isinstance(exc, grpc.RpcError) else "it closed the stream"
+            self._outbox.put(None)
+            self._open()
+            raise ConnectionError(f"next stage {self.address} failed: {cause}") from None
 
     def close(self) -> None:
         self._outbox.put(None)

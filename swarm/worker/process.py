@@ -26,6 +26,23 @@ from swarm.worker.servicer import WorkerServicer
 log = logging.getLogger(__name__)
 
 
+def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_length: int) -> WorkerInfo:
+    """What this worker tells the coordinator about itself when it joins."""
+    address = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
+    _, advertised_port = split_host_port(address)
+    return WorkerInfo(
+        worker_id=config.worker_id or f"{socket.gethostname()}-{advertised_port}",
+        address=address,
+        model=config.served_model_name,
+        context_length=context_length,
+        slots=config.slots,
+        threads=config.threads,
+        hostname=socket.gethostname(),
+        model_bytes=model.size_bytes,
+        **stage_fields(model),
+    )
+
+
 def stage_fields(model: LlamaModel) -> dict[str, int]:
     """The WorkerInfo fields that say which stage of which layers this worker serves."""
     stage = model.stage
@@ -76,19 +93,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    advertise = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
-    _, advertised_port = split_host_port(advertise)
-    info = WorkerInfo(
-        worker_id=config.worker_id or f"{socket.gethostname()}-{advertised_port}",
-        address=advertise,
-        model=config.served_model_name,
-        context_length=engine.context_per_slot,
-        slots=config.slots,
-        threads=config.threads,
-        hostname=socket.gethostname(),
-        model_bytes=engine.model.size_bytes,
-        **stage_fields(engine.model),
-    )
+    info = describe_worker(config, engine.model, port, engine.context_per_slot)
+    advertise = info.address
 
     def current_load() -> WorkerLoad:
         stats = engine.stats()

@@ -9,18 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 
 import grpc
 
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
-from swarm.shared.addresses import reachable_host
-from swarm.shared.types import WorkerInfo, WorkerLoad
+from swarm.shared.types import WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
-from swarm.worker.process import stage_fields
+from swarm.worker.process import describe_worker
 from swarm.worker.stage_servicer import StageServicer
 
 log = logging.getLogger(__name__)
@@ -52,18 +50,7 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    advertise = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
-    info = WorkerInfo(
-        worker_id=config.worker_id or f"{socket.gethostname()}-{port}",
-        address=advertise,
-        model=config.served_model_name,
-        context_length=executor.context_per_slot,
-        slots=config.slots,
-        threads=config.threads,
-        hostname=socket.gethostname(),
-        model_bytes=executor.model.size_bytes,
-        **stage_fields(executor.model),
-    )
+    info = describe_worker(config, executor.model, port, executor.context_per_slot)
     membership = Membership(config.coordinator, config.token, info, WorkerLoad)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,7 +60,7 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
         "serving %s of %s on %s%s",
         info.role,
         info.model,
-        advertise,
+        info.address,
         f", next stage {config.next_stage}" if config.next_stage else " (last stage)",
     )
     try:

@@ -60,10 +60,15 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                         for w, r in zip(step.work, results, strict=True)
                     ),
                 )
-                await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))
-                reply = await downstream.read()
+                try:
+                    await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))
+                    reply = await downstream.read()
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                    reply, cause = grpc.aio.EOF, str(exc)
+                else:
+                    cause = "it closed the stream"
                 if reply is grpc.aio.EOF:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} hung up")
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
                 yield reply
         finally:
             if downstream is not None:
@@ -74,7 +79,8 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
             return None
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self._next_stage)
-        return pb_grpc.StageStub(self._channel).Forward(metadata=bearer_metadata(self._token))
+        # wait_for_ready: the next stage may still be loading its weights when the first step comes.
+        return pb_grpc.StageStub(self._channel).Forward(metadata=bearer_metadata(self._token), wait_for_ready=True)
 
     async def close(self) -> None:
         if self._channel is not None:
