@@ -10,7 +10,9 @@ import llama_cpp
 import pytest
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.forward import WholeModel
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
+from swarm.engine.stage_executor import StageWork
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
 
@@ -182,3 +184,50 @@ def test_repetition_penalty_and_min_p_run_in_the_sampler_chain(engine: BatchEngi
     a = run(engine, request("Hello world", rid="minp1", temperature=1.0, seed=3, min_p=0.2))[0]
     b = run(engine, request("Hello world", rid="minp2", temperature=1.0, seed=3, min_p=0.2))[0]
     assert a == b
+
+
+class RecordingForward:
+    """The whole model, recording how many rows of each session every step carried."""
+
+    def __init__(self, inner: WholeModel) -> None:
+        self.inner = inner
+        self.steps: list[dict[int, int]] = []
+        self.batch_capacity = inner.batch_capacity
+        self.context_per_slot = inner.context_per_slot
+
+    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int) -> int:
+        return self.inner.open(slot, sampling, prompt, keep)
+
+    def run(self, work: list[StageWork]) -> list[int | None]:
+        self.steps.append({w.session: w.rows for w in work})
+        return self.inner.run(work)
+
+    def release(self, slot: int, keep_cache: bool) -> None:
+        self.inner.release(slot, keep_cache)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(tiny_model: Path) -> None:
+    model = LlamaModel(tiny_model)
+    config = EngineConfig(slots=2, context_per_slot=512, threads=1, prefill_chunk=32)
+    recorder = RecordingForward(WholeModel(model, 2, 512, 512, 1))
+    engine = BatchEngine(model, config, forward=recorder)
+    engine.start()
+    try:
+        running = Collector()
+        engine.submit(request("Hello world", max_tokens=200, rid="running"), running)
+        assert isinstance(running.next(), TextPiece)  # it is decoding
+        long_prompt = Collector()
+        engine.submit(request("the sea and the sky " * 40, max_tokens=2, rid="long"), long_prompt)
+        long_prompt.result()
+        running.result()
+    finally:
+        engine.stop()
+    long_slot_steps = [s for s in recorder.steps if len(s) == 2]  # steps that carried both sessions
+    assert len(long_slot_steps) >= 4  # the prompt (160+ tokens) took several steps...
+    for step in long_slot_steps:
+        rows = sorted(step.values())
+        assert rows[0] == 1  # ...the running stream got its token in each of them
+        assert rows[1] <= config.prefill_chunk  # and no step carried more than one chunk of the prompt
