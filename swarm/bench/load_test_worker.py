@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ from collections.abc import AsyncIterator
 import grpc
 import uvloop
 
+from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -118,10 +118,7 @@ class LoadTestWorker:
         """Serves until `stop` is set or `max_seconds` have passed, then leaves the swarm."""
         server = grpc.aio.server()
         pb_grpc.add_WorkerServicer_to_server(self.servicer, server)
-        port = server.add_insecure_port(self.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self.listen}")
-        await server.start()
+        port = await start_listening(server, self.listen)
         host = self.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         info = WorkerInfo(
@@ -158,10 +155,7 @@ async def _watch_parent(stop: asyncio.Event, parent_pid: int) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     worker = LoadTestWorker(args.coordinator, args.rate, listen=args.listen, worker_id=args.worker_id, token=args.token)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     watchdog = asyncio.create_task(_watch_parent(stop, os.getppid()))
     try:
         await worker.serve(stop, args.max_seconds)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import signal
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.addresses import split_host_port
+from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
@@ -77,9 +77,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     served = ("Inference", "Registry", "ModelFiles") if config.stages_dir else ("Inference", "Registry")
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    if server.add_insecure_port(config.listen) == 0:
-        raise OSError(f"cannot listen on {config.listen}")
-    await server.start()
+    await start_listening(server, config.listen)
     for name in ["", *service_names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -98,10 +96,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         asyncio.create_task(monitor.run(), name="heartbeat-monitor"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
     ]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     log.info(
         "coordinator listening on %s (gRPC)%s, Redis %s",
         config.listen,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import time
 
@@ -16,6 +15,7 @@ from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.addresses import reachable_host, split_host_port
+from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
@@ -40,6 +40,17 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
         hostname=socket.gethostname(),
         model_bytes=model.size_bytes,
         **stage_fields(model),
+    )
+
+
+def stage_executor(config: WorkerConfig, model: LlamaModel, *, first: bool, last: bool) -> StageExecutor:
+    return StageExecutor(
+        model,
+        first=first,
+        last=last,
+        slots=config.slots,
+        context_per_slot=config.context_per_slot,
+        threads=config.threads,
     )
 
 
@@ -71,14 +82,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         raise ValueError(
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
-    executor = StageExecutor(
-        model,
-        first=True,
-        last=False,
-        slots=config.slots,
-        context_per_slot=config.context_per_slot,
-        threads=config.threads,
-    )
+    executor = stage_executor(config, model, first=True, last=False)
     link = StageLink(config.next_stage, config.token)
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
@@ -89,12 +93,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     servicer = WorkerServicer(engine, config.served_model_name, config.token)
     server = grpc.aio.server()
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
-    port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
-    await server.start()
+    port = await start_listening(server, config.listen)
     info = describe_worker(config, engine.model, port, engine.context_per_slot)
-    advertise = info.address
 
     def current_load() -> WorkerLoad:
         stats = engine.stats()
@@ -109,11 +109,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
         )
 
     membership = Membership(config.coordinator, config.token, info, current_load)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("serving %s on %s (%d slots, %d threads)", info.model, advertise, config.slots, config.threads)
+    stop = stop_on_signals()
+    log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     try:
         async with membership.joined(stop) as worker_id:
             if worker_id is not None:

@@ -6,19 +6,18 @@ no requests itself: only the first stage does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import grpc
 
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
+from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.types import WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
-from swarm.worker.process import describe_worker
+from swarm.worker.process import describe_worker, stage_executor
 from swarm.worker.stage_servicer import StageServicer
 
 log = logging.getLogger(__name__)
@@ -32,30 +31,17 @@ def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
     last = stage.index == stage.count - 1
     if not last and not config.next_stage:
         raise ValueError(f"{model.path.name} is stage {stage.index + 1} of {stage.count}: it needs --next-stage")
-    return StageExecutor(
-        model,
-        first=False,
-        last=last,
-        slots=config.slots,
-        context_per_slot=config.context_per_slot,
-        threads=config.threads,
-    )
+    return stage_executor(config, model, first=False, last=last)
 
 
 async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token)
     server = grpc.aio.server()
     pb_grpc.add_StageServicer_to_server(servicer, server)
-    port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
-    await server.start()
+    port = await start_listening(server, config.listen)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
     membership = Membership(config.coordinator, config.token, info, WorkerLoad)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     log.info(
         "serving %s of %s on %s%s",
         info.role,

@@ -1,0 +1,25 @@
+"""What every server process does the same way: bind its gRPC port, and stop on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+
+async def start_listening(server: Any, address: str) -> int:
+    """Binds a grpc.aio server to HOST:PORT (port 0: any free one), starts it, returns the port."""
+    port = int(server.add_insecure_port(address))
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    return port
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, for the running event loop's process to wind down on."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
