@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16swarm/wire/swarm.proto\x12\x08swarm.v1\"\xc4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x18\n\x0btemperature\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\x05min_p\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x0b \x01(\x02H\x04\x88\x01\x01\x12\x1b\n\x13resume_after_tokens\x18\x0c \x01(\rB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x08\n\x06_min_pB\x11\n\x0f_repeat_penalty\",\n\tTextPiece\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x95\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.swarm.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x05 \x01(\r\"}\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05piece\x18\x02 \x01(\x0b\x32\x13.swarm.v1.TextPieceH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.swarm.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"Y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x02 \x01(\r\x12\x12\n\nworkers_up\x18\x03 \x01(\r\x12\x12\n\nis_default\x18\x04 \x01(\x08\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.swarm.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x83\x01\n\x0cWorkerStatus\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\x12\r\n\x05state\x18\x02 \x01(\t\x12\"\n\x04load\x18\x03 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\x12\x1c\n\x14last_heartbeat_age_s\x18\x04 \x01(\x01\"h\n\x11GetStatusResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.swarm.v1.WorkerStatus\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\xf0\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x01(\r\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x08 \x01(\x04\x12\x13\n\x0bstage_index\x18\t \x01(\r\x12\x13\n\x0bstage_count\x18\n \x01(\r\x12\x13\n\x0blayer_start\x18\x0b \x01(\r\x12\x11\n\tlayer_end\x18\x0c \x01(\r\"\xba\x01\n\nWorkerLoad\x12\x12\n\nslots_busy\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x1b\n\x13ram_available_bytes\x18\x04 \x01(\x04\x12\x18\n\x10tokens_generated\x18\x05 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x07 \x01(\x04\"1\n\x0bJoinRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\"?\n\x0cJoinResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"I\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x04load\x18\x02 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\"#\n\x11HeartbeatResponse\x12\x0e\n\x06rejoin\x18\x01 \x01(\x08\"!\n\x0cLeaveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x0f\n\rLeaveResponse\"x\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05min_p\x18\x05 \x01(\x02\x12\x16\n\x0erepeat_penalty\x18\x06 \x01(\x02\"~\n\nRunRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0c\n\x04stop\x18\x05 \x03(\t\"#\n\x12GetManifestRequest\x12\r\n\x05model\x18\x01 \x01(\t\",\n\x13GetManifestResponse\x12\x15\n\rmanifest_json\x18\x01 \x01(\t\">\n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"N\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"Z\n\x0bSessionOpen\x12\x0f\n\x07session\x18\x01 \x01(\r\x12*\n\x08sampling\x18\x02 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0e\n\x06prompt\x18\x03 \x03(\x05\"^\n\x0bSessionRows\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\x10\n\x08position\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0e\n\x06hidden\x18\x04 \x01(\x0c\x12\x0e\n\x06sample\x18\x05 \x01(\x08\"~\n\tStageStep\x12$\n\x05opens\x18\x01 \x03(\x0b\x32\x15.swarm.v1.SessionOpen\x12\x10\n\x08releases\x18\x02 \x03(\r\x12\'\n\x08sessions\x18\x03 \x03(\x0b\x32\x15.swarm.v1.SessionRows\x12\x10\n\x08\x62\x66loat16\x18\x04 \x01(\x08\".\n\x0cSessionToken\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x05\"9\n\x0fStageStepResult\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.swarm.v1.SessionToken*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xdf\x01\n\tInference\x12\x43\n\x08Generate\x12\x19.swarm.v1.GenerateRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x12G\n\nListModels\x12\x1b.swarm.v1.ListModelsRequest\x1a\x1c.swarm.v1.ListModelsResponse\x12\x44\n\tGetStatus\x12\x1a.swarm.v1.GetStatusRequest\x1a\x1b.swarm.v1.GetStatusResponse2\xc1\x01\n\x08Registry\x12\x35\n\x04Join\x12\x15.swarm.v1.JoinRequest\x1a\x16.swarm.v1.JoinResponse\x12\x44\n\tHeartbeat\x12\x1a.swarm.v1.HeartbeatRequest\x1a\x1b.swarm.v1.HeartbeatResponse\x12\x38\n\x05Leave\x12\x16.swarm.v1.LeaveRequest\x1a\x17.swarm.v1.LeaveResponse2C\n\x06Worker\x12\x39\n\x03Run\x12\x14.swarm.v1.RunRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x32\x96\x01\n\nModelFiles\x12J\n\x0bGetManifest\x12\x1c.swarm.v1.GetManifestRequest\x1a\x1d.swarm.v1.GetManifestResponse\x12<\n\x08\x44ownload\x12\x19.swarm.v1.DownloadRequest\x1a\x13.swarm.v1.FileChunk0\x01\x32\x46\n\x05Stage\x12=\n\x07\x46orward\x12\x13.swarm.v1.StageStep\x1a\x19.swarm.v1.StageStepResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16swarm/wire/swarm.proto\x12\x08swarm.v1\"\xc4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x18\n\x0btemperature\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x11\n\x04seed\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x12\n\x05min_p\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x0b \x01(\x02H\x04\x88\x01\x01\x12\x1b\n\x13resume_after_tokens\x18\x0c \x01(\rB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x08\n\x06_min_pB\x11\n\x0f_repeat_penalty\",\n\tTextPiece\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x95\x01\n\x08\x46inished\x12&\n\x06reason\x18\x01 \x01(\x0e\x32\x16.swarm.v1.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\r\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x05 \x01(\r\"}\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05piece\x18\x02 \x01(\x0b\x32\x13.swarm.v1.TextPieceH\x00\x12&\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x12.swarm.v1.FinishedH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"Y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x02 \x01(\r\x12\x12\n\nworkers_up\x18\x03 \x01(\r\x12\x12\n\nis_default\x18\x04 \x01(\x08\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.swarm.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x83\x01\n\x0cWorkerStatus\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\x12\r\n\x05state\x18\x02 \x01(\t\x12\"\n\x04load\x18\x03 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\x12\x1c\n\x14last_heartbeat_age_s\x18\x04 \x01(\x01\"h\n\x11GetStatusResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.swarm.v1.WorkerStatus\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x15\n\rdefault_model\x18\x03 \x01(\t\"\xf0\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\r\n\x05slots\x18\x05 \x01(\r\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x08 \x01(\x04\x12\x13\n\x0bstage_index\x18\t \x01(\r\x12\x13\n\x0bstage_count\x18\n \x01(\r\x12\x13\n\x0blayer_start\x18\x0b \x01(\r\x12\x11\n\tlayer_end\x18\x0c \x01(\r\"\xba\x01\n\nWorkerLoad\x12\x12\n\nslots_busy\x18\x01 \x01(\r\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x1b\n\x13ram_available_bytes\x18\x04 \x01(\x04\x12\x18\n\x10tokens_generated\x18\x05 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x07 \x01(\x04\"1\n\x0bJoinRequest\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.swarm.v1.WorkerInfo\"?\n\x0cJoinResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"I\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x04load\x18\x02 \x01(\x0b\x32\x14.swarm.v1.WorkerLoad\"D\n\x11HeartbeatResponse\x12\x0e\n\x06rejoin\x18\x01 \x01(\x08\x12\r\n\x05\x64rain\x18\x02 \x01(\x08\x12\x10\n\x08reassign\x18\x03 \x01(\x08\"\x9e\x01\n\rAssignRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\x12\r\n\x05speed\x18\x05 \x01(\x01\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\r\x12\r\n\x05slots\x18\x08 \x01(\r\"\xca\x01\n\x0e\x41ssignResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x13\n\x0bstage_index\x18\x04 \x01(\r\x12\x13\n\x0bstage_count\x18\x05 \x01(\r\x12\x13\n\x0blayer_start\x18\x06 \x01(\r\x12\x11\n\tlayer_end\x18\x07 \x01(\r\x12\x12\n\nnext_stage\x18\x08 \x01(\t\x12\x15\n\rretry_after_s\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\"!\n\x0c\x44rainRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x1e\n\rDrainResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"!\n\x0cLeaveRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x0f\n\rLeaveResponse\"x\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05min_p\x18\x05 \x01(\x02\x12\x16\n\x0erepeat_penalty\x18\x06 \x01(\x02\"\x95\x01\n\nRunRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12*\n\x08sampling\x18\x04 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x15\n\rresume_tokens\x18\x06 \x03(\x05\"#\n\x12GetManifestRequest\x12\r\n\x05model\x18\x01 \x01(\t\",\n\x13GetManifestResponse\x12\x15\n\rmanifest_json\x18\x01 \x01(\t\">\n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"N\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"Z\n\x0bSessionOpen\x12\x0f\n\x07session\x18\x01 \x01(\r\x12*\n\x08sampling\x18\x02 \x01(\x0b\x32\x18.swarm.v1.SamplingParams\x12\x0e\n\x06prompt\x18\x03 \x03(\x05\"^\n\x0bSessionRows\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\x10\n\x08position\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0e\n\x06hidden\x18\x04 \x01(\x0c\x12\x0e\n\x06sample\x18\x05 \x01(\x08\"~\n\tStageStep\x12$\n\x05opens\x18\x01 \x03(\x0b\x32\x15.swarm.v1.SessionOpen\x12\x10\n\x08releases\x18\x02 \x03(\r\x12\'\n\x08sessions\x18\x03 \x03(\x0b\x32\x15.swarm.v1.SessionRows\x12\x10\n\x08\x62\x66loat16\x18\x04 \x01(\x08\".\n\x0cSessionToken\x12\x0f\n\x07session\x18\x01 \x01(\r\x12\r\n\x05token\x18\x02 \x01(\x05\"9\n\x0fStageStepResult\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.swarm.v1.SessionToken*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xdf\x01\n\tInference\x12\x43\n\x08Generate\x12\x19.swarm.v1.GenerateRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x12G\n\nListModels\x12\x1b.swarm.v1.ListModelsRequest\x1a\x1c.swarm.v1.ListModelsResponse\x12\x44\n\tGetStatus\x12\x1a.swarm.v1.GetStatusRequest\x1a\x1b.swarm.v1.GetStatusResponse2\xb8\x02\n\x08Registry\x12\x35\n\x04Join\x12\x15.swarm.v1.JoinRequest\x1a\x16.swarm.v1.JoinResponse\x12\x44\n\tHeartbeat\x12\x1a.swarm.v1.HeartbeatRequest\x1a\x1b.swarm.v1.HeartbeatResponse\x12\x38\n\x05Leave\x12\x16.swarm.v1.LeaveRequest\x1a\x17.swarm.v1.LeaveResponse\x12;\n\x06\x41ssign\x12\x17.swarm.v1.AssignRequest\x1a\x18.swarm.v1.AssignResponse\x12\x38\n\x05\x44rain\x12\x16.swarm.v1.DrainRequest\x1a\x17.swarm.v1.DrainResponse2C\n\x06Worker\x12\x39\n\x03Run\x12\x14.swarm.v1.RunRequest\x1a\x1a.swarm.v1.GenerateResponse0\x01\x32\x96\x01\n\nModelFiles\x12J\n\x0bGetManifest\x12\x1c.swarm.v1.GetManifestRequest\x1a\x1d.swarm.v1.GetManifestResponse\x12<\n\x08\x44ownload\x12\x19.swarm.v1.DownloadRequest\x1a\x13.swarm.v1.FileChunk0\x01\x32\x46\n\x05Stage\x12=\n\x07\x46orward\x12\x13.swarm.v1.StageStep\x1a\x19.swarm.v1.StageStepResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarm.wire.swarm_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=2731
-  _globals['_FINISHREASON']._serialized_end=2855
+  _globals['_FINISHREASON']._serialized_start=3221
+  _globals['_FINISHREASON']._serialized_end=3345
   _globals['_GENERATEREQUEST']._serialized_start=37
   _globals['_GENERATEREQUEST']._serialized_end=361
   _globals['_TEXTPIECE']._serialized_start=363
@@ -64,41 +64,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_start=1667
   _globals['_HEARTBEATREQUEST']._serialized_end=1740
   _globals['_HEARTBEATRESPONSE']._serialized_start=1742
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1777
-  _globals['_LEAVEREQUEST']._serialized_start=1779
-  _globals['_LEAVEREQUEST']._serialized_end=1812
-  _globals['_LEAVERESPONSE']._serialized_start=1814
-  _globals['_LEAVERESPONSE']._serialized_end=1829
-  _globals['_SAMPLINGPARAMS']._serialized_start=1831
-  _globals['_SAMPLINGPARAMS']._serialized_end=1951
-  _globals['_RUNREQUEST']._serialized_start=1953
-  _globals['_RUNREQUEST']._serialized_end=2079
-  _globals['_GETMANIFESTREQUEST']._serialized_start=2081
-  _globals['_GETMANIFESTREQUEST']._serialized_end=2116
-  _globals['_GETMANIFESTRESPONSE']._serialized_start=2118
-  _globals['_GETMANIFESTRESPONSE']._serialized_end=2162
-  _globals['_DOWNLOADREQUEST']._serialized_start=2164
-  _globals['_DOWNLOADREQUEST']._serialized_end=2226
-  _globals['_FILECHUNK']._serialized_start=2228
-  _globals['_FILECHUNK']._serialized_end=2306
-  _globals['_SESSIONOPEN']._serialized_start=2308
-  _globals['_SESSIONOPEN']._serialized_end=2398
-  _globals['_SESSIONROWS']._serialized_start=2400
-  _globals['_SESSIONROWS']._serialized_end=2494
-  _globals['_STAGESTEP']._serialized_start=2496
-  _globals['_STAGESTEP']._serialized_end=2622
-  _globals['_SESSIONTOKEN']._serialized_start=2624
-  _globals['_SESSIONTOKEN']._serialized_end=2670
-  _globals['_STAGESTEPRESULT']._serialized_start=2672
-  _globals['_STAGESTEPRESULT']._serialized_end=2729
-  _globals['_INFERENCE']._serialized_start=2858
-  _globals['_INFERENCE']._serialized_end=3081
-  _globals['_REGISTRY']._serialized_start=3084
-  _globals['_REGISTRY']._serialized_end=3277
-  _globals['_WORKER']._serialized_start=3279
-  _globals['_WORKER']._serialized_end=3346
-  _globals['_MODELFILES']._serialized_start=3349
-  _globals['_MODELFILES']._serialized_end=3499
-  _globals['_STAGE']._serialized_start=3501
-  _globals['_STAGE']._serialized_end=3571
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1810
+  _globals['_ASSIGNREQUEST']._serialized_start=1813
+  _globals['_ASSIGNREQUEST']._serialized_end=1971
+  _globals['_ASSIGNRESPONSE']._serialized_start=1974
+  _globals['_ASSIGNRESPONSE']._serialized_end=2176
+  _globals['_DRAINREQUEST']._serialized_start=2178
+  _globals['_DRAINREQUEST']._serialized_end=2211
+  _globals['_DRAINRESPONSE']._serialized_start=2213
+  _globals['_DRAINRESPONSE']._serialized_end=2243
+  _globals['_LEAVEREQUEST']._serialized_start=2245
+  _globals['_LEAVEREQUEST']._serialized_end=2278
+  _globals['_LEAVERESPONSE']._serialized_start=2280
+  _globals['_LEAVERESPONSE']._serialized_end=2295
+  _globals['_SAMPLINGPARAMS']._serialized_start=2297
+  _globals['_SAMPLINGPARAMS']._serialized_end=2417
+  _globals['_RUNREQUEST']._serialized_start=2420
+  _globals['_RUNREQUEST']._serialized_end=2569
+  _globals['_GETMANIFESTREQUEST']._serialized_start=2571
+  _globals['_GETMANIFESTREQUEST']._serialized_end=2606
+  _globals['_GETMANIFESTRESPONSE']._serialized_start=2608
+  _globals['_GETMANIFESTRESPONSE']._serialized_end=2652
+  _globals['_DOWNLOADREQUEST']._serialized_start=2654
+  _globals['_DOWNLOADREQUEST']._serialized_end=2716
+  _globals['_FILECHUNK']._serialized_start=2718
+  _globals['_FILECHUNK']._serialized_end=2796
+  _globals['_SESSIONOPEN']._serialized_start=2798
+  _globals['_SESSIONOPEN']._serialized_end=2888
+  _globals['_SESSIONROWS']._serialized_start=2890
+  _globals['_SESSIONROWS']._serialized_end=2984
+  _globals['_STAGESTEP']._serialized_start=2986
+  _globals['_STAGESTEP']._serialized_end=3112
+  _globals['_SESSIONTOKEN']._serialized_start=3114
+  _globals['_SESSIONTOKEN']._serialized_end=3160
+  _globals['_STAGESTEPRESULT']._serialized_start=3162
+  _globals['_STAGESTEPRESULT']._serialized_end=3219
+  _globals['_INFERENCE']._serialized_start=3348
+  _globals['_INFERENCE']._serialized_end=3571
+  _globals['_REGISTRY']._serialized_start=3574
+  _globals['_REGISTRY']._serialized_end=3886
+  _globals['_WORKER']._serialized_start=3888
+  _globals['_WORKER']._serialized_end=3955
+  _globals['_MODELFILES']._serialized_start=3958
+  _globals['_MODELFILES']._serialized_end=4108
+  _globals['_STAGE']._serialized_start=4110
+  _globals['_STAGE']._serialized_end=4180
 # @@protoc_insertion_point(module_scope)

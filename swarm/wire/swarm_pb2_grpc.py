@@ -219,6 +219,16 @@ class RegistryStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.LeaveResponse.FromString,
                 _registered_method=True)
+        self.Assign = channel.unary_unary(
+                '/swarm.v1.Registry/Assign',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.AssignRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.AssignResponse.FromString,
+                _registered_method=True)
+        self.Drain = channel.unary_unary(
+                '/swarm.v1.Registry/Drain',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.DrainRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.DrainResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -245,6 +255,21 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Assign(self, request, context):
+        """A worker that joined without a model asks what to serve: the coordinator plans
+        whole replicas and pipeline stages from every such worker's memory and speed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Drain(self, request, context):
+        """An operator stops new work for a worker; it finishes what runs, then leaves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +287,16 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.LeaveRequest.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.LeaveResponse.SerializeToString,
+            ),
+            'Assign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Assign,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.AssignRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.AssignResponse.SerializeToString,
+            ),
+            'Drain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Drain,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.DrainRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.DrainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +383,60 @@ class Registry:
             '/swarm.v1.Registry/Leave',
             swarm_dot_wire_dot_swarm__pb2.LeaveRequest.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.LeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Assign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Registry/Assign',
+            swarm_dot_wire_dot_swarm__pb2.AssignRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.AssignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Drain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Registry/Drain',
+            swarm_dot_wire_dot_swarm__pb2.DrainRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.DrainResponse.FromString,
             options,
             channel_credentials,
             insecure,
