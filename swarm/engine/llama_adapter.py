@@ -105,6 +105,9 @@ class LlamaModel:
         """A scalar GGUF metadata value as text, or None when the file has no such key."""
         buffer = ctypes.create_string_buffer(256)
         n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        if n >= len(buffer):  # snprintf semantics: n is the full length (chat templates run to kilobytes)
+            buffer = ctypes.create_string_buffer(n + 1)
+            n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
         return buffer.value.decode("utf-8", "replace") if n >= 0 else None
 
     @property

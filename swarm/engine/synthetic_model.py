@@ -74,12 +74,14 @@ def write_tiny_llama(
     n_head_kv: int = 2,
     n_ff: int = 128,
     context_length: int = 512,
+    chat_template: str = "",
 ) -> pathlib.Path:
     """Write a tiny random-weight llama model (all-F32 GGUF) to ``path`` and return ``path``.
 
     The bytes depend only on the arguments. The model carries a SentencePiece-style ("llama")
     tokenizer with byte fallback, so text prompts work; control and byte tokens are never
     predicted, so greedy decoding emits readable ordinary pieces and never stops on EOS by itself.
+    A non-empty ``chat_template`` is stored as the file's tokenizer.chat_template.
     """
     if n_embd % n_head or n_head % n_head_kv:
         raise ValueError("n_embd must be divisible by n_head, and n_head by n_head_kv")
@@ -137,6 +139,8 @@ def write_tiny_llama(
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(True)
+    if chat_template:
+        writer.add_chat_template(chat_template)
     for name, tensor in tensors:
         writer.add_tensor(name, np.ascontiguousarray(tensor, dtype=np.float32))
     writer.write_header_to_file()

@@ -90,6 +90,7 @@ class WorkerInfo:
     stage_count: int = 0
     layer_start: int = 0
     layer_end: int = 0
+    chat_template: str = ""  # the GGUF's tokenizer.chat_template (Jinja); empty when it has none
 
     @property
     def takes_requests(self) -> bool:

@@ -129,6 +129,7 @@ def worker_info_to_wire(info: WorkerInfo) -> pb.WorkerInfo:
         stage_count=info.stage_count,
         layer_start=info.layer_start,
         layer_end=info.layer_end,
+        chat_template=info.chat_template,
     )
 
 
@@ -146,6 +147,7 @@ def worker_info_from_wire(msg: pb.WorkerInfo) -> WorkerInfo:
         stage_count=msg.stage_count,
         layer_start=msg.layer_start,
         layer_end=msg.layer_end,
+        chat_template=msg.chat_template,
     )
 
 

@@ -39,6 +39,7 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
         threads=config.threads,
         hostname=socket.gethostname(),
         model_bytes=model.size_bytes,
+        chat_template=model.metadata("tokenizer.chat_template") or "",
         **stage_fields(model),
     )
 
