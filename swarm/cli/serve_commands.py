@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import uvloop
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
-from swarm.shared.addresses import default_coordinator
 from swarm.shared.default_model import cache_dir, resolve_model
+from swarm.shared.discovery import DiscoveryError, discover_coordinator
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
@@ -38,6 +39,12 @@ def add_coordinator_parser(commands: Any) -> None:
     p.add_argument("--default-model", default="", help="model used when a request names none")
     p.add_argument("--stages-dir", default="", help="serve the stage files of `swarm split` outputs in this folder")
     p.add_argument(
+        "--no-advertise",
+        dest="advertise",
+        action="store_false",
+        help="do not advertise this coordinator on the LAN over mDNS (_swarm._tcp.local.)",
+    )
+    p.add_argument(
         "--no-worker-wait",
         type=float,
         default=10.0,
@@ -57,6 +64,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
             default_model=args.default_model,
             no_worker_wait_s=args.no_worker_wait,
             stages_dir=args.stages_dir,
+            advertise=args.advertise,
         )
     except ValueError as exc:
         return fail("coordinator", str(exc))
@@ -73,7 +81,7 @@ def add_join_parser(commands: Any) -> None:
         "coordinator",
         nargs="?",
         default=None,
-        help="coordinator HOST:PORT (default $SWARM_COORDINATOR or 127.0.0.1:50051)",
+        help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else the one found on the LAN over mDNS)",
     )
     p.add_argument(
         "--model",
@@ -98,7 +106,7 @@ def add_join_parser(commands: Any) -> None:
 
 def run_join(args: argparse.Namespace) -> int:
     try:
-        coordinator = args.coordinator or default_coordinator()
+        coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator()
         config = WorkerConfig(
             coordinator=coordinator,
             model_path=model_path(args.model, coordinator, args.token),
@@ -120,7 +128,7 @@ def run_join(args: argparse.Namespace) -> int:
             uvloop.run(serve_stage(config, executor))
             return 0
         engine = build_engine(config, model)
-    except (ValueError, ModelLoadError, OSError, DownloadFailed) as exc:
+    except (ValueError, ModelLoadError, OSError, DownloadFailed, DiscoveryError) as exc:
         return fail("join", str(exc))
     engine.start()
     try:

@@ -23,6 +23,7 @@ class CoordinatorConfig:
     forget_worker_after_s: float = 600.0
     max_attempts: int = 3  # dispatches of one request before it fails
     stages_dir: str = ""  # a folder of `swarm split` outputs (one sub-folder per model) served to workers
+    advertise: bool = True  # publish _swarm._tcp.local. over mDNS so `swarm join` finds this coordinator
     limits: RequestLimits = field(default_factory=RequestLimits)
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.addresses import split_host_port
+from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -77,7 +78,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     served = ("Inference", "Registry", "ModelFiles") if config.stages_dir else ("Inference", "Registry")
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    await start_listening(server, config.listen)
+    grpc_port = await start_listening(server, config.listen)
     for name in ["", *service_names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -87,6 +88,9 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         await http_runner.setup()
         host, port = split_host_port(config.http)
         await web.TCPSite(http_runner, host, port).start()
+    advertiser = CoordinatorAdvertiser(config.listen, grpc_port, config.http) if config.advertise else None
+    if advertiser is not None:
+        advertiser.start()
 
     # Long-lived setup objects need no more collection; a token relay allocates many
     # short-lived objects, so collect the young generation less often.
@@ -110,6 +114,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             if task is not waiters[0]:
                 task.result()  # a background loop died: surface its error
     finally:
+        if advertiser is not None:
+            await advertiser.close()  # first, so no worker finds a coordinator that is going away
         await health_servicer.enter_graceful_shutdown()
         for task in tasks:
             task.cancel()

@@ -1,0 +1,92 @@
+"""Zero-config join: a real coordinator advertises itself over mDNS on loopback and `swarm join` finds it.
+
+Multicast works on this sandbox's loopback as it is (no `ip link set lo multicast on` needed): zeroconf
+sends to 224.0.0.251 with IP_MULTICAST_IF set to 127.0.0.1 and IP_MULTICAST_LOOP on, and the kernel
+delivers the datagram back to the sockets that joined the group on that interface.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from zeroconf import ServiceInfo
+
+from swarm.cli.local_swarm import ManagedProcess, swarm_argv, wait_until
+from swarm.shared.discovery import (
+    NOT_FOUND,
+    SERVICE_TYPE,
+    DiscoveryError,
+    FoundCoordinator,
+    choose_coordinator,
+    find_coordinators,
+    parse_info,
+)
+from tests.conftest import RunningSwarm
+
+pytestmark = pytest.mark.timeout(60)
+
+LOOPBACK = ["127.0.0.1"]
+
+
+def advertised_ports(timeout_s: float) -> set[int]:
+    return {c.grpc_port for c in find_coordinators(timeout_s, interfaces=LOOPBACK)}
+
+
+def port_of(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def test_a_coordinator_is_found_and_a_worker_joins_it_without_an_address(
+    make_swarm: object, tiny_model: Path, tmp_path: Path
+) -> None:
+    swarm: RunningSwarm = make_swarm(workers=0)  # type: ignore[operator]
+    found = [c for c in find_coordinators(interfaces=LOOPBACK) if c.address == swarm.address]
+    assert len(found) == 1, f"{swarm.address} not advertised"
+    assert found[0].http_port == port_of(swarm.http)
+    assert found[0].version
+
+    worker = ManagedProcess(
+        "worker-discovered",
+        swarm_argv("join", "--model", str(tiny_model), "--listen", "127.0.0.1:0", "--threads", "1", "--slots", "2"),
+        tmp_path / "worker-discovered.log",
+    ).start()
+    swarm.processes.processes.append(worker)  # stopped with the swarm
+    swarm.wait_for_workers(1, timeout_s=40)
+
+
+def test_a_coordinator_stops_advertising_when_it_stops(make_swarm: object) -> None:
+    swarm: RunningSwarm = make_swarm(workers=0)  # type: ignore[operator]
+    port = port_of(swarm.address)
+    wait_until(lambda: port in advertised_ports(2.0), 20, "the coordinator's advertisement")
+    swarm.coordinator.stop()
+    assert port not in advertised_ports(2.0)
+
+
+def test_no_advertise_keeps_a_coordinator_off_the_lan(make_swarm: object) -> None:
+    swarm: RunningSwarm = make_swarm(workers=0, coordinator_args=("--no-advertise",))  # type: ignore[operator]
+    assert port_of(swarm.address) not in advertised_ports(2.0)
+
+
+def coordinator(host: str, port: int) -> FoundCoordinator:
+    return FoundCoordinator(f"c{port}.{SERVICE_TYPE}", host, port, 0, "0.1.0")
+
+
+def test_join_needs_exactly_one_coordinator() -> None:
+    with pytest.raises(DiscoveryError, match=NOT_FOUND):
+        choose_coordinator([])
+    with pytest.raises(DiscoveryError, match="several coordinators"):
+        choose_coordinator([coordinator("10.0.0.1", 50051), coordinator("10.0.0.2", 50051)])
+    assert choose_coordinator([coordinator("10.0.0.1", 50051)]) == "10.0.0.1:50051"
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [{}, {"grpc_port": "x"}, {"grpc_port": "70000"}, {"grpc_port": "50051", "http_port": "-1"}],
+)
+def test_malformed_advertisements_are_ignored(properties: dict[str, str]) -> None:
+    info = ServiceInfo(
+        SERVICE_TYPE, f"bad.{SERVICE_TYPE}", addresses=[socket.inet_aton("10.0.0.1")], port=1, properties=properties
+    )
+    assert parse_info(info) is None
