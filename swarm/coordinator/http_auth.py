@@ -1,0 +1,49 @@
+"""The HTTP side's API key middleware: `Authorization: Bearer KEY` or the `swarm_api_key` cookie, except on open paths.
+
+The health check, the dashboard page and its static assets stay open (the page itself
+holds no data); everything else, the OpenAI API included, needs a key when keys are set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from swarm.coordinator.api_keys import HOW_TO_PASS, ApiKeyCheck
+
+COOKIE = "swarm_api_key"
+OPEN_PATHS = frozenset({"/healthz", "/"})
+OPEN_PREFIXES = ("/static/",)
+OPENAI_PREFIX = "/v1/"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def refusal(path: str) -> web.Response:
+    """401 in the caller's dialect: OpenAI's error shape under /v1/, a plain JSON error elsewhere."""
+    message = f"wrong or missing API key: {HOW_TO_PASS}, or a '{COOKIE}' cookie"
+    headers = {"WWW-Authenticate": "Bearer"}
+    if path.startswith(OPENAI_PREFIX) or path == OPENAI_PREFIX.rstrip("/"):
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+        return web.json_response(body, status=401, headers=headers)
+    return web.json_response({"error": message}, status=401, headers=headers)
+
+
+def api_key_middleware(check: ApiKeyCheck) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (
+            is_open(request.path)
+            or check.allows_bearer(request.headers.get("Authorization"))
+            or (COOKIE in request.cookies and check.allows(request.cookies[COOKIE]))
+        ):
+            return await handler(request)
+        check.log_refusal("HTTP request", request.remote)
+        return refusal(request.path)
+
+    return require_api_key
