@@ -7,7 +7,7 @@ import logging
 import sys
 
 from swarm.bench import engine_vs_bare
-from swarm.cli import certs_command, client_commands, serve_commands, split_command, up_command
+from swarm.cli import certs_command, client_commands, ray_commands, serve_commands, split_command, up_command
 from swarm.shared.addresses import DEFAULT_COORDINATOR
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     split_command.add_parser(commands)
     certs_command.add_parser(commands)
     engine_vs_bare.add_parser(commands)
+    ray_commands.add_parsers(commands)
     return parser
 
 

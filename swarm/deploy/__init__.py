@@ -1,0 +1,1 @@
+"""Running swarm on fleets: workers as Ray actors (units, containers and Ansible are in deploy/ and ansible/)."""
