@@ -71,11 +71,13 @@ class Dispatcher:
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._attempts: Counter[str] = Counter()
+        self._requeued_ms: dict[str, int] = {}  # failed over: it waits for a worker from then, not from its start
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
         self.completed = 0
         self.failed = 0
+        self.failovers = 0
 
     # ------------------------------------------------------------ used by the service
 
@@ -135,6 +137,8 @@ class Dispatcher:
         if stream is not None and not stream.done:
             stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
         self._requests.pop(request_id, None)
+        self._attempts.pop(request_id, None)
+        self._requeued_ms.pop(request_id, None)
         await self._store.forget(request_id)
 
     # ------------------------------------------------------------ background work
@@ -182,7 +186,8 @@ class Dispatcher:
                 known = self._requests[request_id] = (stored.request, stored.enqueued_ms)
             request, enqueued_ms = known
             if not candidates(views, request.model):
-                waited_s = (now_ms - max(enqueued_ms, self._started_ms)) / 1000
+                since_ms = max(enqueued_ms, self._started_ms, self._requeued_ms.get(request_id, 0))
+                waited_s = (now_ms - since_ms) / 1000
                 if waited_s > self._config.no_worker_wait_s:
                     await self._fail(
                         request_id,
@@ -213,13 +218,18 @@ class Dispatcher:
             self._tasks[request_id] = asyncio.create_task(self._relay(assignment), name=request_id)
 
     def _cancel_stalled(self) -> None:
+        """Gives up on calls to workers that went silent or whose heartbeat expired; their requests fail over."""
         now = time.monotonic()
+        down = {view.info.worker_id for view in self._monitor.workers if not view.up}
         for assignment in self._assignments.values():
-            if assignment.call is not None and now - assignment.last_event > self._config.worker_idle_timeout_s:
+            if assignment.call is None or assignment.stalled:
+                continue
+            silent_s = now - assignment.last_event
+            if silent_s > self._config.worker_idle_timeout_s or assignment.worker.worker_id in down:
                 log.warning(
-                    "worker %s sent nothing for %.0f s on %s; giving up on it",
+                    "worker %s is down or sent nothing for %.0f s on %s; giving up on it",
                     assignment.worker.worker_id,
-                    now - assignment.last_event,
+                    silent_s,
                     assignment.request.request_id,
                 )
                 assignment.stalled = True
@@ -242,6 +252,7 @@ class Dispatcher:
             self._prefixes.record(assignment.worker.worker_id, assignment.worker.slots, text)
             self._requests.pop(request_id, None)
             self._attempts.pop(request_id, None)
+            self._requeued_ms.pop(request_id, None)
             if stream.followers == 0:  # nobody is waiting now: keep the result until asked
                 self._streams.pop(request_id, None)
                 await self._store.complete(request_id, StoredResult(stream.pieces, stream.final))
@@ -271,19 +282,34 @@ class Dispatcher:
         raise WorkerFailed("ended the stream without finishing")
 
     async def _worker_failed(self, assignment: _Assignment, stream: RequestStream, exc: WorkerFailed) -> None:
-        worker, request_id = assignment.worker, assignment.request.request_id
-        log.warning("worker %s failed on %s: %s", worker.worker_id, request_id, exc)
+        """Resumes the request on another worker: it prefills the prompt and every token the client got."""
+        worker, request = assignment.worker, assignment.request
+        request_id = request.request_id
         await self._registry.mark_down(worker.worker_id)
+        await self._monitor.refresh()
         self._prefixes.forget(worker.worker_id)
-        produced = len(stream.pieces)
-        if produced == 0 and self._attempts[request_id] < self._config.max_attempts:
+        delivered = tuple(token for piece in stream.pieces for token in piece.token_ids)
+        if len(delivered) > len(request.resume_tokens):
+            self._attempts[request_id] = 0  # it made progress: only attempts in a row without any count
+        if self._attempts[request_id] < self._config.max_attempts:
+            log.warning(
+                "worker %s failed on %s after %d tokens (%s); resuming it elsewhere",
+                worker.worker_id,
+                request_id,
+                len(delivered),
+                exc,
+            )
+            self.failovers += 1
+            self._requests[request_id] = (replace(request, resume_tokens=delivered), assignment.enqueued_ms)
+            self._requeued_ms[request_id] = int(time.time() * 1000)
             await self._store.requeue(request_id, assignment.enqueued_ms)
             return
         await self._fail(
             request_id,
             SwarmError(
                 ErrorCode.UNAVAILABLE,
-                f"worker {worker.worker_id} failed after {produced} pieces ({exc}); retry the request",
+                f"{self._config.max_attempts} workers in a row failed on this request (last: {worker.worker_id}, "
+                f"{exc}); retry it later",
             ),
         )
 
@@ -294,4 +320,5 @@ class Dispatcher:
             stream.fail(error)
         self._requests.pop(request_id, None)
         self._attempts.pop(request_id, None)
+        self._requeued_ms.pop(request_id, None)
         await self._store.forget(request_id)

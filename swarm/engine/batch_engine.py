@@ -178,16 +178,10 @@ class BatchEngine:
         while self._waiting:
             sequence = self._waiting[0]
             if not sequence.prompt:
-                sequence.prompt = self.model.tokenize(sequence.request.prompt)
-                if len(sequence.prompt) >= self.context_per_slot:
+                ended = self._prepare(sequence)
+                if ended is not None:
                     self._waiting.popleft()
-                    sequence.emit(
-                        SwarmError(
-                            ErrorCode.INVALID_ARGUMENT,
-                            f"prompt: {len(sequence.prompt)} tokens do not fit the context of "
-                            f"{self.context_per_slot} tokens per sequence",
-                        )
-                    )
+                    sequence.emit(ended)
                     continue
             choice = choose_slot(self._slots, sequence.prompt)
             if choice is None:
@@ -197,11 +191,40 @@ class BatchEngine:
             self._waiting.popleft()
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
-            sequence.pending = sequence.prompt[keep:]
+            # A failover's resume tokens are replayed one per step, as they were first decoded, so a
+            # greedy stream goes on bit-identically (a batched prefill rounds differently).
+            own = sequence.prompt_tokens
+            sequence.pending = sequence.prompt[keep:own]
+            sequence.replay = sequence.prompt[max(keep, own) :]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
+
+    def _prepare(self, sequence: Sequence) -> SwarmError | Finished | None:
+        """Tokenizes the prompt; a failover's resume tokens follow it and replay through the text stream,
+        so only text after what the client already got is emitted. Returns how the request ended already
+        (bad input, or a failover after its last token), or None."""
+        resume = list(sequence.request.resume_tokens)
+        bad = [t for t in resume if not 0 <= t < self.model.vocab_size]
+        if bad:
+            return SwarmError(ErrorCode.INVALID_ARGUMENT, f"resume_tokens: {bad[0]} is not a token of this model")
+        prompt = self.model.tokenize(sequence.request.prompt)
+        sequence.prompt_tokens = len(prompt)
+        sequence.prompt = prompt + resume
+        if len(sequence.prompt) >= self.context_per_slot:
+            return SwarmError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"prompt: {len(sequence.prompt)} tokens do not fit the context of "
+                f"{self.context_per_slot} tokens per sequence",
+            )
+        sequence.generated = len(resume)
+        for token in resume:
+            if sequence.text.feed(token, self.model.token_bytes(token)).stopped:
+                return Finished(FinishReason.STOP, len(prompt), sequence.generated)
+        if sequence.generated >= sequence.request.max_tokens:
+            return Finished(FinishReason.LENGTH, len(prompt), sequence.generated)
+        return None
 
     def _step(self) -> None:
         """One forward pass: a token for every decoding sequence, then prompt chunks in the room left."""
@@ -215,9 +238,10 @@ class BatchEngine:
             if sequence.prefilling:
                 prefilling.append(slot)
                 continue
-            work.append(StageWork(slot.seq_id, sequence.position, (sequence.next_token,), sample=True))
+            token = sequence.replay.pop(0) if sequence.replay else sequence.next_token
+            work.append(StageWork(slot.seq_id, sequence.position, (token,), sample=not sequence.replay))
             stepped.append(slot)
-            slot.cached.append(sequence.next_token)
+            slot.cached.append(token)
             sequence.position += 1
         budget = self._forward.batch_capacity - len(work)
         if work:
@@ -229,7 +253,7 @@ class BatchEngine:
             assert sequence is not None  # prefilling holds only occupied slots
             chunk = sequence.pending[:budget]
             last = len(chunk) == len(sequence.pending)
-            work.append(StageWork(slot.seq_id, sequence.position, tuple(chunk), sample=last))
+            work.append(StageWork(slot.seq_id, sequence.position, tuple(chunk), sample=last and not sequence.replay))
             stepped.append(slot)
             slot.cached.extend(chunk)
             sequence.position += len(chunk)
@@ -273,7 +297,7 @@ class BatchEngine:
                 sequence.emit(TextPiece(tail.text, tail.token_ids))
         sequence.emit(
             Finished(
-                reason, len(sequence.prompt), sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
+                reason, sequence.prompt_tokens, sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
             )
         )
         self._release(slot, keep_cache=True)

@@ -20,9 +20,11 @@ class Sequence:
     text: TextStream
     prompt: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet in the KV cache
+    replay: list[int] = field(default_factory=list)  # a failover's resume tokens not yet decoded again
     position: int = 0  # tokens of this sequence in the KV cache
     next_token: int = -1  # sampled, to be decoded next step
-    generated: int = 0
+    generated: int = 0  # includes a failover's resume tokens
+    prompt_tokens: int = 0  # of the request's own prompt, without resume tokens
     cached_prompt_tokens: int = 0
 
     @property

@@ -24,6 +24,7 @@ def request_from_json(text: str | bytes) -> GenerationRequest:
     data = json.loads(text)
     data["sampling"] = SamplingParams(**data["sampling"])
     data["stop"] = tuple(data["stop"])
+    data["resume_tokens"] = tuple(data.get("resume_tokens", ()))
     return GenerationRequest(**data)
 
 

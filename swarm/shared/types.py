@@ -54,6 +54,9 @@ class GenerationRequest:
     max_tokens: int
     sampling: SamplingParams
     stop: tuple[str, ...] = ()
+    # Failover: tokens a failed worker already generated and delivered; the next worker
+    # prefills them after the prompt and emits only what follows.
+    resume_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

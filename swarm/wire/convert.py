@@ -101,6 +101,7 @@ def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
         max_tokens=request.max_tokens,
         sampling=sampling_to_wire(request.sampling),
         stop=request.stop,
+        resume_tokens=request.resume_tokens,
     )
 
 
@@ -112,6 +113,7 @@ def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
         max_tokens=msg.max_tokens,
         sampling=sampling_from_wire(msg.sampling),
         stop=tuple(msg.stop),
+        resume_tokens=tuple(msg.resume_tokens),
     )
 
 
