@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from swarm.coordinator.openai_api import add_openai_routes
 from swarm.coordinator.service import InferenceService
 from swarm.wire.json_views import status_to_json
 
@@ -24,4 +25,5 @@ def build_http_app(service: InferenceService) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status)
     app.router.add_get("/models", models)
+    add_openai_routes(app, service)
     return app

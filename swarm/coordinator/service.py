@@ -85,6 +85,17 @@ class InferenceService:
             else:
                 await asyncio.shield(self._dispatcher.cancel(request_id))
 
+    async def resolve_model(self, requested: str) -> str:
+        """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""
+        return await self._resolve_model(requested)
+
+    async def chat_template(self, model: str) -> str:
+        """The chat template the model's workers report; "" when none has one (or none has joined)."""
+        views = [v for v in self._dispatcher.views() if v.info.model == model]
+        if not views:  # a worker may have joined since the last registry poll
+            views = [v for v in await self._dispatcher.fresh_views() if v.info.model == model]
+        return next((v.info.chat_template for v in views if v.info.chat_template), "")
+
     async def _resolve_model(self, requested: str) -> str:
         if requested:
             known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
