@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -43,6 +43,14 @@ def _reply(error: ErrorReply) -> web.Response:
     return web.json_response(error.body, status=error.status)
 
 
+async def _body(request: web.Request) -> Mapping[str, Any]:
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise InvalidRequest("body", exc.text or "is too large") from exc
+    return parse_json_body(data)
+
+
 def _sse(data: dict[str, Any] | str) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return f"data: {text}\n\n".encode()
@@ -60,7 +68,7 @@ class OpenAIRoutes:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            call = parse_completion(parse_json_body(await request.read()))
+            call = parse_completion(await _body(request))
             shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
         except InvalidRequest as exc:
             return _reply(invalid_request_reply(exc))
@@ -70,7 +78,7 @@ class OpenAIRoutes:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            call = parse_chat(parse_json_body(await request.read()))
+            call = parse_chat(await _body(request))
             shape = ChatShape(await self._service.resolve_model(call.raw.model), call.include_usage)
             template = await self._service.chat_template(shape.model)
             if not template:

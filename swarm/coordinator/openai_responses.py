@@ -117,7 +117,8 @@ class ChatShape(CompletionShape):
         return {**self._envelope("chat.completion"), "choices": [choice], "usage": usage(finished)}
 
     def opening_chunks(self) -> list[dict[str, Any]]:
-        return [self._chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})]
+        delta = {"role": "assistant", "content": ""}
+        return [self._chunk({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})]
 
     def text_chunk(self, text: str) -> dict[str, Any]:
         return self._chunk({"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None})
