@@ -238,10 +238,10 @@ class BatchEngine:
             if sequence.prefilling:
                 prefilling.append(slot)
                 continue
-            token = sequence.replay.pop(0) if sequence.replay else sequence.next_token
-            work.append(StageWork(slot.seq_id, sequence.position, (token,), sample=not sequence.replay))
+            fed = sequence.replay.pop(0) if sequence.replay else sequence.next_token
+            work.append(StageWork(slot.seq_id, sequence.position, (fed,), sample=not sequence.replay))
             stepped.append(slot)
-            slot.cached.append(token)
+            slot.cached.append(fed)
             sequence.position += 1
         budget = self._forward.batch_capacity - len(work)
         if work:
