@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from swarm.cli.watch_commands import add_refresh_flags, status_frames, watch
 from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
 from swarm.shared.types import Finished, SwarmStatus, TextPiece
 from swarm.wire.json_views import status_to_json
@@ -29,6 +30,8 @@ def add_parsers(commands: Any, default_address: str) -> None:
     s = commands.add_parser("status", help="show the workers and the queue")
     s.add_argument("--coordinator", default=None, help=coordinator_help)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--watch", action="store_true", help="refresh the table in place until Ctrl-C")
+    add_refresh_flags(s, default_interval_s=2.0)
     s.set_defaults(run=run_status)
 
     m = commands.add_parser("models", help="list the models the swarm serves")
@@ -91,6 +94,9 @@ def status_table(status: SwarmStatus) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        with SwarmClient(args.coordinator, retries=0) as watched:
+            return watch(status_frames(watched, status_table), args.interval, args.count, sys.stdout)
     with SwarmClient(args.coordinator) as client:
         try:
             status = client.status()

@@ -101,6 +101,7 @@ def add_join_parser(commands: Any) -> None:
     p.add_argument(
         "--hidden-bfloat16", action="store_true", help="a first stage: send hidden states as bfloat16 (half the bytes)"
     )
+    p.add_argument("--metrics", default="", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics here")
     p.set_defaults(run=run_join)
 
 
@@ -120,6 +121,7 @@ def run_join(args: argparse.Namespace) -> int:
             worker_id=args.worker_id,
             next_stage=args.next_stage,
             hidden_bfloat16=args.hidden_bfloat16,
+            metrics=args.metrics,
         )
         model = LlamaModel(config.model_path)
         stage = model.stage

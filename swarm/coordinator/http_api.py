@@ -6,6 +6,8 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from swarm.coordinator.dashboard.routes import add_dashboard_routes
+from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_api import add_openai_routes
 from swarm.coordinator.service import InferenceService
 from swarm.wire.json_views import status_to_json
@@ -26,4 +28,6 @@ def build_http_app(service: InferenceService) -> web.Application:
     app.router.add_get("/status", status)
     app.router.add_get("/models", models)
     add_openai_routes(app, service)
+    add_metrics_route(app, service.metrics, service.status)
+    add_dashboard_routes(app, service.status, lambda: service.metrics.recent)
     return app

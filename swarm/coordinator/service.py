@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.routing import default_model
@@ -38,10 +39,18 @@ class InferenceService:
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
+        self.metrics = CoordinatorMetrics()
 
     # ------------------------------------------------------------ clients
 
     async def generate(self, raw: RawRequest) -> AsyncIterator[GenerationEvent]:
+        def model() -> str:
+            return metric_model(raw.model, self._dispatcher.views(), self._config.default_model)
+
+        async for event in self.metrics.observe(self._generate(raw), model):
+            yield event
+
+    async def _generate(self, raw: RawRequest) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
         except InvalidRequest as exc:

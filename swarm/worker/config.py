@@ -25,6 +25,7 @@ class WorkerConfig:
     hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
     heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
+    metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
 
     def __post_init__(self) -> None:
         split_host_port(self.coordinator)
@@ -33,6 +34,8 @@ class WorkerConfig:
             split_host_port(self.advertise)
         if self.next_stage:
             split_host_port(self.next_stage)
+        if self.metrics:
+            split_host_port(self.metrics)
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

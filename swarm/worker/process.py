@@ -20,6 +20,7 @@ from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
+from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
 
@@ -109,6 +110,10 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
             cached_prompt_tokens=stats.cached_prompt_tokens,
         )
 
+    def counters() -> WorkerCounters:
+        return WorkerCounters(current_load(), servicer.accepted, servicer.active)
+
+    metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters))
     membership = Membership(config.coordinator, config.token, info, current_load)
     stop = stop_on_signals()
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
@@ -123,6 +128,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
                 await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
     finally:
         await server.stop(grace=1.0)
+        await metrics.close()
         stats = engine.stats()
         log.info(
             "worker %s stopped after %.0f s: %d tokens generated, %d of %d prompt tokens from cache",

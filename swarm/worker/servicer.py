@@ -28,6 +28,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.worker_id = ""
         self.draining = False
         self.active = 0
+        self.accepted = 0  # requests taken since start, for the worker's metrics
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -60,6 +61,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         events: asyncio.Queue[GenerationEvent | SwarmError] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self.active += 1
+        self.accepted += 1
         self.idle.clear()
         finished = False
 

@@ -17,6 +17,7 @@ from swarm.shared.types import WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
+from swarm.worker.metrics import WorkerCollector, WorkerCounters, process_load, serve_metrics
 from swarm.worker.process import describe_worker, stage_executor
 from swarm.worker.stage_servicer import StageServicer
 
@@ -40,6 +41,7 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
+    metrics = await serve_metrics(config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())))
     membership = Membership(config.coordinator, config.token, info, WorkerLoad)
     stop = stop_on_signals()
     log.info(
@@ -55,4 +57,5 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     finally:
         await server.stop(grace=1.0)
         await servicer.close()
+        await metrics.close()
         executor.close_all()

@@ -1,0 +1,73 @@
+"""The dashboard's HTTP routes: the page at /, its files under /static/, and live snapshots at /events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+
+from aiohttp import web
+
+from swarm.coordinator.dashboard.snapshot import BatchJobSource, no_batch_jobs, snapshot_json
+from swarm.coordinator.dashboard.timeseries import SwarmSampler
+from swarm.coordinator.metrics import RequestOutcome
+from swarm.shared.types import SwarmStatus
+
+STATIC_DIR = Path(__file__).parent / "static"
+EVENT_WAIT_S = 1.0  # a handler notices a shutting-down server within this long
+RECONNECT_MS = 2000  # how soon a browser's EventSource reconnects after losing the stream
+
+
+def add_dashboard_routes(
+    app: web.Application,
+    status: Callable[[], Awaitable[SwarmStatus]],
+    outcomes: Callable[[], Iterable[RequestOutcome]],
+    batch_jobs: BatchJobSource = no_batch_jobs,
+) -> SwarmSampler:
+    """Adds the dashboard to `app`; the app owns the sampler's task, which its cleanup cancels."""
+    sampler = SwarmSampler(status, outcomes)
+    closing = asyncio.Event()
+
+    async def run_sampler(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sampler.run(), name="dashboard-sampler")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def stop_streams(_app: web.Application) -> None:
+        closing.set()
+
+    async def page(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        sent = -1
+        try:
+            await response.write(f"retry: {RECONNECT_MS}\n\n".encode())
+            while not closing.is_set():
+                newest = await sampler.wait_after(sent, EVENT_WAIT_S)
+                if newest == sent or sampler.latest_status is None:
+                    await response.write(b": waiting\n\n")  # keeps proxies from timing the stream out
+                    continue
+                snapshot = snapshot_json(
+                    sampler.latest_status, list(sampler.samples), await batch_jobs(), with_history=sent < 0
+                )
+                sent = newest
+                await response.write(f"data: {json.dumps(snapshot, separators=(',', ':'))}\n\n".encode())
+        except ConnectionResetError:  # the browser went away
+            pass
+        return response
+
+    app.cleanup_ctx.append(run_sampler)
+    app.on_shutdown.append(stop_streams)
+    app.router.add_get("/", page)
+    app.router.add_get("/events", events, allow_head=False)
+    app.router.add_static("/static/", STATIC_DIR)
+    return sampler

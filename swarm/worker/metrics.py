@@ -1,0 +1,113 @@
+"""A worker's own Prometheus metrics, served at /metrics on its --metrics HOST:PORT."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psutil
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from swarm.shared.addresses import split_host_port
+from swarm.shared.types import WorkerInfo, WorkerLoad
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerCounters:
+    """What one scrape reads from the worker: its load and how many requests it took."""
+
+    load: WorkerLoad
+    requests_total: int = 0
+    requests_active: int = 0
+
+
+def process_load() -> WorkerLoad:
+    """The memory side of a worker's load, for a process with no engine counters (a later pipeline stage)."""
+    return WorkerLoad(
+        rss_bytes=psutil.Process().memory_info().rss, ram_available_bytes=psutil.virtual_memory().available
+    )
+
+
+class WorkerCollector(Collector):
+    """Reads the worker's counters at scrape time, so nothing is counted twice or goes stale."""
+
+    def __init__(self, info: WorkerInfo, read: Callable[[], WorkerCounters]) -> None:
+        self._info = info
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        info = self._info
+        counters = self._read()
+        load = counters.load
+        stage = "whole" if info.stage_count == 0 else f"{info.stage_index + 1}/{info.stage_count}"
+        about = GaugeMetricFamily("swarm_worker_info", "What this worker serves.", labels=["worker", "model", "stage"])
+        about.add_metric([info.worker_id, info.model, stage], 1)
+        yield about
+        counts = [
+            ("swarm_worker_generated_tokens", "Tokens this worker generated.", load.tokens_generated),
+            ("swarm_worker_prompt_tokens", "Prompt tokens of the requests this worker started.", load.prompt_tokens),
+            (
+                "swarm_worker_cached_prompt_tokens",
+                "Prompt tokens reused from the KV cache instead of computed.",
+                load.cached_prompt_tokens,
+            ),
+            ("swarm_worker_requests", "Requests this worker accepted.", counters.requests_total),
+        ]
+        for name, help_text, value in counts:
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], value)
+            yield counter
+        gauges = [
+            ("swarm_worker_requests_active", "Requests running now.", counters.requests_active),
+            ("swarm_worker_slots_busy", "Sequences being decoded now.", load.slots_busy),
+            ("swarm_worker_slots_total", "Sequences this worker can run at once.", info.slots),
+            ("swarm_worker_tokens_per_second", "Tokens generated per second lately.", load.tokens_per_second),
+            ("swarm_worker_rss_bytes", "Resident memory of this process.", load.rss_bytes),
+            ("swarm_worker_ram_available_bytes", "Memory available on this machine.", load.ram_available_bytes),
+        ]
+        for name, help_text, number in gauges:
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], number)
+            yield gauge
+
+
+class MetricsEndpoint:
+    """The worker's /metrics HTTP server; `close` stops it (a no-op when none was asked for)."""
+
+    def __init__(self, runner: web.AppRunner | None) -> None:
+        self._runner = runner
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve_metrics(address: str, collector: Collector) -> MetricsEndpoint:
+    """Serves the collector's metrics at http://ADDRESS/metrics; an empty address serves nothing."""
+    if not address:
+        return MetricsEndpoint(None)
+    registry = CollectorRegistry()
+    registry.register(collector)
+
+    async def scrape(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = split_host_port(address)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    log.info("metrics at http://%s/metrics", address)
+    return MetricsEndpoint(runner)
