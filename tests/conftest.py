@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -53,16 +53,18 @@ class RunningSwarm:
     http: str
     model: Path
     coordinator: ManagedProcess
+    client_options: dict[str, object] = field(default_factory=dict)  # every client's api_key, tls
+    worker_args: tuple[str, ...] = ()  # flags every worker gets: --token, TLS files
 
     def client(self, **kwargs: object) -> SwarmClient:
-        return SwarmClient(self.address, **kwargs)  # type: ignore[arg-type]
+        return SwarmClient(self.address, **{**self.client_options, **kwargs})  # type: ignore[arg-type]
 
     def start_coordinator(self, *extra: str) -> ManagedProcess:
         self.coordinator = self.processes.start_coordinator(self.address, self.http, *extra)
         return self.coordinator
 
     def add_worker(self, *extra: str, name: str = "worker", model: Path | None = None) -> ManagedProcess:
-        args = ["--threads", "1", "--slots", "4", "--context", "512", *extra]
+        args = ["--threads", "1", "--slots", "4", "--context", "512", *self.worker_args, *extra]
         return self.processes.start_worker(self.address, model or self.model, *args, name=name)
 
     def up_workers(self) -> list[str]:
@@ -99,12 +101,20 @@ class RunningSwarm:
 def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[object]:
     started: list[LocalSwarm] = []
 
-    def make(workers: int = 1, coordinator_args: tuple[str, ...] = (), model: Path | None = None) -> RunningSwarm:
+    def make(
+        workers: int = 1,
+        coordinator_args: tuple[str, ...] = (),
+        model: Path | None = None,
+        client_options: dict[str, object] | None = None,
+        worker_args: tuple[str, ...] = (),
+    ) -> RunningSwarm:
         processes = LocalSwarm(log_dir=tmp_path, redis_url=redis_url)
         started.append(processes)
         address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         coordinator = processes.start_coordinator(address, http, *coordinator_args)
-        swarm = RunningSwarm(processes, address, http, model or tiny_model, coordinator)
+        swarm = RunningSwarm(
+            processes, address, http, model or tiny_model, coordinator, client_options or {}, worker_args
+        )
         swarm.wait_for_coordinator()
         for i in range(workers):
             swarm.add_worker(name=f"worker-{i}")

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
 from swarm.cli.watch_commands import add_refresh_flags, status_frames, watch
 from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
 from swarm.shared.types import Finished, SwarmStatus, TextPiece
@@ -18,6 +19,7 @@ def add_parsers(commands: Any, default_address: str) -> None:
     g = commands.add_parser("generate", help="generate text, streamed to the terminal as it arrives")
     g.add_argument("prompt")
     g.add_argument("--coordinator", default=None, help=coordinator_help)
+    add_client_flags(g)
     g.add_argument("--model", default="", help="model name (default: the swarm's default model)")
     g.add_argument("--max-tokens", type=int, default=128)
     g.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
@@ -29,6 +31,7 @@ def add_parsers(commands: Any, default_address: str) -> None:
 
     s = commands.add_parser("status", help="show the workers and the queue")
     s.add_argument("--coordinator", default=None, help=coordinator_help)
+    add_client_flags(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--watch", action="store_true", help="refresh the table in place until Ctrl-C")
     add_refresh_flags(s, default_interval_s=2.0)
@@ -36,7 +39,18 @@ def add_parsers(commands: Any, default_address: str) -> None:
 
     m = commands.add_parser("models", help="list the models the swarm serves")
     m.add_argument("--coordinator", default=None, help=coordinator_help)
+    add_client_flags(m)
     m.set_defaults(run=run_models)
+
+
+def open_client(args: argparse.Namespace) -> SwarmClient:
+    """A client of the coordinator the flags name, with their API key and TLS files; exits 2 on a bad TLS flag."""
+    try:
+        tls = tls_from_args(args)
+    except ValueError as exc:
+        print(f"swarm {args.command}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return SwarmClient(args.coordinator, api_key=client_api_key(args), tls=tls)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -49,7 +63,7 @@ def run_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         stop=tuple(args.stop),
     )
-    with SwarmClient(args.coordinator) as client:
+    with open_client(args) as client:
         try:
             for event in client.stream(args.prompt, options):
                 if isinstance(event, TextPiece):
@@ -97,7 +111,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.watch:
         with SwarmClient(args.coordinator, retries=0) as watched:
             return watch(status_frames(watched, status_table), args.interval, args.count, sys.stdout)
-    with SwarmClient(args.coordinator) as client:
+    with open_client(args) as client:
         try:
             status = client.status()
         except SwarmCallError as exc:
@@ -108,7 +122,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    with SwarmClient(args.coordinator) as client:
+    with open_client(args) as client:
         try:
             models = client.list_models()
         except SwarmCallError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 import redis
 
@@ -134,7 +135,8 @@ class LocalSwarm:
         self.processes.append(process)
         return process
 
-    def start_redis(self, data_dir: Path, port: int = 0) -> str:
+    def start_redis(self, data_dir: Path, port: int = 0, password: str = "") -> str:
+        """Starts redis-server on 127.0.0.1 (requiring password, if given) and returns its URL."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError(REDIS_MISSING)
@@ -156,9 +158,11 @@ class LocalSwarm:
                 "",
                 "--protected-mode",
                 "yes",
+                *(["--requirepass", password] if password else []),
             ],
         )
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        credentials = f":{quote(password, safe='')}@" if password else ""
+        self.redis_url = f"redis://{credentials}127.0.0.1:{port}/0"
         client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
 
         def answers() -> bool:

@@ -11,11 +11,13 @@ from typing import Any
 
 import uvloop
 
+from swarm.cli.security_flags import add_api_key_flags, add_tls_flags, api_keys_from_args, tls_from_args
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.shared.default_model import cache_dir, resolve_model
 from swarm.shared.discovery import DiscoveryError, discover_coordinator
+from swarm.shared.tls import TlsFiles
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
@@ -36,6 +38,8 @@ def add_coordinator_parser(commands: Any) -> None:
     p.add_argument("--http", default="0.0.0.0:8080", help="HTTP HOST:PORT, empty to disable (default %(default)s)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
     p.add_argument("--token", default="", help="join token workers must present")
+    add_api_key_flags(p)
+    add_tls_flags(p, serves=True)
     p.add_argument("--default-model", default="", help="model used when a request names none")
     p.add_argument("--stages-dir", default="", help="serve the stage files of `swarm split` outputs in this folder")
     p.add_argument(
@@ -64,6 +68,8 @@ def run_coordinator(args: argparse.Namespace) -> int:
             default_model=args.default_model,
             no_worker_wait_s=args.no_worker_wait,
             stages_dir=args.stages_dir,
+            tls=tls_from_args(args),
+            api_keys=api_keys_from_args(args),
             advertise=args.advertise,
         )
     except ValueError as exc:
@@ -95,6 +101,7 @@ def add_join_parser(commands: Any) -> None:
     p.add_argument("--listen", default="0.0.0.0:0", help="worker gRPC HOST:PORT (default: any free port)")
     p.add_argument("--advertise", default="", help="HOST:PORT the coordinator should dial (default: derived)")
     p.add_argument("--token", default="", help="the swarm's join token")
+    add_tls_flags(p, serves=True)
     p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
     p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
     p.add_argument("--next-stage", default="", help="for a stage file from `swarm split`: HOST:PORT of the next stage")
@@ -108,9 +115,10 @@ def add_join_parser(commands: Any) -> None:
 def run_join(args: argparse.Namespace) -> int:
     try:
         coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator()
+        tls = tls_from_args(args)
         config = WorkerConfig(
             coordinator=coordinator,
-            model_path=model_path(args.model, coordinator, args.token),
+            model_path=model_path(args.model, coordinator, args.token, tls),
             threads=args.threads,
             slots=args.slots,
             context_per_slot=args.context,
@@ -121,6 +129,7 @@ def run_join(args: argparse.Namespace) -> int:
             worker_id=args.worker_id,
             next_stage=args.next_stage,
             hidden_bfloat16=args.hidden_bfloat16,
+            tls=tls,
             metrics=args.metrics,
         )
         model = LlamaModel(config.model_path)
@@ -142,13 +151,13 @@ def run_join(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_path(spec: str, coordinator: str, token: str) -> Path:
+def model_path(spec: str, coordinator: str, token: str, tls: TlsFiles | None = None) -> Path:
     """A local GGUF path, 'default', or MODEL:STAGE fetched from the coordinator into the cache."""
     model, sep, stage_text = spec.rpartition(":")
     if not sep or not stage_text.isdigit() or Path(spec).exists():
         return resolve_model(spec)
-    manifest = fetch_manifest(coordinator, model, token)
+    manifest = fetch_manifest(coordinator, model, token, tls=tls)
     index = int(stage_text)
     if index >= len(manifest.stages):
         raise ValueError(f"--model {spec}: {model} has {len(manifest.stages)} stages (0-{len(manifest.stages) - 1})")
-    return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token)
+    return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token, tls=tls)

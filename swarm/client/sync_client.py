@@ -12,6 +12,7 @@ from swarm.client.types import Completion, GenerateOptions, ResumableRequest, Sw
 from swarm.coordinator.validation import new_request_id
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.tls import TlsFiles, channel
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -27,10 +28,16 @@ class SwarmClient:
     """
 
     def __init__(
-        self, address: str | None = None, *, api_key: str = "", retries: int = 5, timeout_s: float | None = None
+        self,
+        address: str | None = None,
+        *,
+        api_key: str = "",
+        tls: TlsFiles | None = None,
+        retries: int = 5,
+        timeout_s: float | None = None,
     ) -> None:
         self.address = address or default_coordinator()
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = channel(self.address, tls)
         self._stub: Any = pb_grpc.InferenceStub(self._channel)
         self._metadata = bearer_metadata(api_key)
         self._retries = retries

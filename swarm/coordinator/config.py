@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from swarm.coordinator.api_keys import check_api_key_format
 from swarm.coordinator.validation import RequestLimits
 from swarm.shared.addresses import split_host_port
+from swarm.shared.redaction import redact_url
+from swarm.shared.tls import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class CoordinatorConfig:
     forget_worker_after_s: float = 600.0
     max_attempts: int = 3  # dispatches of one request before it fails
     stages_dir: str = ""  # a folder of `swarm split` outputs (one sub-folder per model) served to workers
+    tls: TlsFiles | None = None  # None: plaintext gRPC and HTTP
+    api_keys: tuple[str, ...] = ()  # empty: clients need no key
     advertise: bool = True  # publish _swarm._tcp.local. over mDNS so `swarm join` finds this coordinator
     limits: RequestLimits = field(default_factory=RequestLimits)
 
@@ -31,7 +36,10 @@ class CoordinatorConfig:
         if self.http:
             split_host_port(self.http)
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--redis must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
+            raise ValueError(f"--redis must be a redis://, rediss:// or unix:// URL, got {redact_url(self.redis_url)}")
+        if self.tls is not None:
+            self.tls.require_server()
+        check_api_key_format(self.api_keys)
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
         if self.no_worker_wait_s < 0 or self.max_attempts < 1:

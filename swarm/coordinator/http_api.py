@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from swarm.coordinator.dashboard.routes import add_dashboard_routes
 from swarm.coordinator.metrics import add_metrics_route
@@ -13,7 +15,9 @@ from swarm.coordinator.service import InferenceService
 from swarm.wire.json_views import status_to_json
 
 
-def build_http_app(service: InferenceService) -> web.Application:
+def build_http_app(
+    service: InferenceService, middlewares: Sequence[Middleware] = (), max_body_bytes: int = 1024**2
+) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -23,7 +27,8 @@ def build_http_app(service: InferenceService) -> web.Application:
     async def models(_request: web.Request) -> web.Response:
         return web.json_response({"models": [asdict(m) for m in await service.list_models()]})
 
-    app = web.Application()
+    # Reading a body past max_body_bytes raises 413 (HTTPRequestEntityTooLarge) instead of buffering it.
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status)
     app.router.add_get("/models", models)

@@ -6,9 +6,8 @@ holds no data); everything else, the OpenAI API included, needs a key when keys 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from swarm.coordinator.api_keys import HOW_TO_PASS, ApiKeyCheck
 
@@ -16,8 +15,6 @@ COOKIE = "swarm_api_key"
 OPEN_PATHS = frozenset({"/healthz", "/"})
 OPEN_PREFIXES = ("/static/",)
 OPENAI_PREFIX = "/v1/"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_open(path: str) -> bool:
@@ -34,7 +31,7 @@ def refusal(path: str) -> web.Response:
     return web.json_response({"error": message}, status=401, headers=headers)
 
 
-def api_key_middleware(check: ApiKeyCheck) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def api_key_middleware(check: ApiKeyCheck) -> Middleware:
     @web.middleware
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (

@@ -15,9 +15,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from swarm.coordinator.api_key_interceptor import ApiKeyInterceptor
+from swarm.coordinator.api_keys import ApiKeyCheck
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.http_api import build_http_app
+from swarm.coordinator.http_auth import api_key_middleware
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.model_files import StageLibrary, add_model_files_servicer
 from swarm.coordinator.registry import WorkerRegistry
@@ -27,7 +30,9 @@ from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
+from swarm.shared.redaction import redact_url, scrub
 from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.tls import server_credentials, ssl_context_for_http
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
@@ -51,7 +56,7 @@ async def connect_redis(url: str) -> Redis:
         await redis.ping()
     except Exception as exc:
         await redis.aclose()
-        raise ConnectionError(f"cannot reach Redis at {url}: {exc}") from exc
+        raise ConnectionError(f"cannot reach Redis at {redact_url(url)}: {scrub(str(exc), url)}") from None
     return redis
 
 
@@ -60,7 +65,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     redis = await connect_redis(config.redis_url)
     registry = WorkerRegistry(redis, config.heartbeat_ttl_s)
     store = RequestStore(redis)
-    calls = WorkerCalls(config.token)
+    calls = WorkerCalls(config.token, config.tls)
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
@@ -68,7 +73,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     await monitor.refresh()
     await dispatcher.recover()
 
-    server = grpc.aio.server()
+    api_keys = ApiKeyCheck(config.api_keys)
+    server = grpc.aio.server(
+        interceptors=[ApiKeyInterceptor(api_keys)] if api_keys.required else [],
+        options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
+    )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
     if config.stages_dir:
@@ -78,16 +87,19 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     served = ("Inference", "Registry", "ModelFiles") if config.stages_dir else ("Inference", "Registry")
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    grpc_port = await start_listening(server, config.listen)
+    grpc_port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     for name in ["", *service_names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     http_runner: web.AppRunner | None = None
     if config.http:
-        http_runner = web.AppRunner(build_http_app(service), access_log=None)
+        http_app = build_http_app(service, [api_key_middleware(api_keys)], config.limits.max_message_bytes)
+        http_runner = web.AppRunner(http_app, access_log=None)
         await http_runner.setup()
         host, port = split_host_port(config.http)
-        await web.TCPSite(http_runner, host, port).start()
+        await web.TCPSite(
+            http_runner, host, port, ssl_context=ssl_context_for_http(config.tls) if config.tls else None
+        ).start()
     advertiser = CoordinatorAdvertiser(config.listen, grpc_port, config.http) if config.advertise else None
     if advertiser is not None:
         advertiser.start()
@@ -102,10 +114,12 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     ]
     stop = stop_on_signals()
     log.info(
-        "coordinator listening on %s (gRPC)%s, Redis %s",
+        "coordinator listening on %s (gRPC)%s, Redis %s%s%s",
         config.listen,
         f" and {config.http} (HTTP)" if config.http else "",
-        config.redis_url,
+        redact_url(config.redis_url),
+        ", TLS" + (" with client certificates" if config.tls.ca else "") if config.tls else "",
+        f", {len(config.api_keys)} client API keys" if config.api_keys else "",
     )
     try:
         waiters = [asyncio.create_task(stop.wait()), *tasks]

@@ -29,6 +29,13 @@ class RequestLimits:
     default_temperature: float = 0.8
     max_temperature: float = 10.0
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest gRPC message or HTTP body a coordinator reads: a longest prompt even with every character
+
+        JSON-escaped, plus room for the other fields (batch uploads send chunks below it)."""
+        return 4 * self.max_prompt_bytes + 64 * 1024
+
 
 def new_request_id() -> str:
     return "req-" + secrets.token_hex(8)

@@ -7,13 +7,15 @@ from typing import Any
 import grpc
 
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
 
 class WorkerCalls:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, tls: TlsFiles | None = None) -> None:
         self._metadata = bearer_metadata(token)
+        self._tls = tls
         self._stubs: dict[str, Any] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -21,7 +23,7 @@ class WorkerCalls:
         """Starts a Run stream on the worker; the returned call is read with `await call.read()`."""
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = aio_channel(address, self._tls)
             self._channels[address] = channel
             stub = self._stubs[address] = pb_grpc.WorkerStub(channel)
         return stub.Run(request, metadata=self._metadata)

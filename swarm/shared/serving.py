@@ -7,9 +7,14 @@ import signal
 from typing import Any
 
 
-async def start_listening(server: Any, address: str) -> int:
-    """Binds a grpc.aio server to HOST:PORT (port 0: any free one), starts it, returns the port."""
-    port = int(server.add_insecure_port(address))
+async def start_listening(server: Any, address: str, credentials: Any = None) -> int:
+    """Binds a grpc.aio server to HOST:PORT (port 0: any free one), starts it, returns the port.
+
+    With credentials (swarm.shared.tls.server_credentials) the port speaks TLS only."""
+    if credentials is None:
+        port = int(server.add_insecure_port(address))
+    else:
+        port = int(server.add_secure_port(address, credentials))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.shared.addresses import split_host_port
+from swarm.shared.tls import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class WorkerConfig:
     worker_id: str = ""
     next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
     hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
+    tls: TlsFiles | None = None  # None: plaintext; else TLS on its server and on every channel it opens
     heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
@@ -36,6 +38,8 @@ class WorkerConfig:
             split_host_port(self.next_stage)
         if self.metrics:
             split_host_port(self.metrics)
+        if self.tls is not None:
+            self.tls.require_server()
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

@@ -11,6 +11,7 @@ import grpc
 
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.backoff import backoff_delays
+from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -26,8 +27,15 @@ class JoinRefused(RuntimeError):
 
 
 class Membership:
-    def __init__(self, coordinator: str, token: str, info: WorkerInfo, load: Callable[[], WorkerLoad]) -> None:
-        self._channel = grpc.aio.insecure_channel(coordinator)
+    def __init__(
+        self,
+        coordinator: str,
+        token: str,
+        info: WorkerInfo,
+        load: Callable[[], WorkerLoad],
+        tls: TlsFiles | None = None,
+    ) -> None:
+        self._channel = aio_channel(coordinator, tls)
         self._stub = pb_grpc.RegistryStub(self._channel)
         self._metadata = bearer_metadata(token)
         self._coordinator = coordinator

@@ -21,6 +21,7 @@ from swarm.engine.stage_files import StageFile, StageManifest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.hashing import sha256_of
+from swarm.shared.tls import TlsFiles, channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
@@ -48,11 +49,13 @@ class CorruptDownload(DownloadFailed):
     """The received bytes are not the stage file the plan names; nothing of them is kept."""
 
 
-def fetch_manifest(coordinator: str, model: str, token: str = "", timeout_s: float = 30.0) -> StageManifest:
+def fetch_manifest(
+    coordinator: str, model: str, token: str = "", timeout_s: float = 30.0, tls: TlsFiles | None = None
+) -> StageManifest:
     """The stage manifest the coordinator holds for model; raises DownloadFailed naming the reason."""
-    with grpc.insecure_channel(coordinator) as channel:
+    with channel(coordinator, tls) as opened:
         try:
-            reply = pb_grpc.ModelFilesStub(channel).GetManifest(
+            reply = pb_grpc.ModelFilesStub(opened).GetManifest(
                 pb.GetManifestRequest(model=model),
                 metadata=bearer_metadata(token),
                 timeout=timeout_s,
@@ -75,6 +78,7 @@ def download_stage(
     *,
     attempts: int = ATTEMPTS,
     call_timeout_s: float = CALL_TIMEOUT_S,
+    tls: TlsFiles | None = None,
 ) -> Path:
     """The path of the stage file in cache_dir/model/, downloaded from the coordinator unless cached already.
 
@@ -101,7 +105,7 @@ def download_stage(
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     digest, size = _resume(partial, stage)
 
-    channel = grpc.insecure_channel(coordinator, options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)])
+    files = channel(coordinator, tls, options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)])
     bar = tqdm(
         desc=stage.file,
         total=stage.bytes,
@@ -113,7 +117,7 @@ def download_stage(
     )
     try:
         with partial.open("ab") as out:
-            _Transfer(pb_grpc.ModelFilesStub(channel), coordinator, model, stage, token, out, digest, size, bar).run(
+            _Transfer(pb_grpc.ModelFilesStub(files), coordinator, model, stage, token, out, digest, size, bar).run(
                 attempts, call_timeout_s
             )
             out.flush()
@@ -124,7 +128,7 @@ def download_stage(
         raise
     finally:
         bar.close()
-        channel.close()
+        files.close()
 
     found = digest.hexdigest()
     if found != stage.sha256:
@@ -132,7 +136,15 @@ def download_stage(
         if size:  # the bytes kept from an earlier run may be what is wrong: fetch the whole file once more
             log.warning("resumed %s hashes to %s, not %s; downloading it whole", stage.file, found, stage.sha256)
             return download_stage(
-                coordinator, model, stage, cache_dir, token, progress, attempts=attempts, call_timeout_s=call_timeout_s
+                coordinator,
+                model,
+                stage,
+                cache_dir,
+                token,
+                progress,
+                attempts=attempts,
+                call_timeout_s=call_timeout_s,
+                tls=tls,
             )
         raise CorruptDownload(
             f"downloaded {stage.file} from {coordinator} has sha256 {found}, expected {stage.sha256}; deleted it"

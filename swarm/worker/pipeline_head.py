@@ -13,6 +13,7 @@ import grpc
 
 from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageExecutor, StageWork
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.tls import TlsFiles, channel
 from swarm.shared.types import SamplingParams
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -22,9 +23,9 @@ from swarm.wire.stage_messages import step_to_wire, tokens_from_wire
 class StageLink:
     """A stream to the next stage: send one step, wait for its tokens (called on the engine thread)."""
 
-    def __init__(self, address: str, token: str = "") -> None:
+    def __init__(self, address: str, token: str = "", tls: TlsFiles | None = None) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        self._channel = channel(address, tls)
         self._stub = pb_grpc.StageStub(self._channel)
         self._metadata = bearer_metadata(token)
         self._open()

@@ -16,6 +16,7 @@ from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
@@ -85,7 +86,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
     executor = stage_executor(config, model, first=True, last=False)
-    link = StageLink(config.next_stage, config.token)
+    link = StageLink(config.next_stage, config.token, tls=config.tls)
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
 
@@ -95,7 +96,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     servicer = WorkerServicer(engine, config.served_model_name, config.token)
     server = grpc.aio.server()
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
-    port = await start_listening(server, config.listen)
+    port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, engine.model, port, engine.context_per_slot)
 
     def current_load() -> WorkerLoad:
@@ -114,7 +115,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
         return WorkerCounters(current_load(), servicer.accepted, servicer.active)
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters))
-    membership = Membership(config.coordinator, config.token, info, current_load)
+    membership = Membership(config.coordinator, config.token, info, current_load, config.tls)
     stop = stop_on_signals()
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     try:

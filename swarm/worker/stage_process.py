@@ -13,6 +13,7 @@ import grpc
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
@@ -36,13 +37,13 @@ def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
 
 
 async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
-    servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token)
+    servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token, tls=config.tls)
     server = grpc.aio.server()
     pb_grpc.add_StageServicer_to_server(servicer, server)
-    port = await start_listening(server, config.listen)
+    port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())))
-    membership = Membership(config.coordinator, config.token, info, WorkerLoad)
+    membership = Membership(config.coordinator, config.token, info, WorkerLoad, config.tls)
     stop = stop_on_signals()
     log.info(
         "serving %s of %s on %s%s",

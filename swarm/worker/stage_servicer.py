@@ -16,7 +16,8 @@ from typing import Any
 import grpc
 
 from swarm.engine.stage_executor import PipelineStep, StageExecutor, StageWork
-from swarm.shared.auth import bearer_metadata, token_matches
+from swarm.shared.auth import TokenGate, bearer_metadata
+from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.stage_messages import step_from_wire, step_to_wire, tokens_to_wire
@@ -25,20 +26,23 @@ log = logging.getLogger(__name__)
 
 
 class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
-    def __init__(self, executor: StageExecutor, next_stage: str = "", token: str = "") -> None:
+    def __init__(
+        self, executor: StageExecutor, next_stage: str = "", token: str = "", tls: TlsFiles | None = None
+    ) -> None:
         if not executor.last and not next_stage:
             raise ValueError("a middle stage needs the address of the next stage")
         self._executor = executor
         self._next_stage = next_stage
         self._token = token
+        self._tls = tls
+        self._gate = TokenGate(token, "stage call")
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-stage")
         self._channel: grpc.aio.Channel | None = None
 
     async def Forward(
         self, requests: AsyncIterator[pb.StageStep], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StageStepResult]:
-        if not token_matches(context.invocation_metadata(), self._token):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing cluster token")
+        await self._gate.check(context)
         downstream = self._open_downstream()
         loop = asyncio.get_running_loop()
         n_embd = self._executor.model.n_embd
@@ -78,7 +82,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         if self._executor.last:
             return None
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._next_stage)
+            self._channel = aio_channel(self._next_stage, self._tls)
         # wait_for_ready: the next stage may still be loading its weights when the first step comes.
         return pb_grpc.StageStub(self._channel).Forward(metadata=bearer_metadata(self._token), wait_for_ready=True)
 
