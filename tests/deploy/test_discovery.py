@@ -7,7 +7,10 @@ delivers the datagram back to the sockets that joined the group on that interfac
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,22 @@ def test_malformed_advertisements_are_ignored(properties: dict[str, str]) -> Non
         SERVICE_TYPE, f"bad.{SERVICE_TYPE}", addresses=[socket.inet_aton("10.0.0.1")], port=1, properties=properties
     )
     assert parse_info(info) is None
+
+
+def test_join_without_an_address_says_so_when_no_coordinator_answers(tiny_model: Path) -> None:
+    # A network namespace of its own, with only its own loopback up, is a LAN where no coordinator runs.
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None or subprocess.run([unshare, "-n", "true"], check=False).returncode != 0:
+        pytest.skip("needs unshare -n (root) and ip to make an empty network namespace")
+    join = " ".join(swarm_argv("join", "--model", str(tiny_model)))
+    result = subprocess.run(
+        [unshare, "-n", "sh", "-c", f"{ip} link set lo up && exec {join}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "SWARM_COORDINATOR"},
+    )
+    assert result.returncode == 2
+    assert f"swarm join: error: {NOT_FOUND}" in result.stderr
+    assert "Traceback" not in result.stderr

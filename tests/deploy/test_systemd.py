@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from swarm.cli.local_swarm import ManagedProcess, swarm_argv
+from swarm.cli.main import build_parser
 from tests.conftest import RunningSwarm
 
 pytestmark = pytest.mark.timeout(60)
@@ -128,3 +129,30 @@ def test_a_worker_serves_with_write_execute_memory_denied(make_swarm: object, tm
     swarm.wait_for_workers(1, timeout_s=40)
     with swarm.client() as client:
         assert client.generate("Hello", max_tokens=4, temperature=0).token_ids
+
+
+def expand_exec_start(exec_start: str, env: dict[str, str]) -> list[str]:
+    """systemd's rules: ${VAR} becomes exactly one argument, $VAR splits at whitespace."""
+    argv: list[str] = []
+    for word in exec_start.split():
+        if braced := re.fullmatch(r"\$\{([A-Z_]+)\}", word):
+            argv.append(env[braced.group(1)])
+        elif bare := re.fullmatch(r"\$([A-Z_]+)", word):
+            argv.extend(env[bare.group(1)].split())
+        else:
+            argv.append(word)
+    return argv
+
+
+@pytest.mark.parametrize(
+    ("unit", "env"), [("swarm-coordinator.service", "coordinator.env"), ("swarm-worker.service", "worker.env")]
+)
+def test_each_unit_runs_a_command_swarm_accepts(unit: str, env: str) -> None:
+    values = dict(line.split("=", 1) for line in (UNITS / env).read_text().splitlines() if re.match(r"^[A-Z_]+=", line))
+    (exec_start,) = unit_settings(unit)["ExecStart"]
+    argv = expand_exec_start(exec_start, values)
+    assert argv[0] == INSTALLED_SWARM
+    args = build_parser().parse_args(argv[1:])  # argparse exits on a flag swarm does not have
+    assert args.token == values["SWARM_TOKEN"]
+    # An empty SWARM_COORDINATOR reaches `swarm join` as "", which means: find the coordinator on the LAN.
+    assert build_parser().parse_args(expand_exec_start(exec_start, {**values, "SWARM_COORDINATOR": ""})[1:])
