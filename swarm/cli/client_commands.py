@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
-from swarm.cli.watch_commands import add_refresh_flags, status_frames, watch
+from swarm.cli.watch_commands import add_refresh_flags, status_frames, top_table, watch
 from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
 from swarm.shared.types import Finished, SwarmStatus, TextPiece
 from swarm.wire.json_views import status_to_json
@@ -42,15 +42,21 @@ def add_parsers(commands: Any, default_address: str) -> None:
     add_client_flags(m)
     m.set_defaults(run=run_models)
 
+    t = commands.add_parser("top", help="the workers, busiest first, refreshed until Ctrl-C")
+    t.add_argument("--coordinator", default=None, help=coordinator_help)
+    add_client_flags(t)
+    add_refresh_flags(t, default_interval_s=1.0)
+    t.set_defaults(run=run_top)
 
-def open_client(args: argparse.Namespace) -> SwarmClient:
+
+def open_client(args: argparse.Namespace, retries: int = 5) -> SwarmClient:
     """A client of the coordinator the flags name, with their API key and TLS files; exits 2 on a bad TLS flag."""
     try:
         tls = tls_from_args(args)
     except ValueError as exc:
         print(f"swarm {args.command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return SwarmClient(args.coordinator, api_key=client_api_key(args), tls=tls)
+    return SwarmClient(args.coordinator, api_key=client_api_key(args), tls=tls, retries=retries)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -109,7 +115,7 @@ def status_table(status: SwarmStatus) -> str:
 
 def run_status(args: argparse.Namespace) -> int:
     if args.watch:
-        with SwarmClient(args.coordinator, retries=0) as watched:
+        with open_client(args, retries=0) as watched:
             return watch(status_frames(watched, status_table), args.interval, args.count, sys.stdout)
     with open_client(args) as client:
         try:
@@ -119,6 +125,11 @@ def run_status(args: argparse.Namespace) -> int:
             return 1
     print(json.dumps(status_to_json(status), indent=2) if args.json else status_table(status))
     return 0
+
+
+def run_top(args: argparse.Namespace) -> int:
+    with open_client(args, retries=0) as client:
+        return watch(status_frames(client, top_table), args.interval, args.count, sys.stdout)
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -1,12 +1,11 @@
-"""Refreshing terminal views: `swarm status --watch` and `swarm top`, redrawn in place until Ctrl-C."""
+"""Refreshing terminal views for `swarm status --watch` and `swarm top`: frames redrawn in place until Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.shared.types import SwarmStatus
@@ -111,17 +110,3 @@ def top_table(status: SwarmStatus) -> str:
     lines = [summary, ""]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
-
-
-def add_top_parser(commands: Any, default_address: str) -> None:
-    p = commands.add_parser("top", help="the workers, busiest first, refreshed until Ctrl-C")
-    p.add_argument(
-        "--coordinator", default=None, help=f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {default_address})"
-    )
-    add_refresh_flags(p, default_interval_s=1.0)
-    p.set_defaults(run=run_top)
-
-
-def run_top(args: argparse.Namespace) -> int:
-    with SwarmClient(args.coordinator, retries=0) as client:
-        return watch(status_frames(client, top_table), args.interval, args.count, sys.stdout)

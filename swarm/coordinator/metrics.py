@@ -6,10 +6,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from swarm.coordinator.routing import default_model
@@ -33,6 +34,15 @@ class RequestOutcome:
     completion_tokens: int
 
 
+class DispatchCounts(Protocol):
+    """The dispatcher's running totals (swarm.coordinator.dispatcher.Dispatcher has them)."""
+
+    @property
+    def failovers(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
 def worker_state(view: WorkerView) -> str:
     return "up" if view.up else "down"
 
@@ -52,10 +62,21 @@ def metric_model(requested: str, views: list[WorkerView], configured_default: st
 class SwarmStateCollector(Collector):
     """Gauges of the workers and the queue, from the status read for the scrape being answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, dispatch: DispatchCounts) -> None:
         self.status = SwarmStatus(workers=[], queue_depth=0, default_model="")
+        self._dispatch = dispatch
 
     def collect(self) -> Iterator[Metric]:
+        failovers = CounterMetricFamily(
+            "swarm_failovers", "Requests resumed on another worker after theirs failed or stalled."
+        )
+        failovers.add_metric([], self._dispatch.failovers)
+        yield failovers
+        gave_up = CounterMetricFamily(
+            "swarm_dispatch_failures", "Requests failed by the dispatcher: no worker came, or workers kept failing."
+        )
+        gave_up.add_metric([], self._dispatch.failed)
+        yield gave_up
         workers = self.status.workers
         queue = GaugeMetricFamily("swarm_queue_depth", "Requests waiting in Redis for a worker.")
         queue.add_metric([], self.status.queue_depth)
@@ -107,7 +128,7 @@ def _heartbeat_age(view: WorkerView) -> float:
 class CoordinatorMetrics:
     """The coordinator's metrics in a registry of its own, so several coordinators can live in one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, dispatch: DispatchCounts) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("swarm_requests", "Requests answered, by outcome.", ["model", "status"], registry=r)
@@ -135,7 +156,7 @@ class CoordinatorMetrics:
             registry=r,
         )
         self.in_progress = Gauge("swarm_requests_in_progress", "Requests being answered now.", registry=r)
-        self._state = SwarmStateCollector()
+        self._state = SwarmStateCollector(dispatch)
         r.register(self._state)
         self.recent: deque[RequestOutcome] = deque(maxlen=RECENT_OUTCOMES)
 

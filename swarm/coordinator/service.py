@@ -39,7 +39,7 @@ class InferenceService:
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
-        self.metrics = CoordinatorMetrics()
+        self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
 

@@ -57,7 +57,7 @@ def test_request_counters_move_by_what_the_requests_did(make_swarm: MakeSwarm) -
 
 
 def test_swarm_state_is_read_at_scrape_time(make_swarm: MakeSwarm) -> None:
-    swarm = make_swarm(workers=1)
+    swarm = make_swarm(workers=1, coordinator_args=("--no-worker-wait", "1"))
     (worker_id,) = swarm.up_workers()
     model = swarm.model.name.removesuffix(".gguf")
     # The load arrives with the first heartbeat after joining.
@@ -74,6 +74,13 @@ def test_swarm_state_is_read_at_scrape_time(make_swarm: MakeSwarm) -> None:
     samples = scrape(swarm.http)
     assert value(samples, "swarm_worker_up", worker=worker_id, model=model, stage="whole") == 0
     assert value(samples, "swarm_model_workers_up", model=model) == 0
+    assert value(samples, "swarm_dispatch_failures_total") == 0
+    with swarm.client(retries=0) as client, pytest.raises(SwarmCallError):
+        client.generate("Hello", max_tokens=4, model=model)  # queued, then failed: no worker came
+    samples = scrape(swarm.http)
+    assert value(samples, "swarm_dispatch_failures_total") == 1
+    assert value(samples, "swarm_requests_total", model=model, status="unavailable") == 1
+    assert ("swarm_failovers_total", ()) in samples  # 0 or 1: the dead worker may have been tried once
 
 
 def test_a_worker_serves_its_own_metrics(make_swarm: MakeSwarm) -> None:

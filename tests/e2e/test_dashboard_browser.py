@@ -73,3 +73,22 @@ def test_dashboard_shows_workers_live_and_a_killed_one_down(
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     page.screenshot(path=str(REVIEW_SCREENSHOT), full_page=True)
     assert problems == []
+
+
+def test_dashboard_asks_for_the_api_key_and_keeps_it_in_a_cookie(make_swarm: MakeSwarm, browser: Browser) -> None:
+    swarm = make_swarm(workers=1, coordinator_args=("--api-key", "sesame"), client_options={"api_key": "sesame"})
+    (worker_id,) = swarm.up_workers()
+    page = browser.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(f"http://{swarm.http}/")  # the page itself needs no key; its data does
+
+    page.wait_for_selector("#key-dialog[open]", timeout=10_000)
+    assert page.inner_text("#connection") == "API key needed"
+    page.fill("#key-input", "sesame")
+    page.click("#key-dialog button[type=submit]")
+    page.wait_for_selector(f'tr[data-worker="{worker_id}"].up', timeout=15_000)
+    assert page.inner_text("#connection") == "live"
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "swarm_api_key"]
+    assert cookie["value"] == "sesame" and cookie["sameSite"] == "Strict"
+    assert page_errors == []
