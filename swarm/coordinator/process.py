@@ -30,6 +30,7 @@ from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
+from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.redaction import redact_url, scrub
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials, ssl_context_for_http
@@ -75,7 +76,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
 
     api_keys = ApiKeyCheck(config.api_keys)
     server = grpc.aio.server(
-        interceptors=[ApiKeyInterceptor(api_keys)] if api_keys.required else [],
+        interceptors=[MalformedRequestInterceptor(), *([ApiKeyInterceptor(api_keys)] if api_keys.required else [])],
         options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
     )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)

@@ -15,6 +15,7 @@ from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.addresses import reachable_host, split_host_port
+from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerInfo, WorkerLoad
@@ -94,7 +95,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
     started = time.monotonic()
     process = psutil.Process()
     servicer = WorkerServicer(engine, config.served_model_name, config.token)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, engine.model, port, engine.context_per_slot)

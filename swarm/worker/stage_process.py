@@ -12,6 +12,7 @@ import grpc
 
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
+from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerLoad
@@ -38,7 +39,7 @@ def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
 
 async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token, tls=config.tls)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
