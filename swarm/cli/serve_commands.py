@@ -55,6 +55,13 @@ def add_coordinator_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="how long a request waits for a worker of its model to appear (default %(default)s)",
     )
+    p.add_argument(
+        "--batch-reclaim-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="batch lines a coordinator has not touched this long are run by another (default %(default)s)",
+    )
     p.set_defaults(run=run_coordinator)
 
 
@@ -67,6 +74,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
             token=args.token,
             default_model=args.default_model,
             no_worker_wait_s=args.no_worker_wait,
+            batch_reclaim_after_s=args.batch_reclaim_after,
             stages_dir=args.stages_dir,
             tls=tls_from_args(args),
             api_keys=api_keys_from_args(args),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from swarm.coordinator.api_keys import check_api_key_format
 from swarm.coordinator.validation import RequestLimits
 from swarm.shared.addresses import split_host_port
+from swarm.shared.batch_types import BatchLimits
 from swarm.shared.redaction import redact_url
 from swarm.shared.tls import TlsFiles
 
@@ -30,6 +31,8 @@ class CoordinatorConfig:
     api_keys: tuple[str, ...] = ()  # empty: clients need no key
     advertise: bool = True  # publish _swarm._tcp.local. over mDNS so `swarm join` finds this coordinator
     limits: RequestLimits = field(default_factory=RequestLimits)
+    batch_limits: BatchLimits = field(default_factory=BatchLimits)
+    batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
 
     def __post_init__(self) -> None:
         split_host_port(self.listen)
@@ -42,5 +45,7 @@ class CoordinatorConfig:
         check_api_key_format(self.api_keys)
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
+        if self.batch_reclaim_after_s <= 0:
+            raise ValueError(f"--batch-reclaim-after must be > 0 seconds, got {self.batch_reclaim_after_s}")
         if self.no_worker_wait_s < 0 or self.max_attempts < 1:
             raise ValueError("no_worker_wait_s must be >= 0 and max_attempts >= 1")

@@ -14,9 +14,16 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from swarm.coordinator.api_key_interceptor import ApiKeyInterceptor
 from swarm.coordinator.api_keys import ApiKeyCheck
+from swarm.coordinator.batch_runner import BatchRunner, request_slots
+from swarm.coordinator.batch_service import BatchService
+from swarm.coordinator.batch_servicer import BatchServicer
+from swarm.coordinator.batch_store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.http_api import build_http_app
@@ -51,6 +58,10 @@ async def connect_redis(url: str) -> Redis:
         socket_connect_timeout=5,
         socket_timeout=10,
         health_check_interval=30,
+        # After a Redis restart every pooled connection is dead: a command that meets one
+        # reconnects and is sent again, instead of failing the request it serves.
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[RedisConnectionError],
     )
     redis = Redis(connection_pool=pool)
     try:
@@ -71,6 +82,14 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
     service = InferenceService(config, dispatcher, registry, store)
+    batch_store = BatchStore(redis, config.batch_limits)
+    batch_runner = BatchRunner(
+        batch_store,
+        service,
+        lambda: request_slots(dispatcher.views()),
+        config.batch_reclaim_after_s,
+        config.poll_interval_s,
+    )
     await monitor.refresh()
     await dispatcher.recover()
 
@@ -81,11 +100,13 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
+    batch_service = BatchService(batch_store, config.batch_limits, config.limits)
+    pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
     if config.stages_dir:
         add_model_files_servicer(server, StageLibrary(Path(config.stages_dir)), config.token)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    served = ("Inference", "Registry", "ModelFiles") if config.stages_dir else ("Inference", "Registry")
+    served = ("Inference", "Registry", "Batch", *(("ModelFiles",) if config.stages_dir else ()))
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     grpc_port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
@@ -112,6 +133,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     tasks = [
         asyncio.create_task(monitor.run(), name="heartbeat-monitor"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
+        asyncio.create_task(batch_runner.run(), name="batch-runner"),
     ]
     stop = stop_on_signals()
     log.info(
@@ -138,6 +160,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.stop(grace=2.0)
+        await batch_runner.shutdown()
         await dispatcher.shutdown()
         if http_runner is not None:
             await http_runner.cleanup()

@@ -15,6 +15,10 @@ LAST_SEEN = "swarm:last_seen"
 # existence is the worker's liveness. An expired key means the worker is down.
 HEARTBEAT_PREFIX = "swarm:heartbeat:"
 
+# Set of worker ids draining: they finish what they run and take nothing new. In Redis so
+# every coordinator routes around them and the worker learns it from any heartbeat reply.
+DRAINING = "swarm:draining"
+
 # Sorted set of request ids waiting for a worker, scored by enqueue time (ms), so
 # the oldest request is served first and a restart loses no waiting request.
 QUEUE = "swarm:queue"
@@ -36,3 +40,51 @@ def heartbeat_key(worker_id: str) -> str:
 
 def request_key(request_id: str) -> str:
     return REQUEST_PREFIX + request_id
+
+
+# ---------------------------------------------------------------- batch jobs
+
+# Sorted set of batch job ids scored by creation time (ms), for `swarm batch list`.
+# Ids whose job hash expired are dropped from it when listed.
+BATCH_JOBS = "swarm:batch:jobs"
+
+# Hash per job: state, total, done and failed counts, times, default model. Counts
+# move only when a line's first result is recorded, so they count each line once.
+BATCH_JOB_PREFIX = "swarm:batch:job:"
+
+# Hash per job: 0-based line index -> RawRequest and custom id as JSON. Deleted once
+# every line has a result; a stray work item for a deleted line is acknowledged unrun.
+BATCH_LINES_PREFIX = "swarm:batch:lines:"
+
+# Hash per job: 0-based line index -> the line's result as JSON, written with HSETNX
+# so the first result of a line wins even when a crash made two runners run it.
+BATCH_RESULTS_PREFIX = "swarm:batch:results:"
+
+# Stream of work items {job, line} with one consumer group shared by all coordinators:
+# an item stays pending until its result is recorded, so a runner that dies leaves its
+# items to be claimed (XAUTOCLAIM) by the next. Acknowledged items are deleted.
+BATCH_WORK = "swarm:batch:work"
+BATCH_GROUP = "batch-runners"
+
+# Request ids of batch lines start with this; their queue score (see QUEUE) is raised by
+# about 31 years of milliseconds, so any interactive request is served before every batch
+# line while batch lines keep their first-come order among themselves. The offset follows
+# from the id alone, so a requeued line keeps its place behind interactive work.
+BATCH_REQUEST_ID_PREFIX = "batch-"
+BATCH_QUEUE_OFFSET_MS = 10**12
+
+
+def queue_score(request_id: str, enqueued_ms: int) -> int:
+    return enqueued_ms + (BATCH_QUEUE_OFFSET_MS if request_id.startswith(BATCH_REQUEST_ID_PREFIX) else 0)
+
+
+def batch_job_key(job_id: str) -> str:
+    return BATCH_JOB_PREFIX + job_id
+
+
+def batch_lines_key(job_id: str) -> str:
+    return BATCH_LINES_PREFIX + job_id
+
+
+def batch_results_key(job_id: str) -> str:
+    return BATCH_RESULTS_PREFIX + job_id

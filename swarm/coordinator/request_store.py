@@ -39,7 +39,7 @@ class RequestStore:
                 keys.request_key(request.request_id),
                 mapping={"request": to_json(request), "state": "queued", "enqueued_ms": now_ms},
             )
-            pipe.zadd(keys.QUEUE, {request.request_id: now_ms})
+            pipe.zadd(keys.QUEUE, {request.request_id: keys.queue_score(request.request_id, now_ms)})
             await pipe.execute()
         return now_ms
 
@@ -88,7 +88,7 @@ class RequestStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.RUNNING, request_id)
             pipe.hset(keys.request_key(request_id), mapping={"state": "queued", "worker": ""})
-            pipe.zadd(keys.QUEUE, {request_id: enqueued_ms})
+            pipe.zadd(keys.QUEUE, {request_id: keys.queue_score(request_id, enqueued_ms)})
             await pipe.execute()
 
     async def complete(self, request_id: str, result: StoredResult) -> None:

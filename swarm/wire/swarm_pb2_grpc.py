@@ -740,3 +740,268 @@ class Stage:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class BatchStub:
+    """---------------------------------------------------------------- batch jobs
+
+    Durable offline jobs served by the coordinator (`swarm batch`): many generation
+    requests submitted at once, kept in Redis until done, run at a lower priority
+    than interactive requests, each line exactly once as the results show.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SubmitBatch = channel.stream_unary(
+                '/swarm.v1.Batch/SubmitBatch',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.BatchSubmitChunk.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/swarm.v1.Batch/GetBatch',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.BatchGetRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+                _registered_method=True)
+        self.ListBatches = channel.unary_unary(
+                '/swarm.v1.Batch/ListBatches',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.BatchListRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchListResponse.FromString,
+                _registered_method=True)
+        self.CancelBatch = channel.unary_unary(
+                '/swarm.v1.Batch/CancelBatch',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.BatchCancelRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+                _registered_method=True)
+        self.GetBatchResults = channel.unary_stream(
+                '/swarm.v1.Batch/GetBatchResults',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.BatchResultsRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchResult.FromString,
+                _registered_method=True)
+
+
+class BatchServicer:
+    """---------------------------------------------------------------- batch jobs
+
+    Durable offline jobs served by the coordinator (`swarm batch`): many generation
+    requests submitted at once, kept in Redis until done, run at a lower priority
+    than interactive requests, each line exactly once as the results show.
+    """
+
+    def SubmitBatch(self, request_iterator, context):
+        """Uploads one job as a stream of chunks (one chunk is enough for small jobs) and
+        answers once every line was checked and stored. A bad line fails the whole upload
+        with INVALID_ARGUMENT naming the line and field; nothing is stored then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBatches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBatch(self, request, context):
+        """Lines not yet started are skipped; lines running finish and keep their results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatchResults(self, request, context):
+        """One BatchResult per finished line, in input order. FAILED_PRECONDITION while the
+        job runs, unless `partial` asks for the lines finished so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BatchServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SubmitBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchSubmitChunk.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchGetRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.SerializeToString,
+            ),
+            'ListBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatches,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchListRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.BatchListResponse.SerializeToString,
+            ),
+            'CancelBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBatch,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchCancelRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.BatchJob.SerializeToString,
+            ),
+            'GetBatchResults': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetBatchResults,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.BatchResultsRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.BatchResult.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.Batch', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.Batch', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Batch:
+    """---------------------------------------------------------------- batch jobs
+
+    Durable offline jobs served by the coordinator (`swarm batch`): many generation
+    requests submitted at once, kept in Redis until done, run at a lower priority
+    than interactive requests, each line exactly once as the results show.
+    """
+
+    @staticmethod
+    def SubmitBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/swarm.v1.Batch/SubmitBatch',
+            swarm_dot_wire_dot_swarm__pb2.BatchSubmitChunk.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Batch/GetBatch',
+            swarm_dot_wire_dot_swarm__pb2.BatchGetRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Batch/ListBatches',
+            swarm_dot_wire_dot_swarm__pb2.BatchListRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.BatchListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Batch/CancelBatch',
+            swarm_dot_wire_dot_swarm__pb2.BatchCancelRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.BatchJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatchResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarm.v1.Batch/GetBatchResults',
+            swarm_dot_wire_dot_swarm__pb2.BatchResultsRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.BatchResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,66 @@
+"""Batch JSONL files: every line is checked before anything is sent; errors name the line and the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from swarm.client.batch_file import parse_batch_file, result_to_json_line
+from swarm.coordinator.batch_validation import InvalidBatchLine
+from swarm.shared.batch_types import BatchLine, BatchResult
+from swarm.shared.types import FinishReason, RawRequest
+
+
+def test_lines_become_requests_with_their_custom_ids() -> None:
+    text = (
+        '{"prompt": "a", "max_tokens": 4, "temperature": 0, "stop": "\\n", "seed": 7, "id": "first"}\n'
+        '{"prompt": "b", "model": "tiny", "stop": ["x", "y"], "top_p": 0.5}\n'
+        "\n"
+    )
+    assert parse_batch_file(text) == [
+        BatchLine(RawRequest(prompt="a", max_tokens=4, temperature=0.0, stop=("\n",), seed=7), "first"),
+        BatchLine(RawRequest(prompt="b", model="tiny", stop=("x", "y"), top_p=0.5)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ('{"prompt": "x", "temperature": -1}', "line 2: temperature: must be >= 0"),
+        ('{"prompt": ""}', "line 2: prompt: must not be empty"),
+        ('{"max_tokens": 3}', "line 2: prompt: must not be empty"),
+        ('{"prompt": "x", "max_tokens": "4"}', 'line 2: max_tokens: must be an integer, got "4"'),
+        ('{"prompt": "x", "max_tokens": true}', "line 2: max_tokens: must be an integer, got true"),
+        ('{"prompt": "x", "seed": -3}', "line 2: seed: must be >= 0, got -3"),
+        ('{"prompt": "x", "stop": [1]}', "line 2: stop: must be a string or a list of strings"),
+        ('{"prompt": "x", "promt": "y"}', "line 2: promt: unknown field"),
+        ('{"prompt": "x", "id": "has space"}', "line 2: id: must be 1-64 chars"),
+        ('{"prompt": "x",', "line 2: is not JSON"),
+        ('["prompt"]', "line 2: must be a JSON object"),
+        ("", "line 2: is empty"),
+    ],
+)
+def test_a_bad_line_is_named_with_its_field(row: str, message: str) -> None:
+    with pytest.raises(InvalidBatchLine) as caught:
+        parse_batch_file(f'{{"prompt": "fine"}}\n{row}\n{{"prompt": "fine too"}}\n')
+    assert str(caught.value).startswith(message)
+    assert caught.value.line == 2
+
+
+def test_an_empty_file_is_refused() -> None:
+    with pytest.raises(InvalidBatchLine, match="holds no request"):
+        parse_batch_file("\n\n")
+
+
+def test_results_are_one_json_object_a_line() -> None:
+    done = BatchResult(3, "q3", "Paris", FinishReason.STOP, prompt_tokens=5, completion_tokens=2)
+    assert json.loads(result_to_json_line(done)) == {
+        "line": 3,
+        "id": "q3",
+        "text": "Paris",
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+    failed = BatchResult(4, "", error="INVALID_ARGUMENT: max_tokens: too many")
+    assert json.loads(result_to_json_line(failed)) == {"line": 4, "id": "", "error": failed.error}
