@@ -14,10 +14,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from swarm.cli.local_swarm import LocalSwarm, free_port, wait_until
+from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.cli.main import main
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.coordinator.validation import RequestLimits
+from swarm.engine.stage_files import split_model
+from swarm.engine.synthetic_model import write_tiny_llama
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles
 from swarm.wire import swarm_pb2 as pb
@@ -244,3 +246,84 @@ def test_oversized_requests_are_refused_before_they_are_parsed(make_swarm: MakeS
     assert refused.value.code in (400, 413)
     assert f"Maximum request body size {RequestLimits().max_message_bytes} exceeded" in refused.value.read().decode()
     assert swarm.coordinator.alive
+
+
+def test_a_pipeline_fetches_and_runs_its_stages_over_mutual_tls_with_a_token(
+    make_swarm: MakeSwarm, certificates: Path, tmp_path: Path
+) -> None:
+    whole = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
+    stages_dir = tmp_path / "stages"
+    split_model(whole, 2, stages_dir / "four-2")
+    secured = (*tls_flags(certificates), "--token", "join-secret")
+    swarm = make_swarm(
+        workers=0,
+        coordinator_args=("--stages-dir", str(stages_dir), *secured),
+        client_options={
+            "tls": TlsFiles(certificates / "node.pem", certificates / "node-key.pem", certificates / "ca.pem")
+        },
+    )
+    worker_env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}  # nothing cached: both stages are downloaded
+    last_port = free_port()
+    for stage, wiring in ((1, ("--listen", f"127.0.0.1:{last_port}")), (0, ("--next-stage", f"127.0.0.1:{last_port}"))):
+        swarm.processes.start_worker(
+            swarm.address,
+            Path(f"four-2:{stage}"),
+            "--threads",
+            "1",
+            *secured,
+            *wiring,
+            name=f"stage-{stage}",
+            env=worker_env,
+        )
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        assert client.generate("Hello world", max_tokens=4, temperature=0.0).finished.completion_tokens > 0
+
+    with grpc.insecure_channel(f"127.0.0.1:{last_port}") as plaintext:
+        stream = pb_grpc.StageStub(plaintext).Forward(iter([pb.StageStep()]), timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stream)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # a TLS-only port cannot be spoken to in plaintext
+
+
+def test_rediss_with_a_private_ca_works(tiny_model: Path, tmp_path: Path, certificates: Path) -> None:
+    port = free_port()
+    processes = LocalSwarm(log_dir=tmp_path)
+    redis_server = ManagedProcess(
+        "redis",
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(certificates / "node.pem"),
+            "--tls-key-file",
+            str(certificates / "node-key.pem"),
+            "--tls-ca-cert-file",
+            str(certificates / "ca.pem"),
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        tmp_path / "redis.log",
+    ).start()
+    processes.processes.append(redis_server)
+    try:
+        processes.redis_url = (
+            f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certificates / 'ca.pem'}"
+            f"&ssl_certfile={certificates / 'node.pem'}&ssl_keyfile={certificates / 'node-key.pem'}"
+        )
+        address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        swarm = RunningSwarm(processes, address, http, tiny_model, processes.start_coordinator(address, http))
+        swarm.wait_for_coordinator()
+        swarm.add_worker()
+        swarm.wait_for_workers(1)
+        with swarm.client() as client:
+            assert client.generate("Hello", max_tokens=3, temperature=0).finished.completion_tokens > 0
+    finally:
+        processes.stop()
