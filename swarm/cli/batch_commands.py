@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
 from swarm.client import BatchClient, SwarmCallError
 from swarm.client.batch_file import parse_batch_file, result_to_json_line
 from swarm.coordinator.batch_validation import InvalidBatchLine
@@ -53,6 +54,16 @@ def add_parser(commands: Any, default_address: str) -> None:
 
     for action in (submit, status, results, listing, cancel):
         action.add_argument("--coordinator", default=None, help=coordinator_help)
+        add_client_flags(action)
+
+
+def open_batch_client(args: argparse.Namespace) -> BatchClient:
+    """A client of the coordinator the flags name, with their API key and TLS files; exits 2 on a bad TLS flag."""
+    try:
+        tls = tls_from_args(args)
+    except ValueError as exc:
+        raise SystemExit(_fail(args.batch_command, str(exc), code=2)) from None
+    return BatchClient(args.coordinator, api_key=client_api_key(args), tls=tls)
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -62,7 +73,7 @@ def run_submit(args: argparse.Namespace) -> int:
         return _fail("submit", f"cannot read {args.file}: {exc}")
     except InvalidBatchLine as exc:
         return _fail("submit", f"{args.file}: {exc} (nothing submitted)")
-    with BatchClient(args.coordinator) as client:
+    with open_batch_client(args) as client:
         try:
             job = client.submit(lines, model=args.model)
         except SwarmCallError as exc:
@@ -73,7 +84,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    with BatchClient(args.coordinator) as client:
+    with open_batch_client(args) as client:
         try:
             job = client.get(args.job_id)
             if args.watch:
@@ -96,7 +107,7 @@ def _watch(client: BatchClient, job: BatchSummary) -> BatchSummary:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    with BatchClient(args.coordinator) as client:
+    with open_batch_client(args) as client:
         try:
             rows = [result_to_json_line(r) + "\n" for r in client.results(args.job_id, partial=args.partial)]
         except SwarmCallError as exc:
@@ -111,7 +122,7 @@ def run_results(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with BatchClient(args.coordinator) as client:
+    with open_batch_client(args) as client:
         try:
             jobs = client.list()
         except SwarmCallError as exc:
@@ -124,7 +135,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    with BatchClient(args.coordinator) as client:
+    with open_batch_client(args) as client:
         try:
             job = client.cancel(args.job_id)
         except SwarmCallError as exc:
@@ -146,6 +157,6 @@ def summary_to_json(job: BatchSummary) -> dict[str, Any]:
     return {**asdict(job), "state": job.state.value}
 
 
-def _fail(action: str, message: str) -> int:
+def _fail(action: str, message: str, code: int = 1) -> int:
     print(f"swarm batch {action}: {message}", file=sys.stderr)
-    return 1
+    return code

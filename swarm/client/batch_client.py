@@ -11,6 +11,7 @@ from swarm.client.types import SwarmCallError
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.batch_types import BatchLine, BatchResult, BatchSummary
+from swarm.shared.tls import TlsFiles, channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.batch_convert import batch_line_to_wire, batch_result_from_wire, batch_summary_from_wire
@@ -23,9 +24,11 @@ CHUNK_BYTES = 1024 * 1024
 class BatchClient:
     """Talks to a coordinator's Batch service (default: $SWARM_COORDINATOR or 127.0.0.1:50051)."""
 
-    def __init__(self, address: str | None = None, *, api_key: str = "", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, address: str | None = None, *, api_key: str = "", tls: TlsFiles | None = None, timeout_s: float = 60.0
+    ) -> None:
         self.address = address or default_coordinator()
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = channel(self.address, tls)
         self._stub: Any = pb_grpc.BatchStub(self._channel)
         self._metadata = bearer_metadata(api_key)
         self._timeout_s = timeout_s

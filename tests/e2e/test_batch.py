@@ -179,3 +179,19 @@ def test_the_batch_commands(make_swarm: MakeSwarm, tmp_path: Path) -> None:
         (i + 1, f"c{i}", 3) for i in range(5)
     ]
     assert swarm_cli("status", second, *at).stdout.startswith(f"{second}  cancelled  0 done")  # nothing ran
+
+
+def test_batch_calls_need_the_api_key_of_a_coordinator_that_has_one(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(
+        workers=0, coordinator_args=("--api-key", "batch-secret-1"), client_options={"api_key": "batch-secret-1"}
+    )
+    with BatchClient(swarm.address) as anonymous, pytest.raises(SwarmCallError) as caught:
+        anonymous.list()
+    assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+    with BatchClient(swarm.address, api_key="batch-secret-1") as client:
+        job = client.submit(greedy_lines(1, 2))
+        assert [j.job_id for j in client.list()] == [job.job_id]
+    refused = swarm_cli("status", job.job_id, "--coordinator", swarm.address)
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    allowed = swarm_cli("status", job.job_id, "--coordinator", swarm.address, "--api-key", "batch-secret-1")
+    assert allowed.returncode == 0 and allowed.stdout.startswith(job.job_id)
