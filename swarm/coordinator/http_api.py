@@ -8,6 +8,7 @@ from dataclasses import asdict
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
 from swarm.coordinator.dashboard.routes import add_dashboard_routes
 from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_api import add_openai_routes
@@ -16,7 +17,10 @@ from swarm.wire.json_views import status_to_json
 
 
 def build_http_app(
-    service: InferenceService, middlewares: Sequence[Middleware] = (), max_body_bytes: int = 1024**2
+    service: InferenceService,
+    middlewares: Sequence[Middleware] = (),
+    max_body_bytes: int = 1024**2,
+    batch_jobs: BatchJobSource = no_batch_jobs,
 ) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -34,5 +38,5 @@ def build_http_app(
     app.router.add_get("/models", models)
     add_openai_routes(app, service)
     add_metrics_route(app, service.metrics, service.status)
-    add_dashboard_routes(app, service.status, lambda: service.metrics.recent)
+    add_dashboard_routes(app, service.status, lambda: service.metrics.recent, batch_jobs)
     return app

@@ -115,7 +115,9 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
 
     http_runner: web.AppRunner | None = None
     if config.http:
-        http_app = build_http_app(service, [api_key_middleware(api_keys)], config.limits.max_message_bytes)
+        http_app = build_http_app(
+            service, [api_key_middleware(api_keys)], config.limits.max_message_bytes, batch_service.list
+        )
         http_runner = web.AppRunner(http_app, access_log=None)
         await http_runner.setup()
         host, port = split_host_port(config.http)

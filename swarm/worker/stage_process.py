@@ -15,7 +15,6 @@ from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
-from swarm.shared.types import WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
@@ -44,7 +43,7 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())))
-    membership = Membership(config.coordinator, config.token, info, WorkerLoad, config.tls)
+    membership = Membership(config.coordinator, config.token, info, process_load, config.tls)
     stop = stop_on_signals()
     log.info(
         "serving %s of %s on %s%s",

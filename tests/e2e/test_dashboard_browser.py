@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from swarm.client import BatchClient
+from swarm.shared.batch_types import BatchLine
+from swarm.shared.types import RawRequest
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -47,6 +50,8 @@ def test_dashboard_shows_workers_live_and_a_killed_one_down(
     with swarm.client() as client:
         for n in (8, 16, 24):
             client.generate("The dashboard shows", max_tokens=n, temperature=0.0)
+    with BatchClient(swarm.address) as batches:
+        job = batches.submit([BatchLine(RawRequest(prompt=f"Line {i}", max_tokens=4)) for i in range(3)])
 
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
     problems: list[str] = []
@@ -58,6 +63,10 @@ def test_dashboard_shows_workers_live_and_a_killed_one_down(
         page.wait_for_selector(f'tr[data-worker="{worker_id}"].up', timeout=15_000)
     page.wait_for_function("document.getElementById('connection').textContent === 'live'", timeout=10_000)
     assert "2 / 2" in page.inner_text("#tile-workers")
+    page.wait_for_selector(f'tr[data-job="{job.job_id}"]', timeout=10_000)
+    page.wait_for_function(
+        f"document.querySelector('tr[data-job=\"{job.job_id}\"]').textContent.includes('3 / 3')", timeout=15_000
+    )
 
     beta.kill()  # SIGKILL: no goodbye, the heartbeat just stops
     page.wait_for_selector('tr[data-worker="beta"].down', timeout=20_000)

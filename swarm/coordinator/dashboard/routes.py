@@ -10,7 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from swarm.coordinator.dashboard.snapshot import BatchJobSource, no_batch_jobs, snapshot_json
+from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
+from swarm.coordinator.dashboard.snapshot import snapshot_json
 from swarm.coordinator.dashboard.timeseries import SwarmSampler
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.shared.types import SwarmStatus
@@ -27,7 +28,7 @@ def add_dashboard_routes(
     batch_jobs: BatchJobSource = no_batch_jobs,
 ) -> SwarmSampler:
     """Adds the dashboard to `app`; the app owns the sampler's task, which its cleanup cancels."""
-    sampler = SwarmSampler(status, outcomes)
+    sampler = SwarmSampler(status, outcomes, batch_jobs)
     closing = asyncio.Event()
 
     async def run_sampler(_app: web.Application) -> AsyncIterator[None]:
@@ -57,7 +58,7 @@ def add_dashboard_routes(
                     await response.write(b": waiting\n\n")  # keeps proxies from timing the stream out
                     continue
                 snapshot = snapshot_json(
-                    sampler.latest_status, list(sampler.samples), await batch_jobs(), with_history=sent < 0
+                    sampler.latest_status, list(sampler.samples), sampler.latest_batch_jobs, with_history=sent < 0
                 )
                 sent = newest
                 await response.write(f"data: {json.dumps(snapshot, separators=(',', ':'))}\n\n".encode())

@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any
 
+from swarm.coordinator.dashboard.batch_jobs import BatchJobView
 from swarm.coordinator.dashboard.timeseries import Sample
 from swarm.coordinator.metrics import worker_state
 from swarm.shared.types import SwarmStatus, WorkerView
 
 QUEUE_TREND_SAMPLES = 30  # the queue is "growing" when it is longer now than this many samples ago
-
-
-class BatchJobView(Protocol):
-    """What the dashboard shows of a batch job (swarm.shared.batch_types.BatchSummary has these)."""
-
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def total(self) -> int: ...
-    @property
-    def done(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-
-
-# The hook the batch jobs feature plugs in: an async callable returning the jobs to show.
-BatchJobSource = Callable[[], Awaitable[Sequence[BatchJobView]]]
-
-
-async def no_batch_jobs() -> Sequence[BatchJobView]:
-    """The batch jobs panel's source until batch jobs exist: there are none."""
-    return []
+BATCH_JOBS_SHOWN = 20  # the newest; `swarm batch list` has them all
 
 
 def _worker_json(view: WorkerView) -> dict[str, Any]:
@@ -144,7 +120,7 @@ def snapshot_json(
         "models": _models_json(status),
         "problems": problems(status, samples),
         "sample": asdict(samples[-1]) if samples else None,
-        "batch_jobs": [_batch_job_json(job) for job in batch_jobs],
+        "batch_jobs": [_batch_job_json(job) for job in batch_jobs[:BATCH_JOBS_SHOWN]],
     }
     if with_history:
         snapshot["history"] = [asdict(s) for s in samples]

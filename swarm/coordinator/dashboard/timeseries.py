@@ -8,11 +8,12 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.shared.types import SwarmStatus
 
@@ -67,24 +68,28 @@ def take_sample(status: SwarmStatus, outcomes: Iterable[RequestOutcome], now: fl
 
 
 class SwarmSampler:
-    """Reads the swarm's status every `interval_s` and keeps the samples; wakes whoever waits for the next one."""
+    """Reads the swarm's status (and batch jobs) every `interval_s`, keeps the samples, wakes who waits for one."""
 
     def __init__(
         self,
         status: Callable[[], Awaitable[SwarmStatus]],
         outcomes: Callable[[], Iterable[RequestOutcome]],
+        batch_jobs: BatchJobSource,
         interval_s: float = 1.0,
     ) -> None:
         self._status = status
         self._outcomes = outcomes
+        self._batch_jobs = batch_jobs
         self._interval_s = interval_s
         self.samples: deque[Sample] = deque(maxlen=HISTORY_SAMPLES)
         self.latest_status: SwarmStatus | None = None
+        self.latest_batch_jobs: Sequence[BatchJobView] = []
         self.sequence = 0  # how many samples were taken; a waiter compares it with the one it saw
         self._changed = asyncio.Condition()
 
     async def sample_once(self) -> None:
         status = await self._status()
+        self.latest_batch_jobs = await self._batch_jobs()
         self.samples.append(take_sample(status, list(self._outcomes()), time.monotonic(), time.time()))
         self.latest_status = status
         async with self._changed:

@@ -288,9 +288,9 @@
       const share = j.total ? (100 * (j.done + j.failed)) / j.total : 0;
       return el(
         "tr",
-        {},
+        { "data-job": j.job_id },
         el("td", { class: "wid" }, j.job_id),
-        el("td", {}, j.model),
+        el("td", {}, j.model || "default"),
         el("td", {}, j.state),
         el("td", {}, el("span", { class: "progress" }, el("span", { style: `width:${share}%` })), `${j.done + j.failed} / ${j.total}`),
         el("td", {}, String(j.failed)),
