@@ -39,6 +39,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic model big enough that a generation takes seconds on one thread: faults land mid-stream."""
+    path = tmp_path_factory.mktemp("models") / "slow.gguf"
+    return write_tiny_llama(path, seed=3, n_layer=6, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536, context_length=1024)
+
+
+@pytest.fixture(scope="session")
 def gemma_model() -> Path:
     """The real default model (Gemma 3 270M Q4_K_M), assembled once into the user's cache."""
     return default_model_path(progress=False)

@@ -187,6 +187,13 @@ class LocalSwarm:
         args = ["join", coordinator, "--model", str(model), "--listen", "127.0.0.1:0", *extra]
         return self._launch(name, swarm_argv(*self._verbosity(), *args), env)
 
+    def start_auto_worker(
+        self, coordinator: str, *extra: str, name: str = "worker", env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """A worker that serves what the coordinator's plan assigns it (`swarm join --auto`)."""
+        args = ["join", coordinator, "--auto", "--listen", "127.0.0.1:0", *extra]
+        return self._launch(name, swarm_argv(*self._verbosity(), *args), env)
+
     def start_pipeline(self, coordinator: str, stage_files: list[Path], *extra: str) -> list[ManagedProcess]:
         """Starts one worker per stage file, last to first, each told where the next one listens.
 

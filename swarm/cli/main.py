@@ -7,7 +7,15 @@ import logging
 import sys
 
 from swarm.bench import engine_vs_bare
-from swarm.cli import certs_command, client_commands, ray_commands, serve_commands, split_command, up_command
+from swarm.cli import (
+    certs_command,
+    client_commands,
+    drain_commands,
+    ray_commands,
+    serve_commands,
+    split_command,
+    up_command,
+)
 from swarm.cli.batch_commands import add_parser as add_batch_parser
 from swarm.shared.addresses import DEFAULT_COORDINATOR
 
@@ -20,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.add_join_parser(commands)
     up_command.add_parser(commands)
     client_commands.add_parsers(commands, DEFAULT_COORDINATOR)
+    drain_commands.add_parsers(commands, DEFAULT_COORDINATOR)
     add_batch_parser(commands, DEFAULT_COORDINATOR)
     split_command.add_parser(commands)
     certs_command.add_parser(commands)

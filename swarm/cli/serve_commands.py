@@ -5,31 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import uvloop
 
+from swarm.cli.auto_join import run_auto_join
+from swarm.cli.errors import fail
 from swarm.cli.security_flags import add_api_key_flags, add_tls_flags, api_keys_from_args, tls_from_args
+from swarm.cli.worker_launch import join_config, model_path, serve_model
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
-from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
-from swarm.shared.default_model import cache_dir, resolve_model
 from swarm.shared.discovery import DiscoveryError, discover_coordinator
-from swarm.shared.tls import TlsFiles
-from swarm.worker.config import WorkerConfig
-from swarm.worker.membership import JoinRefused
-from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
-from swarm.worker.process import build_engine, serve_worker
-from swarm.worker.stage_process import build_stage, serve_stage
+from swarm.worker.model_download import DownloadFailed
 
 log = logging.getLogger(__name__)
-
-
-def fail(command: str, message: str) -> int:
-    print(f"swarm {command}: error: {message}", file=sys.stderr)
-    return 2
 
 
 def add_coordinator_parser(commands: Any) -> None:
@@ -43,10 +32,23 @@ def add_coordinator_parser(commands: Any) -> None:
     p.add_argument("--default-model", default="", help="model used when a request names none")
     p.add_argument("--stages-dir", default="", help="serve the stage files of `swarm split` outputs in this folder")
     p.add_argument(
+        "--plan-model",
+        default="",
+        help="a GGUF (or 'default') to serve with `swarm join --auto` workers: whole replicas where one holds it, "
+        "pipeline stages planned from their memory and speed where none does",
+    )
+    p.add_argument("--plan-model-name", default="", help="the name clients use for --plan-model")
+    p.add_argument("--plan-stages", type=int, default=0, help="always plan pipelines of this many stages")
+    p.add_argument(
         "--no-advertise",
         dest="advertise",
         action="store_false",
         help="do not advertise this coordinator on the LAN over mDNS (_swarm._tcp.local.)",
+    )
+    p.add_argument(
+        "--swarm-name",
+        default="",
+        help="a name advertised with it, for LANs with several swarms (`swarm join --swarm-name`)",
     )
     p.add_argument(
         "--no-worker-wait",
@@ -76,15 +78,19 @@ def run_coordinator(args: argparse.Namespace) -> int:
             no_worker_wait_s=args.no_worker_wait,
             batch_reclaim_after_s=args.batch_reclaim_after,
             stages_dir=args.stages_dir,
+            plan_model=args.plan_model,
+            plan_model_name=args.plan_model_name,
+            plan_stages=args.plan_stages,
             tls=tls_from_args(args),
             api_keys=api_keys_from_args(args),
             advertise=args.advertise,
+            swarm_name=args.swarm_name,
         )
     except ValueError as exc:
         return fail("coordinator", str(exc))
     try:
         uvloop.run(serve_coordinator(config))
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, ValueError) as exc:
         return fail("coordinator", str(exc))
     return 0
 
@@ -99,10 +105,18 @@ def add_join_parser(commands: Any) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
+        default="",
         help="path to a GGUF file, 'default' for Gemma 3 270M, or MODEL:STAGE to download stage STAGE (from 0) "
         "of a split model from the coordinator (see `swarm coordinator --stages-dir`)",
     )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="instead of --model: offer this PC's memory and speed and serve what the coordinator's plan assigns "
+        "(a whole model or a pipeline stage; see `swarm coordinator --plan-model`)",
+    )
+    p.add_argument("--memory", default="", help="with --auto: memory to offer, e.g. 6G (default: 80%% of free RAM)")
+    p.add_argument("--speed", type=float, default=0.0, help="with --auto: bytes/s to report (default: measured)")
     p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default %(default)s)")
     p.add_argument("--slots", type=int, default=8, help="concurrent sequences (default %(default)s)")
     p.add_argument("--context", type=int, default=2048, help="tokens per sequence (default %(default)s)")
@@ -112,6 +126,15 @@ def add_join_parser(commands: Any) -> None:
     add_tls_flags(p, serves=True)
     p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
     p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
+    p.add_argument(
+        "--swarm-name", default="", help="without a coordinator address: join the coordinator advertising this name"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on leaving, seconds running requests may take to finish before the swarm resumes them elsewhere",
+    )
     p.add_argument("--next-stage", default="", help="for a stage file from `swarm split`: HOST:PORT of the next stage")
     p.add_argument(
         "--hidden-bfloat16", action="store_true", help="a first stage: send hidden states as bfloat16 (half the bytes)"
@@ -121,51 +144,15 @@ def add_join_parser(commands: Any) -> None:
 
 
 def run_join(args: argparse.Namespace) -> int:
+    if bool(args.model) == bool(args.auto):
+        return fail("join", "give either --model MODEL or --auto")
     try:
-        coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator()
+        coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator(args.swarm_name)
         tls = tls_from_args(args)
-        config = WorkerConfig(
-            coordinator=coordinator,
-            model_path=model_path(args.model, coordinator, args.token, tls),
-            threads=args.threads,
-            slots=args.slots,
-            context_per_slot=args.context,
-            listen=args.listen,
-            advertise=args.advertise,
-            token=args.token,
-            model_name=args.model_name,
-            worker_id=args.worker_id,
-            next_stage=args.next_stage,
-            hidden_bfloat16=args.hidden_bfloat16,
-            tls=tls,
-            metrics=args.metrics,
-        )
-        model = LlamaModel(config.model_path)
-        stage = model.stage
-        if stage is not None and stage.index > 0:  # a later stage serves the stage before it, not clients
-            executor = build_stage(config, model)
-            uvloop.run(serve_stage(config, executor))
-            return 0
-        engine = build_engine(config, model)
-    except (ValueError, ModelLoadError, OSError, DownloadFailed, DiscoveryError) as exc:
+        if args.auto:
+            return run_auto_join(args, coordinator, tls)
+        config = join_config(args, coordinator, tls, model_path(args.model, coordinator, args.token, tls))
+    except (ValueError, OSError, DownloadFailed, DiscoveryError) as exc:
         return fail("join", str(exc))
-    engine.start()
-    try:
-        uvloop.run(serve_worker(config, engine))
-    except (JoinRefused, OSError) as exc:
-        return fail("join", str(exc))
-    finally:
-        engine.stop()
-    return 0
-
-
-def model_path(spec: str, coordinator: str, token: str, tls: TlsFiles | None = None) -> Path:
-    """A local GGUF path, 'default', or MODEL:STAGE fetched from the coordinator into the cache."""
-    model, sep, stage_text = spec.rpartition(":")
-    if not sep or not stage_text.isdigit() or Path(spec).exists():
-        return resolve_model(spec)
-    manifest = fetch_manifest(coordinator, model, token, tls=tls)
-    index = int(stage_text)
-    if index >= len(manifest.stages):
-        raise ValueError(f"--model {spec}: {model} has {len(manifest.stages)} stages (0-{len(manifest.stages) - 1})")
-    return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token, tls=tls)
+    code, _ = serve_model(config)
+    return code

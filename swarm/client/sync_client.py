@@ -76,6 +76,17 @@ class SwarmClient:
     def status(self) -> SwarmStatus:
         return status_from_wire(self._call(self._stub.GetStatus, pb.GetStatusRequest()))
 
+    def drain_worker(self, worker_id: str, token: str) -> None:
+        """An operator's drain: the worker takes nothing new, finishes or hands back its work, and leaves.
+
+        Needs the swarm's join token (workers' calls are guarded by it, not by API keys).
+        """
+        registry = pb_grpc.RegistryStub(self._channel)
+        try:
+            registry.Drain(pb.DrainRequest(worker_id=worker_id), metadata=bearer_metadata(token), timeout=10.0)
+        except grpc.RpcError as exc:
+            raise SwarmCallError(exc.code(), exc.details() or "") from None
+
     def _call(self, method: Any, request: Any) -> Any:
         try:
             return method(request, metadata=self._metadata, timeout=self._timeout_s or 10.0)

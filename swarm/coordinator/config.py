@@ -8,6 +8,7 @@ from swarm.coordinator.api_keys import check_api_key_format
 from swarm.coordinator.validation import RequestLimits
 from swarm.shared.addresses import split_host_port
 from swarm.shared.batch_types import BatchLimits
+from swarm.shared.discovery import check_swarm_name
 from swarm.shared.redaction import redact_url
 from swarm.shared.tls import TlsFiles
 
@@ -30,6 +31,11 @@ class CoordinatorConfig:
     tls: TlsFiles | None = None  # None: plaintext gRPC and HTTP
     api_keys: tuple[str, ...] = ()  # empty: clients need no key
     advertise: bool = True  # publish _swarm._tcp.local. over mDNS so `swarm join` finds this coordinator
+    swarm_name: str = ""  # advertised too: workers of several swarms on one LAN pick theirs by it
+    plan_model: str = ""  # a whole GGUF the coordinator plans replicas and stages of for `swarm join --auto` workers
+    plan_model_name: str = ""  # the name clients use for it (default: the file name without .gguf)
+    plan_stages: int = 0  # 0: as few stages as the workers' memory allows; K: always K-stage pipelines
+    plan_kv_tokens: int = 16384  # KV cache tokens (slots x context) a planned worker holds, for its memory budget
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
@@ -47,5 +53,8 @@ class CoordinatorConfig:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
         if self.batch_reclaim_after_s <= 0:
             raise ValueError(f"--batch-reclaim-after must be > 0 seconds, got {self.batch_reclaim_after_s}")
+        if self.plan_stages < 0 or self.plan_kv_tokens < 1:
+            raise ValueError("--plan-stages must be >= 0 and --plan-kv-tokens >= 1")
+        check_swarm_name(self.swarm_name)
         if self.no_worker_wait_s < 0 or self.max_attempts < 1:
             raise ValueError("no_worker_wait_s must be >= 0 and max_attempts >= 1")

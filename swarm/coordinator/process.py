@@ -34,8 +34,10 @@ from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
+from swarm.coordinator.stage_assigner import StageAssigner
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.addresses import split_host_port
+from swarm.shared.default_model import cache_dir, resolve_model
 from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.redaction import redact_url, scrub
@@ -72,6 +74,11 @@ async def connect_redis(url: str) -> Redis:
     return redis
 
 
+def stage_library_root(config: CoordinatorConfig) -> Path:
+    """Where served stage files live: --stages-dir, else (for planned splits) the user's cache."""
+    return Path(config.stages_dir) if config.stages_dir else cache_dir() / "plans"
+
+
 async def serve_coordinator(config: CoordinatorConfig) -> None:
     started = time.monotonic()
     redis = await connect_redis(config.redis_url)
@@ -81,7 +88,13 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
-    service = InferenceService(config, dispatcher, registry, store)
+    library_root = stage_library_root(config)
+    assigner = None
+    if config.plan_model:
+        model = resolve_model(config.plan_model)
+        name = config.plan_model_name or model.name.removesuffix(".gguf")
+        assigner = StageAssigner(model, name, library_root, config.plan_stages or None, config.plan_kv_tokens)
+    service = InferenceService(config, dispatcher, registry, store, assigner)
     batch_store = BatchStore(redis, config.batch_limits)
     batch_runner = BatchRunner(
         batch_store,
@@ -102,11 +115,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
     batch_service = BatchService(batch_store, config.batch_limits, config.limits)
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
-    if config.stages_dir:
-        add_model_files_servicer(server, StageLibrary(Path(config.stages_dir)), config.token)
+    if config.stages_dir or config.plan_model:
+        add_model_files_servicer(server, StageLibrary(library_root), config.token)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    served = ("Inference", "Registry", "Batch", *(("ModelFiles",) if config.stages_dir else ()))
+    served = ("Inference", "Registry", "Batch", *(("ModelFiles",) if config.stages_dir or config.plan_model else ()))
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     grpc_port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
@@ -124,8 +137,9 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         await web.TCPSite(
             http_runner, host, port, ssl_context=ssl_context_for_http(config.tls) if config.tls else None
         ).start()
-    advertiser = CoordinatorAdvertiser(config.listen, grpc_port, config.http) if config.advertise else None
-    if advertiser is not None:
+    advertiser: CoordinatorAdvertiser | None = None
+    if config.advertise:
+        advertiser = CoordinatorAdvertiser(config.listen, grpc_port, config.http, config.swarm_name)
         advertiser.start()
 
     # Long-lived setup objects need no more collection; a token relay allocates many

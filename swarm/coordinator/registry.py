@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.shared.codec import to_json, worker_info_from_json, worker_load_from_json
 from swarm.shared.types import WorkerInfo, WorkerLoad, WorkerView
+
+# What a heartbeat finds: an unknown worker must join again; a draining one must finish and leave.
+Standing = Literal["unknown", "member", "draining"]
 
 
 class WorkerRegistry:
@@ -21,16 +25,25 @@ class WorkerRegistry:
             pipe.hset(keys.WORKERS, info.worker_id, to_json(info))
             pipe.set(keys.heartbeat_key(info.worker_id), to_json(WorkerLoad()), px=self._ttl_ms)
             pipe.hset(keys.LAST_SEEN, info.worker_id, time.time())
+            pipe.srem(keys.DRAINING, info.worker_id)  # a worker that joins (again) starts afresh
             await pipe.execute()
 
-    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> bool:
-        """Records a heartbeat; False when the worker is unknown and must join again."""
+    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> Standing:
+        """Records a heartbeat; says whether the worker must join again or is draining."""
         if not await self._redis.hexists(keys.WORKERS, worker_id):
-            return False
+            return "unknown"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.heartbeat_key(worker_id), to_json(load), px=self._ttl_ms)
             pipe.hset(keys.LAST_SEEN, worker_id, time.time())
-            await pipe.execute()
+            pipe.sismember(keys.DRAINING, worker_id)
+            draining = (await pipe.execute())[-1]
+        return "draining" if draining else "member"
+
+    async def drain(self, worker_id: str) -> bool:
+        """Marks a worker draining; False when no such worker is registered."""
+        if not await self._redis.hexists(keys.WORKERS, worker_id):
+            return False
+        await self._redis.sadd(keys.DRAINING, worker_id)
         return True
 
     async def leave(self, worker_id: str) -> None:
@@ -38,6 +51,7 @@ class WorkerRegistry:
             pipe.hdel(keys.WORKERS, worker_id)
             pipe.hdel(keys.LAST_SEEN, worker_id)
             pipe.delete(keys.heartbeat_key(worker_id))
+            pipe.srem(keys.DRAINING, worker_id)
             await pipe.execute()
 
     async def mark_down(self, worker_id: str) -> None:
@@ -52,6 +66,7 @@ class WorkerRegistry:
         ids = sorted(str(k) for k in infos)
         loads = await self._redis.mget([keys.heartbeat_key(i) for i in ids])
         seen = await self._redis.hmget(keys.LAST_SEEN, ids)
+        draining = {str(i) for i in await self._redis.smembers(keys.DRAINING)}
         now = time.time()
         views = []
         for worker_id, load, last in zip(ids, loads, seen, strict=True):
@@ -62,6 +77,7 @@ class WorkerRegistry:
                     load=worker_load_from_json(load) if load else WorkerLoad(),
                     up=load is not None,
                     heartbeat_age_s=now - float(last) if last else -1.0,
+                    draining=worker_id in draining,
                 )
             )
         return views

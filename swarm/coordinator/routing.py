@@ -10,7 +10,7 @@ from swarm.shared.types import WorkerView
 
 def candidates(workers: Iterable[WorkerView], model: str) -> list[WorkerView]:
     """Workers that are up and take requests for the model (whole or first stage), busy or not."""
-    return [w for w in workers if w.up and w.info.model == model and w.info.takes_requests]
+    return [w for w in workers if w.up and not w.draining and w.info.model == model and w.info.takes_requests]
 
 
 # A shared prefix shorter than this is not worth routing for (about a dozen tokens).

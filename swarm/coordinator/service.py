@@ -12,9 +12,10 @@ from dataclasses import replace
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
-from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.routing import default_model
+from swarm.coordinator.stage_assigner import AssignmentReply, NodeOffer, StageAssigner
 from swarm.coordinator.validation import InvalidRequest, check_fits_context, validate_request
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
@@ -33,12 +34,18 @@ log = logging.getLogger(__name__)
 
 class InferenceService:
     def __init__(
-        self, config: CoordinatorConfig, dispatcher: Dispatcher, registry: WorkerRegistry, store: RequestStore
+        self,
+        config: CoordinatorConfig,
+        dispatcher: Dispatcher,
+        registry: WorkerRegistry,
+        store: RequestStore,
+        assigner: StageAssigner | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
+        self._assigner = assigner
         self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
@@ -166,8 +173,35 @@ class InferenceService:
         await self._dispatcher.workers_changed()
         return worker_id
 
-    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> bool:
-        return await self._registry.heartbeat(worker_id, load)
+    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> tuple[Standing, bool]:
+        """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
+        standing = await self._registry.heartbeat(worker_id, load)
+        self._prune_assigner()
+        return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
+
+    async def assign(self, offer: NodeOffer) -> AssignmentReply:
+        """What a worker that joined without a model should serve, from the plan of every offer so far."""
+        if self._assigner is None:
+            raise SwarmError(
+                ErrorCode.FAILED_PRECONDITION,
+                "this coordinator plans no model: start it with --plan-model MODEL.gguf, or join with --model",
+            )
+        if not offer.node_id or not offer.address or offer.free_bytes <= 0 or offer.speed <= 0:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, "assign needs a node_id, an address, free_bytes and speed")
+        self._prune_assigner()
+        return await self._assigner.assign(offer)
+
+    def _prune_assigner(self) -> None:
+        if self._assigner is not None:
+            views = self._dispatcher.views()
+            self._assigner.prune((v.info.worker_id for v in views if v.up), (v.info.worker_id for v in views))
+
+    async def drain(self, worker_id: str) -> None:
+        """Routes nothing new to the worker; its next heartbeat tells it to finish its work and leave."""
+        if not await self._registry.drain(worker_id):
+            raise SwarmError(ErrorCode.NOT_FOUND, f"worker_id: no worker {worker_id!r} is registered")
+        log.info("worker %s is draining", worker_id)
+        await self._dispatcher.workers_changed()
 
     async def leave(self, worker_id: str) -> None:
         await self._registry.leave(worker_id)

@@ -14,6 +14,7 @@ from swarm.shared.auth import TokenGate
 from swarm.shared.errors import SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.assignment_convert import assignment_to_wire, offer_from_wire
 from swarm.wire.convert import (
     event_to_wire,
     raw_request_from_wire,
@@ -64,7 +65,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
             workers=[
                 pb.WorkerStatus(
                     info=worker_info_to_wire(v.info),
-                    state="up" if v.up else "down",
+                    state=v.state,
                     load=worker_load_to_wire(v.load),
                     last_heartbeat_age_s=v.heartbeat_age_s,
                 )
@@ -90,10 +91,26 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         await self._gate.check(context)
-        known = await self._service.heartbeat(request.worker_id, worker_load_from_wire(request.load))
-        return pb.HeartbeatResponse(rejoin=not known)
+        standing, reassign = await self._service.heartbeat(request.worker_id, worker_load_from_wire(request.load))
+        return pb.HeartbeatResponse(rejoin=standing == "unknown", drain=standing == "draining", reassign=reassign)
+
+    async def Assign(self, request: pb.AssignRequest, context: grpc.aio.ServicerContext) -> pb.AssignResponse:
+        await self._gate.check(context)
+        try:
+            reply = await self._service.assign(offer_from_wire(request))
+        except SwarmError as error:
+            await _abort(context, error)
+        return assignment_to_wire(reply)
 
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
         await self._gate.check(context)
         await self._service.leave(request.worker_id)
         return pb.LeaveResponse()
+
+    async def Drain(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.DrainResponse:
+        await self._gate.check(context)
+        try:
+            await self._service.drain(request.worker_id)
+        except SwarmError as error:
+            await _abort(context, error)
+        return pb.DrainResponse(known=True)

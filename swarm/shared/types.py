@@ -130,6 +130,12 @@ class WorkerView:
     heartbeat_age_s: float = -1.0
     inflight: int = 0  # requests this coordinator has running on it
     assigned: int = 0  # requests this coordinator has given it so far, to spread ties evenly
+    draining: bool = False  # finishing its work before it leaves: takes no new requests
+
+    @property
+    def state(self) -> str:
+        """What `swarm status` shows: up, draining or down."""
+        return "down" if not self.up else "draining" if self.draining else "up"
 
     @property
     def free_slots(self) -> int:

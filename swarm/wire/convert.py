@@ -186,7 +186,8 @@ def status_from_wire(msg: pb.GetStatusResponse) -> SwarmStatus:
         WorkerView(
             info=worker_info_from_wire(w.info),
             load=worker_load_from_wire(w.load),
-            up=w.state == "up",
+            up=w.state in ("up", "draining"),
+            draining=w.state == "draining",
             heartbeat_age_s=w.last_heartbeat_age_s,
         )
         for w in msg.workers

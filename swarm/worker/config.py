@@ -28,6 +28,7 @@ class WorkerConfig:
     heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
+    stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
 
     def __post_init__(self) -> None:
         split_host_port(self.coordinator)

@@ -43,6 +43,7 @@ class Membership:
         self._load = load
         self.worker_id = info.worker_id
         self.interval_s = 1.0
+        self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
 
     async def join(self) -> str:
         """Joins, retrying with backoff while the coordinator is unreachable."""
@@ -93,7 +94,7 @@ class Membership:
         except BaseException:
             await self.close()
             raise
-        heartbeats = asyncio.create_task(self.heartbeat_forever())
+        heartbeats = asyncio.create_task(self.heartbeat_forever(stop))
         try:
             yield worker_id
         finally:
@@ -101,7 +102,8 @@ class Membership:
             await self.leave()
             await self.close()
 
-    async def heartbeat_forever(self) -> None:
+    async def heartbeat_forever(self, stop: asyncio.Event) -> None:
+        """Heartbeats until cancelled; sets stop when the coordinator asks this worker to drain."""
         while True:
             await asyncio.sleep(self.interval_s)
             request = pb.HeartbeatRequest(worker_id=self.worker_id, load=worker_load_to_wire(self._load()))
@@ -113,6 +115,22 @@ class Membership:
             if reply.rejoin:
                 log.info("coordinator does not know this worker any more; joining again")
                 await self.join()
+            elif reply.reassign and not stop.is_set():
+                log.info("the coordinator's plan changed: leaving to take a new assignment")
+                self.reassigned = True
+                stop.set()
+            elif reply.drain and not stop.is_set():
+                log.info("coordinator asked this worker to drain: finishing its work, then leaving")
+                stop.set()
+
+    async def announce_drain(self) -> None:
+        """Tells the coordinator to route nothing new here (best effort: a leave follows anyway)."""
+        try:
+            await self._stub.Drain(
+                pb.DrainRequest(worker_id=self.worker_id), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not announce the drain to %s: %s", self._coordinator, exc.code().name)
 
     async def leave(self) -> None:
         try:

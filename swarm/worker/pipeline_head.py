@@ -8,6 +8,8 @@ tokens the last stage sampled come back on it.
 from __future__ import annotations
 
 import queue
+import threading
+from typing import Any
 
 import grpc
 
@@ -20,11 +22,24 @@ from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.stage_messages import step_to_wire, tokens_from_wire
 
 
+def _read_replies(replies: Any, inbox: queue.SimpleQueue[pb.StageStepResult | str]) -> None:
+    """Moves a stream's replies to inbox; its end or failure arrives as a message saying why."""
+    try:
+        for reply in replies:
+            inbox.put(reply)
+        inbox.put("it closed the stream")
+    except grpc.RpcError as exc:
+        inbox.put(exc.details() or exc.code().name)
+
+
 class StageLink:
     """A stream to the next stage: send one step, wait for its tokens (called on the engine thread)."""
 
-    def __init__(self, address: str, token: str = "", tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, address: str, token: str = "", step_timeout_s: float = 30.0, tls: TlsFiles | None = None
+    ) -> None:
         self.address = address
+        self._step_timeout_s = step_timeout_s
         self._channel = channel(address, tls)
         self._stub = pb_grpc.StageStub(self._channel)
         self._metadata = bearer_metadata(token)
@@ -34,17 +49,25 @@ class StageLink:
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
         # wait_for_ready: the next stage may still be loading its weights when the first step comes.
         self._replies = self._stub.Forward(iter(self._outbox.get, None), metadata=self._metadata, wait_for_ready=True)
+        # Replies are read on their own thread so a step can time out: a stalled (not dead) next
+        # stage must fail the step rather than hang every session of this pipeline.
+        self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
+        reader = threading.Thread(target=_read_replies, args=(self._replies, self._inbox), daemon=True)
+        reader.start()
 
     def exchange(self, step: pb.StageStep) -> dict[int, int]:
         """The tokens of the step; raises ConnectionError, and opens a fresh stream for the next step."""
         self._outbox.put(step)
         try:
-            return tokens_from_wire(next(self._replies))
-        except (StopIteration, grpc.RpcError) as exc:
-            cause = exc.details() if isinstance(exc, grpc.RpcError) else "it closed the stream"
+            reply = self._inbox.get(timeout=self._step_timeout_s)
+        except queue.Empty:
+            reply = f"no answer within {self._step_timeout_s:.0f} s"
+        if isinstance(reply, str):
+            self._replies.cancel()
             self._outbox.put(None)
             self._open()
-            raise ConnectionError(f"next stage {self.address} failed: {cause}") from None
+            raise ConnectionError(f"next stage {self.address} failed: {reply}")
+        return tokens_from_wire(reply)
 
     def close(self) -> None:
         self._outbox.put(None)

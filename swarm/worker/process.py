@@ -61,7 +61,7 @@ def stage_executor(config: WorkerConfig, model: LlamaModel, *, first: bool, last
 def stage_fields(model: LlamaModel) -> dict[str, int]:
     """The WorkerInfo fields that say which stage of which layers this worker serves."""
     stage = model.stage
-    if stage is None:
+    if stage is None or stage.count == 1:
         return {}
     return {
         "stage_index": stage.index,
@@ -80,18 +80,19 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         batch_size=max(512, config.slots),
     )
     stage = model.stage
-    if stage is None:
+    if stage is None or stage.count == 1:  # a one-stage split is the whole model
         return BatchEngine(model, engine_config)
     if stage.index != 0 or not config.next_stage:
         raise ValueError(
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
     executor = stage_executor(config, model, first=True, last=False)
-    link = StageLink(config.next_stage, config.token, tls=config.tls)
+    link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
 
-async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
+async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
+    """Serves until stopped or moved by the coordinator's plan; True when moved."""
     started = time.monotonic()
     process = psutil.Process()
     servicer = WorkerServicer(engine, config.served_model_name, config.token)
@@ -125,9 +126,15 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
                 servicer.worker_id = worker_id
                 await stop.wait()
             servicer.draining = True
+            if worker_id is not None:
+                await membership.announce_drain()
             log.info("leaving: waiting up to %.0f s for %d running requests", config.drain_timeout_s, servicer.active)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
+            if not servicer.idle.is_set():
+                log.info("handing %d unfinished requests back to the coordinator", servicer.hand_back())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(servicer.idle.wait(), 5.0)
     finally:
         await server.stop(grace=1.0)
         await metrics.close()
@@ -140,3 +147,4 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> None:
             stats.cached_prompt_tokens,
             stats.prompt_tokens,
         )
+    return membership.reassigned

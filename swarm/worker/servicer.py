@@ -10,7 +10,7 @@ import grpc
 
 from swarm.engine.batch_engine import BatchEngine
 from swarm.shared.auth import token_matches
-from swarm.shared.errors import SwarmError
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
 from swarm.wire import swarm_pb2 as pb
@@ -31,6 +31,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.accepted = 0  # requests taken since start, for the worker's metrics
         self.idle = asyncio.Event()
         self.idle.set()
+        self._events: dict[str, asyncio.Queue[GenerationEvent | SwarmError]] = {}
 
     @staticmethod
     async def _next_event(events: asyncio.Queue[GenerationEvent | SwarmError]) -> GenerationEvent | SwarmError:
@@ -46,6 +47,13 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
                 break
             pending.append(following)
         return coalesce(pending)[0]
+
+    def hand_back(self) -> int:
+        """Leaving: ends every running request with UNAVAILABLE so the coordinator resumes it elsewhere."""
+        for request_id, events in list(self._events.items()):
+            self._engine.cancel(request_id)
+            events.put_nowait(SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving; resume this request elsewhere"))
+        return len(self._events)
 
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
@@ -68,6 +76,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         def emit(event: GenerationEvent | SwarmError) -> None:  # runs on the engine thread
             loop.call_soon_threadsafe(events.put_nowait, event)
 
+        self._events[generation.request_id] = events
         try:
             self._engine.submit(generation, emit)
             while True:
@@ -89,6 +98,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
                 if finished:
                     return
         finally:
+            self._events.pop(generation.request_id, None)
             if not finished:  # the caller cancelled or went away: free the slot now
                 self._engine.cancel(generation.request_id)
             self.active -= 1

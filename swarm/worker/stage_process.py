@@ -36,8 +36,11 @@ def build_stage(config: WorkerConfig, model: LlamaModel) -> StageExecutor:
     return stage_executor(config, model, first=False, last=last)
 
 
-async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
-    servicer = StageServicer(executor, "" if executor.last else config.next_stage, config.token, tls=config.tls)
+async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> bool:
+    """Serves until stopped or moved by the coordinator's plan; True when moved."""
+    servicer = StageServicer(
+        executor, "" if executor.last else config.next_stage, config.token, config.stage_timeout_s, tls=config.tls
+    )
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
@@ -60,3 +63,4 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> None:
         await servicer.close()
         await metrics.close()
         executor.close_all()
+    return membership.reassigned

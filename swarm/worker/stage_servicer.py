@@ -27,7 +27,12 @@ log = logging.getLogger(__name__)
 
 class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
     def __init__(
-        self, executor: StageExecutor, next_stage: str = "", token: str = "", tls: TlsFiles | None = None
+        self,
+        executor: StageExecutor,
+        next_stage: str = "",
+        token: str = "",
+        step_timeout_s: float = 30.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not executor.last and not next_stage:
             raise ValueError("a middle stage needs the address of the next stage")
@@ -36,6 +41,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         self._token = token
         self._tls = tls
         self._gate = TokenGate(token, "stage call")
+        self._step_timeout_s = step_timeout_s
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-stage")
         self._channel: grpc.aio.Channel | None = None
 
@@ -66,9 +72,11 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 )
                 try:
                     await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))
-                    reply = await downstream.read()
+                    reply = await asyncio.wait_for(downstream.read(), self._step_timeout_s)
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                     reply, cause = grpc.aio.EOF, str(exc)
+                except TimeoutError:  # a stalled next stage must not hang every session behind it
+                    reply, cause = grpc.aio.EOF, f"no answer within {self._step_timeout_s:.0f} s"
                 else:
                     cause = "it closed the stream"
                 if reply is grpc.aio.EOF:

@@ -6,14 +6,12 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
 from swarm.coordinator import redis_keys
 from swarm.engine.stage_files import split_model
-from swarm.engine.synthetic_model import write_tiny_llama
 from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm
 
@@ -21,13 +19,6 @@ MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "Once upon a time"
 MAX_TOKENS = 300
 ROUNDS = 10
-
-
-@pytest.fixture(scope="module")
-def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Big enough that a generation takes seconds on one thread, so a kill lands mid-stream."""
-    path = tmp_path_factory.mktemp("models") / "slow.gguf"
-    return write_tiny_llama(path, seed=3, n_layer=6, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536, context_length=1024)
 
 
 def serving_worker(redis_url: str, request_id: str) -> str:

@@ -1,0 +1,75 @@
+"""Starting a worker from `swarm join` flags: its config, its model file (local or downloaded), serving it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from swarm.cli.errors import fail
+from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
+from swarm.shared.default_model import cache_dir, resolve_model
+from swarm.shared.tls import TlsFiles
+from swarm.worker.config import WorkerConfig
+from swarm.worker.membership import JoinRefused
+from swarm.worker.model_download import download_stage, fetch_manifest
+from swarm.worker.process import build_engine, serve_worker
+from swarm.worker.stage_process import build_stage, serve_stage
+
+
+def join_config(
+    args: argparse.Namespace, coordinator: str, tls: TlsFiles | None, model: Path, **assigned: Any
+) -> WorkerConfig:
+    """The worker's config from its flags; assigned overrides what a coordinator's plan decides."""
+    fields: dict[str, Any] = dict(
+        coordinator=coordinator,
+        model_path=model,
+        threads=args.threads,
+        slots=args.slots,
+        context_per_slot=args.context,
+        listen=args.listen,
+        advertise=args.advertise,
+        token=args.token,
+        model_name=args.model_name,
+        worker_id=args.worker_id,
+        next_stage=args.next_stage,
+        drain_timeout_s=args.drain_timeout,
+        hidden_bfloat16=args.hidden_bfloat16,
+        metrics=args.metrics,
+        tls=tls,
+    )
+    return WorkerConfig(**{**fields, **assigned})
+
+
+def serve_model(config: WorkerConfig) -> tuple[int, bool]:
+    """Serves config's model until stopped: (exit code, whether the coordinator's plan moved this worker)."""
+    try:
+        model = LlamaModel(config.model_path)
+        stage = model.stage
+        if stage is not None and stage.index > 0:  # a later stage serves the stage before it, not clients
+            executor = build_stage(config, model)
+            return 0, uvloop.run(serve_stage(config, executor))
+        engine = build_engine(config, model)
+    except (ValueError, ModelLoadError, OSError) as exc:
+        return fail("join", str(exc)), False
+    engine.start()
+    try:
+        return 0, uvloop.run(serve_worker(config, engine))
+    except (JoinRefused, OSError) as exc:
+        return fail("join", str(exc)), False
+    finally:
+        engine.stop()
+
+
+def model_path(spec: str, coordinator: str, token: str, tls: TlsFiles | None = None) -> Path:
+    """A local GGUF path, 'default', or MODEL:STAGE fetched from the coordinator into the cache."""
+    model, sep, stage_text = spec.rpartition(":")
+    if not sep or not stage_text.isdigit() or Path(spec).exists():
+        return resolve_model(spec)
+    manifest = fetch_manifest(coordinator, model, token, tls=tls)
+    index = int(stage_text)
+    if index >= len(manifest.stages):
+        raise ValueError(f"--model {spec}: {model} has {len(manifest.stages)} stages (0-{len(manifest.stages) - 1})")
+    return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token, tls=tls)

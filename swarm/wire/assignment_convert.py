@@ -1,0 +1,28 @@
+"""Wire conversion of Registry.Assign: a worker's offer in, its part of the plan out."""
+
+from __future__ import annotations
+
+from swarm.coordinator.stage_assigner import RETRY_AFTER_S, AssignmentReply, NodeOffer
+from swarm.wire import swarm_pb2 as pb
+
+
+def offer_from_wire(msg: pb.AssignRequest) -> NodeOffer:
+    return NodeOffer(node_id=msg.node_id, address=msg.address, free_bytes=msg.free_bytes, speed=msg.speed)
+
+
+def assignment_to_wire(reply: AssignmentReply) -> pb.AssignResponse:
+    part = reply.assignment
+    if part is None:
+        return pb.AssignResponse(retry_after_s=RETRY_AFTER_S, message=reply.message)
+    whole = len(part.layout) == 1
+    start, end = part.layout[part.stage_index]
+    return pb.AssignResponse(
+        model=reply.model,
+        file=reply.file,
+        split=reply.split,
+        stage_index=0 if whole else part.stage_index,
+        stage_count=0 if whole else len(part.layout),
+        layer_start=start,
+        layer_end=end,
+        next_stage=part.next_stage,
+    )

@@ -1,0 +1,72 @@
+"""The coordinator plans: workers that offer memory and speed get whole replicas or pipeline stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import llama_cpp
+
+from swarm.cli.local_swarm import wait_until
+from swarm.client import SwarmClient
+from tests.conftest import RunningSwarm
+
+MakeSwarm = Callable[..., RunningSwarm]
+PROMPT = "The quick brown fox"
+# The slow model needs about 105 MB with its KV cache: 70 MB holds half of it, 500 MB all of it.
+SMALL, BIG = "70M", "500M"
+
+
+def roles(client: SwarmClient) -> dict[str, str]:
+    return {w.info.worker_id: w.info.role for w in client.status().workers if w.up}
+
+
+def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_replanned(
+    make_swarm: MakeSwarm, slow_model: Path, tmp_path: Path
+) -> None:
+    swarm = make_swarm(
+        workers=0,
+        model=slow_model,
+        coordinator_args=("--plan-model", str(slow_model), "--plan-model-name", "slow", "--stages-dir", str(tmp_path)),
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}  # nothing on disk: every file is downloaded
+
+    def offer(name: str, memory: str) -> None:
+        swarm.processes.start_auto_worker(
+            swarm.address,
+            "--worker-id",
+            name,
+            "--memory",
+            memory,
+            "--speed",
+            "1e9",
+            "--threads",
+            "1",
+            "--context",
+            "256",
+            name=name,
+            env=env,
+        )
+
+    offer("small-a", SMALL)
+    offer("small-b", SMALL)
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        assert sorted(roles(client).values()) == ["stage 1/2 L0-2", "stage 2/2 L3-5"]
+        piped = client.generate(PROMPT, max_tokens=24, temperature=0.0)
+    llm = llama_cpp.Llama(str(slow_model), n_ctx=256, n_threads=1, verbose=False)
+    assert piped.text == llm.create_completion(PROMPT, max_tokens=24, temperature=0.0)["choices"][0]["text"]
+    llm.close()
+
+    offer("big", BIG)
+    with swarm.client() as client:
+        wait_until(lambda: roles(client).get("big") == "whole", 60, "the big node to serve the whole model")
+        stages = {w: r for w, r in roles(client).items() if r.startswith("stage")}
+        last = next(w for w, r in stages.items() if r.startswith("stage 2/2"))
+        first = next(w for w, r in stages.items() if r.startswith("stage 1/2"))
+        next(p for p in swarm.processes.processes if p.name == last).kill()
+        # The pipeline lost a stage: its first stage is moved off it and waits as a spare; the replica serves.
+        wait_until(lambda: first not in roles(client), 30, f"{first} to leave its broken pipeline")
+        served = client.generate(PROMPT, max_tokens=24, temperature=0.0)
+        assert served.finished.worker_id == "big"
+        assert served.text == piped.text
