@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import queue
+import re
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import ifaddr
+from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncZeroconf
 
@@ -24,10 +26,11 @@ log = logging.getLogger(__name__)
 SERVICE_TYPE = "_swarm._tcp.local."
 FIND_TIMEOUT_S = 5.0
 # mDNS responders answer a query after a random 20-120 ms delay: once one coordinator has
-# answered, wait this long for the others, so that several are reported instead of one at random.
+# answered, browse this much longer for others, so that several are reported instead of one at random.
 SETTLE_S = 1.0
 NOT_FOUND = "no coordinator found on the LAN; pass its address"
 WILDCARD_HOSTS = ("0.0.0.0", "", "::")
+SWARM_NAME = re.compile(r"[A-Za-z0-9._-]{1,63}")
 
 
 class DiscoveryError(Exception):
@@ -43,6 +46,7 @@ class FoundCoordinator:
     grpc_port: int
     http_port: int  # 0: no HTTP endpoint
     version: str
+    swarm_name: str = ""  # the coordinator's --swarm-name; empty: unnamed
 
     @property
     def address(self) -> str:
@@ -62,14 +66,28 @@ def advertised_addresses(listen_host: str) -> list[str]:
     return found or ["127.0.0.1"]
 
 
-def coordinator_info(addresses: list[str], grpc_port: int, http_port: int, version: str) -> ServiceInfo:
+def check_swarm_name(name: str) -> str:
+    """A swarm name fits in a TXT record and a terminal: letters, digits, '.', '_' and '-', at most 63."""
+    if name and not SWARM_NAME.fullmatch(name):
+        raise ValueError(f"--swarm-name must be 1-63 letters, digits, '.', '_' or '-', got {name!r}")
+    return name
+
+
+def coordinator_info(
+    addresses: list[str], grpc_port: int, http_port: int, version: str, swarm_name: str = ""
+) -> ServiceInfo:
     hostname = socket.gethostname().split(".")[0] or "swarm"
     return ServiceInfo(
         SERVICE_TYPE,
         f"swarm coordinator on {hostname}.{SERVICE_TYPE}",
         addresses=[socket.inet_aton(a) for a in addresses],
         port=grpc_port,
-        properties={"grpc_port": str(grpc_port), "http_port": str(http_port), "version": version},
+        properties={
+            "grpc_port": str(grpc_port),
+            "http_port": str(http_port),
+            "version": version,
+            "swarm_name": swarm_name,
+        },
         server=f"{hostname}.local.",
     )
 
@@ -80,14 +98,14 @@ class CoordinatorAdvertiser:
     Advertising is best effort: a host without multicast still runs its coordinator, and says why in the log.
     """
 
-    def __init__(self, listen: str, grpc_port: int, http: str) -> None:
+    def __init__(self, listen: str, grpc_port: int, http: str, swarm_name: str = "") -> None:
         """listen and http are the coordinator's HOST:PORT flags (http empty: none); grpc_port the port it bound."""
         listen_host, _ = split_host_port(listen)
         http_port = split_host_port(http)[1] if http else 0
         self._addresses = advertised_addresses(listen_host)
         # A coordinator bound to one address advertises on that interface only (127.0.0.1: this machine only).
         self._interfaces: Any = InterfaceChoice.All if listen_host in WILDCARD_HOSTS else self._addresses
-        self._info = coordinator_info(self._addresses, grpc_port, http_port, __version__)
+        self._info = coordinator_info(self._addresses, grpc_port, http_port, __version__, check_swarm_name(swarm_name))
         self._zeroconf: AsyncZeroconf | None = None
         self._registering: asyncio.Task[None] | None = None
 
@@ -106,7 +124,7 @@ class CoordinatorAdvertiser:
         try:
             announced = await self._zeroconf.async_register_service(self._info, allow_name_change=True)
             await announced
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ZeroconfError) as exc:
             log.warning("not advertising on the LAN: %s", exc)
             return
         log.info("advertising %s at %s over mDNS", self._info.name, ", ".join(self._addresses))
@@ -137,46 +155,50 @@ def parse_info(info: ServiceInfo) -> FoundCoordinator | None:
     grpc_port, http_port = int(grpc_text), int(http_text)
     if not 0 < grpc_port <= 65535 or http_port > 65535:
         return None
-    return FoundCoordinator(info.name, addresses[0], grpc_port, http_port, properties.get("version", ""))
+    return FoundCoordinator(
+        info.name, addresses[0], grpc_port, http_port, properties.get("version", ""), properties.get("swarm_name", "")
+    )
 
 
 def find_coordinators(
-    timeout_s: float = FIND_TIMEOUT_S, settle_s: float = SETTLE_S, interfaces: Any = InterfaceChoice.All
+    timeout_s: float = FIND_TIMEOUT_S,
+    settle_s: float = SETTLE_S,
+    interfaces: Any = InterfaceChoice.All,
+    swarm_name: str = "",
 ) -> list[FoundCoordinator]:
-    """Browses the LAN for coordinators: waits up to timeout_s for the first, then settle_s for more."""
-    names: list[str] = []
-    lock = threading.Lock()
-    first = threading.Event()
+    """Browses the LAN for coordinators (of swarm_name, if given): up to timeout_s for the first, then settle_s more."""
+    announced: queue.Queue[str] = queue.Queue()
 
     def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         if state_change is ServiceStateChange.Added:
-            with lock:
-                names.append(name)
-            first.set()
+            announced.put(name)
 
     zeroconf = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     browser = ServiceBrowser(zeroconf, SERVICE_TYPE, handlers=[on_change])
+    found: dict[str, FoundCoordinator] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        if not first.wait(timeout_s):
-            return []
-        time.sleep(settle_s)  # a collection window for further answers, not a wait for a condition
-        with lock:
-            seen = list(dict.fromkeys(names))
-        found = []
-        for name in seen:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                name = announced.get(timeout=remaining)
+            except queue.Empty:
+                break
             info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=2000)
             coordinator = parse_info(info) if info is not None else None
-            if coordinator is not None:
-                found.append(coordinator)
-        return found
+            if coordinator is not None and (not swarm_name or coordinator.swarm_name == swarm_name):
+                found[name] = coordinator
+                deadline = min(deadline, time.monotonic() + settle_s)
+        return list(found.values())
     finally:
         browser.cancel()
         zeroconf.close()
 
 
-def choose_coordinator(found: list[FoundCoordinator]) -> str:
-    """The address of the one coordinator found; several or none is an error that asks for the address."""
-    addresses = sorted({c.address for c in found})
+def choose_coordinator(found: list[FoundCoordinator], swarm_name: str = "") -> str:
+    """The address of the one coordinator found (of swarm_name, if given); several or none is an error."""
+    addresses = sorted({c.address for c in found if not swarm_name or c.swarm_name == swarm_name})
+    if not addresses and swarm_name:
+        raise DiscoveryError(f"no coordinator of swarm {swarm_name!r} found on the LAN; pass its address")
     if not addresses:
         raise DiscoveryError(NOT_FOUND)
     if len(addresses) > 1:
@@ -184,10 +206,10 @@ def choose_coordinator(found: list[FoundCoordinator]) -> str:
     return addresses[0]
 
 
-def discover_coordinator(timeout_s: float = FIND_TIMEOUT_S) -> str:
+def discover_coordinator(swarm_name: str = "", timeout_s: float = FIND_TIMEOUT_S) -> str:
     """HOST:PORT of the coordinator on this LAN, for `swarm join` without an address."""
     try:
-        found = find_coordinators(timeout_s)
+        found = find_coordinators(timeout_s, swarm_name=check_swarm_name(swarm_name))
     except OSError as exc:
         raise DiscoveryError(f"cannot browse the LAN over mDNS ({exc}); pass the coordinator's address") from exc
-    return choose_coordinator(found)
+    return choose_coordinator(found, swarm_name)

@@ -8,6 +8,7 @@ delivers the datagram back to the sockets that joined the group on that interfac
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from swarm.shared.discovery import (
     SERVICE_TYPE,
     DiscoveryError,
     FoundCoordinator,
+    check_swarm_name,
     choose_coordinator,
     find_coordinators,
     parse_info,
@@ -44,15 +46,26 @@ def port_of(address: str) -> int:
 def test_a_coordinator_is_found_and_a_worker_joins_it_without_an_address(
     make_swarm: object, tiny_model: Path, tmp_path: Path
 ) -> None:
-    swarm: RunningSwarm = make_swarm(workers=0)  # type: ignore[operator]
-    found = [c for c in find_coordinators(interfaces=LOOPBACK) if c.address == swarm.address]
-    assert len(found) == 1, f"{swarm.address} not advertised"
+    # A name of this test's own, so coordinators of tests running beside it on this machine do not count.
+    name = f"test-{secrets.token_hex(4)}"
+    swarm: RunningSwarm = make_swarm(workers=0, coordinator_args=("--swarm-name", name))  # type: ignore[operator]
+    found: list[FoundCoordinator] = []
+
+    def advertised() -> bool:
+        # Registration probes for a unique name for about a second after the coordinator starts serving.
+        found[:] = [c for c in find_coordinators(2.0, interfaces=LOOPBACK) if c.address == swarm.address]
+        return bool(found)
+
+    wait_until(advertised, 20, f"{swarm.address} to be advertised")
     assert found[0].http_port == port_of(swarm.http)
-    assert found[0].version
+    assert found[0].version and found[0].swarm_name == name
 
     worker = ManagedProcess(
         "worker-discovered",
-        swarm_argv("join", "--model", str(tiny_model), "--listen", "127.0.0.1:0", "--threads", "1", "--slots", "2"),
+        swarm_argv(
+            *("join", "--swarm-name", name, "--model", str(tiny_model)),
+            *("--listen", "127.0.0.1:0", "--threads", "1", "--slots", "2"),
+        ),
         tmp_path / "worker-discovered.log",
     ).start()
     swarm.processes.processes.append(worker)  # stopped with the swarm
@@ -72,8 +85,8 @@ def test_no_advertise_keeps_a_coordinator_off_the_lan(make_swarm: object) -> Non
     assert port_of(swarm.address) not in advertised_ports(2.0)
 
 
-def coordinator(host: str, port: int) -> FoundCoordinator:
-    return FoundCoordinator(f"c{port}.{SERVICE_TYPE}", host, port, 0, "0.1.0")
+def coordinator(host: str, port: int, swarm_name: str = "") -> FoundCoordinator:
+    return FoundCoordinator(f"c{port}.{SERVICE_TYPE}", host, port, 0, "0.1.0", swarm_name)
 
 
 def test_join_needs_exactly_one_coordinator() -> None:
@@ -82,6 +95,15 @@ def test_join_needs_exactly_one_coordinator() -> None:
     with pytest.raises(DiscoveryError, match="several coordinators"):
         choose_coordinator([coordinator("10.0.0.1", 50051), coordinator("10.0.0.2", 50051)])
     assert choose_coordinator([coordinator("10.0.0.1", 50051)]) == "10.0.0.1:50051"
+
+
+def test_a_swarm_name_picks_one_of_several_coordinators() -> None:
+    lan = [coordinator("10.0.0.1", 50051, "lab"), coordinator("10.0.0.2", 50051, "office")]
+    assert choose_coordinator(lan, "office") == "10.0.0.2:50051"
+    with pytest.raises(DiscoveryError, match="no coordinator of swarm 'home'"):
+        choose_coordinator(lan, "home")
+    with pytest.raises(ValueError, match="--swarm-name must be"):
+        check_swarm_name("has space")
 
 
 @pytest.mark.parametrize(
