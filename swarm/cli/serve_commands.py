@@ -51,6 +51,12 @@ def add_coordinator_parser(commands: Any) -> None:
         help="a name advertised with it, for LANs with several swarms (`swarm join --swarm-name`)",
     )
     p.add_argument(
+        "--max-queue",
+        type=int,
+        default=10_000,
+        help="requests that may wait for a worker; beyond it clients get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    p.add_argument(
         "--no-worker-wait",
         type=float,
         default=10.0,
@@ -76,6 +82,7 @@ def run_coordinator(args: argparse.Namespace) -> int:
             token=args.token,
             default_model=args.default_model,
             no_worker_wait_s=args.no_worker_wait,
+            max_queue=args.max_queue,
             batch_reclaim_after_s=args.batch_reclaim_after,
             stages_dir=args.stages_dir,
             plan_model=args.plan_model,

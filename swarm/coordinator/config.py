@@ -26,6 +26,7 @@ class CoordinatorConfig:
     no_worker_wait_s: float = 10.0  # how long a request waits for a worker of its model to appear
     worker_idle_timeout_s: float = 60.0  # a worker that sends nothing for this long has failed
     forget_worker_after_s: float = 600.0
+    max_queue: int = 10_000  # requests waiting beyond this are refused with RESOURCE_EXHAUSTED
     max_attempts: int = 3  # dispatches of one request before it fails
     stages_dir: str = ""  # a folder of `swarm split` outputs (one sub-folder per model) served to workers
     tls: TlsFiles | None = None  # None: plaintext gRPC and HTTP
@@ -56,5 +57,7 @@ class CoordinatorConfig:
         if self.plan_stages < 0 or self.plan_kv_tokens < 1:
             raise ValueError("--plan-stages must be >= 0 and --plan-kv-tokens >= 1")
         check_swarm_name(self.swarm_name)
+        if self.max_queue < 1:
+            raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
         if self.no_worker_wait_s < 0 or self.max_attempts < 1:
             raise ValueError("no_worker_wait_s must be >= 0 and max_attempts >= 1")

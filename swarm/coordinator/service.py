@@ -81,6 +81,12 @@ class InferenceService:
                 check_fits_context(request, context)
             except InvalidRequest as exc:
                 raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        waiting = await self._store.depth()
+        if waiting >= self._config.max_queue:
+            raise SwarmError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
+            )
         stream = await self._dispatcher.submit(request)
         async for event in self._follow(request.request_id, stream.follow()):
             yield event

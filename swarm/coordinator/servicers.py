@@ -11,7 +11,7 @@ import grpc
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.validation import new_request_id
 from swarm.shared.auth import TokenGate
-from swarm.shared.errors import SwarmError
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.assignment_convert import assignment_to_wire, offer_from_wire
@@ -27,8 +27,12 @@ from swarm.wire.convert import (
 log = logging.getLogger(__name__)
 
 
+RETRY_AFTER_S = "2"  # the hint a refused (full) request gets in its trailing metadata
+
+
 async def _abort(context: grpc.aio.ServicerContext, error: SwarmError) -> None:
-    await context.abort(grpc.StatusCode[error.code.name], error.message)
+    retry = (("retry-after", RETRY_AFTER_S),) if error.code is ErrorCode.RESOURCE_EXHAUSTED else ()
+    await context.abort(grpc.StatusCode[error.code.name], error.message, trailing_metadata=retry)
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
