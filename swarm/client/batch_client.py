@@ -7,14 +7,14 @@ from typing import Any
 
 import grpc
 
-from swarm.client.types import SwarmCallError
+from swarm.client.types import GenerateOptions, SwarmCallError
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.batch_types import BatchLine, BatchResult, BatchSummary
 from swarm.shared.tls import TlsFiles, channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
-from swarm.wire.batch_convert import batch_line_to_wire, batch_result_from_wire, batch_summary_from_wire
+from swarm.wire.batch_convert import batch_result_from_wire, batch_summary_from_wire
 
 # An upload message stays well under gRPC's default 4 MiB message limit.
 CHUNK_LINES = 1000
@@ -75,10 +75,27 @@ def upload_chunks(lines: Sequence[BatchLine], model: str) -> Iterator[pb.BatchSu
     chunk = pb.BatchSubmitChunk(model=model)
     size = 0
     for line in lines:
-        message = batch_line_to_wire(line)
+        message = line_to_wire(line)
         if chunk.lines and (len(chunk.lines) >= CHUNK_LINES or size + message.ByteSize() > CHUNK_BYTES):
             yield chunk
             chunk, size = pb.BatchSubmitChunk(), 0
         chunk.lines.append(message)
         size += message.ByteSize()
     yield chunk
+
+
+def line_to_wire(line: BatchLine) -> pb.GenerateRequest:
+    """A line as the GenerateRequest it is; its custom id travels as the request id."""
+    r = line.request
+    options = GenerateOptions(
+        model=r.model,
+        max_tokens=r.max_tokens,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        seed=r.seed,
+        stop=r.stop,
+        min_p=r.min_p,
+        repeat_penalty=r.repeat_penalty,
+    )
+    return options.to_wire(r.prompt, line.custom_id)

@@ -69,7 +69,6 @@ class BatchRunner:
         self._running: dict[str, asyncio.Task[None]] = {}  # by stream entry id
         self._room = asyncio.Event()
         self._next_upkeep = 0.0
-        self.recorded = 0
 
     async def run(self) -> None:
         delays = backoff_delays()
@@ -117,8 +116,7 @@ class BatchRunner:
             work = await self._store.work_for(item)
             if work is not None:
                 result = await self._run_line(item, work)
-                if await self._store.record(item.job_id, result, int(time.time() * 1000)):
-                    self.recorded += 1
+                await self._store.record(item.job_id, result, int(time.time() * 1000))
             await self._store.finish_item(item)
         except RedisError as exc:  # the item stays pending: this runner or another takes it again
             log.warning("batch line %s of %s: Redis failed (%s); it will run again", item.index, item.job_id, exc)

@@ -25,7 +25,8 @@ class BatchServicer(pb_grpc.BatchServicer):  # type: ignore[misc]
     async def SubmitBatch(
         self, chunks: AsyncIterator[pb.BatchSubmitChunk], context: grpc.aio.ServicerContext
     ) -> pb.BatchJob:
-        model, lines, size_bytes = "", list[BatchLine](), 0
+        model, size_bytes = "", 0
+        lines: list[BatchLine] = []
         try:
             async for chunk in chunks:
                 model = model or chunk.model

@@ -29,24 +29,6 @@ def batch_line_from_wire(msg: pb.GenerateRequest) -> BatchLine:
     return BatchLine(replace(raw, request_id=""), custom_id=raw.request_id)
 
 
-def batch_line_to_wire(line: BatchLine) -> pb.GenerateRequest:
-    r = line.request
-    msg = pb.GenerateRequest(
-        model=r.model, prompt=r.prompt, max_tokens=r.max_tokens, top_k=r.top_k, stop=r.stop, request_id=line.custom_id
-    )
-    if r.temperature is not None:
-        msg.temperature = r.temperature
-    if r.top_p is not None:
-        msg.top_p = r.top_p
-    if r.seed is not None:
-        msg.seed = r.seed
-    if r.min_p is not None:
-        msg.min_p = r.min_p
-    if r.repeat_penalty is not None:
-        msg.repeat_penalty = r.repeat_penalty
-    return msg
-
-
 def batch_summary_to_wire(summary: BatchSummary) -> pb.BatchJob:
     return pb.BatchJob(
         job_id=summary.job_id,
