@@ -43,8 +43,11 @@ class DispatchCounts(Protocol):
     def failed(self) -> int: ...
 
 
+WORKER_STATES = ("up", "draining", "down")
+
+
 def worker_state(view: WorkerView) -> str:
-    return "up" if view.up else "down"
+    return view.state
 
 
 def stage_label(view: WorkerView) -> str:
@@ -82,14 +85,14 @@ class SwarmStateCollector(Collector):
         queue.add_metric([], self.status.queue_depth)
         yield queue
         states = GaugeMetricFamily("swarm_workers", "Registered workers by state.", labels=["state"])
-        for state in ("up", "down"):
+        for state in WORKER_STATES:
             states.add_metric([state], sum(1 for w in workers if worker_state(w) == state))
         yield states
         models = GaugeMetricFamily(
             "swarm_model_workers_up", "Workers up taking requests for a model.", labels=["model"]
         )
         for model in sorted({w.info.model for w in workers} | ({self.status.default_model} - {""})):
-            serving = [w for w in workers if w.up and w.info.model == model and w.info.takes_requests]
+            serving = [w for w in workers if w.state == "up" and w.info.model == model and w.info.takes_requests]
             models.add_metric([model], len(serving))
         yield models
         up = GaugeMetricFamily(

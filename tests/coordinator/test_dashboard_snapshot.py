@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from swarm.coordinator.dashboard.snapshot import problems, snapshot_json
 from swarm.coordinator.dashboard.timeseries import RATE_WINDOW_S, percentile, take_sample
-from swarm.coordinator.metrics import RequestOutcome
+from swarm.coordinator.metrics import CoordinatorMetrics, RequestOutcome
 from swarm.shared.types import SwarmStatus, WorkerInfo, WorkerLoad, WorkerView
 
 pytestmark = pytest.mark.timeout(10)
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    """The dispatcher's totals, as the metrics read them."""
+
+    failovers: int = 0
+    failed: int = 0
 
 
 def worker(worker_id: str, *, up: bool = True, stage: tuple[int, int, int, int] = (0, 0, 0, 0)) -> WorkerView:
@@ -82,3 +93,23 @@ def test_pipelines_list_each_stage_with_its_layers_and_workers() -> None:
     assert pipeline["stages"][1]["workers"] == [{"worker_id": "s1", "state": "down"}]
     assert snapshot["history"] == [] and snapshot["batch_jobs"] == []
     assert [w["serves"] for w in snapshot["workers"]] == ["whole model", "stage 1/2 L0-2", "stage 2/2 L3-5"]
+
+
+def test_a_draining_worker_shows_as_draining_and_takes_no_requests() -> None:
+    draining = replace(worker("leaving"), draining=True)
+    status = SwarmStatus([worker("staying"), draining], queue_depth=0, default_model="tiny")
+    snapshot = snapshot_json(status, [], [], with_history=False)
+    assert [w["state"] for w in snapshot["workers"]] == ["up", "draining"]
+    assert snapshot["models"][0]["workers_up"] == 1
+    assert snapshot["models"][0]["replicas"][1] == {"worker_id": "leaving", "state": "draining"}
+    assert problems(status, []) == []  # leaving on purpose is no problem
+    metrics = CoordinatorMetrics(Dispatcher())
+    text = metrics.exposition(status).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("swarm_workers", (("state", "draining"),))] == 1
+    assert samples[("swarm_workers", (("state", "up"),))] == 1
+    assert samples[("swarm_model_workers_up", (("model", "tiny"),))] == 1

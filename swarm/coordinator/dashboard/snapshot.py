@@ -65,7 +65,7 @@ def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "is_default": name == status.default_model,
-                "workers_up": sum(1 for w in mine if w.up and w.info.takes_requests),
+                "workers_up": sum(1 for w in mine if w.state == "up" and w.info.takes_requests),
                 "replicas": [_member(w) for w in mine if w.info.stage_count == 0],
                 "pipelines": pipelines,
             }

@@ -183,8 +183,11 @@
   function drawTiles(snapshot) {
     const workers = snapshot.workers;
     const up = workers.filter((w) => w.state === "up").length;
-    const down = workers.length - up;
-    setTile("tile-workers", `${up} / ${workers.length}`, down ? `${down} down` : "all up", down || !up ? "bad" : "");
+    const down = workers.filter((w) => w.state === "down").length;
+    const draining = workers.length - up - down;
+    const notes = [down ? `${down} down` : "", draining ? `${draining} draining` : ""].filter(Boolean);
+    const level = down || !up ? "bad" : draining ? "warn" : "";
+    setTile("tile-workers", `${up} / ${workers.length}`, notes.join(", ") || "all up", level);
     const growing = snapshot.problems.some((p) => p.text.startsWith("queue growing"));
     setTile("tile-queue", String(snapshot.queue_depth), growing ? "growing" : "waiting for a worker", growing ? "warn" : "");
     const s = snapshot.sample || {};
@@ -233,7 +236,8 @@
   }
 
   function chip(member) {
-    return el("span", { class: `chip chip-${member.state === "down" ? "down" : "up"}`, title: member.state }, member.worker_id);
+    const kind = ["up", "down", "draining"].includes(member.state) ? member.state : "draining";
+    return el("span", { class: `chip chip-${kind}`, title: member.state }, member.worker_id);
   }
 
   function drawModels(models) {
