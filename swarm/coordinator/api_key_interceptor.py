@@ -13,6 +13,7 @@ import grpc
 
 from swarm.coordinator.api_keys import HOW_TO_PASS, ApiKeyCheck
 from swarm.shared.auth import AUTH_HEADER
+from swarm.shared.method_handlers import rebuilt_handler
 
 OPEN_SERVICES = frozenset(
     {
@@ -38,17 +39,7 @@ def _refusing(handler: Any, check: ApiKeyCheck) -> Any:
         check.log_refusal("client call", context.peer())
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"wrong or missing API key: {HOW_TO_PASS}")
 
-    codecs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(refuse, **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
-    return grpc.stream_stream_rpc_method_handler(refuse, **codecs)
+    return rebuilt_handler(handler, lambda _original, _requests_stream: refuse)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from swarm.shared.method_handlers import rebuilt_handler
+
 
 @dataclass(frozen=True)
 class Undecodable:
@@ -47,56 +49,43 @@ async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerConte
         yield request
 
 
-def _unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _checking(behavior: Callable[..., Any], requests_stream: bool) -> Callable[..., Any]:
+    """behavior, refusing an Undecodable request (or one in the stream of requests) first."""
+    if requests_stream:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream_to_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+                async for reply in behavior(_checked(requests, context), context):
+                    yield reply
+
+            return stream_to_stream
+
+        async def stream_to_one(requests: AsyncIterator[Any], context: Any) -> Any:
+            return await behavior(_checked(requests, context), context)
+
+        return stream_to_one
+
     if inspect.isasyncgenfunction(behavior):
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def one_to_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             if isinstance(request, Undecodable):
                 await _refuse(context, request)
             async for reply in behavior(request, context):
                 yield reply
 
-        return streaming
+        return one_to_stream
 
-    async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def one_to_one(request: Any, context: Any) -> Any:
         if isinstance(request, Undecodable):
             await _refuse(context, request)
         return await behavior(request, context)
 
-    return single
-
-
-def _stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for reply in behavior(_checked(requests, context), context):
-                yield reply
-
-        return streaming
-
-    async def single(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        return await behavior(_checked(requests, context), context)
-
-    return single
-
-
-def lenient_handler(handler: Any) -> Any:
-    """The same handler, except that an undecodable request gets INVALID_ARGUMENT."""
-    codecs = {
-        "request_deserializer": _lenient(handler.request_deserializer),
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_unary_request(handler.unary_unary), **codecs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_unary_request(handler.unary_stream), **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_stream_request(handler.stream_unary), **codecs)
-    return grpc.stream_stream_rpc_method_handler(_stream_request(handler.stream_stream), **codecs)
+    return one_to_one
 
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
-        return None if handler is None else lenient_handler(handler)
+        if handler is None:
+            return None
+        return rebuilt_handler(handler, _checking, _lenient(handler.request_deserializer))
