@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from swarm.deploy.ray_actor import DRAIN_TIMEOUT_S, WorkerActor
@@ -80,8 +82,17 @@ def import_ray() -> Any:
         raise RayFleetError(RAY_MISSING) from exc
 
 
+def use_token_auth_if_configured() -> None:
+    """Ray starts clusters with token authentication but sends the token only under RAY_AUTH_MODE=token;
+    where a token is at hand and no mode is set, say so, as Ray's own `ray start` does."""
+    has_token = any(os.environ.get(v) for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+    if "RAY_AUTH_MODE" not in os.environ and (has_token or (Path.home() / ".ray" / "auth_token").exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def connect(address: str) -> Any:
     """The ray module, connected to the cluster at address in the swarm namespace."""
+    use_token_auth_if_configured()
     ray = import_ray()
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)

@@ -26,9 +26,10 @@ pytest.importorskip("ray", reason="Ray is a dev dependency: pip install -e '.[de
 
 pytestmark = pytest.mark.timeout(150)
 
-# Token authentication as Ray enables it by default, with a token of this test's own instead of ~/.ray/auth_token;
-# a driver connecting to an existing cluster sends the token only when RAY_AUTH_MODE=token says so.
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+# Token authentication as Ray enables it by default, with a token of this test's own instead of ~/.ray/auth_token.
+# `swarm ray` is given the token alone: it must turn RAY_AUTH_MODE=token on itself to be let in.
+SWARM_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+HEAD_ENV = {**SWARM_RAY_ENV, "RAY_AUTH_MODE": "token"}
 
 
 def swarm_ray(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -37,7 +38,7 @@ def swarm_ray(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **RAY_ENV},
+        env={**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, **SWARM_RAY_ENV},
         check=False,
     )
     assert result.returncode == 0, f"swarm ray {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
@@ -66,7 +67,7 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
             "--disable-usage-stats",
         ],
         tmp_path / "ray-head.log",
-        env=RAY_ENV,
+        env=HEAD_ENV,
     ).start()
     wait_until(lambda: port_open(port), 60, "the Ray head's GCS port")
     yield f"127.0.0.1:{port}"
