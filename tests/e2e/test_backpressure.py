@@ -38,8 +38,9 @@ def test_a_full_queue_refuses_with_resource_exhausted_and_a_retry_hint(make_swar
     swarm.wait_for_workers(1)
     with grpc.insecure_channel(swarm.address) as channel:
         stub = pb_grpc.InferenceStub(channel)
-        running = [stub.Generate(LONG, timeout=60) for _ in range(3)]  # one runs, two wait: the queue is full
-        next(running[0])  # the first streams on the worker's only slot
+        running = [stub.Generate(LONG, timeout=60)]
+        next(running[0])  # it streams on the worker's only slot
+        running += [stub.Generate(LONG, timeout=60) for _ in range(2)]  # these two wait: the queue is full
         wait_until(lambda: swarm_queue_depth(swarm) == 2, 10, "two requests waiting")
         with pytest.raises(grpc.RpcError) as refused:
             next(stub.Generate(LONG, timeout=10))
