@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from swarm.shared.auth import RefusalLog
 
 HOW_TO_PASS = (
     "pass an API key as 'authorization: Bearer KEY' (gRPC metadata or HTTP header; "
@@ -55,13 +53,11 @@ def _digest(key: str) -> bytes:
 
 
 class ApiKeyCheck:
-    """Checks a presented key against every configured key in constant time; logs refusals at most once a second
-
-    so a misbehaving client cannot flood the log. Keys never appear in log lines."""
+    """Checks a presented key against every configured key in constant time, and logs refusals."""
 
     def __init__(self, keys: Iterable[str]) -> None:
         self._digests = [_digest(k) for k in keys]
-        self._last_log = 0.0
+        self._refusals = RefusalLog()
 
     @property
     def required(self) -> bool:
@@ -83,6 +79,4 @@ class ApiKeyCheck:
         return self.allows(key.strip() if scheme.lower() == "bearer" else None)
 
     def log_refusal(self, what: str, peer: str | None) -> None:
-        if time.monotonic() - self._last_log > 1.0:
-            self._last_log = time.monotonic()
-            log.warning("refused a %s from %s: wrong or missing API key", what, peer or "an unknown peer")
+        self._refusals.warn(what, peer, "wrong or missing API key")

@@ -29,20 +29,31 @@ def token_matches(metadata: Iterable[Any] | None, expected: str | None) -> bool:
     return False
 
 
-class TokenGate:
-    """Refuses gRPC calls without the shared token (UNAUTHENTICATED), logging refusals at most once a second
+class RefusalLog:
+    """Logs refused calls (peer address and reason, never a secret) at most once a second,
 
-    so a misconfigured fleet cannot flood the log."""
+    so a misconfigured fleet or client cannot flood the log."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def warn(self, what: str, peer: str | None, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last > 1.0:
+            self._last = now
+            log.warning("refused a %s from %s: %s", what, peer or "an unknown peer", reason)
+
+
+class TokenGate:
+    """Refuses gRPC calls without the shared token (UNAUTHENTICATED), logging the refusals."""
 
     def __init__(self, token: str, what: str) -> None:
         self._token = token
         self._what = what  # e.g. "worker call", for the log line
-        self._last_log = 0.0
+        self._refusals = RefusalLog()
 
     async def check(self, context: Any) -> None:
         if token_matches(context.invocation_metadata(), self._token):
             return
-        if time.monotonic() - self._last_log > 1.0:
-            self._last_log = time.monotonic()
-            log.warning("refused a %s from %s: wrong or missing join token", self._what, context.peer())
+        self._refusals.warn(self._what, context.peer(), "wrong or missing join token")
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing join token (--token)")
