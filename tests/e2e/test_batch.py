@@ -108,10 +108,35 @@ def test_an_interactive_request_waits_for_at_most_the_batch_lines_running(make_s
         during = batches.get(job.job_id).done - before
         assert completion.finished.completion_tokens == 4
         # The batch holds at most as many lines in the swarm as there are slots (2): the interactive
-        # request waited for no more than those, and was never queued behind other batch lines.
+        # request waited for no more than those.
         assert during <= 2, f"{during} batch lines finished while the interactive request waited"
         assert batches.get(job.job_id).state == BatchState.RUNNING
         batches.cancel(job.job_id)
+
+
+@pytest.mark.timeout(120)
+def test_an_interactive_request_is_dispatched_before_batch_lines_queued_earlier(
+    make_swarm: MakeSwarm, redis_url: str, slow_model: Path
+) -> None:
+    swarm = make_swarm(workers=0, model=slow_model)  # slow enough that a request holds its slot for seconds
+    swarm.add_worker("--slots", "1", name="worker-0")
+    swarm.wait_for_workers(1)
+    queue = redis.Redis.from_url(redis_url, decode_responses=True)
+    with BatchClient(swarm.address) as batches, swarm.client() as client, ThreadPoolExecutor(2) as pool:
+        # A long interactive request holds the only slot, so the batch line the runner submits waits in the queue.
+        long = pool.submit(client.generate, "Hold the slot", max_tokens=200, temperature=0)
+        wait_until(lambda: bool(swarm.up_workers()) and queue.scard(keys.RUNNING) == 1, 10, "the slot to be taken")
+        job = batches.submit(greedy_lines(3, max_tokens=4))
+        wait_until(lambda: queue.zcard(keys.QUEUE) == 1, 10, "a batch line to be queued")
+        late = pool.submit(client.generate, "Came later", max_tokens=4, temperature=0, request_id="late-1")
+        wait_until(lambda: queue.zcard(keys.QUEUE) == 2, 10, "the interactive request to be queued")
+        assert long.running(), "the slot was freed before the test could queue behind it"
+        assert queue.zrange(keys.QUEUE, 0, -1)[0] == "late-1"  # first in line though it came last
+        assert late.result(60).finished.completion_tokens == 4
+        assert batches.get(job.job_id).done == 0  # no batch line finished before it
+        assert long.result(60).finished.completion_tokens == 200
+        wait_until(lambda: batches.get(job.job_id).state == BatchState.DONE, 60, "the batch to finish")
+    queue.close()
 
 
 def test_bad_lines_are_refused_naming_the_line_and_field(make_swarm: MakeSwarm) -> None:
