@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from swarm.shared.addresses import split_host_port
+from swarm.shared.tls import TlsFiles, ssl_context_for_http
 from swarm.shared.types import WorkerInfo, WorkerLoad
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,8 @@ class MetricsEndpoint:
             self._runner = None
 
 
-async def serve_metrics(address: str, collector: Collector) -> MetricsEndpoint:
-    """Serves the collector's metrics at http://ADDRESS/metrics; an empty address serves nothing."""
+async def serve_metrics(address: str, collector: Collector, tls: TlsFiles | None = None) -> MetricsEndpoint:
+    """Serves the collector's metrics at http(s)://ADDRESS/metrics; an empty address serves nothing."""
     if not address:
         return MetricsEndpoint(None)
     registry = CollectorRegistry()
@@ -105,9 +106,9 @@ async def serve_metrics(address: str, collector: Collector) -> MetricsEndpoint:
     await runner.setup()
     host, port = split_host_port(address)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context_for_http(tls) if tls else None).start()
     except OSError:
         await runner.cleanup()
         raise
-    log.info("metrics at http://%s/metrics", address)
+    log.info("metrics at %s://%s/metrics", "https" if tls else "http", address)
     return MetricsEndpoint(runner)

@@ -116,7 +116,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     def counters() -> WorkerCounters:
         return WorkerCounters(current_load(), servicer.accepted, servicer.active)
 
-    metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters))
+    metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls)
     stop = stop_on_signals()
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)

@@ -45,7 +45,9 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> bool:
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
-    metrics = await serve_metrics(config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())))
+    metrics = await serve_metrics(
+        config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())), config.tls
+    )
     membership = Membership(config.coordinator, config.token, info, process_load, config.tls)
     stop = stop_on_signals()
     log.info(

@@ -168,11 +168,12 @@ def tls_flags(certs: Path) -> tuple[str, ...]:
 
 def test_mutual_tls_end_to_end_and_plaintext_is_refused(make_swarm: MakeSwarm, certificates: Path) -> None:
     mutual = TlsFiles(certificates / "node.pem", certificates / "node-key.pem", certificates / "ca.pem")
+    worker_metrics = f"127.0.0.1:{free_port()}"
     swarm = make_swarm(
         workers=1,
         coordinator_args=tls_flags(certificates),
         client_options={"tls": mutual},
-        worker_args=tls_flags(certificates),
+        worker_args=(*tls_flags(certificates), "--metrics", worker_metrics),
     )
     with swarm.client() as client:
         completion = client.generate("Hello", max_tokens=3, temperature=0)
@@ -191,6 +192,8 @@ def test_mutual_tls_end_to_end_and_plaintext_is_refused(make_swarm: MakeSwarm, c
     context = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
     context.load_cert_chain(str(certificates / "node.pem"), str(certificates / "node-key.pem"))
     assert http_get(f"https://{swarm.http}/healthz", context=context)[0] == 200
+    with urllib.request.urlopen(f"https://{worker_metrics}/metrics", timeout=10, context=context) as scrape:
+        assert b"swarm_worker" in scrape.read()
     with pytest.raises(OSError):  # the TLS port hangs up on plaintext HTTP
         http_get(f"http://{swarm.http}/healthz")
 
