@@ -30,6 +30,7 @@ from swarm.coordinator.http_api import build_http_app
 from swarm.coordinator.http_auth import api_key_middleware
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.model_files import StageLibrary, add_model_files_servicer
+from swarm.coordinator.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
@@ -89,12 +90,16 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
     library_root = stage_library_root(config)
-    assigner = None
+    assigner, plans = None, None
     if config.plan_model:
         model = resolve_model(config.plan_model)
         name = config.plan_model_name or model.name.removesuffix(".gguf")
         assigner = StageAssigner(model, name, library_root, config.plan_stages or None, config.plan_kv_tokens)
-    service = InferenceService(config, dispatcher, registry, store, assigner)
+        plans = PlanStore(redis, name)
+        previous = await plans.load()
+        if previous is not None:
+            assigner.restore(previous)
+    service = InferenceService(config, dispatcher, registry, store, assigner, plans)
     batch_store = BatchStore(redis, config.batch_limits)
     batch_runner = BatchRunner(
         batch_store,

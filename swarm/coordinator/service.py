@@ -12,6 +12,7 @@ from dataclasses import replace
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
+from swarm.coordinator.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.routing import default_model
@@ -40,12 +41,14 @@ class InferenceService:
         registry: WorkerRegistry,
         store: RequestStore,
         assigner: StageAssigner | None = None,
+        plans: PlanStore | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
         self._assigner = assigner
+        self._plans = plans
         self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
@@ -182,7 +185,7 @@ class InferenceService:
     async def heartbeat(self, worker_id: str, load: WorkerLoad) -> tuple[Standing, bool]:
         """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
         standing = await self._registry.heartbeat(worker_id, load)
-        self._prune_assigner()
+        await self._prune_assigner()
         return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
@@ -194,13 +197,20 @@ class InferenceService:
             )
         if not offer.node_id or not offer.address or offer.free_bytes <= 0 or offer.speed <= 0:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "assign needs a node_id, an address, free_bytes and speed")
-        self._prune_assigner()
-        return await self._assigner.assign(offer)
+        await self._prune_assigner()
+        reply = await self._assigner.assign(offer)
+        await self._save_plan()
+        return reply
 
-    def _prune_assigner(self) -> None:
+    async def _prune_assigner(self) -> None:
         if self._assigner is not None:
             views = self._dispatcher.views()
             self._assigner.prune((v.info.worker_id for v in views if v.up), (v.info.worker_id for v in views))
+            await self._save_plan()
+
+    async def _save_plan(self) -> None:
+        if self._assigner is not None and self._plans is not None:
+            await self._plans.save(self._assigner.snapshot())
 
     async def drain(self, worker_id: str) -> None:
         """Routes nothing new to the worker; its next heartbeat tells it to finish its work and leave."""

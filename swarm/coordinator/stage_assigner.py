@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.coordinator.model_shape import model_shape
-from swarm.coordinator.stage_planner import ModelPlan, NodeCapacity, PlanError, plan_model, replan
+from swarm.coordinator.stage_planner import ModelPlan, ModelShape, NodeCapacity, PlanError, plan_model, replan
 from swarm.engine.stage_files import MANIFEST_NAME, StageManifest, split_model
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,15 @@ class NodeAssignment:
     layout: Layout
     stage_index: int
     next_stage: str  # address of the next stage ("" for the last stage and whole replicas)
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """Everything the assigner knows, so a restarted coordinator carries on with the same plan."""
+
+    offers: tuple[tuple[NodeOffer, float], ...] = ()  # with the unix time each node last asked
+    serving: tuple[tuple[str, NodeAssignment], ...] = ()
+    plan: ModelPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ class StageAssigner:
         self._root = library_root
         self._stages = stages
         self._shape = model_shape(model_path, model_name, kv_tokens)
-        self._offers: dict[str, tuple[NodeOffer, float]] = {}  # node id -> offer, when it last asked
+        self._offers: dict[str, tuple[NodeOffer, float]] = {}  # node id -> offer, unix time it last asked
         self._plan: ModelPlan | None = None
         self._why = "no worker has offered to serve yet"
         self._parts: dict[str, NodeAssignment] = {}  # the plan's part for each node
@@ -98,8 +107,23 @@ class StageAssigner:
     def plan(self) -> ModelPlan | None:
         return self._plan
 
+    @property
+    def shape(self) -> ModelShape:
+        return self._shape
+
+    def snapshot(self) -> PlanState:
+        return PlanState(tuple(self._offers.values()), tuple(self._serving.items()), self._plan)
+
+    def restore(self, state: PlanState) -> None:
+        """Takes over a previous coordinator's plan: the nodes serving it keep serving it."""
+        self._offers = {offer.node_id: (offer, asked) for offer, asked in state.offers}
+        self._serving = dict(state.serving)
+        self._plan = state.plan
+        self._replan()
+        log.info("took over the plan for %s with %d nodes", self.model, len(self._offers))
+
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
-        self._offers[offer.node_id] = (offer, time.monotonic())
+        self._offers[offer.node_id] = (offer, time.time())
         self._serving.pop(offer.node_id, None)  # asking again: whatever it served is over
         self._replan()
         part = self._parts.get(offer.node_id)
@@ -119,7 +143,7 @@ class StageAssigner:
     def prune(self, up: Iterable[str], registered: Iterable[str]) -> None:
         """Forgets nodes that went down, or asked long ago and never joined; re-plans if any went."""
         up_ids, known = set(up), set(registered)
-        now = time.monotonic()
+        now = time.time()
         gone = [
             node
             for node, (_, asked) in self._offers.items()

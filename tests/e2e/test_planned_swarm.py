@@ -7,7 +7,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from swarm.cli.local_swarm import wait_until
+from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
 from tests.conftest import RunningSwarm
 
@@ -15,6 +15,10 @@ MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "The quick brown fox"
 # The slow model needs about 105 MB with its KV cache: 70 MB holds half of it, 500 MB all of it.
 SMALL, BIG = "70M", "500M"
+
+
+def workers(swarm: RunningSwarm) -> list[ManagedProcess]:
+    return [p for p in swarm.processes.processes if p.name.startswith(("small", "big"))]
 
 
 def roles(client: SwarmClient) -> dict[str, str]:
@@ -57,6 +61,18 @@ def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_rep
     llm = llama_cpp.Llama(str(slow_model), n_ctx=256, n_threads=1, verbose=False)
     assert piped.text == llm.create_completion(PROMPT, max_tokens=24, temperature=0.0)["choices"][0]["text"]
     llm.close()
+
+    # A new coordinator takes the plan over from Redis: the pipeline keeps serving, nobody is moved.
+    plan_args = swarm.coordinator.argv[swarm.coordinator.argv.index("--plan-model") :]
+    swarm.coordinator.kill()
+    swarm.start_coordinator(*plan_args)
+    swarm.wait_for_coordinator()
+    with swarm.client() as client:
+        wait_until(lambda: len(roles(client)) == 2, 10, "both stages up with the new coordinator")
+        assert client.generate(PROMPT, max_tokens=24, temperature=0.0).text == piped.text
+    log = swarm.coordinator.log_path.read_text() if swarm.coordinator.log_path else ""
+    assert "took over the plan for slow with 2 nodes" in log
+    assert not any("take a new assignment" in p.log_path.read_text() for p in workers(swarm) if p.log_path)
 
     offer("big", BIG)
     with swarm.client() as client:
