@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from swarm.engine.batch_engine import BatchEngine
-from swarm.shared.auth import token_matches
+from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
@@ -17,14 +16,12 @@ from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
 
-log = logging.getLogger(__name__)
-
 
 class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
     def __init__(self, engine: BatchEngine, model_name: str, token: str) -> None:
         self._engine = engine
         self._model_name = model_name
-        self._token = token
+        self._gate = TokenGate(token, "Run call")
         self.worker_id = ""
         self.draining = False
         self.active = 0
@@ -58,9 +55,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
-        if not token_matches(context.invocation_metadata(), self._token):
-            log.warning("refused a Run call from %s: wrong or missing token", context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing cluster token")
+        await self._gate.check(context)
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "worker is leaving the swarm")
         if self.active >= self._engine.config.slots:
