@@ -49,6 +49,8 @@ class EngineStats:
     tokens_per_second: float
     prompt_tokens: int
     cached_prompt_tokens: int
+    steps: int = 0  # batched decode steps run so far
+    step_seconds: float = 0.0  # their total duration
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class BatchEngine:
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
         self._steps = 0
         self._tokens_generated = 0
+        self._step_seconds = 0.0
         self._prompt_tokens = 0
         self._cached_prompt_tokens = 0
         self._rate: deque[tuple[float, int]] = deque()
@@ -116,6 +119,8 @@ class BatchEngine:
             tokens_per_second=rate,
             prompt_tokens=self._prompt_tokens,
             cached_prompt_tokens=self._cached_prompt_tokens,
+            steps=self._steps,
+            step_seconds=self._step_seconds,
         )
 
     # ------------------------------------------------------------ engine thread
@@ -134,6 +139,7 @@ class BatchEngine:
                 continue
             if not self._active():
                 continue
+            started = time.monotonic()
             try:
                 self._step()
             except Exception as exc:  # a failed decode must not kill the worker: fail its sequences
@@ -142,6 +148,7 @@ class BatchEngine:
                     if slot.sequence is not None:
                         slot.sequence.emit(SwarmError(ErrorCode.INTERNAL, f"engine step failed: {exc}"))
                         self._release(slot, keep_cache=False)
+            self._step_seconds += time.monotonic() - started
         for slot in self._slots:
             if slot.sequence is not None:
                 self._finish(slot, FinishReason.CANCELLED)

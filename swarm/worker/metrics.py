@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from swarm.shared.addresses import split_host_port
@@ -26,6 +26,8 @@ class WorkerCounters:
     load: WorkerLoad
     requests_total: int = 0
     requests_active: int = 0
+    steps: int = 0  # batched decode steps
+    step_seconds: float = 0.0
 
 
 def process_load() -> WorkerLoad:
@@ -64,6 +66,12 @@ class WorkerCollector(Collector):
             counter = CounterMetricFamily(name, help_text)
             counter.add_metric([], value)
             yield counter
+        yield SummaryMetricFamily(
+            "swarm_worker_step_seconds",
+            "Batched decode steps (one token for every running sequence) and their time.",
+            count_value=counters.steps,
+            sum_value=counters.step_seconds,
+        )
         gauges = [
             ("swarm_worker_requests_active", "Requests running now.", counters.requests_active),
             ("swarm_worker_slots_busy", "Sequences being decoded now.", load.slots_busy),

@@ -114,7 +114,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
         )
 
     def counters() -> WorkerCounters:
-        return WorkerCounters(current_load(), servicer.accepted, servicer.active)
+        stats = engine.stats()
+        return WorkerCounters(current_load(), servicer.accepted, servicer.active, stats.steps, stats.step_seconds)
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls)

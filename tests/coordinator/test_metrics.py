@@ -109,4 +109,8 @@ def test_a_worker_serves_its_own_metrics(make_swarm: MakeSwarm) -> None:
         value(after, "swarm_worker_prompt_tokens_total") - value(before, "swarm_worker_prompt_tokens_total") == prompt
     )
     assert value(after, "swarm_worker_slots_total") == 4
+    # Every generated token of a request took a step of its own: at least the longest request's count.
+    steps = value(after, "swarm_worker_step_seconds_count") - value(before, "swarm_worker_step_seconds_count")
+    assert steps >= max(a.finished.completion_tokens for a in answers)
+    assert value(after, "swarm_worker_step_seconds_sum") > value(before, "swarm_worker_step_seconds_sum")
     assert value(after, "swarm_worker_rss_bytes") > 0
