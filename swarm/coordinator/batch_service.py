@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from swarm.coordinator.validation import RequestLimits
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
 from swarm.shared.errors import ErrorCode, SwarmError
 
+YIELD_EVERY = 1000  # lines checked or encoded between yields to the event loop
 _RESULTS_CHUNK = 500  # lines read from Redis at a time while streaming results
 
 
@@ -37,16 +39,18 @@ class BatchService:
         if not lines:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "lines: a job needs at least one line")
         self.check_upload(len(lines), 0)
+        seeded: list[BatchLine] = []
         for number, line in enumerate(lines, start=1):
             try:
                 check_batch_line(line, number, self._request_limits)
             except InvalidBatchLine as exc:
                 raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
-        # A line without a seed gets one now, so a line run again after a crash samples the same text.
-        seeded = [
-            line if line.request.seed is not None else replace(line, request=replace(line.request, seed=_new_seed()))
-            for line in lines
-        ]
+            # A line without a seed gets one now, so a line run again after a crash samples the same text.
+            if line.request.seed is None:
+                line = replace(line, request=replace(line.request, seed=_new_seed()))
+            seeded.append(line)
+            if number % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big job must not hold up the token streams this loop relays
         return await self._store.create(new_job_id(), model, seeded, _now_ms())
 
     async def get(self, job_id: str) -> BatchSummary:

@@ -47,6 +47,7 @@ def text_result(line: int, text: str) -> BatchResult:
 def test_each_line_is_handed_out_once_and_its_first_result_wins(redis_url: str) -> None:
     async def scenario(store: BatchStore, redis: Redis) -> None:
         await store.create("job-a", "tiny", lines(3), now_ms=1000)
+        assert await redis.ttl(keys.batch_lines_key("job-a")) == -1  # staged lines are kept once the job exists
         items = await store.next_items("runner-1", 10, block_ms=10)
         assert [(i.job_id, i.index) for i in items] == [("job-a", 0), ("job-a", 1), ("job-a", 2)]
         assert await store.next_items("runner-2", 10, block_ms=10) == []
