@@ -109,7 +109,7 @@ def print_endpoints(address: str, http_port: int, redis_url: str, workers: int, 
     print(
         f"swarm is running {workers} workers of {model.name}\n"
         f"  gRPC   {address}   (swarm generate --coordinator {address} 'Hello')\n"
-        f"  HTTP   http://127.0.0.1:{http_port}/status\n"
+        f"  HTTP   http://127.0.0.1:{http_port}/   (the dashboard; also /status, /metrics, /v1)\n"
         f"  Redis  {redis_url}",
         flush=True,
     )
