@@ -12,13 +12,15 @@ from aiohttp.typedefs import Handler, Middleware
 from swarm.coordinator.api_keys import HOW_TO_PASS, ApiKeyCheck
 
 COOKIE = "swarm_api_key"
-OPEN_PATHS = frozenset({"/healthz", "/"})
-OPEN_PREFIXES = ("/static/",)
+# Routes (their resources' canonical paths), not URL prefixes: the decision follows what the
+# router matched, so no spelling of a path can reach a guarded handler through an open prefix.
+OPEN_ROUTES = frozenset({"/healthz", "/", "/static"})
 OPENAI_PREFIX = "/v1/"
 
 
-def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+def is_open(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in OPEN_ROUTES
 
 
 def refusal(path: str) -> web.Response:
@@ -35,7 +37,7 @@ def api_key_middleware(check: ApiKeyCheck) -> Middleware:
     @web.middleware
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (
-            is_open(request.path)
+            is_open(request)
             or check.allows_bearer(request.headers.get("Authorization"))
             or (COOKIE in request.cookies and check.allows(request.cookies[COOKIE]))
         ):

@@ -48,13 +48,9 @@ class TlsFiles:
             return None
         return cls(Path(cert) if cert else None, Path(key) if key else None, Path(ca) if ca else None)
 
-    @property
-    def can_serve(self) -> bool:
-        return self.cert is not None
-
     def require_server(self) -> None:
         """Raises ValueError unless these files can serve (a server needs a certificate and its key)."""
-        if not self.can_serve:
+        if self.cert is None:
             raise ValueError("a TLS server needs --tls-cert and --tls-key")
 
 

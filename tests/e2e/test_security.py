@@ -133,6 +133,11 @@ def test_the_cli_passes_the_api_key_from_a_flag_or_the_environment(
 def test_http_needs_a_key_except_health_and_openai_errors_take_openai_shape(keyed_swarm: RunningSwarm) -> None:
     base = f"http://{keyed_swarm.http}"
     assert http_get(f"{base}/healthz")[0] == 200
+    for page in ("/", "/static/dashboard.js"):  # the dashboard's page and assets hold no data
+        with urllib.request.urlopen(f"{base}{page}", timeout=10) as reply:
+            assert reply.status == 200
+    for guarded in ("/events", "/metrics", "/static/../status", "/static/%2E%2E/status", "/nowhere"):
+        assert http_get(f"{base}{guarded}")[0] == 401, guarded
     status, body = http_get(f"{base}/status")
     assert status == 401 and "Bearer" in body["error"]
     assert http_get(f"{base}/status", {"Authorization": "Bearer wrong-key"})[0] == 401
