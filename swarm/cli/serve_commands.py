@@ -25,7 +25,11 @@ def add_coordinator_parser(commands: Any) -> None:
     p = commands.add_parser("coordinator", help="run the coordinator (gRPC + HTTP, state in Redis)")
     p.add_argument("--listen", default="0.0.0.0:50051", help="gRPC HOST:PORT (default %(default)s)")
     p.add_argument("--http", default="0.0.0.0:8080", help="HTTP HOST:PORT, empty to disable (default %(default)s)")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("SWARM_REDIS", "redis://127.0.0.1:6379/0"),
+        help="Redis URL (default $SWARM_REDIS or redis://127.0.0.1:6379/0; the environment keeps a password out of ps)",
+    )
     p.add_argument("--token", default="", help="join token workers must present")
     add_api_key_flags(p)
     add_tls_flags(p, serves=True)

@@ -13,6 +13,7 @@ from swarm.cli.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_unt
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.stage_files import cached_split
 from swarm.shared.default_model import cache_dir, resolve_model
+from swarm.shared.redaction import redact_url
 
 DEMO_PROMPT = "The three most useful things to know about the sea are"
 
@@ -110,7 +111,7 @@ def print_endpoints(address: str, http_port: int, redis_url: str, workers: int, 
         f"swarm is running {workers} workers of {model.name}\n"
         f"  gRPC   {address}   (swarm generate --coordinator {address} 'Hello')\n"
         f"  HTTP   http://127.0.0.1:{http_port}/   (the dashboard; also /status, /metrics, /v1)\n"
-        f"  Redis  {redis_url}",
+        f"  Redis  {redact_url(redis_url)}",
         flush=True,
     )
 

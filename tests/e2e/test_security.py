@@ -207,7 +207,7 @@ def test_mutual_tls_end_to_end_and_plaintext_is_refused(make_swarm: MakeSwarm, c
 
 
 def test_redis_with_a_password_works_and_the_password_never_reaches_a_log(
-    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     password = "redis-pw-8d1f"
     processes = LocalSwarm(log_dir=tmp_path)
@@ -224,8 +224,8 @@ def test_redis_with_a_password_works_and_the_password_never_reaches_a_log(
         assert "Redis redis://:***@127.0.0.1" in log
         assert password not in log
 
-        wrong = url.replace(password, "not-the-password")
-        assert main(["coordinator", "--listen", f"127.0.0.1:{free_port()}", "--http", "", "--redis", wrong]) == 2
+        monkeypatch.setenv("SWARM_REDIS", url.replace(password, "not-the-password"))  # out of ps, unlike --redis
+        assert main(["coordinator", "--listen", f"127.0.0.1:{free_port()}", "--http", ""]) == 2
         error = capsys.readouterr().err
         assert "cannot reach Redis at redis://:***@127.0.0.1" in error
         assert "not-the-password" not in error
