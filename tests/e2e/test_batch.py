@@ -38,7 +38,7 @@ def job_state(client: BatchClient, job_id: str) -> BatchSummary:
 
 
 @pytest.mark.timeout(240)
-def test_a_job_survives_a_coordinator_kill_and_a_redis_restart(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tiny_model: Path, tmp_path: Path) -> None:
     processes = LocalSwarm(log_dir=tmp_path)
     try:
         redis_port = free_port()
@@ -50,8 +50,9 @@ def test_a_job_survives_a_coordinator_kill_and_a_redis_restart(tiny_model: Path,
         swarm = RunningSwarm(processes, address, http, tiny_model, coordinator)
         swarm.wait_for_coordinator()
         swarm.add_worker(name="worker-0")
-        swarm.wait_for_workers(1)
-        lines = greedy_lines(100, max_tokens=12)
+        doomed = swarm.add_worker(name="worker-1")
+        swarm.wait_for_workers(2)
+        lines = greedy_lines(100, max_tokens=24)
 
         with BatchClient(address) as client:
             job = client.submit(lines)
@@ -61,6 +62,10 @@ def test_a_job_survives_a_coordinator_kill_and_a_redis_restart(tiny_model: Path,
             swarm.coordinator.kill()  # SIGKILL: lines in flight are left pending in the stream
             swarm.start_coordinator(*coordinator_args)
             swarm.wait_for_coordinator()
+            before_worker_kill = job_state(client, job.job_id).done
+            wait_until(lambda: job_state(client, job.job_id).done >= before_worker_kill + 10, 60, "progress")
+
+            doomed.kill()  # lines running on it are run again elsewhere
             before_redis_restart = job_state(client, job.job_id).done
             wait_until(lambda: job_state(client, job.job_id).done >= before_redis_restart + 10, 60, "progress")
 
@@ -80,7 +85,7 @@ def test_a_job_survives_a_coordinator_kill_and_a_redis_restart(tiny_model: Path,
         assert (finished.done, finished.failed, finished.total) == (100, 0, 100)
         assert [r.line for r in results] == list(range(1, 101))
         assert [r.custom_id for r in results] == [f"q{i}" for i in range(100)]
-        assert all(not r.error and r.completion_tokens == 12 for r in results)
+        assert all(not r.error and r.completion_tokens == 24 for r in results)
         store = redis.Redis.from_url(redis_url, decode_responses=True)
         assert store.hlen(keys.batch_results_key(job.job_id)) == 100  # each line recorded once
         assert store.xlen(keys.BATCH_WORK) == 0  # every work item acknowledged
@@ -88,7 +93,7 @@ def test_a_job_survives_a_coordinator_kill_and_a_redis_restart(tiny_model: Path,
 
         with swarm.client() as direct, ThreadPoolExecutor(4) as pool:
             texts = list(
-                pool.map(lambda line: direct.generate(line.request.prompt, max_tokens=12, temperature=0).text, lines)
+                pool.map(lambda line: direct.generate(line.request.prompt, max_tokens=24, temperature=0).text, lines)
             )
         assert [r.text for r in results] == texts
     finally:
