@@ -27,11 +27,9 @@ class RequestOutcome:
     """One answered request, kept for the dashboard's rates and percentiles."""
 
     finished_at: float  # time.monotonic()
-    model: str
     status: str  # "ok", "cancelled" or an ErrorCode in lower case
     duration_s: float
-    ttft_s: float | None  # None when nothing arrived
-    completion_tokens: int
+    ttft_s: float | None  # None when no text arrived
 
 
 class DispatchCounts(Protocol):
@@ -44,10 +42,6 @@ class DispatchCounts(Protocol):
 
 
 WORKER_STATES = ("up", "draining", "down")
-
-
-def worker_state(view: WorkerView) -> str:
-    return view.state
 
 
 def stage_label(view: WorkerView) -> str:
@@ -86,7 +80,7 @@ class SwarmStateCollector(Collector):
         yield queue
         states = GaugeMetricFamily("swarm_workers", "Registered workers by state.", labels=["state"])
         for state in WORKER_STATES:
-            states.add_metric([state], sum(1 for w in workers if worker_state(w) == state))
+            states.add_metric([state], sum(1 for w in workers if w.state == state))
         yield states
         models = GaugeMetricFamily(
             "swarm_model_workers_up", "Workers up taking requests for a model.", labels=["model"]
@@ -204,13 +198,11 @@ class CoordinatorMetrics:
         if first_text is not None:
             ttft = first_text - started
             self.ttft.labels(model).observe(ttft)
-        completion = 0
         if finished is not None:
-            completion = finished.completion_tokens
-            self.generated_tokens.labels(model).inc(completion)
+            self.generated_tokens.labels(model).inc(finished.completion_tokens)
             self.prompt_tokens.labels(model).inc(finished.prompt_tokens)
             self.cached_prompt_tokens.labels(model).inc(finished.cached_prompt_tokens)
-        self.recent.append(RequestOutcome(now, model, status, now - started, ttft, completion))
+        self.recent.append(RequestOutcome(now, status, now - started, ttft))
 
     def exposition(self, status: SwarmStatus) -> bytes:
         """The Prometheus text format of every metric, with the swarm's state as of `status`."""

@@ -33,7 +33,7 @@ def worker(worker_id: str, *, up: bool = True, stage: tuple[int, int, int, int] 
 
 
 def outcome(at: float, status: str = "ok", duration: float = 1.0, ttft: float | None = 0.1) -> RequestOutcome:
-    return RequestOutcome(at, "tiny", status, duration, ttft, 8)
+    return RequestOutcome(at, status, duration, ttft)
 
 
 def test_percentile_is_nearest_rank() -> None:

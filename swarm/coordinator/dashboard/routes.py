@@ -26,7 +26,7 @@ def add_dashboard_routes(
     status: Callable[[], Awaitable[SwarmStatus]],
     outcomes: Callable[[], Iterable[RequestOutcome]],
     batch_jobs: BatchJobSource = no_batch_jobs,
-) -> SwarmSampler:
+) -> None:
     """Adds the dashboard to `app`; the app owns the sampler's task, which its cleanup cancels."""
     sampler = SwarmSampler(status, outcomes, batch_jobs)
     closing = asyncio.Event()
@@ -71,4 +71,3 @@ def add_dashboard_routes(
     app.router.add_get("/", page)
     app.router.add_get("/events", events, allow_head=False)
     app.router.add_static("/static/", STATIC_DIR)
-    return sampler

@@ -8,7 +8,6 @@ from typing import Any
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobView
 from swarm.coordinator.dashboard.timeseries import Sample
-from swarm.coordinator.metrics import worker_state
 from swarm.shared.types import SwarmStatus, WorkerView
 
 QUEUE_TREND_SAMPLES = 30  # the queue is "growing" when it is longer now than this many samples ago
@@ -27,7 +26,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
         "stage_count": info.stage_count,
         "layer_start": info.layer_start,
         "layer_end": info.layer_end,
-        "state": worker_state(view),
+        "state": view.state,
         "slots_busy": load.slots_busy,
         "slots": info.slots,
         "tokens_per_second": round(load.tokens_per_second, 2),
@@ -37,7 +36,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
 
 
 def _member(view: WorkerView) -> dict[str, str]:
-    return {"worker_id": view.info.worker_id, "state": worker_state(view)}
+    return {"worker_id": view.info.worker_id, "state": view.state}
 
 
 def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
