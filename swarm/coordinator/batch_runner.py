@@ -32,7 +32,8 @@ from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece,
 log = logging.getLogger(__name__)
 
 # The line's own fault: running it again would fail the same way, so the error is its result.
-_LINE_FAULTS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION}
+# NOT_FOUND is a model no worker has served lately (a typo), not one whose workers are down.
+_LINE_FAULTS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, ErrorCode.NOT_FOUND}
 MAX_LINE_ATTEMPTS = 5  # runs of one line that failed for the swarm's reasons before its error is kept
 READ_BLOCK_MS = 500
 STALL_FACTOR = 3  # times the reclaim time

@@ -158,6 +158,19 @@ def test_bad_lines_are_refused_naming_the_line_and_field(make_swarm: MakeSwarm) 
         assert client.list() == []  # nothing was submitted
 
 
+def test_a_line_the_swarm_cannot_serve_fails_alone(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=1)
+    lines = [*greedy_lines(2, 4), BatchLine(RawRequest(prompt="x", model="no-such-model"), "typo")]
+    with BatchClient(swarm.address) as client:
+        job = client.submit(lines)
+        wait_until(lambda: client.get(job.job_id).state == BatchState.DONE, 30, "the job to finish")
+        assert (client.get(job.job_id).done, client.get(job.job_id).failed) == (2, 1)
+        results = list(client.results(job.job_id))
+    assert [bool(r.error) for r in results] == [False, False, True]
+    assert results[2].custom_id == "typo"
+    assert results[2].error.startswith("NOT_FOUND: model 'no-such-model' is not served here")
+
+
 def swarm_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "swarm", "batch", *args], capture_output=True, text=True, timeout=60, check=False
