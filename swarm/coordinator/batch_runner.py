@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.batch_store import BatchStore, LineWork, WorkItem
@@ -79,9 +79,7 @@ class BatchRunner:
                 while True:
                     await self._step()
                     delays = backoff_delays()
-            except ResponseError as exc:  # e.g. NOGROUP: Redis came back without the stream
-                log.warning("batch work stream: %s", exc)
-            except RedisError as exc:  # Redis restarting: the work waits there
+            except RedisError as exc:  # Redis restarting (the work waits there), or back without the stream (NOGROUP)
                 log.warning("cannot read batch work from Redis: %s", exc)
             await asyncio.sleep(next(delays))
 
