@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 from tqdm import tqdm
 
 from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
@@ -103,7 +104,11 @@ def _watch(client: BatchClient, job: BatchSummary) -> BatchSummary:
             if job.state != BatchState.RUNNING:
                 return job
             time.sleep(WATCH_INTERVAL_S)
-            job = client.get(job.job_id)
+            try:
+                job = client.get(job.job_id)
+            except SwarmCallError as exc:
+                if exc.code != grpc.StatusCode.UNAVAILABLE:  # a coordinator restarting: keep watching
+                    raise
 
 
 def run_results(args: argparse.Namespace) -> int:
