@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import urllib.error
@@ -16,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.cli.main import main
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.client import AsyncSwarmClient, SwarmCallError, SwarmClient
 from swarm.coordinator.validation import RequestLimits
 from swarm.engine.stage_files import split_model
 from swarm.engine.synthetic_model import write_tiny_llama
@@ -183,6 +184,12 @@ def test_mutual_tls_end_to_end_and_plaintext_is_refused(make_swarm: MakeSwarm, c
     with swarm.client() as client:
         completion = client.generate("Hello", max_tokens=3, temperature=0)
     assert completion.finished.completion_tokens > 0
+
+    async def generate_async() -> int:
+        async with AsyncSwarmClient(swarm.address, tls=mutual) as client:
+            return (await client.generate("Hello", max_tokens=3, temperature=0)).finished.completion_tokens
+
+    assert asyncio.run(generate_async()) > 0
 
     with SwarmClient(swarm.address, retries=0, timeout_s=5) as plaintext, pytest.raises(SwarmCallError) as refused:
         plaintext.status()
