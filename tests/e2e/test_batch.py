@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from swarm.cli.local_swarm import LocalSwarm, free_port, wait_until
 from swarm.client import BatchClient, SwarmCallError
@@ -156,6 +157,10 @@ def test_bad_lines_are_refused_naming_the_line_and_field(make_swarm: MakeSwarm) 
             client.get("job-nope")
         assert caught.value.code == grpc.StatusCode.NOT_FOUND
         assert client.list() == []  # nothing was submitted
+    with grpc.insecure_channel(swarm.address) as channel:  # stock gRPC tools see the service
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="swarm.v1.Batch"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_a_line_the_swarm_cannot_serve_fails_alone(make_swarm: MakeSwarm) -> None:
