@@ -1,4 +1,4 @@
-"""The coordinator's and a worker's /metrics, scraped from a real swarm before and after real requests."""
+"""The coordinator's /metrics, scraped from a real swarm before and after real requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarm.cli.local_swarm import free_port, wait_until
+from swarm.cli.local_swarm import wait_until
 from swarm.client import SwarmCallError
 from tests.conftest import RunningSwarm
 
@@ -81,36 +81,3 @@ def test_swarm_state_is_read_at_scrape_time(make_swarm: MakeSwarm) -> None:
     assert value(samples, "swarm_dispatch_failures_total") == 1
     assert value(samples, "swarm_requests_total", model=model, status="unavailable") == 1
     assert ("swarm_failovers_total", ()) in samples  # 0 or 1: the dead worker may have been tried once
-
-
-def test_a_worker_serves_its_own_metrics(make_swarm: MakeSwarm) -> None:
-    swarm = make_swarm(workers=0)
-    metrics = f"127.0.0.1:{free_port()}"
-    swarm.add_worker("--metrics", metrics, "--worker-id", "metered")
-    swarm.wait_for_workers(1)
-    before = scrape(metrics)
-    assert (
-        value(
-            before, "swarm_worker_info", worker="metered", model=swarm.model.name.removesuffix(".gguf"), stage="whole"
-        )
-        == 1
-    )
-    with swarm.client() as client:
-        answers = [client.generate("Hello there", max_tokens=n, temperature=0.0) for n in (5, 9)]
-    after = scrape(metrics)
-    generated = sum(a.finished.completion_tokens for a in answers)
-    assert (
-        value(after, "swarm_worker_generated_tokens_total") - value(before, "swarm_worker_generated_tokens_total")
-        == generated
-    )
-    assert value(after, "swarm_worker_requests_total") - value(before, "swarm_worker_requests_total") == 2
-    prompt = sum(a.finished.prompt_tokens for a in answers)
-    assert (
-        value(after, "swarm_worker_prompt_tokens_total") - value(before, "swarm_worker_prompt_tokens_total") == prompt
-    )
-    assert value(after, "swarm_worker_slots_total") == 4
-    # Every generated token of a request took a step of its own: at least the longest request's count.
-    steps = value(after, "swarm_worker_step_seconds_count") - value(before, "swarm_worker_step_seconds_count")
-    assert steps >= max(a.finished.completion_tokens for a in answers)
-    assert value(after, "swarm_worker_step_seconds_sum") > value(before, "swarm_worker_step_seconds_sum")
-    assert value(after, "swarm_worker_rss_bytes") > 0

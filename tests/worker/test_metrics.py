@@ -1,0 +1,69 @@
+"""A worker's own /metrics (--metrics HOST:PORT), scraped from whole-model and pipeline-stage workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from swarm.cli.local_swarm import free_port
+from swarm.engine.stage_files import split_model
+from swarm.engine.synthetic_model import write_tiny_llama
+from tests.conftest import RunningSwarm
+from tests.coordinator.test_metrics import scrape, value
+
+MakeSwarm = Callable[..., RunningSwarm]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_worker_serves_its_own_metrics(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=0)
+    metrics = f"127.0.0.1:{free_port()}"
+    swarm.add_worker("--metrics", metrics, "--worker-id", "metered")
+    swarm.wait_for_workers(1)
+    before = scrape(metrics)
+    assert (
+        value(
+            before, "swarm_worker_info", worker="metered", model=swarm.model.name.removesuffix(".gguf"), stage="whole"
+        )
+        == 1
+    )
+    with swarm.client() as client:
+        answers = [client.generate("Hello there", max_tokens=n, temperature=0.0) for n in (5, 9)]
+    after = scrape(metrics)
+    generated = sum(a.finished.completion_tokens for a in answers)
+    assert (
+        value(after, "swarm_worker_generated_tokens_total") - value(before, "swarm_worker_generated_tokens_total")
+        == generated
+    )
+    assert value(after, "swarm_worker_requests_total") - value(before, "swarm_worker_requests_total") == 2
+    prompt = sum(a.finished.prompt_tokens for a in answers)
+    assert (
+        value(after, "swarm_worker_prompt_tokens_total") - value(before, "swarm_worker_prompt_tokens_total") == prompt
+    )
+    assert value(after, "swarm_worker_slots_total") == 4
+    # Every generated token of a request took a step of its own: at least the longest request's count.
+    steps = value(after, "swarm_worker_step_seconds_count") - value(before, "swarm_worker_step_seconds_count")
+    assert steps >= max(a.finished.completion_tokens for a in answers)
+    assert value(after, "swarm_worker_step_seconds_sum") > value(before, "swarm_worker_step_seconds_sum")
+    assert value(after, "swarm_worker_rss_bytes") > 0
+
+
+def test_a_later_pipeline_stage_serves_its_metrics(make_swarm: MakeSwarm, tmp_path: Path) -> None:
+    out = tmp_path / "four-2"
+    manifest = split_model(write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4), 2, out)
+    head_file, tail_file = (out / stage.file for stage in manifest.stages)
+    swarm = make_swarm(workers=0)
+    last, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    common = ("--threads", "1", "--slots", "2", "--context", "256")
+    swarm.add_worker(
+        *common, "--listen", last, "--metrics", metrics, "--worker-id", "tail", name="tail", model=tail_file
+    )
+    swarm.add_worker(*common, "--next-stage", last, name="head", model=head_file)
+    swarm.wait_for_workers(2)
+    samples = scrape(metrics)
+    assert value(samples, "swarm_worker_info", worker="tail", model="four", stage="2/2") == 1
+    assert value(samples, "swarm_worker_rss_bytes") > 0
+    assert value(samples, "swarm_worker_slots_total") == 2
