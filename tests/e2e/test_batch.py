@@ -22,6 +22,7 @@ from swarm.shared.types import RawRequest
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
+pytestmark = pytest.mark.timeout(120)
 
 
 def greedy_lines(count: int, max_tokens: int) -> list[BatchLine]:
@@ -101,7 +102,6 @@ def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tin
         processes.stop()
 
 
-@pytest.mark.timeout(120)
 def test_an_interactive_request_waits_for_at_most_the_batch_lines_running(make_swarm: MakeSwarm) -> None:
     swarm = make_swarm(workers=0)
     swarm.add_worker("--slots", "2", name="worker-0")
@@ -120,7 +120,6 @@ def test_an_interactive_request_waits_for_at_most_the_batch_lines_running(make_s
         batches.cancel(job.job_id)
 
 
-@pytest.mark.timeout(120)
 def test_an_interactive_request_is_dispatched_before_batch_lines_queued_earlier(
     make_swarm: MakeSwarm, redis_url: str, slow_model: Path
 ) -> None:
@@ -182,7 +181,6 @@ def swarm_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.timeout(120)
 def test_the_batch_commands(make_swarm: MakeSwarm, tmp_path: Path) -> None:
     swarm = make_swarm(workers=0, coordinator_args=("--default-model", "tiny"))
     at = ("--coordinator", swarm.address)
