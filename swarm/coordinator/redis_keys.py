@@ -89,6 +89,7 @@ def batch_lines_key(job_id: str) -> str:
 def batch_results_key(job_id: str) -> str:
     return BATCH_RESULTS_PREFIX + job_id
 
+
 # String per planned model: the StageAssigner's offers, plan and who serves what, as JSON.
 # A restarted coordinator (or the next one sharing this Redis) takes the plan over, so
 # the workers serving it keep serving instead of being re-planned from nothing.
