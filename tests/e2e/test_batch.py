@@ -144,6 +144,28 @@ def test_an_interactive_request_is_dispatched_before_batch_lines_queued_earlier(
     queue.close()
 
 
+def test_a_batch_line_lost_from_the_queue_is_submitted_again(
+    make_swarm: MakeSwarm, redis_url: str, slow_model: Path
+) -> None:
+    swarm = make_swarm(workers=0, model=slow_model, coordinator_args=("--batch-reclaim-after", "1"))
+    swarm.add_worker("--slots", "1", name="worker-0")
+    swarm.wait_for_workers(1)
+    queue = redis.Redis.from_url(redis_url, decode_responses=True)
+    with BatchClient(swarm.address) as batches, swarm.client() as client, ThreadPoolExecutor(1) as pool:
+        long = pool.submit(client.generate, "Hold the slot", max_tokens=100, temperature=0)
+        wait_until(lambda: queue.scard(keys.RUNNING) == 1, 10, "the slot to be taken")
+        job = batches.submit(greedy_lines(1, max_tokens=4))
+        wait_until(lambda: queue.zcard(keys.QUEUE) == 1, 10, "the batch line to be queued")
+        # As when Redis restarts between taking a request off the queue and marking it running.
+        assert queue.zremrangebyrank(keys.QUEUE, 0, -1) == 1
+        long.result(60)
+        wait_until(lambda: batches.get(job.job_id).state == BatchState.DONE, 30, "the line to be run again")
+        assert [r.completion_tokens for r in batches.results(job.job_id)] == [4]
+    queue.close()
+    log = swarm.coordinator.log_path.read_text() if swarm.coordinator.log_path else ""
+    assert "made no progress for 3 s; submitting it again" in log
+
+
 def test_bad_lines_are_refused_naming_the_line_and_field(make_swarm: MakeSwarm) -> None:
     swarm = make_swarm(workers=0)
     bad = [*greedy_lines(3, 4), BatchLine(RawRequest(prompt="hot", temperature=-1.0))]
