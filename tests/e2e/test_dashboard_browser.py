@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,3 +103,17 @@ def test_dashboard_asks_for_the_api_key_and_keeps_it_in_a_cookie(make_swarm: Mak
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "swarm_api_key"]
     assert cookie["value"] == "sesame" and cookie["sameSite"] == "Strict"
     assert page_errors == []
+
+
+def test_a_stuck_coordinator_shows_as_stale_and_recovers(make_swarm: MakeSwarm, browser: Browser) -> None:
+    swarm = make_swarm(workers=0)
+    page = browser.new_page()
+    page.goto(f"http://{swarm.http}/")
+    live = "document.getElementById('connection').textContent === 'live'"
+    page.wait_for_function(live, timeout=10_000)
+    os.kill(swarm.coordinator.pid, signal.SIGSTOP)  # frozen: the stream stays open, nothing arrives
+    try:
+        page.wait_for_function("document.getElementById('connection').textContent.startsWith('stale')", timeout=15_000)
+    finally:
+        os.kill(swarm.coordinator.pid, signal.SIGCONT)
+    page.wait_for_function(live, timeout=10_000)

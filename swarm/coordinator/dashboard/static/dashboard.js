@@ -4,9 +4,11 @@
 (function () {
   const WINDOW_S = 600; // the charts show the last ten minutes
   const RETRY_MS = 2000;
+  const STALE_MS = 5000; // snapshots come every second: this long without one means the coordinator is stuck
   const COLORS = { blue: "#2f6fde", purple: "#8a4fd8", teal: "#138a8a", orange: "#d9822b" };
   let history = [];
   let source = null;
+  let lastMessage = 0;
 
   // ------------------------------------------------------------ small DOM helpers
 
@@ -355,6 +357,7 @@
     setConnection("connecting…", "wait");
     source = new EventSource("/events");
     source.onmessage = (event) => {
+      lastMessage = Date.now();
       setConnection("live", "live");
       render(JSON.parse(event.data));
     };
@@ -374,6 +377,10 @@
     connect();
   });
   window.addEventListener("resize", drawCharts);
+  setInterval(() => {
+    const open = source && source.readyState === EventSource.OPEN;
+    if (open && lastMessage && Date.now() - lastMessage > STALE_MS) setConnection("stale: no update for a while", "wait");
+  }, 1000);
   drawLegend();
   connect();
 })();
