@@ -37,6 +37,7 @@ _LINE_FAULTS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, Error
 MAX_LINE_ATTEMPTS = 5  # runs of one line that failed for the swarm's reasons before its error is kept
 READ_BLOCK_MS = 500
 STALL_FACTOR = 3  # times the reclaim time
+FORGET_CONSUMER_FACTOR = 10  # times the reclaim time: a runner idle this long, with nothing pending, is gone
 
 
 def request_slots(views: list[WorkerView]) -> int:
@@ -95,6 +96,7 @@ class BatchRunner:
         if time.monotonic() >= self._next_upkeep:
             self._next_upkeep = time.monotonic() + self._reclaim_after_s / 3
             await self._store.keep_claimed(self._consumer, list(self._running))
+            await self._store.forget_consumers(int(FORGET_CONSUMER_FACTOR * self._reclaim_after_s * 1000))
             if room:
                 stale = await self._store.claim_stale(self._consumer, int(self._reclaim_after_s * 1000), room)
                 self._start([item for item in stale if item.entry_id not in self._running])

@@ -182,6 +182,14 @@ class BatchStore:
                 keys.BATCH_WORK, keys.BATCH_GROUP, consumer, min_idle_time=0, message_ids=[*entry_ids], justid=True
             )
 
+    async def forget_consumers(self, min_idle_ms: int) -> int:
+        """Drops runners idle this long with nothing pending: each coordinator start adds one to the group."""
+        consumers: list[dict[str, Any]] = await self._redis.xinfo_consumers(keys.BATCH_WORK, keys.BATCH_GROUP)
+        gone = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= min_idle_ms]
+        for name in gone:
+            await self._redis.xgroup_delconsumer(keys.BATCH_WORK, keys.BATCH_GROUP, name)
+        return len(gone)
+
     async def work_for(self, item: WorkItem) -> LineWork | None:
         """The line to run, or None when it needs no run: job cancelled or expired, or result recorded."""
         async with self._redis.pipeline(transaction=False) as pipe:

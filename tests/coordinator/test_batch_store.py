@@ -87,6 +87,10 @@ def test_items_of_a_dead_runner_are_claimed_but_not_those_kept_alive(redis_url: 
         await store.keep_claimed("live-runner", [kept[0].entry_id])
         claimed = await store.claim_stale("new-runner", min_idle_ms=200, count=10)
         assert claimed == taken
+        await asyncio.sleep(0.3)
+        assert await store.forget_consumers(min_idle_ms=200) == 1  # the dead runner, its item taken over
+        names = {c["name"] for c in await redis.xinfo_consumers(keys.BATCH_WORK, keys.BATCH_GROUP)}
+        assert names == {"live-runner", "new-runner"}  # both hold an item
 
     with_store(redis_url, scenario)
 
