@@ -89,6 +89,7 @@ class WorkerActor:
             "name": self._name,
             "address": self.address(),
             "hostname": socket.gethostname(),
+            "node_id": str(importlib.import_module("ray").get_runtime_context().get_node_id()),
             "worker_pid": self._child.pid if self._child is not None else 0,
         }
 

@@ -92,6 +92,29 @@ def worker_addresses(swarm: RunningSwarm) -> dict[str, str]:
         return {w.info.worker_id: w.info.address for w in client.status().workers if w.up}
 
 
+PLACEMENT_PROBE = """
+import json, sys, ray
+ray.init(address=sys.argv[1], namespace="swarm", log_to_driver=False)
+groups = [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
+print(json.dumps({"groups": [[g["strategy"], list(g["bundles"].values())] for g in groups],
+                  "free_cpus": ray.available_resources().get("CPU", 0)}))
+"""
+
+
+def assert_placed_in_one_spread_group(address: str) -> None:
+    """Each worker reserved its thread's CPU from a SPREAD placement group: the 2-CPU cluster has none left."""
+    probe = subprocess.run(
+        [sys.executable, "-c", PLACEMENT_PROBE, address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **HEAD_ENV},
+        check=True,
+    )
+    placement = json.loads(probe.stdout.splitlines()[-1])
+    assert placement == {"groups": [["SPREAD", [{"CPU": 1.0}] * 2]], "free_cpus": 0}
+
+
 def test_ray_workers_join_survive_a_killed_worker_and_leave(
     make_swarm: object, ray_cluster: str, tiny_model: Path
 ) -> None:
@@ -124,6 +147,8 @@ def test_ray_workers_join_survive_a_killed_worker_and_leave(
 
     before = ray_workers(ray_cluster)
     assert [row["state"] for row in before.values()] == ["running", "running"]
+    assert all(row["node_id"] for row in before.values())
+    assert_placed_in_one_spread_group(ray_cluster)
     killed_pid = int(str(before["swarm-worker-0"]["worker_pid"]))
     os.kill(killed_pid, signal.SIGKILL)  # the worker process dies as on a crash; its actor exits, Ray restarts it
     assert served(swarm), "the swarm stopped serving when one worker died"
