@@ -100,26 +100,28 @@ class CoordinatorAdvertiser:
 
     def __init__(self, listen: str, grpc_port: int, http: str, swarm_name: str = "") -> None:
         """listen and http are the coordinator's HOST:PORT flags (http empty: none); grpc_port the port it bound."""
-        listen_host, _ = split_host_port(listen)
-        http_port = split_host_port(http)[1] if http else 0
-        self._addresses = advertised_addresses(listen_host)
-        # A coordinator bound to one address advertises on that interface only (127.0.0.1: this machine only).
-        self._interfaces: Any = InterfaceChoice.All if listen_host in WILDCARD_HOSTS else self._addresses
-        self._info = coordinator_info(self._addresses, grpc_port, http_port, __version__, check_swarm_name(swarm_name))
+        self._listen_host, _ = split_host_port(listen)
+        self._ports = (grpc_port, split_host_port(http)[1] if http else 0)
+        self._swarm_name = check_swarm_name(swarm_name)
+        self._info: ServiceInfo | None = None
         self._zeroconf: AsyncZeroconf | None = None
         self._registering: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Starts registering in the background: probing for a unique name takes about a second."""
         try:
-            self._zeroconf = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
-        except OSError as exc:
+            addresses = advertised_addresses(self._listen_host)
+            self._info = coordinator_info(addresses, *self._ports, __version__, self._swarm_name)
+            # A coordinator bound to one address advertises on that interface only (127.0.0.1: this machine only).
+            interfaces: Any = InterfaceChoice.All if self._listen_host in WILDCARD_HOSTS else addresses
+            self._zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
+        except OSError as exc:  # an IPv6-only listen address, no multicast route, no interface
             log.warning("not advertising on the LAN (mDNS unavailable: %s); workers must be given the address", exc)
             return
         self._registering = asyncio.create_task(self._register(), name="mdns-advertise")
 
     async def _register(self) -> None:
-        if self._zeroconf is None:
+        if self._zeroconf is None or self._info is None:
             return
         try:
             announced = await self._zeroconf.async_register_service(self._info, allow_name_change=True)
@@ -127,7 +129,7 @@ class CoordinatorAdvertiser:
         except (OSError, ValueError, ZeroconfError) as exc:
             log.warning("not advertising on the LAN: %s", exc)
             return
-        log.info("advertising %s at %s over mDNS", self._info.name, ", ".join(self._addresses))
+        log.info("advertising %s at %s over mDNS", self._info.name, ", ".join(self._info.parsed_addresses()))
 
     async def close(self) -> None:
         if self._registering is not None:
@@ -135,8 +137,9 @@ class CoordinatorAdvertiser:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._registering
         if self._zeroconf is not None:
-            with contextlib.suppress(OSError, KeyError):
-                await self._zeroconf.async_unregister_service(self._info)
+            if self._info is not None:
+                with contextlib.suppress(OSError, KeyError):
+                    await self._zeroconf.async_unregister_service(self._info)
             await self._zeroconf.async_close()
             self._zeroconf = None
 

@@ -7,6 +7,7 @@ delivers the datagram back to the sockets that joined the group on that interfac
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from swarm.cli.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.shared.discovery import (
     NOT_FOUND,
     SERVICE_TYPE,
+    CoordinatorAdvertiser,
     DiscoveryError,
     FoundCoordinator,
     check_swarm_name,
@@ -134,3 +136,13 @@ def test_join_without_an_address_says_so_when_no_coordinator_answers(tiny_model:
     assert result.returncode == 2
     assert f"swarm join: error: {NOT_FOUND}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_coordinator_that_cannot_advertise_still_starts(caplog: pytest.LogCaptureFixture) -> None:
+    async def start_and_close() -> None:
+        advertiser = CoordinatorAdvertiser("[::1]:50051", 50051, "")  # mDNS here is IPv4 only
+        advertiser.start()
+        await advertiser.close()
+
+    asyncio.run(start_and_close())
+    assert "not advertising on the LAN" in caplog.text
