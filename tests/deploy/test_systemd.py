@@ -156,3 +156,6 @@ def test_each_unit_runs_a_command_swarm_accepts(unit: str, env: str) -> None:
     assert args.token == values["SWARM_TOKEN"]
     # An empty SWARM_COORDINATOR reaches `swarm join` as "", which means: find the coordinator on the LAN.
     assert build_parser().parse_args(expand_exec_start(exec_start, {**values, "SWARM_COORDINATOR": ""})[1:])
+    # The commented TLS placeholders are flags swarm has, too.
+    for placeholder in re.findall(r"^# (SWARM_[A-Z]+_ARGS)=(.+)$", (UNITS / env).read_text(), re.MULTILINE):
+        assert build_parser().parse_args(expand_exec_start(exec_start, {**values, placeholder[0]: placeholder[1]})[1:])
