@@ -8,6 +8,7 @@ check-jsonschema package, no network needed); `docker compose config` runs too w
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from swarm.cli.main import build_parser
+from tests.conftest import RunningSwarm
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,3 +101,23 @@ def test_each_service_command_is_one_swarm_accepts(service: str) -> None:
     assert args.token == "secret"
     if service.startswith("worker"):
         assert args.worker_id == service and args.advertise == f"{service}:50052"
+
+
+def test_the_health_checks_pass_on_a_real_swarm_and_fail_without_it(make_swarm: object) -> None:
+    swarm: RunningSwarm = make_swarm(workers=0)  # type: ignore[operator]
+    swarm.add_worker("--worker-id", "worker-1")
+    swarm.wait_for_workers(1)
+    services = compose()["services"]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SWARM_COORDINATOR": swarm.address}
+
+    def healthy(service: str, **extra_env: str) -> bool:
+        kind, *command = services[service]["healthcheck"]["test"]
+        argv = ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
+        argv = [part.replace("127.0.0.1:8080", swarm.http) for part in argv]
+        return run(*argv, env={**env, **extra_env}).returncode == 0
+
+    assert healthy("coordinator")
+    assert healthy("worker-1", SWARM_WORKER_ID="worker-1")
+    assert not healthy("worker-2", SWARM_WORKER_ID="worker-2")  # not joined
+    swarm.processes.stop()
+    assert not healthy("coordinator")
