@@ -44,40 +44,33 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
-def test_the_worker_role_runs_in_check_mode_on_localhost(tmp_path: Path) -> None:
+def check_run(tmp_path: Path, group: str, *extra_vars: str) -> str:
+    """ansible-playbook site.yml --check --diff with localhost as the only host of group; returns its output."""
     inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        f"[workers]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n\n[coordinator]\n"
-    )
+    local = f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}"
+    inventory.write_text("\n".join(f"[{g}]\n{local if g == group else ''}" for g in ("workers", "coordinator")))
+    argv: list[str | Path] = [BIN / "ansible-playbook", "-i", inventory, "site.yml", "--check", "--diff"]
+    for assignment in ("swarm_manage_services=false", f"swarm_common_pip_spec={ROOT}", *extra_vars):
+        argv += ["-e", assignment]
     result = subprocess.run(
-        [
-            BIN / "ansible-playbook",
-            "-i",
-            inventory,
-            "site.yml",
-            "--check",
-            "--diff",
-            "--limit",
-            "workers",
-            "-e",
-            "swarm_manage_services=false",
-            "-e",
-            "swarm_coordinator_address=127.0.0.1:50051",
-            "-e",
-            f"swarm_common_pip_spec={ROOT}",
-            "-e",
-            "swarm_worker_threads=3",
-        ],
-        cwd=ANSIBLE,
-        env=ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
+        argv, cwd=ANSIBLE, env=ansible_env(tmp_path), capture_output=True, text=True, timeout=100, check=False
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "failed=0" in output and "unreachable=0" in output
-    assert "+SWARM_COORDINATOR=127.0.0.1:50051" in output  # the env file it would write
+    return output
+
+
+def test_the_worker_role_runs_in_check_mode_on_localhost(tmp_path: Path) -> None:
+    output = check_run(
+        tmp_path, "workers", "swarm_token=s3cret", "swarm_worker_threads=3", "swarm_coordinator_address=10.0.0.1:50051"
+    )
+    assert "Write the worker's settings] ***" in output and "s3cret" not in output  # no token in diffs
     assert "+CPUQuota=300%" in output  # the drop-in follows the threads
     assert "+ExecStart=/opt/swarm/venv/bin/swarm join" in output  # the unit from deploy/systemd
+
+
+def test_the_coordinator_role_runs_in_check_mode_on_localhost(tmp_path: Path) -> None:
+    output = check_run(tmp_path, "coordinator", "swarm_token=s3cret")
+    assert "Write the coordinator's settings] ***" in output and "s3cret" not in output
+    assert "+ExecStart=/opt/swarm/venv/bin/swarm coordinator" in output
