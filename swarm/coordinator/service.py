@@ -205,7 +205,9 @@ class InferenceService:
     async def _prune_assigner(self) -> None:
         if self._assigner is not None:
             views = self._dispatcher.views()
-            self._assigner.prune((v.info.worker_id for v in views if v.up), (v.info.worker_id for v in views))
+            # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it).
+            dead = (v.info.worker_id for v in views if not v.up and v.heartbeat_age_s > self._config.heartbeat_ttl_s)
+            self._assigner.prune(dead, (v.info.worker_id for v in views))
             await self._save_plan()
 
     async def _save_plan(self) -> None:

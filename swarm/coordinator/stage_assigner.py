@@ -140,14 +140,14 @@ class StageAssigner:
         serving = self._serving.get(node_id)
         return serving is not None and self._parts.get(node_id) != serving
 
-    def prune(self, up: Iterable[str], registered: Iterable[str]) -> None:
-        """Forgets nodes that went down, or asked long ago and never joined; re-plans if any went."""
-        up_ids, known = set(up), set(registered)
+    def prune(self, dead: Iterable[str], registered: Iterable[str]) -> None:
+        """Forgets nodes that died, or asked long ago and never joined; re-plans if any went."""
+        dead_ids, known = set(dead), set(registered)
         now = time.time()
         gone = [
             node
             for node, (_, asked) in self._offers.items()
-            if (node in known and node not in up_ids) or (node not in known and now - asked > UNJOINED_OFFER_TTL_S)
+            if node in dead_ids or (node not in known and now - asked > UNJOINED_OFFER_TTL_S)
         ]
         for node in gone:
             log.info("node %s is gone; re-planning %s without it", node, self.model)

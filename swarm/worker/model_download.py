@@ -7,6 +7,7 @@ once its sha256 matches the stage plan. A cached file with the right sha256 need
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -93,6 +94,24 @@ def download_stage(
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     folder = cache_dir / model
+    folder.mkdir(parents=True, exist_ok=True)
+    # Workers on one PC share the cache: one downloads, the others wait and find the file cached.
+    with (folder / f"{stage.file}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch(coordinator, model, stage, folder, token, progress, attempts, call_timeout_s, tls)
+
+
+def _fetch(
+    coordinator: str,
+    model: str,
+    stage: StageFile,
+    folder: Path,
+    token: str,
+    progress: bool,
+    attempts: int,
+    call_timeout_s: float,
+    tls: TlsFiles | None,
+) -> Path:
     target = folder / stage.file
     if target.is_file():
         found = sha256_of(target)
@@ -101,7 +120,6 @@ def download_stage(
             return target
         log.warning("cached %s has sha256 %s, not %s; downloading it again", target, found, stage.sha256)
         target.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     digest, size = _resume(partial, stage)
 
@@ -135,17 +153,7 @@ def download_stage(
         partial.unlink(missing_ok=True)
         if size:  # the bytes kept from an earlier run may be what is wrong: fetch the whole file once more
             log.warning("resumed %s hashes to %s, not %s; downloading it whole", stage.file, found, stage.sha256)
-            return download_stage(
-                coordinator,
-                model,
-                stage,
-                cache_dir,
-                token,
-                progress,
-                attempts=attempts,
-                call_timeout_s=call_timeout_s,
-                tls=tls,
-            )
+            return _fetch(coordinator, model, stage, folder, token, progress, attempts, call_timeout_s, tls)
         raise CorruptDownload(
             f"downloaded {stage.file} from {coordinator} has sha256 {found}, expected {stage.sha256}; deleted it"
         )

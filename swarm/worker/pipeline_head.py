@@ -32,6 +32,9 @@ def _read_replies(replies: Any, inbox: queue.SimpleQueue[pb.StageStepResult | st
         inbox.put(exc.details() or exc.code().name)
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
 class StageLink:
     """A stream to the next stage: send one step, wait for its tokens (called on the engine thread)."""
 
@@ -43,20 +46,31 @@ class StageLink:
         self._channel = channel(address, tls)
         self._stub = pb_grpc.StageStub(self._channel)
         self._metadata = bearer_metadata(token)
-        self._open()
+        self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
+        self._replies: Any = None  # the open stream; None until a step needs one
 
     def _open(self) -> None:
-        self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
-        # wait_for_ready: the next stage may still be loading its weights when the first step comes.
+        # The next stage may still be loading its weights: wait for it, but not forever, since a dead
+        # one must fail the step (and the request move on) rather than hang the whole pipeline.
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=CONNECT_TIMEOUT_S)
+        except grpc.FutureTimeoutError:
+            raise ConnectionError(
+                f"next stage {self.address} is not reachable (waited {CONNECT_TIMEOUT_S:.0f} s)"
+            ) from None
+        self._outbox = queue.SimpleQueue()
         self._replies = self._stub.Forward(iter(self._outbox.get, None), metadata=self._metadata, wait_for_ready=True)
         # Replies are read on their own thread so a step can time out: a stalled (not dead) next
         # stage must fail the step rather than hang every session of this pipeline.
-        self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
+        self._inbox = queue.SimpleQueue()
         reader = threading.Thread(target=_read_replies, args=(self._replies, self._inbox), daemon=True)
         reader.start()
 
     def exchange(self, step: pb.StageStep) -> dict[int, int]:
         """The tokens of the step; raises ConnectionError, and opens a fresh stream for the next step."""
+        if self._replies is None:
+            self._open()
         self._outbox.put(step)
         try:
             reply = self._inbox.get(timeout=self._step_timeout_s)
@@ -65,7 +79,7 @@ class StageLink:
         if isinstance(reply, str):
             self._replies.cancel()
             self._outbox.put(None)
-            self._open()
+            self._replies = None
             raise ConnectionError(f"next stage {self.address} failed: {reply}")
         return tokens_from_wire(reply)
 

@@ -29,6 +29,9 @@ from swarm.worker.servicer import WorkerServicer
 log = logging.getLogger(__name__)
 
 
+REASSIGN_GRACE_S = 3.0
+
+
 def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_length: int) -> WorkerInfo:
     """What this worker tells the coordinator about itself when it joins."""
     address = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
@@ -129,9 +132,11 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
             servicer.draining = True
             if worker_id is not None:
                 await membership.announce_drain()
-            log.info("leaving: waiting up to %.0f s for %d running requests", config.drain_timeout_s, servicer.active)
+            # Moved by the plan: its pipeline may be broken already, so running work moves on sooner.
+            grace_s = min(config.drain_timeout_s, REASSIGN_GRACE_S) if membership.reassigned else config.drain_timeout_s
+            log.info("leaving: waiting up to %.0f s for %d running requests", grace_s, servicer.active)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(servicer.idle.wait(), config.drain_timeout_s)
+                await asyncio.wait_for(servicer.idle.wait(), grace_s)
             if not servicer.idle.is_set():
                 log.info("handing %d unfinished requests back to the coordinator", servicer.hand_back())
                 with contextlib.suppress(TimeoutError):

@@ -48,5 +48,5 @@ def test_two_small_offers_form_a_pipeline_and_a_lost_node_moves_the_other(six_la
     restored.restore(state_from_json(state_to_json(assigner.snapshot())))
     assert restored.plan == assigner.plan and not restored.must_reassign("a")
 
-    restored.prune(up=["a"], registered=["a", "b"])  # b went down
+    restored.prune(dead=["b"], registered=["a", "b"])
     assert restored.plan is None and restored.must_reassign("a")

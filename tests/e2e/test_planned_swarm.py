@@ -9,6 +9,7 @@ import llama_cpp
 
 from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
+from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -18,7 +19,7 @@ SMALL, BIG = "70M", "500M"
 
 
 def workers(swarm: RunningSwarm) -> list[ManagedProcess]:
-    return [p for p in swarm.processes.processes if p.name.startswith(("small", "big"))]
+    return [p for p in swarm.processes.processes if p.name != "coordinator"]
 
 
 def roles(client: SwarmClient) -> dict[str, str]:
@@ -86,3 +87,39 @@ def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_rep
         served = client.generate(PROMPT, max_tokens=24, temperature=0.0)
         assert served.finished.worker_id == "big"
         assert served.text == piped.text
+
+
+def test_a_stage_lost_mid_stream_is_replanned_onto_the_nodes_left_and_the_stream_continues(
+    make_swarm: MakeSwarm, slow_model: Path, tmp_path: Path
+) -> None:
+    swarm = make_swarm(
+        workers=0,
+        model=slow_model,
+        coordinator_args=("--plan-model", str(slow_model), "--plan-model-name", "slow", "--stages-dir", str(tmp_path)),
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}
+    for name in ("n1", "n2", "n3"):  # three small nodes: a pipeline and a replica of its bottleneck stage
+        swarm.processes.start_auto_worker(
+            swarm.address, "--worker-id", name, "--memory", SMALL, "--speed", "1e9", "--threads", "1",
+            "--context", "512", name=name, env=env,
+        )  # fmt: skip
+    swarm.wait_for_workers(3)
+    with swarm.client() as client:
+        reference = client.generate(PROMPT, max_tokens=300, temperature=0.0)
+        layout = roles(client)
+        last = [w for w, r in layout.items() if r.startswith("stage 2/2")]
+        assert len(layout) == 3 and last, layout
+        text = ""
+        for event in client.stream(PROMPT, max_tokens=300, temperature=0.0):
+            if isinstance(event, TextPiece):
+                text += event.text
+                if len(text) > 40 and last:
+                    for node in last:  # every last stage dies: the plan must be redone with what is left
+                        next(p for p in workers(swarm) if p.name == node).kill()
+                    last = []
+            elif isinstance(event, Finished):
+                finished = event
+        assert text == reference.text
+        assert finished.completion_tokens == 300
+        after = roles(client)
+        assert sorted(r.split(" L")[0] for r in after.values()) == ["stage 1/2", "stage 2/2"], after
