@@ -39,6 +39,10 @@ def job_state(client: BatchClient, job_id: str) -> BatchSummary:
         return BatchSummary(job_id, BatchState.RUNNING, 0, 0, 0, 0)
 
 
+# Long enough lines that the faults below land mid-job even on a fast, idle machine.
+LINE_TOKENS = 96
+
+
 @pytest.mark.timeout(240)
 def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tiny_model: Path, tmp_path: Path) -> None:
     processes = LocalSwarm(log_dir=tmp_path)
@@ -51,10 +55,10 @@ def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tin
         coordinator = processes.start_coordinator(address, http, *coordinator_args)
         swarm = RunningSwarm(processes, address, http, tiny_model, coordinator)
         swarm.wait_for_coordinator()
-        swarm.add_worker(name="worker-0")
-        doomed = swarm.add_worker(name="worker-1")
+        swarm.add_worker("--slots", "1", name="worker-0")
+        doomed = swarm.add_worker("--slots", "1", name="worker-1")
         swarm.wait_for_workers(2)
-        lines = greedy_lines(100, max_tokens=24)
+        lines = greedy_lines(100, max_tokens=LINE_TOKENS)
 
         with BatchClient(address) as client:
             job = client.submit(lines)
@@ -87,7 +91,7 @@ def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tin
         assert (finished.done, finished.failed, finished.total) == (100, 0, 100)
         assert [r.line for r in results] == list(range(1, 101))
         assert [r.custom_id for r in results] == [f"q{i}" for i in range(100)]
-        assert all(not r.error and r.completion_tokens == 24 for r in results)
+        assert all(not r.error and r.completion_tokens == LINE_TOKENS for r in results)
         store = redis.Redis.from_url(redis_url, decode_responses=True)
         assert store.hlen(keys.batch_results_key(job.job_id)) == 100  # each line recorded once
         assert store.xlen(keys.BATCH_WORK) == 0  # every work item acknowledged
@@ -95,7 +99,9 @@ def test_a_job_survives_a_coordinator_kill_a_worker_kill_and_a_redis_restart(tin
 
         with swarm.client() as direct, ThreadPoolExecutor(4) as pool:
             texts = list(
-                pool.map(lambda line: direct.generate(line.request.prompt, max_tokens=24, temperature=0).text, lines)
+                pool.map(
+                    lambda line: direct.generate(line.request.prompt, max_tokens=LINE_TOKENS, temperature=0).text, lines
+                )
             )
         assert [r.text for r in results] == texts
     finally:
