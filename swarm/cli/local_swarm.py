@@ -31,7 +31,7 @@ REDIS_MISSING = (
 # a long while after each decode (libgomp's default spin count), so a waiting stage would
 # burn the cores the computing stage needs: 0.65x the whole model on 2 cores instead of
 # 0.91x with a short spin (docs/benchmarks.md). Separate PCs keep the default.
-SHARED_CORES_ENV = {"GOMP_SPINCOUNT": "20000"}
+SHARED_CORES_ENV = {"GOMP_SPINCOUNT": "5000"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
