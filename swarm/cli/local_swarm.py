@@ -30,7 +30,7 @@ REDIS_MISSING = (
 # Stages on one machine take turns on the same cores. llama.cpp's OpenMP threads spin for
 # a long while after each decode (libgomp's default spin count), so a waiting stage would
 # burn the cores the computing stage needs: 0.65x the whole model on 2 cores instead of
-# 0.91x with a short spin (docs/benchmarks.md). Separate PCs keep the default.
+# 0.94x with a short spin (docs/benchmarks.md). Separate PCs keep the default.
 SHARED_CORES_ENV = {"GOMP_SPINCOUNT": "5000"}
 
 

@@ -28,9 +28,27 @@ class StoredRequest:
     result: StoredResult | None = None
 
 
+# KEYS: the queue, the running set, then one request hash per ARGV pair (request id, worker id).
+_CLAIM = """
+local won = {}
+for i = 3, #KEYS do
+  local id, worker = ARGV[2 * (i - 3) + 1], ARGV[2 * (i - 3) + 2]
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('SADD', KEYS[2], id)
+    redis.call('HSET', KEYS[i], 'state', 'running', 'worker', worker)
+    won[#won + 1] = 1
+  else
+    won[#won + 1] = 0
+  end
+end
+return won
+"""
+
+
 class RequestStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._claim = redis.register_script(_CLAIM)
 
     async def enqueue(self, request: GenerationRequest) -> int:
         now_ms = int(time.time() * 1000)
@@ -68,21 +86,15 @@ class RequestStore:
     async def claim_many(self, pairs: list[tuple[str, str]]) -> list[bool]:
         """Takes (request id, worker id) pairs off the queue; False where someone else took it first.
 
-        Two round trips however many requests: the ZREMs decide who won, then the winners
-        are marked running.
+        One atomic script, however many requests: a request leaves the queue only together with
+        being marked running, so a Redis restart in between cannot lose it.
         """
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for request_id, _ in pairs:
-                pipe.zrem(keys.QUEUE, request_id)
-            won = [bool(removed) for removed in await pipe.execute()]
-        if any(won):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for (request_id, worker_id), ok in zip(pairs, won, strict=True):
-                    if ok:
-                        pipe.sadd(keys.RUNNING, request_id)
-                        pipe.hset(keys.request_key(request_id), mapping={"state": "running", "worker": worker_id})
-                await pipe.execute()
-        return won
+        if not pairs:
+            return []
+        request_keys = [keys.request_key(request_id) for request_id, _ in pairs]
+        flat = [value for pair in pairs for value in pair]
+        won = await self._claim(keys=[keys.QUEUE, keys.RUNNING, *request_keys], args=flat)
+        return [bool(w) for w in won]
 
     async def requeue(self, request_id: str, enqueued_ms: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
