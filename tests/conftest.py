@@ -136,3 +136,4 @@ def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[obj
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("SWARM_COORDINATOR", None)  # tests always name their coordinator
+    os.environ.pop("SWARM_TOKEN", None)  # and their token

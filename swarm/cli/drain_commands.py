@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -26,7 +27,9 @@ def add_parsers(commands: Any, default_address: str) -> None:
     )
     for p in (d, leave):
         p.add_argument("--coordinator", default=None, help=coordinator_help)
-        p.add_argument("--token", default="", help="the swarm's join token")
+        p.add_argument(
+            "--token", default=os.environ.get("SWARM_TOKEN", ""), help="the swarm's join token ($SWARM_TOKEN)"
+        )
         p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for them to leave (0: don't wait)")
         add_client_flags(p)
     d.set_defaults(run=run_drain)

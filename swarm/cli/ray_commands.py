@@ -32,7 +32,7 @@ def add_parsers(commands: Any) -> None:
         default=os.environ.get("SWARM_COORDINATOR", ""),
         help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else each worker finds it on its LAN)",
     )
-    up.add_argument("--token", default="", help="the swarm's join token")
+    up.add_argument("--token", default=os.environ.get("SWARM_TOKEN", ""), help="the swarm's join token ($SWARM_TOKEN)")
     up.add_argument("--pack", action="store_true", help="pack workers onto few nodes instead of one per node")
     up.add_argument("--listen-host", default="0.0.0.0", help="address each worker listens on (default %(default)s)")
     up.add_argument("--advertise-host", default="", help="address the coordinator dials (default: the node's Ray IP)")

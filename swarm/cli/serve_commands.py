@@ -30,7 +30,9 @@ def add_coordinator_parser(commands: Any) -> None:
         default=os.environ.get("SWARM_REDIS", "redis://127.0.0.1:6379/0"),
         help="Redis URL (default $SWARM_REDIS or redis://127.0.0.1:6379/0; the environment keeps a password out of ps)",
     )
-    p.add_argument("--token", default="", help="join token workers must present")
+    p.add_argument(
+        "--token", default=os.environ.get("SWARM_TOKEN", ""), help="join token workers must present ($SWARM_TOKEN)"
+    )
     add_api_key_flags(p)
     add_tls_flags(p, serves=True)
     p.add_argument("--default-model", default="", help="model used when a request names none")
@@ -133,7 +135,9 @@ def add_join_parser(commands: Any) -> None:
     p.add_argument("--context", type=int, default=2048, help="tokens per sequence (default %(default)s)")
     p.add_argument("--listen", default="0.0.0.0:0", help="worker gRPC HOST:PORT (default: any free port)")
     p.add_argument("--advertise", default="", help="HOST:PORT the coordinator should dial (default: derived)")
-    p.add_argument("--token", default="", help="the swarm's join token")
+    p.add_argument(
+        "--token", default=os.environ.get("SWARM_TOKEN", ""), help="the swarm's join token (default $SWARM_TOKEN)"
+    )
     add_tls_flags(p, serves=True)
     p.add_argument("--model-name", default="", help="name clients use (default: file name without .gguf)")
     p.add_argument("--worker-id", default="", help="stable id (default: HOSTNAME-PORT)")
