@@ -12,6 +12,7 @@ import redis
 
 from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.client import SwarmCallError, SwarmClient
+from swarm.coordinator import redis_keys
 from swarm.engine.synthetic_model import write_tiny_llama
 from swarm.shared.default_model import default_model_path
 
@@ -49,6 +50,15 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gemma_model() -> Path:
     """The real default model (Gemma 3 270M Q4_K_M), assembled once into the user's cache."""
     return default_model_path(progress=False)
+
+
+def serving_worker(redis_url: str, request_id: str) -> str:
+    """The worker id the coordinator handed a running request to, as Redis has it."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return str(client.hget(redis_keys.request_key(request_id), "worker") or "")
+    finally:
+        client.close()
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from swarm.shared.batch_types import BatchLine, BatchResult, BatchState, BatchSummary
-from swarm.shared.types import FinishReason
 from swarm.wire import swarm_pb2 as pb
-from swarm.wire.convert import raw_request_from_wire
+from swarm.wire.convert import REASON_FROM_WIRE, REASON_TO_WIRE, raw_request_from_wire
 
 _STATE_TO_WIRE = {
     BatchState.RUNNING: pb.BATCH_STATE_RUNNING,
@@ -15,12 +14,6 @@ _STATE_TO_WIRE = {
     BatchState.CANCELLED: pb.BATCH_STATE_CANCELLED,
 }
 _STATE_FROM_WIRE = {v: k for k, v in _STATE_TO_WIRE.items()}
-_REASON_TO_WIRE = {
-    FinishReason.STOP: pb.FINISH_REASON_STOP,
-    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
-    FinishReason.CANCELLED: pb.FINISH_REASON_CANCELLED,
-}
-_REASON_FROM_WIRE = {v: k for k, v in _REASON_TO_WIRE.items()}
 
 
 def batch_line_from_wire(msg: pb.GenerateRequest) -> BatchLine:
@@ -60,7 +53,7 @@ def batch_result_to_wire(result: BatchResult) -> pb.BatchResult:
         line=result.line,
         custom_id=result.custom_id,
         text=result.text,
-        finish_reason=_REASON_TO_WIRE[result.finish_reason] if result.finish_reason else pb.FINISH_REASON_UNSPECIFIED,
+        finish_reason=REASON_TO_WIRE[result.finish_reason] if result.finish_reason else pb.FINISH_REASON_UNSPECIFIED,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         error=result.error,
@@ -72,7 +65,7 @@ def batch_result_from_wire(msg: pb.BatchResult) -> BatchResult:
         line=msg.line,
         custom_id=msg.custom_id,
         text=msg.text,
-        finish_reason=_REASON_FROM_WIRE.get(msg.finish_reason),
+        finish_reason=REASON_FROM_WIRE.get(msg.finish_reason),
         prompt_tokens=msg.prompt_tokens,
         completion_tokens=msg.completion_tokens,
         error=msg.error,

@@ -18,12 +18,12 @@ from swarm.shared.types import (
 )
 from swarm.wire import swarm_pb2 as pb
 
-_REASON_TO_WIRE = {
+REASON_TO_WIRE = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
     FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
     FinishReason.CANCELLED: pb.FINISH_REASON_CANCELLED,
 }
-_REASON_FROM_WIRE = {v: k for k, v in _REASON_TO_WIRE.items()}
+REASON_FROM_WIRE = {v: k for k, v in REASON_TO_WIRE.items()}
 
 
 def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
@@ -48,7 +48,7 @@ def event_to_wire(request_id: str, event: GenerationEvent) -> pb.GenerateRespons
         piece = pb.TextPiece(text=event.text, token_ids=event.token_ids)
         return pb.GenerateResponse(request_id=request_id, piece=piece)
     finished = pb.Finished(
-        reason=_REASON_TO_WIRE[event.reason],
+        reason=REASON_TO_WIRE[event.reason],
         prompt_tokens=event.prompt_tokens,
         completion_tokens=event.completion_tokens,
         worker_id=event.worker_id,
@@ -64,7 +64,7 @@ def event_from_wire(msg: pb.GenerateResponse) -> GenerationEvent:
         raise ValueError("GenerateResponse carries neither a piece nor a finish")
     f = msg.finished
     return Finished(
-        reason=_REASON_FROM_WIRE.get(f.reason, FinishReason.STOP),
+        reason=REASON_FROM_WIRE.get(f.reason, FinishReason.STOP),
         prompt_tokens=f.prompt_tokens,
         completion_tokens=f.completion_tokens,
         worker_id=f.worker_id,

@@ -10,8 +10,7 @@ from pathlib import Path
 from swarm.cli.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.client import SwarmClient
 from swarm.shared.types import Finished, TextPiece
-from tests.conftest import RunningSwarm
-from tests.e2e.test_failover import serving_worker
+from tests.conftest import RunningSwarm, serving_worker
 
 MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "Once upon a time"

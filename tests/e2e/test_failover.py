@@ -6,27 +6,16 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
 from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
-from swarm.coordinator import redis_keys
 from swarm.engine.stage_files import split_model
 from swarm.shared.types import Finished, TextPiece
-from tests.conftest import RunningSwarm
+from tests.conftest import RunningSwarm, serving_worker
 
 MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "Once upon a time"
 MAX_TOKENS = 300
 ROUNDS = 10
-
-
-def serving_worker(redis_url: str, request_id: str) -> str:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return str(client.hget(redis_keys.request_key(request_id), "worker") or "")
-    finally:
-        client.close()
 
 
 def worker_up(client: SwarmClient, worker_id: str) -> bool:

@@ -26,33 +26,24 @@ def roles(client: SwarmClient) -> dict[str, str]:
     return {w.info.worker_id: w.info.role for w in client.status().workers if w.up}
 
 
+class PlannedSwarm:
+    """A coordinator planning the slow model, and `swarm join --auto` nodes with empty caches."""
+
+    def __init__(self, make_swarm: MakeSwarm, slow_model: Path, tmp_path: Path) -> None:
+        plan = ("--plan-model", str(slow_model), "--plan-model-name", "slow", "--stages-dir", str(tmp_path))
+        self.swarm = make_swarm(workers=0, model=slow_model, coordinator_args=plan)
+        self._env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}  # nothing on disk: every file is downloaded
+
+    def offer(self, name: str, memory: str, context: int = 256) -> None:
+        flags = ("--worker-id", name, "--memory", memory, "--speed", "1e9", "--threads", "1", "--context", str(context))
+        self.swarm.processes.start_auto_worker(self.swarm.address, *flags, name=name, env=self._env)
+
+
 def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_replanned(
     make_swarm: MakeSwarm, slow_model: Path, tmp_path: Path
 ) -> None:
-    swarm = make_swarm(
-        workers=0,
-        model=slow_model,
-        coordinator_args=("--plan-model", str(slow_model), "--plan-model-name", "slow", "--stages-dir", str(tmp_path)),
-    )
-    env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}  # nothing on disk: every file is downloaded
-
-    def offer(name: str, memory: str) -> None:
-        swarm.processes.start_auto_worker(
-            swarm.address,
-            "--worker-id",
-            name,
-            "--memory",
-            memory,
-            "--speed",
-            "1e9",
-            "--threads",
-            "1",
-            "--context",
-            "256",
-            name=name,
-            env=env,
-        )
-
+    planned = PlannedSwarm(make_swarm, slow_model, tmp_path)
+    swarm, offer = planned.swarm, planned.offer
     offer("small-a", SMALL)
     offer("small-b", SMALL)
     swarm.wait_for_workers(2)
@@ -92,17 +83,10 @@ def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_rep
 def test_a_stage_lost_mid_stream_is_replanned_onto_the_nodes_left_and_the_stream_continues(
     make_swarm: MakeSwarm, slow_model: Path, tmp_path: Path
 ) -> None:
-    swarm = make_swarm(
-        workers=0,
-        model=slow_model,
-        coordinator_args=("--plan-model", str(slow_model), "--plan-model-name", "slow", "--stages-dir", str(tmp_path)),
-    )
-    env = {"XDG_CACHE_HOME": str(tmp_path / "worker-cache")}
+    planned = PlannedSwarm(make_swarm, slow_model, tmp_path)
+    swarm = planned.swarm
     for name in ("n1", "n2", "n3"):  # three small nodes: a pipeline and a replica of its bottleneck stage
-        swarm.processes.start_auto_worker(
-            swarm.address, "--worker-id", name, "--memory", SMALL, "--speed", "1e9", "--threads", "1",
-            "--context", "512", name=name, env=env,
-        )  # fmt: skip
+        planned.offer(name, SMALL, context=512)
     swarm.wait_for_workers(3)
     with swarm.client() as client:
         reference = client.generate(PROMPT, max_tokens=300, temperature=0.0)
