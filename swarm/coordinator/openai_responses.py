@@ -14,6 +14,7 @@ from swarm.shared.types import Finished, ModelSummary
 # HTTP status, OpenAI error type and code for each swarm error.
 _ERROR_SHAPES: dict[ErrorCode, tuple[int, str, str | None]] = {
     ErrorCode.INVALID_ARGUMENT: (400, "invalid_request_error", None),
+    ErrorCode.FAILED_PRECONDITION: (400, "invalid_request_error", None),
     ErrorCode.NOT_FOUND: (404, "invalid_request_error", "model_not_found"),
     ErrorCode.UNAUTHENTICATED: (401, "invalid_request_error", "invalid_api_key"),
     ErrorCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error", "rate_limit_exceeded"),
