@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from swarm.engine.session_table import NoFreeSession, SessionTable
 from swarm.engine.stage_executor import PipelineStep, StageExecutor, StageWork
 from swarm.shared.auth import TokenGate, bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
@@ -43,6 +44,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         self._gate = TokenGate(token, "stage call")
         self._step_timeout_s = step_timeout_s
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-stage")
+        self._sessions = SessionTable(executor.slots)
         self._channel: grpc.aio.Channel | None = None
 
     async def Forward(
@@ -52,15 +54,18 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         downstream = self._open_downstream()
         loop = asyncio.get_running_loop()
         n_embd = self._executor.model.n_embd
+        stream = object()  # this call's session namespace
         try:
             async for message in requests:
                 try:
-                    step = step_from_wire(message, n_embd)
+                    step = self._sessions.translate(stream, step_from_wire(message, n_embd))
                 except ValueError as exc:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                except NoFreeSession as exc:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                 results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
                 if downstream is None:
-                    yield tokens_to_wire(results)
+                    yield self._to_upstream(tokens_to_wire(results))
                     continue
                 onward = PipelineStep(
                     step.opens,
@@ -81,10 +86,22 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                     cause = "it closed the stream"
                 if reply is grpc.aio.EOF:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
-                yield reply
+                yield self._to_upstream(reply)
         finally:
             if downstream is not None:
                 downstream.cancel()
+            ended = self._sessions.drop(stream)
+            await loop.run_in_executor(self._engine_thread, self._close_sessions, ended)
+
+    def _to_upstream(self, result: pb.StageStepResult) -> pb.StageStepResult:
+        """A step's tokens under the session ids the stage before this one uses."""
+        for token in result.tokens:
+            token.session = self._sessions.upstream(token.session)
+        return result
+
+    def _close_sessions(self, sessions: list[int]) -> None:
+        for session in sessions:
+            self._executor.close(session)
 
     def _open_downstream(self) -> Any:
         if self._executor.last:

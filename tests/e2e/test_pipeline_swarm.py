@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import llama_cpp
@@ -91,3 +92,26 @@ def test_gemma_pipelines_generate_the_whole_models_greedy_text(
     with swarm.client() as client:
         for prompt, expected in gemma_reference.items():
             assert client.generate(prompt, max_tokens=32, temperature=0.0).text == expected, prompt
+
+
+def test_two_first_stage_replicas_share_one_last_stage_without_mixing_their_sessions(
+    make_swarm: MakeSwarm, tmp_path: Path
+) -> None:
+    whole = write_tiny_llama(tmp_path / "four.gguf", seed=0, n_layer=4)
+    manifest = split_model(whole, 2, tmp_path / "split")
+    first, last = (tmp_path / "split" / s.file for s in manifest.stages)
+    swarm = make_swarm(workers=0, model=whole)
+    last_port = free_port()
+    swarm.add_worker("--slots", "8", "--listen", f"127.0.0.1:{last_port}", name="last", model=last)
+    for name in ("head-a", "head-b"):  # both number their sessions 0-3 on the same last stage
+        swarm.add_worker("--slots", "4", "--next-stage", f"127.0.0.1:{last_port}", name=name, model=first)
+    swarm.wait_for_workers(3)
+    prompts = [f"Prompt number {i} is about" for i in range(8)]
+    with swarm.client() as client, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: client.generate(p, max_tokens=24, temperature=0.0), prompts))
+    assert len({g.finished.worker_id for g in got}) == 2, "both heads must have served"
+    llm = llama_cpp.Llama(str(whole), n_ctx=256, n_threads=1, verbose=False)
+    for prompt, completion in zip(prompts, got, strict=True):
+        expected = llm.create_completion(prompt, max_tokens=24, temperature=0.0)["choices"][0]["text"]
+        assert completion.text == expected, prompt
+    llm.close()
