@@ -24,6 +24,10 @@ from swarm.engine.llama_adapter import (
 from swarm.shared.types import SamplingParams
 
 
+class CacheLost(RuntimeError):
+    """A session was opened keeping a prefix this stage does not hold (any more)."""
+
+
 @dataclass(frozen=True)
 class StageWork:
     """One session's rows for one step: tokens (first stage) or hidden states (later stages)."""
@@ -46,6 +50,7 @@ class SessionOpen:
     session: int
     sampling: SamplingParams
     prompt: tuple[int, ...] = ()  # the repetition penalty's history
+    keep: int = 0  # cached positions of the session's last run to keep (a shared prompt prefix)
 
 
 @dataclass(frozen=True)
@@ -94,15 +99,18 @@ class StageExecutor:
 
     def open(
         self, session: int, sampling: SamplingParams | None = None, keep: int = 0, history: list[int] | None = None
-    ) -> None:
-        """Starts a session on a slot, keeping its first `keep` cached positions (a shared prefix)."""
+    ) -> int:
+        """Starts a session on a slot, keeping its first `keep` cached positions (a shared prefix) where the
+        cache can cut there; returns how many it kept (keep or 0)."""
         if not 0 <= session < self.slots:
             raise ValueError(f"session {session} is outside the stage's {self.slots} slots")
         if keep == 0 or not self._context.forget(session, keep):
             self._context.forget(session)
+            keep = 0
         if self.last:
             self.close(session)
             self._samplers[session] = Sampler(sampling or SamplingParams(), history or [], self.model.vocab_size)
+        return keep
 
     def close(self, session: int) -> None:
         sampler = self._samplers.pop(session, None)
@@ -114,7 +122,8 @@ class StageExecutor:
         for session in step.releases:
             self.close(session)
         for opened in step.opens:
-            self.open(opened.session, opened.sampling, history=list(opened.prompt))
+            if self.open(opened.session, opened.sampling, opened.keep, history=list(opened.prompt)) != opened.keep:
+                raise CacheLost(f"session {opened.session}: this stage's cache cannot keep {opened.keep} positions")
         return self.step(list(step.work)) if step.work else []
 
     def step(self, work: list[StageWork]) -> list[StageResult]:

@@ -49,6 +49,8 @@ class StageLink:
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
         self._replies: Any = None  # the open stream; None until a step needs one
+        self.stream = 0  # which stream is open (0: none); the next stages' caches live as long as it does
+        self._streams_opened = 0
 
     def _open(self) -> None:
         # The next stage may still be loading its weights: wait for it, but not forever, since a dead
@@ -60,6 +62,8 @@ class StageLink:
                 f"next stage {self.address} is not reachable (waited {CONNECT_TIMEOUT_S:.0f} s)"
             ) from None
         self._outbox = queue.SimpleQueue()
+        self._streams_opened += 1
+        self.stream = self._streams_opened
         self._replies = self._stub.Forward(iter(self._outbox.get, None), metadata=self._metadata, wait_for_ready=True)
         # Replies are read on their own thread so a step can time out: a stalled (not dead) next
         # stage must fail the step rather than hang every session of this pipeline.
@@ -79,7 +83,7 @@ class StageLink:
         if isinstance(reply, str):
             self._replies.cancel()
             self._outbox.put(None)
-            self._replies = None
+            self._replies, self.stream = None, 0
             raise ConnectionError(f"next stage {self.address} failed: {reply}")
         return tokens_from_wire(reply)
 
@@ -97,6 +101,7 @@ class PipelineHead:
         self._bfloat16 = bfloat16  # hidden states cross the network as bfloat16: half the bytes, some accuracy
         self._opens: list[SessionOpen] = []
         self._releases: list[int] = []
+        self._cached_on: dict[int, int] = {}  # slot -> the link stream its cache was built over
 
     @property
     def batch_capacity(self) -> int:
@@ -107,11 +112,13 @@ class PipelineHead:
         return self._executor.context_per_slot
 
     def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int) -> int:
-        # Prefix reuse across a pipeline needs every stage to cut its cache at the same
-        # place; until then every session starts from an empty cache on every stage.
-        self._executor.open(slot)
-        self._opens.append(SessionOpen(slot, sampling, tuple(prompt)))
-        return 0
+        # Every stage keeps the same prefix of the slot's last run, but only over the stream that
+        # built it: a broken stream may mean a restarted next stage, whose cache is gone.
+        if not self._link.stream or self._cached_on.get(slot) != self._link.stream:
+            keep = 0
+        keep = self._executor.open(slot, keep=keep)
+        self._opens.append(SessionOpen(slot, sampling, tuple(prompt), keep))
+        return keep
 
     def run(self, work: list[StageWork]) -> list[int | None]:
         hidden = self._executor.step(work)
@@ -126,6 +133,8 @@ class PipelineHead:
         self._opens.clear()
         self._releases.clear()
         tokens = self._link.exchange(step_to_wire(onward, self._bfloat16))
+        for w in work:
+            self._cached_on[w.session] = self._link.stream
         return [tokens.get(w.session) if w.sample else None for w in work]
 
     def release(self, slot: int, keep_cache: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from swarm.engine.session_table import NoFreeSession, SessionTable
-from swarm.engine.stage_executor import PipelineStep, StageExecutor, StageWork
+from swarm.engine.stage_executor import CacheLost, PipelineStep, StageExecutor, StageWork
 from swarm.shared.auth import TokenGate, bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
@@ -63,7 +63,12 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                 except NoFreeSession as exc:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-                results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
+                except CacheLost as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                try:
+                    results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
+                except CacheLost as exc:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
                 if downstream is None:
                     yield self._to_upstream(tokens_to_wire(results))
                     continue

@@ -115,3 +115,23 @@ def test_two_first_stage_replicas_share_one_last_stage_without_mixing_their_sess
         expected = llm.create_completion(prompt, max_tokens=24, temperature=0.0)["choices"][0]["text"]
         assert completion.text == expected, prompt
     llm.close()
+
+
+@pytest.mark.parametrize("stages", [2, 3])
+def test_a_prompt_extending_an_earlier_one_reuses_its_prefix_on_every_stage(
+    make_swarm: MakeSwarm, tmp_path: Path, stages: int
+) -> None:
+    whole = write_tiny_llama(tmp_path / "six.gguf", seed=2, n_layer=6)
+    files = [tmp_path / "split" / s.file for s in split_model(whole, stages, tmp_path / "split").stages]
+    swarm = make_swarm(workers=0, model=whole)
+    swarm.processes.start_pipeline(swarm.address, files, "--threads", "1", "--slots", "2", "--context", "256")
+    swarm.wait_for_workers(stages)
+    first = "A conversation: the user asks about the weather in the mountains today and"
+    llm = llama_cpp.Llama(str(whole), n_ctx=256, n_threads=1, verbose=False)
+    with swarm.client() as client:
+        earlier = client.generate(first, max_tokens=16, temperature=0.0)
+        follow_up = first + earlier.text + " then asks about tomorrow"
+        later = client.generate(follow_up, max_tokens=16, temperature=0.0)
+    assert later.finished.cached_prompt_tokens > 10  # the earlier prompt and answer were kept on every stage
+    assert later.text == llm.create_completion(follow_up, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+    llm.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm.engine.session_table import NoFreeSession, SessionTable
-from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageWork
+from swarm.engine.stage_executor import CacheLost, PipelineStep, SessionOpen, StageWork
 from swarm.shared.types import SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -27,14 +27,20 @@ def test_two_streams_with_the_same_session_ids_get_different_local_ids_and_map_b
     assert [table.upstream(s) for s in local_a] == [0, 1] == [table.upstream(s) for s in local_b]
 
 
-def test_a_release_frees_its_id_for_an_open_in_the_same_step_and_a_dropped_stream_frees_all() -> None:
+def test_a_released_id_is_remembered_for_a_prefix_until_another_session_needs_it() -> None:
     table = SessionTable(2)
-    table.translate("a", opening(0, 1))
+    first = table.translate("a", opening(0, 1))
     with pytest.raises(NoFreeSession):
         table.translate("b", opening(0))
-    step = table.translate("a", PipelineStep((SessionOpen(5, GREEDY, ()),), (1,), ()))
-    assert step.releases[0] == step.opens[0].session  # released first, then taken again
-    assert sorted(table.drop("a")) == [0, 1]
+    table.translate("a", PipelineStep((), (0,), ()))
+    again = table.translate("a", PipelineStep((SessionOpen(0, GREEDY, (), keep=5),), (), ()))
+    assert again.opens[0].session == first.work[0].session  # the same cells: the prefix is still there
+    table.translate("a", PipelineStep((), (0,), ()))
+    taken = table.translate("b", opening(0))  # b needs an id: a's idle session 0 gives its own up
+    assert taken.opens[0].session == first.work[0].session
+    with pytest.raises(CacheLost):
+        table.translate("a", PipelineStep((SessionOpen(0, GREEDY, (), keep=5),), (), ()))
+    assert sorted(table.drop("a")) == [first.work[1].session]
     assert [table.upstream(w.session) for w in table.translate("b", opening(0)).work] == [0]  # room again
 
 
