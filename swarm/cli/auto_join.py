@@ -6,11 +6,12 @@ import argparse
 import logging
 import socket
 
+from swarm.cli.local_swarm import free_port
 from swarm.cli.worker_launch import join_config, model_path, serve_model
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.tls import TlsFiles
 from swarm.wire import swarm_pb2 as pb
-from swarm.worker.assignment import free_port, measure_speed, offered_memory, parse_size, request_assignment
+from swarm.worker.assignment import measure_speed, offered_memory, parse_size, request_assignment
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
+from swarm.cli.errors import fail
 from swarm.deploy.ray_fleet import RayFleetConfig, RayFleetError, fleet_down, fleet_status, fleet_up
-
-
-def fail(message: str) -> int:
-    print(f"swarm ray: error: {message}", file=sys.stderr)
-    return 2
 
 
 def add_parsers(commands: Any) -> None:
@@ -73,7 +68,7 @@ def run_up(args: argparse.Namespace) -> int:
         )
         names = fleet_up(config)
     except (ValueError, RayFleetError) as exc:
-        return fail(str(exc))
+        return fail("ray", str(exc))
     print(f"{len(names)} swarm workers running on Ray: {', '.join(names)}")
     return 0
 
@@ -82,7 +77,7 @@ def run_down(args: argparse.Namespace) -> int:
     try:
         names = fleet_down(args.address)
     except RayFleetError as exc:
-        return fail(str(exc))
+        return fail("ray", str(exc))
     print(f"removed {len(names)} swarm workers" + (f": {', '.join(names)}" if names else ""))
     return 0
 
@@ -91,7 +86,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         rows = fleet_status(args.address)
     except RayFleetError as exc:
-        return fail(str(exc))
+        return fail("ray", str(exc))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -136,9 +136,7 @@ class Dispatcher:
         stream = self._streams.pop(request_id, None)
         if stream is not None and not stream.done:
             stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
-        self._requests.pop(request_id, None)
-        self._attempts.pop(request_id, None)
-        self._requeued_ms.pop(request_id, None)
+        self._forget_locally(request_id)
         await self._store.forget(request_id)
 
     # ------------------------------------------------------------ background work
@@ -250,9 +248,7 @@ class Dispatcher:
             self.completed += 1
             text = request.prompt + "".join(p.text for p in stream.pieces)
             self._prefixes.record(assignment.worker.worker_id, assignment.worker.slots, text)
-            self._requests.pop(request_id, None)
-            self._attempts.pop(request_id, None)
-            self._requeued_ms.pop(request_id, None)
+            self._forget_locally(request_id)
             if stream.followers == 0:  # nobody is waiting now: keep the result until asked
                 self._streams.pop(request_id, None)
                 await self._store.complete(request_id, StoredResult(stream.pieces, stream.final))
@@ -313,12 +309,16 @@ class Dispatcher:
             ),
         )
 
+    def _forget_locally(self, request_id: str) -> None:
+        """Drops what this process tracked of a request that ended here (its Redis entry is the caller's)."""
+        self._requests.pop(request_id, None)
+        self._attempts.pop(request_id, None)
+        self._requeued_ms.pop(request_id, None)
+
     async def _fail(self, request_id: str, error: SwarmError) -> None:
         self.failed += 1
         stream = self._streams.pop(request_id, None)
         if stream is not None:
             stream.fail(error)
-        self._requests.pop(request_id, None)
-        self._attempts.pop(request_id, None)
-        self._requeued_ms.pop(request_id, None)
+        self._forget_locally(request_id)
         await self._store.forget(request_id)

@@ -207,8 +207,8 @@ class InferenceService:
             views = self._dispatcher.views()
             # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it).
             dead = (v.info.worker_id for v in views if not v.up and v.heartbeat_age_s > self._config.heartbeat_ttl_s)
-            self._assigner.prune(dead, (v.info.worker_id for v in views))
-            await self._save_plan()
+            if self._assigner.prune(dead, (v.info.worker_id for v in views)):
+                await self._save_plan()
 
     async def _save_plan(self) -> None:
         if self._assigner is not None and self._plans is not None:

@@ -140,8 +140,8 @@ class StageAssigner:
         serving = self._serving.get(node_id)
         return serving is not None and self._parts.get(node_id) != serving
 
-    def prune(self, dead: Iterable[str], registered: Iterable[str]) -> None:
-        """Forgets nodes that died, or asked long ago and never joined; re-plans if any went."""
+    def prune(self, dead: Iterable[str], registered: Iterable[str]) -> bool:
+        """Forgets nodes that died, or asked long ago and never joined; re-plans if any went (returns True)."""
         dead_ids, known = set(dead), set(registered)
         now = time.time()
         gone = [
@@ -155,6 +155,7 @@ class StageAssigner:
             self._serving.pop(node, None)
         if gone:
             self._replan()
+        return bool(gone)
 
     def _replan(self) -> None:
         nodes = [NodeCapacity(o.node_id, o.free_bytes, o.speed) for o, _ in self._offers.values()]

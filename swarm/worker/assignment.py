@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import time
 from dataclasses import dataclass
 
@@ -59,12 +58,6 @@ def measure_speed(seconds: float = 0.3) -> float:
         weights @ vector
         passes += 1
     return weights.nbytes * passes / elapsed
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def request_assignment(

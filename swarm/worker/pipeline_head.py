@@ -49,8 +49,12 @@ class StageLink:
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
         self._replies: Any = None  # the open stream; None until a step needs one
-        self.stream = 0  # which stream is open (0: none); the next stages' caches live as long as it does
         self._streams_opened = 0
+
+    @property
+    def stream(self) -> int:
+        """Which stream is open (0: none): the next stages' caches live as long as it does."""
+        return self._streams_opened if self._replies is not None else 0
 
     def _open(self) -> None:
         # The next stage may still be loading its weights: wait for it, but not forever, since a dead
@@ -63,7 +67,6 @@ class StageLink:
             ) from None
         self._outbox = queue.SimpleQueue()
         self._streams_opened += 1
-        self.stream = self._streams_opened
         self._replies = self._stub.Forward(iter(self._outbox.get, None), metadata=self._metadata, wait_for_ready=True)
         # Replies are read on their own thread so a step can time out: a stalled (not dead) next
         # stage must fail the step rather than hang every session of this pipeline.
@@ -83,7 +86,7 @@ class StageLink:
         if isinstance(reply, str):
             self._replies.cancel()
             self._outbox.put(None)
-            self._replies, self.stream = None, 0
+            self._replies = None
             raise ConnectionError(f"next stage {self.address} failed: {reply}")
         return tokens_from_wire(reply)
 
