@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.coordinator import redis_keys
-from swarm.engine.synthetic_model import write_tiny_llama
-from swarm.shared.default_model import default_model_path
+from swarm.gguf_files.default_model import default_model_path
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 
 
 @pytest.fixture(scope="session")

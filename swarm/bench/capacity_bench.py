@@ -20,8 +20,8 @@ from swarm.bench.capacity_clients import ClientJob, ClientResult, client_process
 from swarm.bench.capacity_metrics import CpuSampler, StepResult, percentile, steady_rate
 from swarm.bench.capacity_profile import PySpy, find_py_spy, summarize_collapsed, summarize_cprofile
 from swarm.bench.load_test_worker import MODEL_NAME
-from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.client import SwarmCallError, SwarmClient
+from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 
 log = logging.getLogger(__name__)
 

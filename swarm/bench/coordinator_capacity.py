@@ -33,7 +33,7 @@ from swarm.bench.capacity_bench import Bench
 from swarm.bench.capacity_clients import CUT_INTERVAL_S
 from swarm.bench.capacity_metrics import StepResult
 from swarm.bench.capacity_report import report
-from swarm.cli.local_swarm import stop_children_on_sigterm
+from swarm.launch.local_swarm import stop_children_on_sigterm
 
 log = logging.getLogger(__name__)
 

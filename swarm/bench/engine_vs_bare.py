@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 from swarm.bench.bare import DecodeRun, batched_decode, llama_cpp_python_single
 from swarm.bench.swarm_load import SwarmRun, measure_swarm
-from swarm.cli.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.llama_adapter import LlamaModel
-from swarm.engine.stage_files import cached_split
-from swarm.shared.default_model import resolve_model
+from swarm.gguf_files.default_model import resolve_model
+from swarm.gguf_files.stage_files import cached_split
+from swarm.launch.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
 
 log = logging.getLogger(__name__)
 

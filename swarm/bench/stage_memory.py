@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from swarm.engine.stage_files import cached_split
-from swarm.shared.default_model import resolve_model
+from swarm.gguf_files.default_model import resolve_model
+from swarm.gguf_files.stage_files import cached_split
 
 
 def measure_one(path: Path, slots: int, context: int) -> dict[str, float]:
     """Runs in the child: RSS before, after load and after one step, in MB."""
     from swarm.engine.llama_adapter import LlamaModel
-    from swarm.engine.stage_executor import StageExecutor, StageWork
+    from swarm.engine.stage_executor import StageExecutor
+    from swarm.shared.stage_messages import StageWork
 
     process = psutil.Process()
     before = process.memory_info().rss

@@ -6,8 +6,8 @@ import argparse
 import logging
 import socket
 
-from swarm.cli.local_swarm import free_port
 from swarm.cli.worker_launch import join_config, model_path, serve_model
+from swarm.launch.local_swarm import free_port
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.tls import TlsFiles
 from swarm.wire import swarm_pb2 as pb

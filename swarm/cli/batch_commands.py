@@ -17,8 +17,8 @@ from tqdm import tqdm
 from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
 from swarm.client import BatchClient, SwarmCallError
 from swarm.client.batch_file import parse_batch_file, result_to_json_line
-from swarm.coordinator.batch_validation import InvalidBatchLine
 from swarm.shared.batch_types import BatchState, BatchSummary
+from swarm.shared.batch_validation import InvalidBatchLine
 
 WATCH_INTERVAL_S = 1.0
 

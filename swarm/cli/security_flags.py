@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from swarm.coordinator.api_keys import collect_api_keys
+from swarm.coordinator.auth.api_keys import collect_api_keys
 from swarm.shared.tls import TlsFiles
 
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swarm.engine.stage_files import MANIFEST_NAME, UnsupportedArchitecture, split_model
-from swarm.shared.default_model import resolve_model
+from swarm.gguf_files.default_model import resolve_model
+from swarm.gguf_files.stage_files import MANIFEST_NAME, UnsupportedArchitecture, split_model
 
 
 def add_parser(commands: Any) -> None:

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarm.cli.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_until
 from swarm.client import SwarmCallError, SwarmClient
-from swarm.engine.stage_files import cached_split
-from swarm.shared.default_model import cache_dir, resolve_model
+from swarm.gguf_files.default_model import cache_dir, resolve_model
+from swarm.gguf_files.stage_files import cached_split
+from swarm.launch.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_until
 from swarm.shared.redaction import redact_url
 
 DEMO_PROMPT = "The three most useful things to know about the sea are"

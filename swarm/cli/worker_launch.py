@@ -10,7 +10,7 @@ import uvloop
 
 from swarm.cli.errors import fail
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
-from swarm.shared.default_model import cache_dir, resolve_model
+from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.shared.tls import TlsFiles
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import JoinRefused

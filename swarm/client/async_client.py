@@ -9,11 +9,11 @@ from typing import Any
 import grpc
 
 from swarm.client.types import Completion, GenerateOptions, ResumableRequest, SwarmCallError
-from swarm.coordinator.validation import new_request_id
 from swarm.shared.addresses import default_coordinator
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
+from swarm.shared.validation import new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import models_from_wire, status_from_wire

@@ -6,10 +6,10 @@ import json
 import math
 from typing import Any
 
-from swarm.coordinator.batch_validation import InvalidBatchLine, check_batch_line
-from swarm.coordinator.validation import RequestLimits
 from swarm.shared.batch_types import BatchLine, BatchResult
+from swarm.shared.batch_validation import InvalidBatchLine, check_batch_line
 from swarm.shared.types import RawRequest
+from swarm.shared.validation import RequestLimits
 
 _INT_FIELDS = ("max_tokens", "top_k", "seed")
 _FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repeat_penalty")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from swarm.coordinator.api_keys import check_api_key_format
-from swarm.coordinator.validation import RequestLimits
+from swarm.coordinator.auth.api_keys import check_api_key_format
 from swarm.shared.addresses import split_host_port
 from swarm.shared.batch_types import BatchLimits
 from swarm.shared.discovery import check_swarm_name
 from swarm.shared.redaction import redact_url
 from swarm.shared.tls import TlsFiles
+from swarm.shared.validation import RequestLimits
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
 from swarm.coordinator.dashboard.routes import add_dashboard_routes
 from swarm.coordinator.metrics import add_metrics_route
-from swarm.coordinator.openai_api import add_openai_routes
+from swarm.coordinator.openai_http.routes import add_openai_routes
 from swarm.coordinator.service import InferenceService
 from swarm.wire.json_views import status_to_json
 

@@ -18,27 +18,27 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from swarm.coordinator.api_key_interceptor import ApiKeyInterceptor
-from swarm.coordinator.api_keys import ApiKeyCheck
-from swarm.coordinator.batch_runner import BatchRunner, request_slots
-from swarm.coordinator.batch_service import BatchService
-from swarm.coordinator.batch_servicer import BatchServicer
-from swarm.coordinator.batch_store import BatchStore
+from swarm.coordinator.auth.api_keys import ApiKeyCheck
+from swarm.coordinator.auth.http_auth import api_key_middleware
+from swarm.coordinator.auth.interceptor import ApiKeyInterceptor
+from swarm.coordinator.batch.runner import BatchRunner, request_slots
+from swarm.coordinator.batch.service import BatchService
+from swarm.coordinator.batch.servicer import BatchServicer
+from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.http_api import build_http_app
-from swarm.coordinator.http_auth import api_key_middleware
 from swarm.coordinator.liveness import HeartbeatMonitor
-from swarm.coordinator.model_files import StageLibrary, add_model_files_servicer
-from swarm.coordinator.plan_store import PlanStore
+from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
+from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
-from swarm.coordinator.stage_assigner import StageAssigner
 from swarm.coordinator.worker_calls import WorkerCalls
+from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.shared.addresses import split_host_port
-from swarm.shared.default_model import cache_dir, resolve_model
 from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.redaction import redact_url, scrub

@@ -12,14 +12,14 @@ from dataclasses import replace
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
-from swarm.coordinator.plan_store import PlanStore
+from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.routing import default_model
-from swarm.coordinator.stage_assigner import AssignmentReply, NodeOffer, StageAssigner
-from swarm.coordinator.validation import InvalidRequest, check_fits_context, validate_request
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
+from swarm.shared.plan_messages import AssignmentReply, NodeOffer
 from swarm.shared.types import (
     Finished,
     GenerationEvent,
@@ -29,6 +29,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
+from swarm.shared.validation import InvalidRequest, check_fits_context, validate_request
 
 log = logging.getLogger(__name__)
 

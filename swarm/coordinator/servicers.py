@@ -9,9 +9,9 @@ from dataclasses import replace
 import grpc
 
 from swarm.coordinator.service import InferenceService
-from swarm.coordinator.validation import new_request_id
 from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.validation import new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.assignment_convert import assignment_to_wire, offer_from_wire

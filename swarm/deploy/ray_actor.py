@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 
-from swarm.cli.local_swarm import free_port
+from swarm.launch.local_swarm import free_port
 
 log = logging.getLogger(__name__)
 

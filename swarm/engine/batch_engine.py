@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
-from swarm.engine.stage_executor import StageWork
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.stage_messages import StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
 
 log = logging.getLogger(__name__)

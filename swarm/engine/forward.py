@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
-from swarm.engine.stage_executor import StageWork
+from swarm.shared.stage_messages import StageWork
 from swarm.shared.types import SamplingParams
 
 

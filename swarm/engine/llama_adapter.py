@@ -12,13 +12,12 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from swarm.shared.stage_messages import HiddenStates
 from swarm.shared.types import SamplingParams
 
 log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
-
-HiddenStates = npt.NDArray[np.float32]  # (rows, n_embd): one row per token
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
 
-from swarm.engine.stage_executor import CacheLost, PipelineStep
+from swarm.engine.stage_executor import CacheLost
+from swarm.shared.stage_messages import PipelineStep
 
 _Key = tuple[Hashable, int]  # (stream, upstream session id)
 

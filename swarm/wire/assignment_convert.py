@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarm.coordinator.stage_assigner import RETRY_AFTER_S, AssignmentReply, NodeOffer
+from swarm.shared.plan_messages import RETRY_AFTER_S, AssignmentReply, NodeOffer
 from swarm.wire import swarm_pb2 as pb
 
 

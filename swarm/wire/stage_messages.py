@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from swarm.engine.llama_adapter import HiddenStates
-from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageResult, StageWork
+from swarm.shared.stage_messages import HiddenStates, PipelineStep, SessionOpen, StageResult, StageWork
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire.convert import sampling_from_wire, sampling_to_wire
 

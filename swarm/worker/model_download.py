@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import grpc
 from tqdm import tqdm
 
-from swarm.engine.stage_files import StageFile, StageManifest
+from swarm.gguf_files.stage_files import StageFile, StageManifest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.hashing import sha256_of

@@ -13,8 +13,9 @@ from typing import Any
 
 import grpc
 
-from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageExecutor, StageWork
+from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.stage_messages import PipelineStep, SessionOpen, StageWork
 from swarm.shared.tls import TlsFiles, channel
 from swarm.shared.types import SamplingParams
 from swarm.wire import swarm_pb2 as pb

@@ -16,8 +16,9 @@ from typing import Any
 import grpc
 
 from swarm.engine.session_table import NoFreeSession, SessionTable
-from swarm.engine.stage_executor import CacheLost, PipelineStep, StageExecutor, StageWork
+from swarm.engine.stage_executor import CacheLost, StageExecutor
 from swarm.shared.auth import TokenGate, bearer_metadata
+from swarm.shared.stage_messages import PipelineStep, StageWork
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc

@@ -14,10 +14,10 @@ import llama_cpp
 import psutil
 import pytest
 
-from swarm.cli.local_swarm import free_port
 from swarm.cli.up_command import DEMO_PROMPT
 from swarm.client import SwarmClient
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import free_port
 
 
 def swarm_command(

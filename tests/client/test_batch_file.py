@@ -7,8 +7,8 @@ import json
 import pytest
 
 from swarm.client.batch_file import parse_batch_file, result_to_json_line
-from swarm.coordinator.batch_validation import InvalidBatchLine
 from swarm.shared.batch_types import BatchLine, BatchResult
+from swarm.shared.batch_validation import InvalidBatchLine
 from swarm.shared.types import FinishReason, RawRequest
 
 

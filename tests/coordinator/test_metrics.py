@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from swarm.cli.local_swarm import wait_until
 from swarm.client import SwarmCallError
+from swarm.launch.local_swarm import wait_until
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]

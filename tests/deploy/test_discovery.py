@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from zeroconf import ServiceInfo
 
-from swarm.cli.local_swarm import ManagedProcess, swarm_argv, wait_until
+from swarm.launch.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.shared.discovery import (
     NOT_FOUND,
     SERVICE_TYPE,

@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from swarm.cli.local_swarm import ManagedProcess, free_port, wait_until
 from swarm.client import SwarmCallError
+from swarm.launch.local_swarm import ManagedProcess, free_port, wait_until
 from tests.conftest import RunningSwarm
 
 pytest.importorskip("ray", reason="Ray is a dev dependency: pip install -e '.[dev]'")

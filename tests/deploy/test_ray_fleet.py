@@ -10,9 +10,9 @@ import textwrap
 import psutil
 import pytest
 
-from swarm.cli.local_swarm import wait_until
 from swarm.cli.main import main
 from swarm.deploy.ray_fleet import RAY_MISSING, RayFleetConfig, RayFleetError, import_ray
+from swarm.launch.local_swarm import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.cli.local_swarm import ManagedProcess, swarm_argv
 from swarm.cli.main import build_parser
+from swarm.launch.local_swarm import ManagedProcess, swarm_argv
 from tests.conftest import RunningSwarm
 
 pytestmark = pytest.mark.timeout(60)

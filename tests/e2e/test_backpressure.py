@@ -9,8 +9,8 @@ import grpc
 import pytest
 import redis
 
-from swarm.cli.local_swarm import wait_until
 from swarm.coordinator import redis_keys
+from swarm.launch.local_swarm import wait_until
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from tests.conftest import RunningSwarm

@@ -14,9 +14,9 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from swarm.cli.local_swarm import LocalSwarm, free_port, wait_until
 from swarm.client import BatchClient, SwarmCallError
 from swarm.coordinator import redis_keys as keys
+from swarm.launch.local_swarm import LocalSwarm, free_port, wait_until
 from swarm.shared.batch_types import BatchLine, BatchState, BatchSummary
 from swarm.shared.types import RawRequest
 from tests.conftest import RunningSwarm

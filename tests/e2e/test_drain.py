@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from swarm.cli.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.client import SwarmClient
+from swarm.launch.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm, serving_worker
 

@@ -6,9 +6,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
-from swarm.engine.stage_files import split_model
+from swarm.gguf_files.stage_files import split_model
+from swarm.launch.local_swarm import ManagedProcess, wait_until
 from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm, serving_worker
 

@@ -13,9 +13,9 @@ import grpc
 import pytest
 import redis
 
-from swarm.cli.local_swarm import wait_until
 from swarm.client import SwarmCallError
 from swarm.coordinator import redis_keys
+from swarm.launch.local_swarm import wait_until
 from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm
 

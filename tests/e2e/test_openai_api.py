@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
-from swarm.coordinator.chat_template import ChatMessage, render_chat
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.coordinator.openai_http.chat_template import ChatMessage, render_chat
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]

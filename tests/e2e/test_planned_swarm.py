@@ -7,8 +7,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from swarm.cli.local_swarm import ManagedProcess, wait_until
 from swarm.client import SwarmClient
+from swarm.launch.local_swarm import ManagedProcess, wait_until
 from swarm.shared.types import Finished, TextPiece
 from tests.conftest import RunningSwarm
 

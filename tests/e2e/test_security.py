@@ -15,14 +15,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from swarm.cli.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.cli.main import main
 from swarm.client import AsyncSwarmClient, SwarmCallError, SwarmClient
-from swarm.coordinator.validation import RequestLimits
-from swarm.engine.stage_files import split_model
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles
+from swarm.shared.validation import RequestLimits
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from tests.conftest import RunningSwarm

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swarm.engine.llama_adapter import LlamaModel
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 
 
 def test_a_chat_template_longer_than_the_first_buffer_comes_back_whole(tmp_path: Path, tiny_model: Path) -> None:

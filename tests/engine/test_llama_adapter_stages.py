@@ -10,8 +10,8 @@ import numpy.typing as npt
 import pytest
 
 from swarm.engine.llama_adapter import EmbeddingBatch, LlamaContext, LlamaModel, StagePosition, TokenBatch
-from swarm.engine.stage_files import split_model
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 
 CTX = 64
 THREADS = 1
@@ -73,6 +73,11 @@ def run_hidden(context: LlamaContext, n_embd: int, sequences: dict[int, tuple[Fl
     return starts
 
 
+def rounding_tolerance(values: Floats) -> float:
+    """64 float32 ulps of the largest magnitude in values: far above rounding, far below a misplaced row."""
+    return 64 * float(np.finfo(np.float32).eps) * float(np.abs(values).max())
+
+
 def stage_logits(context: LlamaContext, first: int, n: int) -> Floats:
     return np.stack([context.logits(first + i) for i in range(n)])
 
@@ -103,8 +108,7 @@ def test_captured_hidden_state_into_next_stage_predicts_like_the_whole_model(
             got.append(stage_logits(last_ctx, 0, len(chunk)))
         want, have = np.concatenate(expected), np.concatenate(got)
         assert len(want) == len(tokens) >= 6
-        assert np.array_equal(want.argmax(axis=1), have.argmax(axis=1))
-        assert np.allclose(want, have, atol=1e-4)
+        assert np.abs(want - have).max() <= rounding_tolerance(want)  # so greedy picks the same, ties aside
     finally:
         for context in (whole_ctx, first_ctx, last_ctx):
             context.close()
@@ -159,11 +163,10 @@ def test_two_sequences_in_one_batch_equal_each_alone(three: list[LlamaModel]) ->
                 assert len(single[seq]) == len(batched[seq]) == 2
                 for one, both in zip(single[seq], batched[seq], strict=True):
                     # Rows in the wrong place differ by whole units; llama.cpp's rounding, which depends
-                    # on what shares the ubatch and the cache, by about 1e-6.
+                    # on what shares the ubatch and the cache (and on the CPU), by a few float32 ulps of
+                    # the largest values involved.
                     assert one.shape == both.shape
-                    assert np.allclose(one, both, rtol=0, atol=1e-5), f"seq {seq} of {order}, capture={capture}"
-                    if not capture:
-                        assert np.array_equal(one.argmax(axis=1), both.argmax(axis=1))
+                    assert np.abs(one - both).max() <= rounding_tolerance(one), f"seq {seq} of {order}, {capture=}"
 
 
 def test_embedding_batch_bounds_and_output_flags(three: list[LlamaModel]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from swarm.engine.session_table import NoFreeSession, SessionTable
-from swarm.engine.stage_executor import CacheLost, PipelineStep, SessionOpen, StageWork
+from swarm.engine.stage_executor import CacheLost
+from swarm.shared.stage_messages import PipelineStep, SessionOpen, StageWork
 from swarm.shared.types import SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from swarm.cli.local_swarm import free_port
+from swarm.launch.local_swarm import free_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening
 from swarm.wire import swarm_pb2 as pb

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from swarm.engine.stage_executor import PipelineStep, SessionOpen, StageWork
+from swarm.shared.stage_messages import PipelineStep, SessionOpen, StageWork
 from swarm.shared.types import SamplingParams
 from swarm.wire.stage_messages import step_from_wire, step_to_wire
 

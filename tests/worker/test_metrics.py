@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from swarm.cli.local_swarm import free_port
-from swarm.engine.stage_files import split_model
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import free_port
 from tests.conftest import RunningSwarm
 from tests.coordinator.test_metrics import scrape, value
 

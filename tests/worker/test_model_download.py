@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
-from swarm.coordinator.model_files import ModelFilesServicer, StageLibrary, add_model_files_servicer
-from swarm.engine.stage_files import StageFile, StageManifest, split_model
-from swarm.engine.synthetic_model import write_tiny_llama
+from swarm.coordinator.planning.model_files import ModelFilesServicer, StageLibrary, add_model_files_servicer
+from swarm.gguf_files.stage_files import StageFile, StageManifest, split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc

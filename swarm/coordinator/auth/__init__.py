@@ -1,0 +1,1 @@
+"""Client authentication: API keys, the gRPC interceptor that checks them, and the HTTP check."""

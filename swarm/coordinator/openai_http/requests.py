@@ -1,0 +1,188 @@
+"""Parses OpenAI-style request bodies (/v1/completions, /v1/chat/completions) into RawRequests, naming bad fields."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from swarm.coordinator.openai_http.chat_template import ChatMessage
+from swarm.shared.types import RawRequest
+from swarm.shared.validation import InvalidRequest
+
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+MAX_SEED = 2**64 - 1  # the wire's seed is a uint64
+
+# Fields that change what OpenAI would answer, which the swarm cannot honour: accepted only at
+# their "off" value, so a client never silently gets something other than it asked for.
+_UNSUPPORTED_UNLESS_OFF: dict[str, tuple[Any, ...]] = {
+    "echo": (None, False),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "frequency_penalty": (None, 0, 0.0),
+    "presence_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "tools": (None, []),
+    "functions": (None, []),
+    "audio": (None,),
+}
+
+
+@dataclass(frozen=True)
+class CompletionCall:
+    raw: RawRequest
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk carries the usage
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    raw: RawRequest  # its prompt is empty until the model's chat template renders the messages
+    messages: tuple[ChatMessage, ...]
+    stream: bool = False
+    include_usage: bool = False
+
+
+def parse_json_body(data: bytes) -> Mapping[str, Any]:
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", "must be a JSON object")
+    return body
+
+
+def parse_completion(body: Mapping[str, Any]) -> CompletionCall:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise InvalidRequest("prompt", "must be a string (or a list of exactly one string)")
+    raw, stream, include_usage = _common(body, prompt)
+    return CompletionCall(raw, stream, include_usage)
+
+
+def parse_chat(body: Mapping[str, Any]) -> ChatCall:
+    raw, stream, include_usage = _common(body, "")
+    return ChatCall(raw, _messages(body.get("messages")), stream, include_usage)
+
+
+def _common(body: Mapping[str, Any], prompt: str) -> tuple[RawRequest, bool, bool]:
+    """The fields both endpoints share, type-checked; ranges are checked later by validate_request."""
+    for field, off_values in _UNSUPPORTED_UNLESS_OFF.items():
+        if body.get(field) not in off_values:
+            raise InvalidRequest(field, "is not supported by this server")
+    n = _optional_int(body, "n")
+    if n not in (None, 1):
+        raise InvalidRequest("n", "only n=1 (one choice per request) is supported")
+    max_tokens_field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _optional_int(body, max_tokens_field)
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidRequest(max_tokens_field, "must be at least 1")
+    seed = _optional_int(body, "seed")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest("seed", f"must be in [0, {MAX_SEED}]")
+    top_k = _optional_int(body, "top_k")  # llama.cpp's extensions to the OpenAI fields
+    if top_k is not None and top_k < 0:
+        raise InvalidRequest("top_k", "must be >= 0")
+    raw = RawRequest(
+        model=_optional_str(body, "model"),
+        prompt=prompt,
+        max_tokens=max_tokens or 0,
+        temperature=_optional_number(body, "temperature"),
+        top_p=_optional_number(body, "top_p"),
+        top_k=top_k or 0,
+        seed=seed,
+        stop=_stop(body.get("stop")),
+        min_p=_optional_number(body, "min_p"),
+        repeat_penalty=_optional_number(body, "repeat_penalty"),
+    )
+    stream = _optional_bool(body, "stream") or False
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("stream_options", "must be an object")
+    include_usage = _optional_bool(options or {}, "include_usage", "stream_options.include_usage") or False
+    return raw, stream, include_usage
+
+
+def _messages(value: Any) -> tuple[ChatMessage, ...]:
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("messages", "must be a non-empty list of messages")
+    messages = []
+    for i, message in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(where, "must be an object with a role and content")
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise InvalidRequest(f"{where}.role", f"must be one of {', '.join(sorted(CHAT_ROLES))}")
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequest(f"{where}.name", "must be a string")
+        messages.append(ChatMessage(role, _content(message.get("content"), f"{where}.content"), name or ""))
+    return tuple(messages)
+
+
+def _content(value: Any, where: str) -> str:
+    """A message's text: a string, or a list of text parts joined (images and audio are not supported)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if not isinstance(value, list):
+        raise InvalidRequest(where, "must be a string or a list of text parts")
+    texts = []
+    for i, part in enumerate(value):
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRequest(f"{where}[{i}]", 'only {"type": "text", "text": ...} parts are supported')
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return tuple(value)
+    raise InvalidRequest("stop", "must be a string or a list of strings")
+
+
+def _optional_str(body: Mapping[str, Any], field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string")
+    return value
+
+
+def _optional_int(body: Mapping[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():  # JSON has one number type; 16.0 means 16
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(field, "must be an integer")
+    return value
+
+
+def _optional_number(body: Mapping[str, Any], field: str) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequest(field, "must be a number")
+    return float(value)
+
+
+def _optional_bool(body: Mapping[str, Any], field: str, name: str = "") -> bool | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequest(name or field, "must be true or false")
+    return value

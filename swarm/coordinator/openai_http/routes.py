@@ -1,0 +1,161 @@
+"""The OpenAI-compatible HTTP routes (/v1/models, /v1/completions, /v1/chat/completions, /openapi.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any, cast
+
+from aiohttp import web
+
+from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
+from swarm.coordinator.openai_http.openapi_document import openapi_document
+from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
+from swarm.coordinator.openai_http.responses import (
+    ChatShape,
+    CompletionShape,
+    ErrorReply,
+    error_body,
+    invalid_request_reply,
+    models_body,
+    swarm_error_reply,
+)
+from swarm.coordinator.service import InferenceService
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import Finished, GenerationEvent, RawRequest
+from swarm.shared.validation import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+def add_openai_routes(app: web.Application, service: InferenceService) -> None:
+    routes = OpenAIRoutes(service)
+    app.router.add_get("/v1/models", routes.models)
+    app.router.add_post("/v1/completions", routes.completions)
+    app.router.add_post("/v1/chat/completions", routes.chat_completions)
+    app.router.add_get("/openapi.json", routes.openapi)
+
+
+def _reply(error: ErrorReply) -> web.Response:
+    return web.json_response(error.body, status=error.status)
+
+
+async def _body(request: web.Request) -> Mapping[str, Any]:
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise InvalidRequest("body", exc.text or "is too large") from exc
+    return parse_json_body(data)
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+class OpenAIRoutes:
+    def __init__(self, service: InferenceService) -> None:
+        self._service = service
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response(models_body(await self._service.list_models()))
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            call = parse_completion(await _body(request))
+            shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
+        except InvalidRequest as exc:
+            return _reply(invalid_request_reply(exc))
+        except SwarmError as exc:
+            return _reply(swarm_error_reply(exc))
+        return await self._answer(request, replace(call.raw, model=shape.model), shape, call.stream)
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            call = parse_chat(await _body(request))
+            shape = ChatShape(await self._service.resolve_model(call.raw.model), call.include_usage)
+            template = await self._service.chat_template(shape.model)
+            if not template:
+                message = f"model {shape.model!r} has no chat template; use /v1/completions"
+                return _reply(ErrorReply(400, error_body(message, "invalid_request_error", "model")))
+            prompt = render_chat(template, call.messages)
+        except InvalidRequest as exc:
+            return _reply(invalid_request_reply(exc))
+        except SwarmError as exc:
+            return _reply(swarm_error_reply(exc))
+        except ChatRejected as exc:
+            return _reply(ErrorReply(400, error_body(str(exc), "invalid_request_error", "messages")))
+        except BrokenChatTemplate as exc:
+            log.warning("model %s: %s", shape.model, exc)
+            return _reply(ErrorReply(500, error_body(f"model {shape.model!r}: {exc}", "server_error")))
+        return await self._answer(request, replace(call.raw, model=shape.model, prompt=prompt), shape, call.stream)
+
+    async def _answer(
+        self, request: web.Request, raw: RawRequest, shape: CompletionShape, stream: bool
+    ) -> web.StreamResponse:
+        # The answer's id doubles as the swarm's request id, so logs and Redis keys name it too.
+        # generate() is an async generator function, whatever its declared type: it has aclose().
+        events = cast(AsyncGenerator[GenerationEvent, None], self._service.generate(replace(raw, request_id=shape.id)))
+        # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
+        # Reading it to its end (past Finished) tells the swarm the answer was delivered.
+        async with contextlib.aclosing(events):
+            try:
+                # Wait for the first event before answering, so that a bad field, an unknown model
+                # or a full queue still gets its own HTTP status rather than a broken stream.
+                first = await anext(events)
+                if not stream:
+                    return await self._whole(shape, first, events)
+            except SwarmError as exc:
+                return _reply(swarm_error_reply(exc))
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await response.prepare(request)
+            try:
+                await self._stream(response, shape, first, events)
+            except ConnectionError:
+                log.info("the client of %s hung up mid-stream: cancelling it", shape.id)
+            return response
+
+    async def _whole(
+        self, shape: CompletionShape, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
+    ) -> web.Response:
+        pieces: list[str] = []
+        finished: Finished | None = None
+        for event in [first, *[e async for e in events]]:
+            if isinstance(event, Finished):
+                finished = event
+            else:
+                pieces.append(event.text)
+        if finished is None:
+            raise SwarmError(ErrorCode.INTERNAL, "the generation ended without finishing")
+        return web.json_response(shape.body("".join(pieces), finished))
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        shape: CompletionShape,
+        first: GenerationEvent,
+        events: AsyncIterator[GenerationEvent],
+    ) -> None:
+        def chunks(event: GenerationEvent) -> list[dict[str, Any]]:
+            if isinstance(event, Finished):
+                return shape.final_chunks(event)
+            return [shape.text_chunk(event.text)] if event.text else []
+
+        try:
+            for chunk in [*shape.opening_chunks(), *chunks(first)]:
+                await response.write(_sse(chunk))
+            async for event in events:
+                for chunk in chunks(event):
+                    await response.write(_sse(chunk))
+        except SwarmError as exc:
+            # The headers are gone: the error travels as an event, which OpenAI's clients raise.
+            await response.write(_sse(swarm_error_reply(exc).body))
+            return
+        await response.write(_sse("[DONE]"))
+        await response.write_eof()

@@ -1,0 +1,163 @@
+"""StageAssigner: turns the workers' offers (memory, speed) into a plan and tells each worker what to serve.
+
+Workers that join with `--auto` ask Assign for work. The assigner keeps every live offer,
+re-plans with stage_planner when one arrives or a node goes away (keeping the previous plan
+where it is as fast), cuts the model into the stage files of each pipeline layout (cached on
+disk, served by ModelFiles), and answers: a whole replica, a stage of a pipeline with the
+address of the next stage, or "wait" with the reason. A worker whose part changed is told by
+its next heartbeat to leave and ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, plan_model, replan
+from swarm.gguf_files.model_shape import ModelShape, model_shape
+from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest, split_model
+from swarm.shared.plan_messages import AssignmentReply, Layout, NodeAssignment, NodeOffer
+
+log = logging.getLogger(__name__)
+
+# An offer from a node that never joined as a worker (it died while loading) is dropped after this long.
+UNJOINED_OFFER_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """Everything the assigner knows, so a restarted coordinator carries on with the same plan."""
+
+    offers: tuple[tuple[NodeOffer, float], ...] = ()  # with the unix time each node last asked
+    serving: tuple[tuple[str, NodeAssignment], ...] = ()
+    plan: ModelPlan | None = None
+
+
+def node_assignments(plan: ModelPlan, n_layers: int, addresses: Mapping[str, str]) -> dict[str, NodeAssignment]:
+    """Every node's part in plan. Replicas of a stage feed replicas of the next stage round-robin."""
+    parts = {node: NodeAssignment(((0, n_layers),), 0, "") for node in plan.whole_replicas}
+    for pipeline in plan.pipelines:
+        layout = tuple((stage.layer_start, stage.layer_end) for stage in pipeline)
+        for index, stage in enumerate(pipeline):
+            following = pipeline[index + 1].node_ids if index + 1 < len(pipeline) else ()
+            for j, node in enumerate(stage.node_ids):
+                next_stage = addresses[following[j % len(following)]] if following else ""
+                parts[node] = NodeAssignment(layout, index, next_stage)
+    return parts
+
+
+def split_key(model: str, layout: Layout) -> str:
+    """The ModelFiles name of a layout's stage files, e.g. gemma@0-9_9-18."""
+    return f"{model}@" + "_".join(f"{start}-{end}" for start, end in layout)
+
+
+class StageAssigner:
+    def __init__(
+        self, model_path: Path, model_name: str, library_root: Path, stages: int | None = None, kv_tokens: int = 16384
+    ) -> None:
+        self.model = model_name
+        self._path = model_path
+        self._root = library_root
+        self._stages = stages
+        self._shape = model_shape(model_path, model_name, kv_tokens)
+        self._offers: dict[str, tuple[NodeOffer, float]] = {}  # node id -> offer, unix time it last asked
+        self._plan: ModelPlan | None = None
+        self._why = "no worker has offered to serve yet"
+        self._parts: dict[str, NodeAssignment] = {}  # the plan's part for each node
+        self._serving: dict[str, NodeAssignment] = {}  # what each node was told to serve
+        self._splitting = asyncio.Lock()
+
+    @property
+    def plan(self) -> ModelPlan | None:
+        return self._plan
+
+    @property
+    def shape(self) -> ModelShape:
+        return self._shape
+
+    def snapshot(self) -> PlanState:
+        return PlanState(tuple(self._offers.values()), tuple(self._serving.items()), self._plan)
+
+    def restore(self, state: PlanState) -> None:
+        """Takes over a previous coordinator's plan: the nodes serving it keep serving it."""
+        self._offers = {offer.node_id: (offer, asked) for offer, asked in state.offers}
+        self._serving = dict(state.serving)
+        self._plan = state.plan
+        self._replan()
+        log.info("took over the plan for %s with %d nodes", self.model, len(self._offers))
+
+    async def assign(self, offer: NodeOffer) -> AssignmentReply:
+        self._offers[offer.node_id] = (offer, time.time())
+        self._serving.pop(offer.node_id, None)  # asking again: whatever it served is over
+        self._replan()
+        part = self._parts.get(offer.node_id)
+        if part is None:
+            reason = self._why if self._plan is None else "the plan needs no more nodes; waiting as a spare"
+            return AssignmentReply(self.model, message=reason)
+        split = split_key(self.model, part.layout)
+        manifest = await self._prepare(split, part.layout)
+        self._serving[offer.node_id] = part
+        return AssignmentReply(self.model, part, split, manifest.stages[part.stage_index].file)
+
+    def must_reassign(self, node_id: str) -> bool:
+        """Whether a node serves something the current plan no longer gives it."""
+        serving = self._serving.get(node_id)
+        return serving is not None and self._parts.get(node_id) != serving
+
+    def prune(self, dead: Iterable[str], registered: Iterable[str]) -> bool:
+        """Forgets nodes that died, or asked long ago and never joined; re-plans if any went (returns True)."""
+        dead_ids, known = set(dead), set(registered)
+        now = time.time()
+        gone = [
+            node
+            for node, (_, asked) in self._offers.items()
+            if node in dead_ids or (node not in known and now - asked > UNJOINED_OFFER_TTL_S)
+        ]
+        for node in gone:
+            log.info("node %s is gone; re-planning %s without it", node, self.model)
+            del self._offers[node]
+            self._serving.pop(node, None)
+        if gone:
+            self._replan()
+        return bool(gone)
+
+    def _replan(self) -> None:
+        nodes = [NodeCapacity(o.node_id, o.free_bytes, o.speed) for o, _ in self._offers.values()]
+        try:
+            plan = (
+                replan(self._plan, self._shape, nodes, self._stages)
+                if self._plan is not None
+                else plan_model(self._shape, nodes, self._stages)
+            )
+        except PlanError as exc:
+            if self._plan is not None:
+                log.warning("cannot serve %s any more: %s", self.model, exc)
+            self._plan, self._parts, self._why = None, {}, str(exc)
+            return
+        if plan != self._plan:
+            log.info("plan for %s: %s", self.model, describe_plan(plan))
+        self._plan = plan
+        addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
+        self._parts = node_assignments(plan, self._shape.n_layers, addresses)
+
+    async def _prepare(self, split: str, layout: Layout) -> StageManifest:
+        """The layout's stage files, cut from the model the first time (off the event loop)."""
+        folder = self._root / split
+        async with self._splitting:
+            if (folder / MANIFEST_NAME).is_file():
+                return StageManifest.from_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+            log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
+            return await asyncio.to_thread(split_model, self._path, list(layout), folder)
+
+
+def describe_plan(plan: ModelPlan) -> str:
+    whole = f"{len(plan.whole_replicas)} whole replica(s)"
+    pipes = [
+        " | ".join(f"L{s.layer_start}-{s.layer_end - 1} on {','.join(s.node_ids)}" for s in pipe)
+        for pipe in plan.pipelines
+    ]
+    return "; ".join([whole, *pipes])

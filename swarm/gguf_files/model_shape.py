@@ -1,0 +1,72 @@
+"""model_shape: what the stage planner needs to know of a GGUF model, read from its tensor table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a plan needs to know of a model: bytes per layer and the extras of the first and last stage."""
+
+    name: str
+    layer_bytes: tuple[int, ...]  # weights of each layer
+    input_bytes: int  # only the first stage holds these: token embeddings
+    output_bytes: int  # only the last stage holds these: output norm and head
+    kv_bytes_per_layer: int  # KV cache of one layer for the worker's whole context (all slots)
+
+    def __post_init__(self) -> None:
+        if not self.layer_bytes:
+            raise ValueError(f"model {self.name} has no layers")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_bytes)
+
+
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
+
+
+def _field(reader: gguf.GGUFReader, key: str) -> int:
+    field = reader.fields.get(key)
+    if field is None:
+        raise ValueError(f"the model has no {key} in its metadata")
+    return int(field.parts[-1][0])
+
+
+def model_shape(path: Path, name: str, kv_tokens: int) -> ModelShape:
+    """Bytes of each layer, of the token embeddings (first stage) and of the head (last stage); the KV cache
+    per layer for kv_tokens tokens (slots x context of a worker). A head tied to the embeddings costs the
+    last stage the embedding table too."""
+    reader = gguf.GGUFReader(path)
+    arch_field = reader.fields["general.architecture"]
+    arch = bytes(arch_field.parts[-1]).decode()
+    n_layers = _field(reader, f"{arch}.block_count")
+    layer_bytes = [0] * n_layers
+    embeddings = head = other = 0
+    for tensor in reader.tensors:
+        match = _BLOCK.match(tensor.name)
+        if match:
+            layer_bytes[int(match.group(1))] += int(tensor.n_bytes)
+        elif tensor.name == "token_embd.weight":
+            embeddings = int(tensor.n_bytes)
+        elif tensor.name == "output.weight":
+            head = int(tensor.n_bytes)
+        else:
+            other += int(tensor.n_bytes)
+    head_dim = _field(reader, f"{arch}.embedding_length") // _field(reader, f"{arch}.attention.head_count")
+    if f"{arch}.attention.key_length" in reader.fields:
+        head_dim = _field(reader, f"{arch}.attention.key_length")
+    kv_heads = _field(reader, f"{arch}.attention.head_count_kv")
+    return ModelShape(
+        name=name,
+        layer_bytes=tuple(layer_bytes),
+        input_bytes=embeddings + other,
+        output_bytes=(head or embeddings) + other,
+        kv_bytes_per_layer=2 * kv_tokens * kv_heads * head_dim * KV_BYTES_PER_VALUE,
+    )

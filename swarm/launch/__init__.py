@@ -1,0 +1,1 @@
+"""Starts a swarm's processes on this machine (Redis, coordinators, workers): swarm up, benchmarks, tests."""

@@ -1,0 +1,53 @@
+"""Messages of a pipeline step: what each stage receives and returns, free of llama.cpp and of the wire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from swarm.shared.types import SamplingParams
+
+HiddenStates = npt.NDArray[np.float32]  # (rows, n_embd): one row per token
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """One session's rows for one step: tokens (first stage) or hidden states (later stages)."""
+
+    session: int  # the session's sequence id, the same on every stage
+    position: int  # position of the first row in the session
+    tokens: tuple[int, ...] = ()
+    hidden: HiddenStates | None = None
+    sample: bool = False  # last stage: sample the next token from the last row
+
+    @property
+    def rows(self) -> int:
+        return len(self.tokens) if self.hidden is None else len(self.hidden)
+
+
+@dataclass(frozen=True)
+class SessionOpen:
+    """A session starting on every stage: fresh KV cells; the last stage builds its sampler."""
+
+    session: int
+    sampling: SamplingParams
+    prompt: tuple[int, ...] = ()  # the repetition penalty's history
+    keep: int = 0  # cached positions of the session's last run to keep (a shared prompt prefix)
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    """What travels from stage to stage per decode step: session changes, then every session's rows."""
+
+    opens: tuple[SessionOpen, ...] = ()
+    releases: tuple[int, ...] = ()  # applied before the opens: a slot may end one session and start the next
+    work: tuple[StageWork, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageResult:
+    session: int
+    hidden: HiddenStates | None = None  # a non-final stage: one row per input row
+    token: int | None = None  # the last stage, when asked to sample

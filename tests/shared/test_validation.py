@@ -1,0 +1,61 @@
+"""Request validation names the offending field and fills defaults."""
+
+import math
+
+import pytest
+
+from swarm.shared.types import RawRequest
+from swarm.shared.validation import (
+    InvalidRequest,
+    RequestLimits,
+    check_fits_context,
+    validate_request,
+)
+
+LIMITS = RequestLimits()
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (RawRequest(prompt=""), "prompt"),
+        (RawRequest(prompt="x" * (LIMITS.max_prompt_bytes + 1)), "prompt"),
+        (RawRequest(prompt="hi", max_tokens=-1), "max_tokens"),
+        (RawRequest(prompt="hi", temperature=-0.1), "temperature"),
+        (RawRequest(prompt="hi", temperature=math.nan), "temperature"),
+        (RawRequest(prompt="hi", top_p=0.0), "top_p"),
+        (RawRequest(prompt="hi", top_p=1.5), "top_p"),
+        (RawRequest(prompt="hi", top_k=-3), "top_k"),
+        (RawRequest(prompt="hi", stop=("",)), "stop"),
+        (RawRequest(prompt="hi", stop=tuple("abcdefghij")), "stop"),
+        (RawRequest(prompt="hi", request_id="has space"), "request_id"),
+        (RawRequest(prompt="hi", min_p=1.0), "min_p"),
+        (RawRequest(prompt="hi", repeat_penalty=0.0), "repeat_penalty"),
+    ],
+)
+def test_bad_fields_are_named(raw: RawRequest, field: str) -> None:
+    with pytest.raises(InvalidRequest) as excinfo:
+        validate_request(raw, LIMITS)
+    assert excinfo.value.field == field
+    assert str(excinfo.value).startswith(field)
+
+
+def test_defaults_are_filled() -> None:
+    request = validate_request(RawRequest(prompt="hi"), LIMITS)
+    assert request.max_tokens == LIMITS.default_max_tokens
+    assert request.sampling.temperature == LIMITS.default_temperature
+    assert request.sampling.top_p == 1.0
+    assert request.request_id.startswith("req-")
+
+
+def test_explicit_zero_temperature_is_greedy() -> None:
+    request = validate_request(RawRequest(prompt="hi", temperature=0.0, seed=5), LIMITS)
+    assert request.sampling.greedy
+    assert request.sampling.seed == 5
+
+
+def test_max_tokens_above_context_is_rejected() -> None:
+    request = validate_request(RawRequest(prompt="hi", max_tokens=600, model="m"), LIMITS)
+    with pytest.raises(InvalidRequest, match="max_tokens"):
+        check_fits_context(request, 512)
+    check_fits_context(request, 600)
