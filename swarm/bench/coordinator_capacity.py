@@ -33,7 +33,7 @@ from swarm.bench.capacity_bench import Bench
 from swarm.bench.capacity_clients import CUT_INTERVAL_S
 from swarm.bench.capacity_metrics import StepResult
 from swarm.bench.capacity_report import report
-from swarm.launch.local_swarm import stop_children_on_sigterm
+from swarm.launch.local_swarm import interrupt_on_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             work_dir.mkdir(parents=True, exist_ok=True)
         # The handler stays installed after main returns; nothing needs the old one back, since main is this
         # process's entry point and the process exits when it returns.
-        stop_children_on_sigterm()
+        interrupt_on_stop_signals()
         bench = Bench(args, work_dir)
         rows: list[StepResult] = []
         try:

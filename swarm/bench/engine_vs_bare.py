@@ -18,7 +18,7 @@ from swarm.client import SwarmCallError, SwarmClient
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.default_model import resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, free_port, stop_children_on_sigterm, wait_until
+from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def run_bench(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     if max(levels) > len(PROMPTS) or min(levels) < 1:
         raise SystemExit(f"swarm bench: --concurrency levels must be in 1..{len(PROMPTS)}")
-    stop_children_on_sigterm()
+    interrupt_on_stop_signals()
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         try:

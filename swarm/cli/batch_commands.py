@@ -17,14 +17,15 @@ from tqdm import tqdm
 from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
 from swarm.client import BatchClient, SwarmCallError
 from swarm.client.batch_file import parse_batch_file, result_to_json_line
+from swarm.shared.addresses import DEFAULT_COORDINATOR
 from swarm.shared.batch_types import BatchState, BatchSummary
 from swarm.shared.batch_validation import InvalidBatchLine
 
 WATCH_INTERVAL_S = 1.0
 
 
-def add_parser(commands: Any, default_address: str) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {default_address})"
+def add_parsers(commands: Any) -> None:
+    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
     batch = commands.add_parser("batch", help="durable offline jobs: many requests from a JSONL file")
     actions = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
 

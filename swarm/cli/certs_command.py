@@ -10,7 +10,7 @@ from typing import Any
 from swarm.shared.certificates import CertificatesExist, init_certificates
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     certs = commands.add_parser("certs", help="TLS certificates for the swarm")
     actions = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     init = actions.add_parser("init", help="create a CA and node certificates signed by it")

@@ -10,12 +10,13 @@ from typing import Any
 from swarm.cli.security_flags import add_client_flags, client_api_key, tls_from_args
 from swarm.cli.watch_commands import add_refresh_flags, status_frames, top_table, watch
 from swarm.client import GenerateOptions, SwarmCallError, SwarmClient
+from swarm.shared.addresses import DEFAULT_COORDINATOR
 from swarm.shared.types import Finished, SwarmStatus, TextPiece
 from swarm.wire.json_views import status_to_json
 
 
-def add_parsers(commands: Any, default_address: str) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {default_address})"
+def add_parsers(commands: Any) -> None:
+    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
     g = commands.add_parser("generate", help="generate text, streamed to the terminal as it arrives")
     g.add_argument("prompt")
     g.add_argument("--coordinator", default=None, help=coordinator_help)

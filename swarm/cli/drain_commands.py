@@ -12,10 +12,11 @@ from typing import Any
 from swarm.cli.client_commands import open_client
 from swarm.cli.security_flags import add_client_flags
 from swarm.client import SwarmCallError, SwarmClient
+from swarm.shared.addresses import DEFAULT_COORDINATOR
 
 
-def add_parsers(commands: Any, default_address: str) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {default_address})"
+def add_parsers(commands: Any) -> None:
+    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
     d = commands.add_parser("drain", help="drain a worker: it takes nothing new, finishes its work and leaves")
     d.add_argument("worker_id", nargs="+", help="worker id(s), as `swarm status` shows them")
     leave = commands.add_parser("leave", help="take this PC's workers out of the swarm, finishing their work first")

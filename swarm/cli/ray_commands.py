@@ -7,8 +7,13 @@ import json
 import os
 from typing import Any
 
+from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
 from swarm.deploy.ray_fleet import RayFleetConfig, RayFleetError, fleet_down, fleet_status, fleet_up
+
+
+def _default(name: str) -> Any:
+    return default_of(RayFleetConfig, name)
 
 
 def add_parsers(commands: Any) -> None:
@@ -18,19 +23,39 @@ def add_parsers(commands: Any) -> None:
     up = actions.add_parser("up", help="place N workers (one per node unless --pack), each joining the coordinator")
     add_address(up)
     up.add_argument("--workers", type=int, required=True, help="how many worker actors")
-    up.add_argument("--threads", type=int, default=2, help="llama.cpp threads = CPUs each actor reserves (default 2)")
-    up.add_argument("--slots", type=int, default=8, help="concurrent sequences per worker (default %(default)s)")
-    up.add_argument("--context", type=int, default=2048, help="tokens per sequence (default %(default)s)")
-    up.add_argument("--model", default="default", help="GGUF path on every node, or 'default' (Gemma 3 270M)")
+    up.add_argument(
+        "--threads",
+        type=int,
+        default=_default("threads"),
+        help="llama.cpp threads = CPUs each actor reserves (default %(default)s)",
+    )
+    up.add_argument(
+        "--slots", type=int, default=_default("slots"), help="concurrent sequences per worker (default %(default)s)"
+    )
+    up.add_argument(
+        "--context", type=int, default=_default("context"), help="tokens per sequence (default %(default)s)"
+    )
+    up.add_argument("--model", default=_default("model"), help="GGUF path on every node, or 'default' (Gemma 3 270M)")
     up.add_argument(
         "--coordinator",
         default=os.environ.get("SWARM_COORDINATOR", ""),
         help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else each worker finds it on its LAN)",
     )
     up.add_argument("--token", default=os.environ.get("SWARM_TOKEN", ""), help="the swarm's join token ($SWARM_TOKEN)")
-    up.add_argument("--pack", action="store_true", help="pack workers onto few nodes instead of one per node")
-    up.add_argument("--listen-host", default="0.0.0.0", help="address each worker listens on (default %(default)s)")
-    up.add_argument("--advertise-host", default="", help="address the coordinator dials (default: the node's Ray IP)")
+    up.add_argument(
+        "--pack",
+        action="store_true",
+        default=_default("pack"),
+        help="pack workers onto few nodes instead of one per node",
+    )
+    up.add_argument(
+        "--listen-host", default=_default("listen_host"), help="address each worker listens on (default %(default)s)"
+    )
+    up.add_argument(
+        "--advertise-host",
+        default=_default("advertise_host"),
+        help="address the coordinator dials (default: the node's Ray IP)",
+    )
     up.set_defaults(run=run_up)
 
     down = actions.add_parser("down", help="drain and remove every swarm worker actor")

@@ -11,7 +11,7 @@ from swarm.gguf_files.default_model import resolve_model
 from swarm.gguf_files.stage_files import MANIFEST_NAME, UnsupportedArchitecture, split_model
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     p = commands.add_parser("split", help="write one GGUF per pipeline stage, with a manifest")
     p.add_argument("model", help="GGUF path, or 'default' for Gemma 3 270M")
     p.add_argument("--stages", type=int, required=True, help="number of stages (equal layer ranges)")

@@ -9,24 +9,42 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swarm.cli.config_defaults import default_of, default_port
 from swarm.client import SwarmCallError, SwarmClient
+from swarm.coordinator.config import CoordinatorConfig
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, stop_children_on_sigterm, wait_until
+from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals, wait_until
 from swarm.shared.redaction import redact_url
+from swarm.worker.config import WorkerConfig
 
 DEMO_PROMPT = "The three most useful things to know about the sea are"
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     p = commands.add_parser("up", help="run a coordinator, Redis and local workers on this machine")
     p.add_argument("--workers", type=int, default=2, help="local workers (default %(default)s)")
     p.add_argument("--model", default="default", help="GGUF path, or 'default' for Gemma 3 270M")
-    p.add_argument("--port", type=int, default=50051, help="coordinator gRPC port (default %(default)s)")
-    p.add_argument("--http-port", type=int, default=8080, help="coordinator HTTP port (default %(default)s)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=default_port(CoordinatorConfig, "listen"),
+        help="coordinator gRPC port (default %(default)s)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=default_port(CoordinatorConfig, "http"),
+        help="coordinator HTTP port (default %(default)s)",
+    )
     p.add_argument("--redis", default="", help="use this Redis URL instead of starting a redis-server")
     p.add_argument("--threads", type=int, default=0, help="threads per worker (default: cores / workers)")
-    p.add_argument("--slots", type=int, default=8, help="concurrent sequences per worker (default %(default)s)")
+    p.add_argument(
+        "--slots",
+        type=int,
+        default=default_of(WorkerConfig, "slots"),
+        help="concurrent sequences per worker (default %(default)s)",
+    )
     p.add_argument("--token", default="", help="join token (default: none, loopback only)")
     p.add_argument(
         "--stages",
@@ -52,8 +70,8 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     stage_files = cached_split(model, args.stages, cache_dir() / "stages") if args.stages > 1 else []
     address = f"127.0.0.1:{args.port}"
-    swarm = LocalSwarm(log_dir=None, verbose=args.log_level in ("debug", "info"))
-    stop_children_on_sigterm()
+    swarm = LocalSwarm(log_dir=None, log_level=args.log_level)
+    interrupt_on_stop_signals()
     try:
         if args.redis:
             swarm.redis_url = args.redis

@@ -34,14 +34,17 @@ class ModelLoadError(RuntimeError):
     """The model file is missing, unreadable or not a GGUF llama.cpp can load."""
 
 
+# ggml's levels (1 debug, 2 info, 3 warn, 4 error; 5 continues a line, mostly progress dots) as
+# Python's. llama.cpp's warnings are about model files and cache layouts, not the swarm (e.g.
+# "control-looking token ... probably a bug in the model" on Gemma): they show with --log-level debug.
+_LLAMA_LOG_LEVELS = {2: logging.DEBUG, 3: logging.DEBUG, 4: logging.ERROR}
+
+
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. llama.cpp is chatty
-    # at load time; only its warnings and errors matter to an operator.
-    if level in (3, 4):
-        log.log(
-            logging.WARNING if level == 3 else logging.ERROR, "llama.cpp: %s", text.decode("utf-8", "replace").rstrip()
-        )
+    python_level = _LLAMA_LOG_LEVELS.get(level)
+    if python_level is not None and log.isEnabledFor(python_level):
+        log.log(python_level, "llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
 
 
 _backend_ready = False

@@ -48,11 +48,20 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
         time.sleep(interval_s)
 
 
+# Stop order: workers drain and deregister while the coordinator still answers; a pipeline's head
+# leaves before the stages it feeds; Redis goes last, after everything that writes to it.
+WORKER_TIER, LATER_STAGE_TIER, COORDINATOR_TIER, REDIS_TIER = range(4)
+
+
 @dataclass
 class ManagedProcess:
+    """A child process in a process group of its own: a terminal's Ctrl-C reaches only its parent,
+    which stops the children in order, and killing the group leaves nothing behind."""
+
     name: str
     argv: list[str]
     log_path: Path | None = None
+    tier: int = WORKER_TIER  # stopped after every process of a lower tier
     process: subprocess.Popen[bytes] | None = None
     stopped_on_purpose: bool = False  # killed or stopped by us: its exit is no failure
     env: dict[str, str] | None = None  # extra environment variables for the child
@@ -67,6 +76,7 @@ class ManagedProcess:
             stderr=self._log_file,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env} if self.env else None,
+            start_new_session=True,
         )
         return self
 
@@ -84,34 +94,47 @@ class ManagedProcess:
         """SIGKILL: the process gets no chance to clean up, as when a PC loses power."""
         self.stopped_on_purpose = True
         if self.alive and self.process is not None:
-            self.process.kill()
+            self._kill_group()
             self.process.wait(10)
 
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM: the process leaves cleanly (a worker drains and deregisters)."""
+        self.stopped_on_purpose = True
+        if self.alive and self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL if it has not exited in time; returns the exit code."""
+        """SIGTERM, then SIGKILL to its process group if it has not exited in time; returns the exit code."""
         if self.process is None:
             return None
-        self.stopped_on_purpose = True
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        self.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._kill_group()
+            self.process.wait(10)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         return self.process.returncode
 
 
-def stop_children_on_sigterm() -> None:
-    """Turns SIGTERM into KeyboardInterrupt, so the `finally` that stops child processes runs."""
+def interrupt_on_stop_signals() -> None:
+    """Turns SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt, so the `finally` that stops child processes runs.
+
+    SIGINT too, since a process started in the background from a script inherits it ignored; SIGHUP
+    since children in their own process groups do not hear their terminal close.
+    """
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 def swarm_argv(*args: str) -> list[str]:
@@ -123,15 +146,17 @@ class LocalSwarm:
     """A coordinator, its workers and (unless given a URL) its own redis-server."""
 
     log_dir: Path | None = None
-    verbose: bool = False
+    log_level: str = ""  # the children's --log-level; empty: info when they log to files, else warning
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
 
     def _log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir is not None else None
 
-    def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self._log_path(name), env=env).start()
+    def _launch(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, tier: int = WORKER_TIER
+    ) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self._log_path(name), tier, env=env).start()
         self.processes.append(process)
         return process
 
@@ -160,6 +185,7 @@ class LocalSwarm:
                 "yes",
                 *(["--requirepass", password] if password else []),
             ],
+            tier=REDIS_TIER,
         )
         credentials = f":{quote(password, safe='')}@" if password else ""
         self.redis_url = f"redis://{credentials}127.0.0.1:{port}/0"
@@ -179,13 +205,19 @@ class LocalSwarm:
         args = ["coordinator", "--listen", listen, "--redis", self.redis_url]
         if http:
             args += ["--http", http]
-        return self._launch(name, swarm_argv(*self._verbosity(), *args, *extra))
+        return self._launch(name, swarm_argv(*self._verbosity(), *args, *extra), tier=COORDINATOR_TIER)
 
     def start_worker(
-        self, coordinator: str, model: Path, *extra: str, name: str = "worker", env: dict[str, str] | None = None
+        self,
+        coordinator: str,
+        model: Path,
+        *extra: str,
+        name: str = "worker",
+        env: dict[str, str] | None = None,
+        tier: int = WORKER_TIER,
     ) -> ManagedProcess:
         args = ["join", coordinator, "--model", str(model), "--listen", "127.0.0.1:0", *extra]
-        return self._launch(name, swarm_argv(*self._verbosity(), *args), env)
+        return self._launch(name, swarm_argv(*self._verbosity(), *args), env, tier)
 
     def start_auto_worker(
         self, coordinator: str, *extra: str, name: str = "worker", env: dict[str, str] | None = None
@@ -207,21 +239,32 @@ class LocalSwarm:
                 wiring += ["--next-stage", f"127.0.0.1:{ports[index + 1]}"]
             started.append(
                 self.start_worker(
-                    coordinator, stage_files[index], *extra, *wiring, name=f"stage-{index}", env=SHARED_CORES_ENV
+                    coordinator,
+                    stage_files[index],
+                    *extra,
+                    *wiring,
+                    name=f"stage-{index}",
+                    env=SHARED_CORES_ENV,
+                    tier=WORKER_TIER if index == 0 else LATER_STAGE_TIER,
                 )
             )
         return started
 
     def _verbosity(self) -> list[str]:
-        return ["--log-level", "info" if self.verbose or self.log_dir is not None else "warning"]
+        return ["--log-level", self.log_level or ("info" if self.log_dir is not None else "warning")]
 
     def failed(self) -> ManagedProcess | None:
         """The first child that exited on its own, if any."""
         return next((p for p in self.processes if not p.alive and not p.stopped_on_purpose), None)
 
     def stop(self) -> None:
-        """Stops workers first (they deregister), then the coordinator, then Redis."""
-        for process in reversed(self.processes):
-            with contextlib.suppress(OSError):
-                process.stop()
+        """Stops the processes tier by tier (see WORKER_TIER), each tier's together."""
+        for tier in sorted({p.tier for p in self.processes}):
+            stopping = [p for p in self.processes if p.tier == tier]
+            for process in stopping:
+                with contextlib.suppress(OSError):
+                    process.terminate()
+            for process in stopping:
+                with contextlib.suppress(OSError):
+                    process.stop()
         self.processes.clear()

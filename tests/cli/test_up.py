@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,9 +30,12 @@ def swarm_command(
 
 
 class SwarmUp:
-    """`swarm up` running in the background, read line by line."""
+    """`swarm up` running in the background in a process group of its own, as a terminal runs it, read line by line.
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    ignore_sigint: start it with SIGINT ignored, as bash starts a script's background jobs.
+    """
+
+    def __init__(self, tmp_path: Path, *args: str, log_level: str = "warning", ignore_sigint: bool = False) -> None:
         self.port, self.http_port = free_port(), free_port()
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
         self.process = subprocess.Popen(
@@ -40,7 +44,7 @@ class SwarmUp:
                 "-m",
                 "swarm",
                 "--log-level",
-                "warning",
+                log_level,
                 "up",
                 "--port",
                 str(self.port),
@@ -52,8 +56,11 @@ class SwarmUp:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            start_new_session=True,
+            preexec_fn=ignore_sigint_in_child if ignore_sigint else None,
         )
         self.output: list[str] = []
+        self._children: list[psutil.Process] = []
 
     @property
     def address(self) -> str:
@@ -71,9 +78,41 @@ class SwarmUp:
                 return "".join(self.output)
         raise AssertionError(f"{marker!r} never printed; output so far:\n{''.join(self.output)}")
 
-    def interrupt(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(60)
+    def children(self) -> list[psutil.Process]:
+        """Its child processes now; remembered, so that a failed test can kill whatever is left."""
+        found = psutil.Process(self.process.pid).children(recursive=True)
+        self._children += found
+        return found
+
+    def interrupt(self, whole_group: bool = False, timeout_s: float = 60) -> int:
+        """SIGINT to `swarm up` (kill -INT), or to its process group (Ctrl-C in its terminal); its exit code.
+
+        When it does not exit in time, it and every child it had are killed, and TimeoutExpired is raised.
+        """
+        self.children()
+        if whole_group:
+            os.killpg(self.process.pid, signal.SIGINT)
+        else:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            rest, _ = self.process.communicate(timeout=timeout_s)  # reading on: a full pipe would block its children
+        except subprocess.TimeoutExpired:
+            self.kill_everything()
+            raise
+        self.output.append(rest)
+        return self.process.returncode
+
+    def kill_everything(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for child in self._children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        self.process.wait(10)
+
+
+def ignore_sigint_in_child() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def test_swarm_up_serves_status_and_generate_then_ctrl_c_stops_everything(tmp_path: Path, tiny_model: Path) -> None:
@@ -171,3 +210,52 @@ def test_swarm_up_refuses_stages_that_do_not_match_workers(tmp_path: Path, tiny_
     result = swarm_command("up", "--model", str(tiny_model), "--workers", "3", "--stages", "2")
     assert result.returncode == 2
     assert "--workers K" in result.stderr
+
+
+def test_ctrl_c_stops_swarm_up_started_with_sigint_ignored_quietly_and_completely(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """Started as a script's background job (SIGINT ignored), Ctrl-C still stops it; workers leave before the
+    coordinator, so nothing complains, and llama.cpp's own warnings stay out of an info-level log."""
+    up = SwarmUp(
+        tmp_path, "--model", str(tiny_model), "--threads", "1", "--no-demo", log_level="info", ignore_sigint=True
+    )
+    try:
+        up.read_until("swarm is up")
+        children = up.children()
+        assert len(children) == 4  # redis-server, coordinator, two workers
+    finally:
+        code = up.interrupt(whole_group=True, timeout_s=30)
+    output = "".join(up.output)
+    assert code == 0, output
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    assert output.count("INFO swarm.worker.process: worker ") == 2  # each worker's "stopped after" line
+    assert "coordinator stopped after" in output
+    for noise in ("could not deregister", "could not announce", "llama.cpp:", "Traceback"):
+        assert noise not in output, output
+
+
+def test_kill_int_stops_swarm_up_started_with_sigint_ignored(tmp_path: Path, tiny_model: Path) -> None:
+    up = SwarmUp(
+        tmp_path, "--model", str(tiny_model), "--workers", "1", "--threads", "1", "--no-demo", ignore_sigint=True
+    )
+    try:
+        up.read_until("swarm is up")
+        children = up.children()
+    finally:
+        code = up.interrupt(timeout_s=30)
+    assert code == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
+def test_swarm_up_at_debug_level_shows_llama_cpps_own_log(tmp_path: Path, tiny_model: Path) -> None:
+    up = SwarmUp(
+        tmp_path, "--model", str(tiny_model), "--workers", "1", "--threads", "1", "--no-demo", log_level="debug"
+    )
+    try:
+        up.read_until("swarm is up")
+    finally:
+        assert up.interrupt(timeout_s=30) == 0
+    assert "DEBUG swarm.engine.llama_adapter: llama.cpp: " in "".join(up.output)

@@ -19,7 +19,7 @@ from swarm.cli.main import main
 from swarm.client import AsyncSwarmClient, SwarmCallError, SwarmClient
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
-from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
+from swarm.launch.local_swarm import REDIS_TIER, LocalSwarm, ManagedProcess, free_port, wait_until
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles
 from swarm.shared.validation import RequestLimits
@@ -326,6 +326,7 @@ def test_rediss_with_a_private_ca_works(tiny_model: Path, tmp_path: Path, certif
             str(tmp_path),
         ],
         tmp_path / "redis.log",
+        tier=REDIS_TIER,
     ).start()
     processes.processes.append(redis_server)
     try:

@@ -1,0 +1,123 @@
+"""`swarm coordinator`: build the coordinator's config from flags and run it (no llama.cpp in this process)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import uvloop
+
+from swarm.cli.config_defaults import default_of
+from swarm.cli.errors import fail
+from swarm.cli.security_flags import add_api_key_flags, add_tls_flags, api_keys_from_args, tls_from_args
+from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.process import serve_coordinator
+
+
+def _default(name: str) -> Any:
+    return default_of(CoordinatorConfig, name)
+
+
+def add_parsers(commands: Any) -> None:
+    p = commands.add_parser("coordinator", help="run the coordinator (gRPC + HTTP, state in Redis)")
+    p.add_argument("--listen", default=_default("listen"), help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--http", default=_default("http"), help="HTTP HOST:PORT, empty to disable (default %(default)s)")
+    redis_url = _default("redis_url")
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("SWARM_REDIS", redis_url),
+        help=f"Redis URL (default $SWARM_REDIS or {redis_url}; the environment keeps a password out of ps)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SWARM_TOKEN", _default("token")),
+        help="join token workers must present ($SWARM_TOKEN)",
+    )
+    add_api_key_flags(p)
+    add_tls_flags(p, serves=True)
+    p.add_argument("--default-model", default=_default("default_model"), help="model used when a request names none")
+    p.add_argument(
+        "--stages-dir",
+        default=_default("stages_dir"),
+        help="serve the stage files of `swarm split` outputs in this folder",
+    )
+    p.add_argument(
+        "--plan-model",
+        default=_default("plan_model"),
+        help="a GGUF (or 'default') to serve with `swarm join --auto` workers: whole replicas where one holds it, "
+        "pipeline stages planned from their memory and speed where none does",
+    )
+    p.add_argument(
+        "--plan-model-name", default=_default("plan_model_name"), help="the name clients use for --plan-model"
+    )
+    p.add_argument(
+        "--plan-stages", type=int, default=_default("plan_stages"), help="always plan pipelines of this many stages"
+    )
+    p.add_argument(
+        "--no-advertise",
+        dest="advertise",
+        action="store_false",
+        default=_default("advertise"),
+        help="do not advertise this coordinator on the LAN over mDNS (_swarm._tcp.local.)",
+    )
+    p.add_argument(
+        "--swarm-name",
+        default=_default("swarm_name"),
+        help="a name advertised with it, for LANs with several swarms (`swarm join --swarm-name`)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=_default("max_queue"),
+        help="requests that may wait for a worker; beyond it clients get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-worker-wait",
+        type=float,
+        default=_default("no_worker_wait_s"),
+        metavar="SECONDS",
+        help="how long a request waits for a worker of its model to appear (default %(default)s)",
+    )
+    p.add_argument(
+        "--batch-reclaim-after",
+        type=float,
+        default=_default("batch_reclaim_after_s"),
+        metavar="SECONDS",
+        help="batch lines a coordinator has not touched this long are run by another (default %(default)s)",
+    )
+    p.set_defaults(run=run_coordinator)
+
+
+def coordinator_config(args: argparse.Namespace) -> CoordinatorConfig:
+    """The config the flags describe; raises ValueError naming a bad flag."""
+    return CoordinatorConfig(
+        listen=args.listen,
+        http=args.http,
+        redis_url=args.redis,
+        token=args.token,
+        default_model=args.default_model,
+        no_worker_wait_s=args.no_worker_wait,
+        max_queue=args.max_queue,
+        batch_reclaim_after_s=args.batch_reclaim_after,
+        stages_dir=args.stages_dir,
+        plan_model=args.plan_model,
+        plan_model_name=args.plan_model_name,
+        plan_stages=args.plan_stages,
+        tls=tls_from_args(args),
+        api_keys=api_keys_from_args(args),
+        advertise=args.advertise,
+        swarm_name=args.swarm_name,
+    )
+
+
+def run_coordinator(args: argparse.Namespace) -> int:
+    try:
+        config = coordinator_config(args)
+    except ValueError as exc:
+        return fail("coordinator", str(exc))
+    try:
+        uvloop.run(serve_coordinator(config))
+    except (ConnectionError, OSError, ValueError) as exc:
+        return fail("coordinator", str(exc))
+    return 0

@@ -1,0 +1,102 @@
+"""`swarm join`: serve a model (or what the coordinator's plan assigns) on this PC as a worker of a swarm."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from swarm.cli.auto_join import run_auto_join
+from swarm.cli.config_defaults import default_of
+from swarm.cli.errors import fail
+from swarm.cli.security_flags import add_tls_flags, tls_from_args
+from swarm.cli.worker_launch import join_config, model_path, serve_model
+from swarm.shared.discovery import DiscoveryError, discover_coordinator
+from swarm.worker.config import WorkerConfig
+from swarm.worker.model_download import DownloadFailed
+
+
+def _default(name: str) -> Any:
+    return default_of(WorkerConfig, name)
+
+
+def add_parsers(commands: Any) -> None:
+    p = commands.add_parser("join", help="serve a model on this PC as a worker of a swarm")
+    p.add_argument(
+        "coordinator",
+        nargs="?",
+        default=None,
+        help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else the one found on the LAN over mDNS)",
+    )
+    p.add_argument(
+        "--model",
+        default="",
+        help="path to a GGUF file, 'default' for Gemma 3 270M, or MODEL:STAGE to download stage STAGE (from 0) "
+        "of a split model from the coordinator (see `swarm coordinator --stages-dir`)",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="instead of --model: offer this PC's memory and speed and serve what the coordinator's plan assigns "
+        "(a whole model or a pipeline stage; see `swarm coordinator --plan-model`)",
+    )
+    p.add_argument("--memory", default="", help="with --auto: memory to offer, e.g. 6G (default: 80%% of free RAM)")
+    p.add_argument("--speed", type=float, default=0.0, help="with --auto: bytes/s to report (default: measured)")
+    p.add_argument("--threads", type=int, default=_default("threads"), help="llama.cpp threads (default %(default)s)")
+    p.add_argument("--slots", type=int, default=_default("slots"), help="concurrent sequences (default %(default)s)")
+    p.add_argument(
+        "--context", type=int, default=_default("context_per_slot"), help="tokens per sequence (default %(default)s)"
+    )
+    p.add_argument("--listen", default=_default("listen"), help="worker gRPC HOST:PORT (default: any free port)")
+    p.add_argument(
+        "--advertise", default=_default("advertise"), help="HOST:PORT the coordinator should dial (default: derived)"
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SWARM_TOKEN", _default("token")),
+        help="the swarm's join token (default $SWARM_TOKEN)",
+    )
+    add_tls_flags(p, serves=True)
+    p.add_argument(
+        "--model-name", default=_default("model_name"), help="name clients use (default: file name without .gguf)"
+    )
+    p.add_argument("--worker-id", default=_default("worker_id"), help="stable id (default: HOSTNAME-PORT)")
+    p.add_argument(
+        "--swarm-name", default="", help="without a coordinator address: join the coordinator advertising this name"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=_default("drain_timeout_s"),
+        help="on leaving, seconds running requests may take to finish before the swarm resumes them elsewhere",
+    )
+    p.add_argument(
+        "--next-stage",
+        default=_default("next_stage"),
+        help="for a stage file from `swarm split`: HOST:PORT of the next stage",
+    )
+    p.add_argument(
+        "--hidden-bfloat16",
+        action="store_true",
+        default=_default("hidden_bfloat16"),
+        help="a first stage: send hidden states as bfloat16 (half the bytes)",
+    )
+    p.add_argument(
+        "--metrics", default=_default("metrics"), metavar="HOST:PORT", help="serve Prometheus metrics at /metrics here"
+    )
+    p.set_defaults(run=run_join)
+
+
+def run_join(args: argparse.Namespace) -> int:
+    if bool(args.model) == bool(args.auto):
+        return fail("join", "give either --model MODEL or --auto")
+    try:
+        coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator(args.swarm_name)
+        tls = tls_from_args(args)
+        if args.auto:
+            return run_auto_join(args, coordinator, tls)
+        config = join_config(args, coordinator, tls, model_path(args.model, coordinator, args.token, tls))
+    except (ValueError, OSError, DownloadFailed, DiscoveryError) as exc:
+        return fail("join", str(exc))
+    code, _ = serve_model(config)
+    return code

@@ -1,0 +1,23 @@
+"""llama.cpp's own log reaches Python logging at DEBUG: its warnings are about model files, not the swarm."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from swarm.engine.llama_adapter import LlamaContext, LlamaModel
+
+
+def test_llama_cpp_warnings_are_debug_lines(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="swarm.engine.llama_adapter")
+    model = LlamaModel(tiny_model)
+    # More context per sequence than the model was trained on: llama.cpp warns about it.
+    context = LlamaContext(model, 1, 2 * model.context_length_trained, 64, 1)
+    context.close()
+    model.close()
+    lines = [r for r in caplog.records if r.getMessage().startswith("llama.cpp: ")]
+    overflow = [r for r in lines if "n_ctx_train" in r.getMessage()]
+    assert overflow, [r.getMessage() for r in lines]
+    assert {r.levelno for r in lines} == {logging.DEBUG}
