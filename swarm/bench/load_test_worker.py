@@ -28,7 +28,7 @@ import grpc
 import uvloop
 
 from swarm.shared.serving import start_listening, stop_on_signals
-from swarm.shared.types import WorkerInfo, WorkerLoad
+from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.membership import JoinRefused, Membership
@@ -122,7 +122,7 @@ class LoadTestWorker:
         host = self.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         info = WorkerInfo(
-            worker_id=self.worker_id or f"load-test-{port}",
+            worker_id=WorkerId(self.worker_id or f"load-test-{port}"),
             address=self.address,
             model=MODEL_NAME,
             context_length=CONTEXT_LENGTH,

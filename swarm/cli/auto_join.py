@@ -26,14 +26,7 @@ def run_auto_join(args: argparse.Namespace, coordinator: str, tls: TlsFiles | No
     speed = args.speed or measure_speed()
     log.info("offering %s: %.1f GB at %.1f GB/s as %s", coordinator, memory / 1e9, speed / 1e9, node_id)
     offer = pb.AssignRequest(
-        node_id=node_id,
-        address=address,
-        hostname=socket.gethostname(),
-        free_bytes=memory,
-        speed=speed,
-        threads=args.threads,
-        context_length=args.context,
-        slots=args.slots,
+        node_id=node_id, address=address, free_bytes=memory, speed=speed, context_length=args.context, slots=args.slots
     )
     while True:
         assignment = request_assignment(coordinator, args.token, tls, offer)

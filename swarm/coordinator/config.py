@@ -36,7 +36,6 @@ class CoordinatorConfig:
     plan_model: str = ""  # a whole GGUF the coordinator plans replicas and stages of for `swarm join --auto` workers
     plan_model_name: str = ""  # the name clients use for it (default: the file name without .gguf)
     plan_stages: int = 0  # 0: as few stages as the workers' memory allows; K: always K-stage pipelines
-    plan_kv_tokens: int = 16384  # KV cache tokens (slots x context) a planned worker holds, for its memory budget
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
@@ -54,8 +53,8 @@ class CoordinatorConfig:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
         if self.batch_reclaim_after_s <= 0:
             raise ValueError(f"--batch-reclaim-after must be > 0 seconds, got {self.batch_reclaim_after_s}")
-        if self.plan_stages < 0 or self.plan_kv_tokens < 1:
-            raise ValueError("--plan-stages must be >= 0 and --plan-kv-tokens >= 1")
+        if self.plan_stages < 0:
+            raise ValueError(f"--plan-stages must be >= 0, got {self.plan_stages}")
         check_swarm_name(self.swarm_name)
         if self.max_queue < 1:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from swarm.coordinator.registry import WorkerRegistry
-from swarm.shared.types import WorkerView
+from swarm.shared.types import WorkerId, WorkerView
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class HeartbeatMonitor:
         self._interval = poll_interval_s
         self.on_change: Callable[[], None] = lambda: None  # called when a worker joins, leaves or flips
         self._forget_after_s = forget_after_s
-        self._views: dict[str, WorkerView] = {}
+        self._views: dict[WorkerId, WorkerView] = {}
 
     @property
     def workers(self) -> list[WorkerView]:

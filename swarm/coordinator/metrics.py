@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from swarm.coordinator.routing import default_model
 from swarm.shared.errors import SwarmError
-from swarm.shared.types import Finished, FinishReason, GenerationEvent, SwarmStatus, WorkerView
+from swarm.shared.types import Finished, FinishReason, GenerationEvent, SwarmStatus, WorkerState, WorkerView
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -39,9 +39,6 @@ class DispatchCounts(Protocol):
     def failovers(self) -> int: ...
     @property
     def failed(self) -> int: ...
-
-
-WORKER_STATES = ("up", "draining", "down")
 
 
 def stage_label(view: WorkerView) -> str:
@@ -79,14 +76,16 @@ class SwarmStateCollector(Collector):
         queue.add_metric([], self.status.queue_depth)
         yield queue
         states = GaugeMetricFamily("swarm_workers", "Registered workers by state.", labels=["state"])
-        for state in WORKER_STATES:
-            states.add_metric([state], sum(1 for w in workers if w.state == state))
+        for state in WorkerState:
+            states.add_metric([state.value], sum(1 for w in workers if w.state is state))
         yield states
         models = GaugeMetricFamily(
             "swarm_model_workers_up", "Workers up taking requests for a model.", labels=["model"]
         )
         for model in sorted({w.info.model for w in workers} | ({self.status.default_model} - {""})):
-            serving = [w for w in workers if w.state == "up" and w.info.model == model and w.info.takes_requests]
+            serving = [
+                w for w in workers if w.state is WorkerState.UP and w.info.model == model and w.info.takes_requests
+            ]
             models.add_metric([model], len(serving))
         yield models
         up = GaugeMetricFamily(

@@ -94,7 +94,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     if config.plan_model:
         model = resolve_model(config.plan_model)
         name = config.plan_model_name or model.name.removesuffix(".gguf")
-        assigner = StageAssigner(model, name, library_root, config.plan_stages or None, config.plan_kv_tokens)
+        assigner = StageAssigner(model, name, library_root, config.plan_stages or None)
         plans = PlanStore(redis, name)
         previous = await plans.load()
         if previous is not None:
@@ -117,7 +117,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
     )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
-    pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token), server)
+    pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token, config.heartbeat_interval_s), server)
     batch_service = BatchService(batch_store, config.batch_limits, config.limits)
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
     if config.stages_dir or config.plan_model:

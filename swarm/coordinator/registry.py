@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from enum import Enum
 
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.shared.codec import to_json, worker_info_from_json, worker_load_from_json
-from swarm.shared.types import WorkerInfo, WorkerLoad, WorkerView
+from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad, WorkerState, WorkerView
 
-# What a heartbeat finds: an unknown worker must join again; a draining one must finish and leave.
-Standing = Literal["unknown", "member", "draining"]
+
+class Standing(Enum):
+    """What a heartbeat finds."""
+
+    UNKNOWN = "unknown"  # not registered (forgotten, or Redis lost it): the worker must join again
+    MEMBER = "member"
+    DRAINING = "draining"  # it must finish its work and leave
 
 
 class WorkerRegistry:
@@ -28,25 +33,25 @@ class WorkerRegistry:
             pipe.srem(keys.DRAINING, info.worker_id)  # a worker that joins (again) starts afresh
             await pipe.execute()
 
-    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> Standing:
+    async def heartbeat(self, worker_id: WorkerId, load: WorkerLoad) -> Standing:
         """Records a heartbeat; says whether the worker must join again or is draining."""
         if not await self._redis.hexists(keys.WORKERS, worker_id):
-            return "unknown"
+            return Standing.UNKNOWN
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.heartbeat_key(worker_id), to_json(load), px=self._ttl_ms)
             pipe.hset(keys.LAST_SEEN, worker_id, time.time())
             pipe.sismember(keys.DRAINING, worker_id)
             draining = (await pipe.execute())[-1]
-        return "draining" if draining else "member"
+        return Standing.DRAINING if draining else Standing.MEMBER
 
-    async def drain(self, worker_id: str) -> bool:
+    async def drain(self, worker_id: WorkerId) -> bool:
         """Marks a worker draining; False when no such worker is registered."""
         if not await self._redis.hexists(keys.WORKERS, worker_id):
             return False
         await self._redis.sadd(keys.DRAINING, worker_id)
         return True
 
-    async def leave(self, worker_id: str) -> None:
+    async def leave(self, worker_id: WorkerId) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.WORKERS, worker_id)
             pipe.hdel(keys.LAST_SEEN, worker_id)
@@ -54,7 +59,7 @@ class WorkerRegistry:
             pipe.srem(keys.DRAINING, worker_id)
             await pipe.execute()
 
-    async def mark_down(self, worker_id: str) -> None:
+    async def mark_down(self, worker_id: WorkerId) -> None:
         """Ends a worker's liveness now (it failed a call); its next heartbeat brings it back."""
         await self._redis.delete(keys.heartbeat_key(worker_id))
 
@@ -75,9 +80,15 @@ class WorkerRegistry:
                 WorkerView(
                     info=info,
                     load=worker_load_from_json(load) if load else WorkerLoad(),
-                    up=load is not None,
+                    state=worker_state(alive=load is not None, draining=worker_id in draining),
                     heartbeat_age_s=now - float(last) if last else -1.0,
-                    draining=worker_id in draining,
                 )
             )
         return views
+
+
+def worker_state(*, alive: bool, draining: bool) -> WorkerState:
+    """A silent worker is down even while marked draining: nothing runs on it any more."""
+    if not alive:
+        return WorkerState.DOWN
+    return WorkerState.DRAINING if draining else WorkerState.UP

@@ -19,13 +19,14 @@ from swarm.coordinator.request_store import RequestStore, StoredResult
 from swarm.coordinator.routing import default_model
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
-from swarm.shared.plan_messages import AssignmentReply, NodeOffer
+from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
 from swarm.shared.types import (
     Finished,
     GenerationEvent,
     ModelSummary,
     RawRequest,
     SwarmStatus,
+    WorkerId,
     WorkerInfo,
     WorkerLoad,
 )
@@ -177,13 +178,13 @@ class InferenceService:
     async def join(self, info: WorkerInfo) -> str:
         if not info.address or not info.model or info.slots < 1:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "join needs an address, a model and at least one slot")
-        worker_id = info.worker_id or "worker-" + secrets.token_hex(4)
+        worker_id = info.worker_id or WorkerId("worker-" + secrets.token_hex(4))
         await self._registry.join(replace(info, worker_id=worker_id))
         log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
         await self._dispatcher.workers_changed()
         return worker_id
 
-    async def heartbeat(self, worker_id: str, load: WorkerLoad) -> tuple[Standing, bool]:
+    async def heartbeat(self, worker_id: WorkerId, load: WorkerLoad) -> tuple[Standing, bool]:
         """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
         standing = await self._registry.heartbeat(worker_id, load)
         await self._prune_assigner()
@@ -196,8 +197,8 @@ class InferenceService:
                 ErrorCode.FAILED_PRECONDITION,
                 "this coordinator plans no model: start it with --plan-model MODEL.gguf, or join with --model",
             )
-        if not offer.node_id or not offer.address or offer.free_bytes <= 0 or offer.speed <= 0:
-            raise SwarmError(ErrorCode.INVALID_ARGUMENT, "assign needs a node_id, an address, free_bytes and speed")
+        if problem := offer_problem(offer):
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, problem)
         await self._prune_assigner()
         reply = await self._assigner.assign(offer)
         await self._save_plan()
@@ -215,14 +216,14 @@ class InferenceService:
         if self._assigner is not None and self._plans is not None:
             await self._plans.save(self._assigner.snapshot())
 
-    async def drain(self, worker_id: str) -> None:
+    async def drain(self, worker_id: WorkerId) -> None:
         """Routes nothing new to the worker; its next heartbeat tells it to finish its work and leave."""
         if not await self._registry.drain(worker_id):
             raise SwarmError(ErrorCode.NOT_FOUND, f"worker_id: no worker {worker_id!r} is registered")
         log.info("worker %s is draining", worker_id)
         await self._dispatcher.workers_changed()
 
-    async def leave(self, worker_id: str) -> None:
+    async def leave(self, worker_id: WorkerId) -> None:
         await self._registry.leave(worker_id)
         log.info("worker %s left", worker_id)
         await self._dispatcher.workers_changed()

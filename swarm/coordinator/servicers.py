@@ -8,9 +8,11 @@ from dataclasses import replace
 
 import grpc
 
+from swarm.coordinator.registry import Standing
 from swarm.coordinator.service import InferenceService
 from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import WorkerId
 from swarm.shared.validation import new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -22,6 +24,7 @@ from swarm.wire.convert import (
     worker_info_to_wire,
     worker_load_from_wire,
     worker_load_to_wire,
+    worker_state_to_wire,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
             workers=[
                 pb.WorkerStatus(
                     info=worker_info_to_wire(v.info),
-                    state=v.state,
+                    state=v.state.value,
+                    worker_state=worker_state_to_wire(v.state),
                     load=worker_load_to_wire(v.load),
                     last_heartbeat_age_s=v.heartbeat_age_s,
                 )
@@ -81,9 +85,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
 
 
 class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
-    def __init__(self, service: InferenceService, token: str) -> None:
+    def __init__(self, service: InferenceService, token: str, heartbeat_interval_s: float) -> None:
         self._service = service
         self._gate = TokenGate(token, "worker call")
+        self._heartbeat_interval_s = heartbeat_interval_s
 
     async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
         await self._gate.check(context)
@@ -91,12 +96,15 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
             worker_id = await self._service.join(worker_info_from_wire(request.info))
         except SwarmError as error:
             await _abort(context, error)
-        return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=1.0)
+        return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=self._heartbeat_interval_s)
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         await self._gate.check(context)
-        standing, reassign = await self._service.heartbeat(request.worker_id, worker_load_from_wire(request.load))
-        return pb.HeartbeatResponse(rejoin=standing == "unknown", drain=standing == "draining", reassign=reassign)
+        worker_id = WorkerId(request.worker_id)
+        standing, reassign = await self._service.heartbeat(worker_id, worker_load_from_wire(request.load))
+        return pb.HeartbeatResponse(
+            rejoin=standing is Standing.UNKNOWN, drain=standing is Standing.DRAINING, reassign=reassign
+        )
 
     async def Assign(self, request: pb.AssignRequest, context: grpc.aio.ServicerContext) -> pb.AssignResponse:
         await self._gate.check(context)
@@ -108,13 +116,13 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
 
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
         await self._gate.check(context)
-        await self._service.leave(request.worker_id)
+        await self._service.leave(WorkerId(request.worker_id))
         return pb.LeaveResponse()
 
     async def Drain(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.DrainResponse:
         await self._gate.check(context)
         try:
-            await self._service.drain(request.worker_id)
+            await self._service.drain(WorkerId(request.worker_id))
         except SwarmError as error:
             await _abort(context, error)
-        return pb.DrainResponse(known=True)
+        return pb.DrainResponse()

@@ -17,7 +17,7 @@ class ModelShape:
     layer_bytes: tuple[int, ...]  # weights of each layer
     input_bytes: int  # only the first stage holds these: token embeddings
     output_bytes: int  # only the last stage holds these: output norm and head
-    kv_bytes_per_layer: int  # KV cache of one layer for the worker's whole context (all slots)
+    kv_bytes_per_token: int  # KV cache of one layer for one token; a worker holds slots x context tokens
 
     def __post_init__(self) -> None:
         if not self.layer_bytes:
@@ -39,10 +39,9 @@ def _field(reader: gguf.GGUFReader, key: str) -> int:
     return int(field.parts[-1][0])
 
 
-def model_shape(path: Path, name: str, kv_tokens: int) -> ModelShape:
+def model_shape(path: Path, name: str) -> ModelShape:
     """Bytes of each layer, of the token embeddings (first stage) and of the head (last stage); the KV cache
-    per layer for kv_tokens tokens (slots x context of a worker). A head tied to the embeddings costs the
-    last stage the embedding table too."""
+    of one layer per token. A head tied to the embeddings costs the last stage the embedding table too."""
     reader = gguf.GGUFReader(path)
     arch_field = reader.fields["general.architecture"]
     arch = bytes(arch_field.parts[-1]).decode()
@@ -68,5 +67,5 @@ def model_shape(path: Path, name: str, kv_tokens: int) -> ModelShape:
         layer_bytes=tuple(layer_bytes),
         input_bytes=embeddings + other,
         output_bytes=(head or embeddings) + other,
-        kv_bytes_per_layer=2 * kv_tokens * kv_heads * head_dim * KV_BYTES_PER_VALUE,
+        kv_bytes_per_token=2 * kv_heads * head_dim * KV_BYTES_PER_VALUE,
     )

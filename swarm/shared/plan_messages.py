@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swarm.shared.types import NodeId, WorkerId
+
 # How long a worker told to wait asks again.
 RETRY_AFTER_S = 1.0
 
@@ -14,10 +16,35 @@ Layout = tuple[tuple[int, int], ...]  # a pipeline's layer ranges in order; ((0,
 class NodeOffer:
     """What a worker offers when it asks for work."""
 
-    node_id: str
+    node_id: NodeId
     address: str  # where it will serve
     free_bytes: int
     speed: float
+    slots: int
+    context_length: int  # tokens per slot
+
+    @property
+    def kv_tokens(self) -> int:
+        """The KV cache it will allocate, in tokens: llama.cpp holds slots x context for every layer."""
+        return self.slots * self.context_length
+
+
+def offer_problem(offer: NodeOffer) -> str:
+    """What is wrong with an offer, naming the field; empty when nothing is."""
+    problems = (
+        ("node_id", not offer.node_id, "must not be empty"),
+        ("address", not offer.address, "must not be empty"),
+        ("free_bytes", offer.free_bytes <= 0, "must be more than 0"),
+        ("speed", offer.speed <= 0, "must be more than 0"),
+        ("slots", offer.slots < 1, "must be at least 1"),
+        ("context_length", offer.context_length < 1, "must be at least 1"),
+    )
+    return next((f"{name}: {rule} in an offer" for name, bad, rule in problems if bad), "")
+
+
+def planned_node(worker_id: WorkerId) -> NodeId:
+    """The node behind a worker serving a planned part: `swarm join --auto` joins under its node id."""
+    return NodeId(worker_id)
 
 
 @dataclass(frozen=True)
@@ -36,5 +63,4 @@ class AssignmentReply:
     model: str
     assignment: NodeAssignment | None = None
     split: str = ""  # the ModelFiles model key of the layout
-    file: str = ""
     message: str = ""

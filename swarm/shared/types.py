@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NewType
+
+# A worker as the registry knows it, and a PC offering itself to the stage planner. A worker that
+# joined with `--auto` registers under its node's id (swarm.shared.plan_messages.planned_node).
+WorkerId = NewType("WorkerId", str)
+NodeId = NewType("NodeId", str)
 
 
 class FinishReason(StrEnum):
     STOP = "stop"  # end-of-generation token or a stop string
     LENGTH = "length"  # max_tokens reached or the sequence's context is full
     CANCELLED = "cancelled"
+
+
+class WorkerState(StrEnum):
+    """A registered worker's state, as `swarm status` shows it."""
+
+    UP = "up"  # heartbeating and taking requests
+    DRAINING = "draining"  # heartbeating, finishing its work, taking nothing new
+    DOWN = "down"  # its heartbeat expired (or a call to it failed) until its next heartbeat
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ GenerationEvent = TextPiece | Finished
 class WorkerInfo:
     """What a worker is; fixed for its lifetime."""
 
-    worker_id: str
+    worker_id: WorkerId
     address: str
     model: str
     context_length: int
@@ -126,16 +140,20 @@ class WorkerView:
 
     info: WorkerInfo
     load: WorkerLoad = field(default_factory=WorkerLoad)
-    up: bool = True
+    state: WorkerState = WorkerState.UP
     heartbeat_age_s: float = -1.0
     inflight: int = 0  # requests this coordinator has running on it
     assigned: int = 0  # requests this coordinator has given it so far, to spread ties evenly
-    draining: bool = False  # finishing its work before it leaves: takes no new requests
 
     @property
-    def state(self) -> str:
-        """What `swarm status` shows: up, draining or down."""
-        return "down" if not self.up else "draining" if self.draining else "up"
+    def up(self) -> bool:
+        """Its heartbeat is alive (draining workers are up: they finish what they run)."""
+        return self.state is not WorkerState.DOWN
+
+    @property
+    def draining(self) -> bool:
+        """Finishing its work before it leaves: takes no new requests."""
+        return self.state is WorkerState.DRAINING
 
     @property
     def free_slots(self) -> int:

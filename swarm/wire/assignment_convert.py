@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from swarm.shared.plan_messages import RETRY_AFTER_S, AssignmentReply, NodeOffer
+from swarm.shared.types import NodeId
 from swarm.wire import swarm_pb2 as pb
 
 
 def offer_from_wire(msg: pb.AssignRequest) -> NodeOffer:
-    return NodeOffer(node_id=msg.node_id, address=msg.address, free_bytes=msg.free_bytes, speed=msg.speed)
+    return NodeOffer(
+        node_id=NodeId(msg.node_id),
+        address=msg.address,
+        free_bytes=msg.free_bytes,
+        speed=msg.speed,
+        slots=msg.slots,
+        context_length=msg.context_length,
+    )
 
 
 def assignment_to_wire(reply: AssignmentReply) -> pb.AssignResponse:
@@ -18,7 +26,6 @@ def assignment_to_wire(reply: AssignmentReply) -> pb.AssignResponse:
     start, end = part.layout[part.stage_index]
     return pb.AssignResponse(
         model=reply.model,
-        file=reply.file,
         split=reply.split,
         stage_index=0 if whole else part.stage_index,
         stage_count=0 if whole else len(part.layout),

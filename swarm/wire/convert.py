@@ -12,8 +12,10 @@ from swarm.shared.types import (
     SamplingParams,
     SwarmStatus,
     TextPiece,
+    WorkerId,
     WorkerInfo,
     WorkerLoad,
+    WorkerState,
     WorkerView,
 )
 from swarm.wire import swarm_pb2 as pb
@@ -137,7 +139,7 @@ def worker_info_to_wire(info: WorkerInfo) -> pb.WorkerInfo:
 
 def worker_info_from_wire(msg: pb.WorkerInfo) -> WorkerInfo:
     return WorkerInfo(
-        worker_id=msg.worker_id,
+        worker_id=WorkerId(msg.worker_id),
         address=msg.address,
         model=msg.model,
         context_length=msg.context_length,
@@ -181,13 +183,34 @@ def models_from_wire(msg: pb.ListModelsResponse) -> list[ModelSummary]:
     return [ModelSummary(m.name, m.context_length, m.workers_up, m.is_default) for m in msg.models]
 
 
+_WORKER_STATE_TO_WIRE = {
+    WorkerState.UP: pb.WORKER_STATE_UP,
+    WorkerState.DRAINING: pb.WORKER_STATE_DRAINING,
+    WorkerState.DOWN: pb.WORKER_STATE_DOWN,
+}
+_WORKER_STATE_FROM_WIRE = {wire: state for state, wire in _WORKER_STATE_TO_WIRE.items()}
+
+
+def worker_state_to_wire(state: WorkerState) -> pb.WorkerState:
+    return _WORKER_STATE_TO_WIRE[state]
+
+
+def worker_state_from_wire(msg: pb.WorkerStatus) -> WorkerState:
+    """The enum; a coordinator older than it sent only the text, and any state it does not know is down."""
+    if msg.worker_state in _WORKER_STATE_FROM_WIRE:
+        return _WORKER_STATE_FROM_WIRE[msg.worker_state]
+    try:
+        return WorkerState(msg.state)
+    except ValueError:
+        return WorkerState.DOWN
+
+
 def status_from_wire(msg: pb.GetStatusResponse) -> SwarmStatus:
     workers = [
         WorkerView(
             info=worker_info_from_wire(w.info),
             load=worker_load_from_wire(w.load),
-            up=w.state in ("up", "draining"),
-            draining=w.state == "draining",
+            state=worker_state_from_wire(w),
             heartbeat_age_s=w.last_heartbeat_age_s,
         )
         for w in msg.workers

@@ -16,7 +16,7 @@ def status_to_json(status: SwarmStatus) -> dict[str, Any]:
             {
                 **asdict(w.info),
                 **asdict(w.load),
-                "state": w.state,
+                "state": w.state.value,
                 "last_heartbeat_age_s": round(w.heartbeat_age_s, 3),
             }
             for w in status.workers

@@ -14,6 +14,13 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_LENGTH: _ClassVar[FinishReason]
     FINISH_REASON_CANCELLED: _ClassVar[FinishReason]
 
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
+    WORKER_STATE_UP: _ClassVar[WorkerState]
+    WORKER_STATE_DRAINING: _ClassVar[WorkerState]
+    WORKER_STATE_DOWN: _ClassVar[WorkerState]
+
 class BatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BATCH_STATE_UNSPECIFIED: _ClassVar[BatchState]
@@ -24,6 +31,10 @@ FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_CANCELLED: FinishReason
+WORKER_STATE_UNSPECIFIED: WorkerState
+WORKER_STATE_UP: WorkerState
+WORKER_STATE_DRAINING: WorkerState
+WORKER_STATE_DOWN: WorkerState
 BATCH_STATE_UNSPECIFIED: BatchState
 BATCH_STATE_RUNNING: BatchState
 BATCH_STATE_DONE: BatchState
@@ -116,16 +127,18 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("info", "state", "load", "last_heartbeat_age_s")
+    __slots__ = ("info", "state", "load", "last_heartbeat_age_s", "worker_state")
     INFO_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATE_FIELD_NUMBER: _ClassVar[int]
     info: WorkerInfo
     state: str
     load: WorkerLoad
     last_heartbeat_age_s: float
-    def __init__(self, info: _Optional[_Union[WorkerInfo, _Mapping]] = ..., state: _Optional[str] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ..., last_heartbeat_age_s: _Optional[float] = ...) -> None: ...
+    worker_state: WorkerState
+    def __init__(self, info: _Optional[_Union[WorkerInfo, _Mapping]] = ..., state: _Optional[str] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ..., last_heartbeat_age_s: _Optional[float] = ..., worker_state: _Optional[_Union[WorkerState, str]] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
     __slots__ = ("workers", "queue_depth", "default_model")
@@ -218,29 +231,24 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, rejoin: _Optional[bool] = ..., drain: _Optional[bool] = ..., reassign: _Optional[bool] = ...) -> None: ...
 
 class AssignRequest(_message.Message):
-    __slots__ = ("node_id", "address", "hostname", "free_bytes", "speed", "threads", "context_length", "slots")
+    __slots__ = ("node_id", "address", "free_bytes", "speed", "context_length", "slots")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
-    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SPEED_FIELD_NUMBER: _ClassVar[int]
-    THREADS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
-    hostname: str
     free_bytes: int
     speed: float
-    threads: int
     context_length: int
     slots: int
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., free_bytes: _Optional[int] = ..., speed: _Optional[float] = ..., threads: _Optional[int] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., free_bytes: _Optional[int] = ..., speed: _Optional[float] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class AssignResponse(_message.Message):
-    __slots__ = ("model", "file", "split", "stage_index", "stage_count", "layer_start", "layer_end", "next_stage", "retry_after_s", "message")
+    __slots__ = ("model", "split", "stage_index", "stage_count", "layer_start", "layer_end", "next_stage", "retry_after_s", "message")
     MODEL_FIELD_NUMBER: _ClassVar[int]
-    FILE_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     STAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -250,7 +258,6 @@ class AssignResponse(_message.Message):
     RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     model: str
-    file: str
     split: str
     stage_index: int
     stage_count: int
@@ -259,7 +266,7 @@ class AssignResponse(_message.Message):
     next_stage: str
     retry_after_s: float
     message: str
-    def __init__(self, model: _Optional[str] = ..., file: _Optional[str] = ..., split: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., next_stage: _Optional[str] = ..., retry_after_s: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., split: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., next_stage: _Optional[str] = ..., retry_after_s: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("worker_id",)
@@ -268,10 +275,8 @@ class DrainRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
 class DrainResponse(_message.Message):
-    __slots__ = ("known",)
-    KNOWN_FIELD_NUMBER: _ClassVar[int]
-    known: bool
-    def __init__(self, known: _Optional[bool] = ...) -> None: ...
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class LeaveRequest(_message.Message):
     __slots__ = ("worker_id",)

@@ -18,7 +18,7 @@ from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
-from swarm.shared.types import WorkerInfo, WorkerLoad
+from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
@@ -37,7 +37,7 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
     address = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
     _, advertised_port = split_host_port(address)
     return WorkerInfo(
-        worker_id=config.worker_id or f"{socket.gethostname()}-{advertised_port}",
+        worker_id=WorkerId(config.worker_id or f"{socket.gethostname()}-{advertised_port}"),
         address=address,
         model=config.served_model_name,
         context_length=context_length,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from swarm.cli.watch_commands import top_table
-from swarm.shared.types import SwarmStatus, WorkerInfo, WorkerLoad, WorkerView
+from swarm.shared.types import SwarmStatus, WorkerInfo, WorkerLoad, WorkerState, WorkerView
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -68,7 +68,8 @@ def test_status_watch_survives_an_unreachable_coordinator() -> None:
 
 def view(worker_id: str, busy: int, rate: float, up: bool = True) -> WorkerView:
     info = WorkerInfo(worker_id, "10.0.0.2:7000", "tiny", 512, 4, 1, "pc2")
-    return WorkerView(info, WorkerLoad(slots_busy=busy, tokens_per_second=rate, rss_bytes=300 << 20), up, 0.4)
+    load = WorkerLoad(slots_busy=busy, tokens_per_second=rate, rss_bytes=300 << 20)
+    return WorkerView(info, load, WorkerState.UP if up else WorkerState.DOWN, 0.4)
 
 
 def test_top_sorts_the_busiest_first() -> None:

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from swarm.coordinator.dashboard.snapshot import problems, snapshot_json
 from swarm.coordinator.dashboard.timeseries import RATE_WINDOW_S, percentile, take_sample
 from swarm.coordinator.metrics import CoordinatorMetrics, RequestOutcome
-from swarm.shared.types import SwarmStatus, WorkerInfo, WorkerLoad, WorkerView
+from swarm.shared.types import SwarmStatus, WorkerInfo, WorkerLoad, WorkerState, WorkerView
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -29,7 +29,8 @@ def worker(worker_id: str, *, up: bool = True, stage: tuple[int, int, int, int] 
         worker_id, f"10.0.0.1:{len(worker_id)}", "tiny", 512, 4, 1, "pc1",
         stage_index=index, stage_count=count, layer_start=start, layer_end=end,
     )  # fmt: skip
-    return WorkerView(info, WorkerLoad(slots_busy=1, tokens_per_second=12.5), up=up, heartbeat_age_s=0.5)
+    state = WorkerState.UP if up else WorkerState.DOWN
+    return WorkerView(info, WorkerLoad(slots_busy=1, tokens_per_second=12.5), state, heartbeat_age_s=0.5)
 
 
 def outcome(at: float, status: str = "ok", duration: float = 1.0, ttft: float | None = 0.1) -> RequestOutcome:
@@ -96,7 +97,7 @@ def test_pipelines_list_each_stage_with_its_layers_and_workers() -> None:
 
 
 def test_a_draining_worker_shows_as_draining_and_takes_no_requests() -> None:
-    draining = replace(worker("leaving"), draining=True)
+    draining = replace(worker("leaving"), state=WorkerState.DRAINING)
     status = SwarmStatus([worker("staying"), draining], queue_depth=0, default_model="tiny")
     snapshot = snapshot_json(status, [], [], with_history=False)
     assert [w["state"] for w in snapshot["workers"]] == ["up", "draining"]

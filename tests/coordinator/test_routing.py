@@ -4,12 +4,12 @@ from dataclasses import replace
 
 from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.routing import MIN_AFFINITY_CHARS, default_model, pick_worker
-from swarm.shared.types import WorkerInfo, WorkerView
+from swarm.shared.types import WorkerInfo, WorkerState, WorkerView
 
 
 def view(wid: str, model: str = "m", slots: int = 4, inflight: int = 0, up: bool = True) -> WorkerView:
     info = WorkerInfo(wid, f"127.0.0.1:{len(wid)}", model, 512, slots, 2)
-    return WorkerView(info=info, up=up, inflight=inflight)
+    return WorkerView(info=info, state=WorkerState.UP if up else WorkerState.DOWN, inflight=inflight)
 
 
 def test_least_loaded_worker_wins() -> None:

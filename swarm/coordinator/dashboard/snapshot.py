@@ -8,7 +8,7 @@ from typing import Any
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobView
 from swarm.coordinator.dashboard.timeseries import Sample
-from swarm.shared.types import SwarmStatus, WorkerView
+from swarm.shared.types import SwarmStatus, WorkerState, WorkerView
 
 QUEUE_TREND_SAMPLES = 30  # the queue is "growing" when it is longer now than this many samples ago
 BATCH_JOBS_SHOWN = 20  # the newest; `swarm batch list` has them all
@@ -26,7 +26,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
         "stage_count": info.stage_count,
         "layer_start": info.layer_start,
         "layer_end": info.layer_end,
-        "state": view.state,
+        "state": view.state.value,
         "slots_busy": load.slots_busy,
         "slots": info.slots,
         "tokens_per_second": round(load.tokens_per_second, 2),
@@ -36,7 +36,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
 
 
 def _member(view: WorkerView) -> dict[str, str]:
-    return {"worker_id": view.info.worker_id, "state": view.state}
+    return {"worker_id": view.info.worker_id, "state": view.state.value}
 
 
 def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
@@ -64,7 +64,7 @@ def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "is_default": name == status.default_model,
-                "workers_up": sum(1 for w in mine if w.state == "up" and w.info.takes_requests),
+                "workers_up": sum(1 for w in mine if w.state is WorkerState.UP and w.info.takes_requests),
                 "replicas": [_member(w) for w in mine if w.info.stage_count == 0],
                 "pipelines": pipelines,
             }

@@ -17,10 +17,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, plan_model, replan
+from swarm.coordinator.planning.planner import (
+    ModelPlan,
+    NodeCapacity,
+    PlanError,
+    holds_a_layer,
+    plan_model,
+    replan,
+)
 from swarm.gguf_files.model_shape import ModelShape, model_shape
-from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest, split_model
-from swarm.shared.plan_messages import AssignmentReply, Layout, NodeAssignment, NodeOffer
+from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
+from swarm.shared.plan_messages import AssignmentReply, Layout, NodeAssignment, NodeOffer, planned_node
+from swarm.shared.types import NodeId, WorkerId
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +41,11 @@ class PlanState:
     """Everything the assigner knows, so a restarted coordinator carries on with the same plan."""
 
     offers: tuple[tuple[NodeOffer, float], ...] = ()  # with the unix time each node last asked
-    serving: tuple[tuple[str, NodeAssignment], ...] = ()
+    serving: tuple[tuple[NodeId, NodeAssignment], ...] = ()
     plan: ModelPlan | None = None
 
 
-def node_assignments(plan: ModelPlan, n_layers: int, addresses: Mapping[str, str]) -> dict[str, NodeAssignment]:
+def node_assignments(plan: ModelPlan, n_layers: int, addresses: Mapping[NodeId, str]) -> dict[NodeId, NodeAssignment]:
     """Every node's part in plan. Replicas of a stage feed replicas of the next stage round-robin."""
     parts = {node: NodeAssignment(((0, n_layers),), 0, "") for node in plan.whole_replicas}
     for pipeline in plan.pipelines:
@@ -56,19 +64,17 @@ def split_key(model: str, layout: Layout) -> str:
 
 
 class StageAssigner:
-    def __init__(
-        self, model_path: Path, model_name: str, library_root: Path, stages: int | None = None, kv_tokens: int = 16384
-    ) -> None:
+    def __init__(self, model_path: Path, model_name: str, library_root: Path, stages: int | None = None) -> None:
         self.model = model_name
         self._path = model_path
         self._root = library_root
         self._stages = stages
-        self._shape = model_shape(model_path, model_name, kv_tokens)
-        self._offers: dict[str, tuple[NodeOffer, float]] = {}  # node id -> offer, unix time it last asked
+        self._shape = model_shape(model_path, model_name)
+        self._offers: dict[NodeId, tuple[NodeOffer, float]] = {}  # node id -> offer, unix time it last asked
         self._plan: ModelPlan | None = None
         self._why = "no worker has offered to serve yet"
-        self._parts: dict[str, NodeAssignment] = {}  # the plan's part for each node
-        self._serving: dict[str, NodeAssignment] = {}  # what each node was told to serve
+        self._parts: dict[NodeId, NodeAssignment] = {}  # the plan's part for each node
+        self._serving: dict[NodeId, NodeAssignment] = {}  # what each node was told to serve
         self._splitting = asyncio.Lock()
 
     @property
@@ -96,21 +102,31 @@ class StageAssigner:
         self._replan()
         part = self._parts.get(offer.node_id)
         if part is None:
-            reason = self._why if self._plan is None else "the plan needs no more nodes; waiting as a spare"
-            return AssignmentReply(self.model, message=reason)
+            return AssignmentReply(self.model, message=self._why_idle(offer))
         split = split_key(self.model, part.layout)
-        manifest = await self._prepare(split, part.layout)
+        await self._prepare(split, part.layout)
         self._serving[offer.node_id] = part
-        return AssignmentReply(self.model, part, split, manifest.stages[part.stage_index].file)
+        return AssignmentReply(self.model, part, split)
 
-    def must_reassign(self, node_id: str) -> bool:
-        """Whether a node serves something the current plan no longer gives it."""
-        serving = self._serving.get(node_id)
-        return serving is not None and self._parts.get(node_id) != serving
+    def _why_idle(self, offer: NodeOffer) -> str:
+        if not holds_a_layer(self._shape, _capacity(offer)):
+            return (
+                f"{offer.free_bytes / 1e9:.2f} GB cannot hold one layer of {self.model} with a KV cache of "
+                f"{offer.kv_tokens} tokens (--slots {offer.slots} x --context {offer.context_length}): "
+                "offer more --memory, fewer --slots or a shorter --context"
+            )
+        return self._why if self._plan is None else "the plan needs no more nodes; waiting as a spare"
 
-    def prune(self, dead: Iterable[str], registered: Iterable[str]) -> bool:
-        """Forgets nodes that died, or asked long ago and never joined; re-plans if any went (returns True)."""
-        dead_ids, known = set(dead), set(registered)
+    def must_reassign(self, worker_id: WorkerId) -> bool:
+        """Whether a worker serves a part the current plan no longer gives its node."""
+        node = planned_node(worker_id)
+        serving = self._serving.get(node)
+        return serving is not None and self._parts.get(node) != serving
+
+    def prune(self, dead: Iterable[WorkerId], registered: Iterable[WorkerId]) -> bool:
+        """Forgets nodes whose workers died, or that asked long ago and never joined; re-plans if any went
+        (returns True)."""
+        dead_ids, known = {planned_node(w) for w in dead}, {planned_node(w) for w in registered}
         now = time.time()
         gone = [
             node
@@ -126,7 +142,7 @@ class StageAssigner:
         return bool(gone)
 
     def _replan(self) -> None:
-        nodes = [NodeCapacity(o.node_id, o.free_bytes, o.speed) for o, _ in self._offers.values()]
+        nodes = [_capacity(offer) for offer, _ in self._offers.values()]
         try:
             plan = (
                 replan(self._plan, self._shape, nodes, self._stages)
@@ -144,14 +160,18 @@ class StageAssigner:
         addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
         self._parts = node_assignments(plan, self._shape.n_layers, addresses)
 
-    async def _prepare(self, split: str, layout: Layout) -> StageManifest:
-        """The layout's stage files, cut from the model the first time (off the event loop)."""
+    async def _prepare(self, split: str, layout: Layout) -> None:
+        """Cuts the layout's stage files from the model the first time (off the event loop)."""
         folder = self._root / split
         async with self._splitting:
             if (folder / MANIFEST_NAME).is_file():
-                return StageManifest.from_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+                return
             log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
-            return await asyncio.to_thread(split_model, self._path, list(layout), folder)
+            await asyncio.to_thread(split_model, self._path, list(layout), folder)
+
+
+def _capacity(offer: NodeOffer) -> NodeCapacity:
+    return NodeCapacity(offer.node_id, offer.free_bytes, offer.speed, offer.kv_tokens)
 
 
 def describe_plan(plan: ModelPlan) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from redis.asyncio import Redis
@@ -11,6 +12,10 @@ from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.planning.assigner import PlanState
 from swarm.coordinator.planning.planner import ModelPlan, StageAssignment
 from swarm.shared.plan_messages import NodeAssignment, NodeOffer
+from swarm.shared.types import NodeId
+
+# What `swarm join --auto` offers unless told otherwise; plans saved before offers carried it assume it.
+_OFFER_BEFORE_KV = {"slots": 8, "context_length": 2048}
 
 
 def _assignment_to_dict(part: NodeAssignment) -> dict[str, Any]:
@@ -32,19 +37,27 @@ def _plan_to_dict(plan: ModelPlan) -> dict[str, Any]:
 
 def _plan_from_dict(data: dict[str, Any]) -> ModelPlan:
     pipelines = tuple(
-        tuple(StageAssignment(int(start), int(end), tuple(str(n) for n in nodes)) for start, end, nodes in pipe)
+        tuple(StageAssignment(int(start), int(end), tuple(NodeId(str(n)) for n in nodes)) for start, end, nodes in pipe)
         for pipe in data["pipelines"]
     )
-    return ModelPlan(str(data["model"]), tuple(str(n) for n in data["whole"]), pipelines)
+    return ModelPlan(str(data["model"]), tuple(NodeId(str(n)) for n in data["whole"]), pipelines)
+
+
+def _offer_from_dict(data: dict[str, Any]) -> NodeOffer:
+    return NodeOffer(
+        node_id=NodeId(str(data["node_id"])),
+        address=str(data["address"]),
+        free_bytes=int(data["free_bytes"]),
+        speed=float(data["speed"]),
+        slots=int(data["slots"]),
+        context_length=int(data["context_length"]),
+    )
 
 
 def state_to_json(state: PlanState) -> str:
     return json.dumps(
         {
-            "offers": [
-                {"node_id": o.node_id, "address": o.address, "free_bytes": o.free_bytes, "speed": o.speed, "asked": t}
-                for o, t in state.offers
-            ],
+            "offers": [{**asdict(offer), "asked": asked} for offer, asked in state.offers],
             "serving": {node: _assignment_to_dict(part) for node, part in state.serving},
             "plan": _plan_to_dict(state.plan) if state.plan is not None else None,
         },
@@ -54,11 +67,8 @@ def state_to_json(state: PlanState) -> str:
 
 def state_from_json(text: str) -> PlanState:
     data = json.loads(text)
-    offers = tuple(
-        (NodeOffer(str(o["node_id"]), str(o["address"]), int(o["free_bytes"]), float(o["speed"])), float(o["asked"]))
-        for o in data["offers"]
-    )
-    serving = tuple((str(node), _assignment_from_dict(part)) for node, part in data["serving"].items())
+    offers = tuple((_offer_from_dict({**_OFFER_BEFORE_KV, **o}), float(o["asked"])) for o in data["offers"])
+    serving = tuple((NodeId(str(node)), _assignment_from_dict(part)) for node, part in data["serving"].items())
     plan = _plan_from_dict(data["plan"]) if data["plan"] is not None else None
     return PlanState(offers, serving, plan)
 

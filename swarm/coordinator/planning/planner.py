@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from swarm.gguf_files.model_shape import ModelShape
+from swarm.shared.types import NodeId
 
 # Up to this many candidate nodes, which nodes serve a pipeline and in which order is searched exhaustively.
 EXACT_NODES = 8
@@ -16,9 +17,10 @@ EXACT_NODES = 8
 class NodeCapacity:
     """A node as the planner sees it; free_bytes counts what this model may use, including what it holds now."""
 
-    node_id: str
+    node_id: NodeId
     free_bytes: int  # memory for weights and KV cache
     speed: float  # bytes of weights processed per second; higher is faster
+    kv_tokens: int  # KV cache tokens it allocates (its slots x context), held for every layer it serves
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,13 @@ class StageAssignment:
 
     layer_start: int
     layer_end: int
-    node_ids: tuple[str, ...]
+    node_ids: tuple[NodeId, ...]
 
 
 @dataclass(frozen=True)
 class ModelPlan:
     model: str
-    whole_replicas: tuple[str, ...]  # nodes serving the whole model
+    whole_replicas: tuple[NodeId, ...]  # nodes serving the whole model
     pipelines: tuple[tuple[StageAssignment, ...], ...]  # each: stages in layer order, covering every layer once
 
 
@@ -48,12 +50,22 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 10**9 else f"{n / 1e6:.1f} MB" if n >= 10**6 else f"{n} bytes"
 
 
-def stage_bytes(shape: ModelShape, start: int, end: int) -> int:
-    """Memory a stage serving layers [start, end) needs: weights, KV cache, embeddings if first, head if last."""
+def stage_bytes(shape: ModelShape, start: int, end: int, kv_tokens: int) -> int:
+    """Memory a stage serving layers [start, end) needs on a node holding kv_tokens of KV cache: weights,
+    KV cache, embeddings if first, head if last."""
     if not 0 <= start < end <= shape.n_layers:
         raise ValueError(f"layer range [{start}, {end}) is not inside the {shape.n_layers} layers of {shape.name}")
-    total = sum(shape.layer_bytes[start:end]) + (end - start) * shape.kv_bytes_per_layer
+    total = sum(shape.layer_bytes[start:end]) + (end - start) * kv_tokens * shape.kv_bytes_per_token
     return total + (shape.input_bytes if start == 0 else 0) + (shape.output_bytes if end == shape.n_layers else 0)
+
+
+def _bytes_on(shape: ModelShape, node: NodeCapacity, start: int, end: int) -> int:
+    return stage_bytes(shape, start, end, node.kv_tokens)
+
+
+def holds_a_layer(shape: ModelShape, node: NodeCapacity) -> bool:
+    """Whether the node can serve any stage at all: some single layer with its KV cache fits it."""
+    return any(_bytes_on(shape, node, i, i + 1) <= node.free_bytes for i in range(shape.n_layers))
 
 
 def _usable(nodes: Sequence[NodeCapacity]) -> list[NodeCapacity]:
@@ -67,7 +79,7 @@ def _usable(nodes: Sequence[NodeCapacity]) -> list[NodeCapacity]:
 
 
 def _fits(shape: ModelShape, node: NodeCapacity, start: int, end: int, limit: float) -> bool:
-    size = stage_bytes(shape, start, end)
+    size = _bytes_on(shape, node, start, end)
     return size <= node.free_bytes and size / node.speed <= limit
 
 
@@ -149,20 +161,25 @@ def _search(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: flo
 
 def _why(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -> str:
     n, name = shape.n_layers, shape.name
-    total, held = stage_bytes(shape, 0, n), sum(node.free_bytes for node in nodes)
+    # Every layer sits on some node with its KV cache: the smallest cache offered gives a lower bound.
+    total = stage_bytes(shape, 0, n, min((node.kv_tokens for node in nodes), default=0))
+    held = sum(node.free_bytes for node in nodes)
     largest = max((node.free_bytes for node in nodes), default=0)
-    end = max(stage_bytes(shape, 0, 1), stage_bytes(shape, n - 1, n))
+    kv = "with each node's KV cache for its slots x context"
     if held < total:
-        return f"model {name} needs {_size(total)} across stages but the {len(nodes)} free nodes hold {_size(held)}"
-    if end > largest:
-        return (
-            f"an end stage of model {name} needs {_size(end)} (a layer with the embeddings or the head) "
-            f"but the largest free node holds {_size(largest)}"
-        )
+        free = f"the {len(nodes)} free nodes hold {_size(held)}"
+        return f"model {name} needs at least {_size(total)} across stages ({kv}) but {free}"
+    for start, end, extra in ((0, 1, "embeddings"), (n - 1, n, "head")):
+        if nodes and all(_bytes_on(shape, node, start, end) > node.free_bytes for node in nodes):
+            least = min(_bytes_on(shape, node, start, end) for node in nodes)
+            return (
+                f"an end stage of model {name} needs at least {_size(least)} (a layer with the {extra}, {kv}) "
+                f"but the largest free node holds {_size(largest)}"
+            )
     into = f"{stages} stages" if stages else "stages on these nodes"
     return (
-        f"model {name} needs {_size(total)} and the free nodes hold {_size(held)}, but its layers do not fit "
-        f"{into} (the largest free node holds {_size(largest)})"
+        f"model {name} needs at least {_size(total)} ({kv}) and the free nodes hold {_size(held)}, but its "
+        f"layers do not fit {into} (the largest free node holds {_size(largest)})"
     )
 
 
@@ -183,7 +200,7 @@ def _split(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None)
             for node in nodes
             for s in range(n)
             for e in range(s + 1, n + 1)
-            if (b := stage_bytes(shape, s, e)) <= node.free_bytes
+            if (b := _bytes_on(shape, node, s, e)) <= node.free_bytes
         }
     )
     lo, hi = 0, len(times) - 1
@@ -207,21 +224,26 @@ def split_layers(
     return tuple(StageAssignment(start, end, (node.node_id,)) for node, start, end in placement)
 
 
-def _stage_time(shape: ModelShape, stage: StageAssignment, speed: Mapping[str, float]) -> float:
-    """Seconds per token of a stage; replicas share its work, so their speeds add up."""
-    return stage_bytes(shape, stage.layer_start, stage.layer_end) / sum(speed[i] for i in stage.node_ids)
+def _rate(shape: ModelShape, node: NodeCapacity, start: int, end: int) -> float:
+    """Tokens per second a node serves layers [start, end) at."""
+    return node.speed / _bytes_on(shape, node, start, end)
+
+
+def _stage_time(shape: ModelShape, stage: StageAssignment, by_id: Mapping[NodeId, NodeCapacity]) -> float:
+    """Seconds per token of a stage; replicas share its work, so their rates add up."""
+    return 1 / sum(_rate(shape, by_id[i], stage.layer_start, stage.layer_end) for i in stage.node_ids)
 
 
 def plan_throughput(shape: ModelShape, plan: ModelPlan, nodes: Sequence[NodeCapacity]) -> float:
     """Tokens per second the plan serves with every replica and pipeline busy (a pipeline runs at its bottleneck)."""
-    speed = {node.node_id: node.speed for node in nodes}
-    whole = sum(speed[i] for i in plan.whole_replicas) / stage_bytes(shape, 0, shape.n_layers)
-    return whole + sum(1 / max(_stage_time(shape, stage, speed) for stage in pipe) for pipe in plan.pipelines)
+    by_id = {node.node_id: node for node in nodes}
+    whole = sum(_rate(shape, by_id[i], 0, shape.n_layers) for i in plan.whole_replicas)
+    return whole + sum(1 / max(_stage_time(shape, stage, by_id) for stage in pipe) for pipe in plan.pipelines)
 
 
 def _complete(
     shape: ModelShape,
-    whole: Sequence[str],
+    whole: Sequence[NodeId],
     pipelines: Sequence[tuple[StageAssignment, ...]],
     nodes: Sequence[NodeCapacity],
     stages: int | None,
@@ -229,10 +251,10 @@ def _complete(
     """Give the nodes not yet in whole or pipelines work: whole replicas (unless stages), pipelines, stage replicas."""
     taken = {*whole, *(i for pipe in pipelines for stage in pipe for i in stage.node_ids)}
     free = [node for node in nodes if node.node_id not in taken]
-    speed = {node.node_id: node.speed for node in nodes}
+    by_id = {node.node_id: node for node in nodes}
     whole_ids, pipes = list(whole), [list(pipe) for pipe in pipelines]
     if stages is None:
-        whole_ids += [node.node_id for node in free if node.free_bytes >= stage_bytes(shape, 0, shape.n_layers)]
+        whole_ids += [node.node_id for node in free if node.free_bytes >= _bytes_on(shape, node, 0, shape.n_layers)]
         free = [node for node in free if node.node_id not in whole_ids]
     error = PlanError(f"model {shape.name} has no free node to run on")
     while free:
@@ -244,9 +266,9 @@ def _complete(
         pipes.append(list(new))
         free = [node for node in free if all(node.node_id not in stage.node_ids for stage in new)]
     for node in free:  # fastest first: each joins the slowest pipeline's bottleneck stage if it can hold it
-        for pipe in sorted(pipes, key=lambda p: -max(_stage_time(shape, stage, speed) for stage in p)):
-            i = max(range(len(pipe)), key=lambda i: _stage_time(shape, pipe[i], speed))
-            if stage_bytes(shape, pipe[i].layer_start, pipe[i].layer_end) <= node.free_bytes:
+        for pipe in sorted(pipes, key=lambda p: -max(_stage_time(shape, stage, by_id) for stage in p)):
+            i = max(range(len(pipe)), key=lambda i: _stage_time(shape, pipe[i], by_id))
+            if _bytes_on(shape, node, pipe[i].layer_start, pipe[i].layer_end) <= node.free_bytes:
                 pipe[i] = replace(pipe[i], node_ids=(*pipe[i].node_ids, node.node_id))
                 break
     if not whole_ids and not pipes:
@@ -279,9 +301,8 @@ def replan(
         return fresh
     by_id = {node.node_id: node for node in usable}
 
-    def kept(ids: tuple[str, ...], start: int, end: int) -> tuple[str, ...]:
-        size = stage_bytes(shape, start, end)
-        return tuple(i for i in ids if i in by_id and by_id[i].free_bytes >= size)
+    def kept(ids: tuple[NodeId, ...], start: int, end: int) -> tuple[NodeId, ...]:
+        return tuple(i for i in ids if i in by_id and by_id[i].free_bytes >= _bytes_on(shape, by_id[i], start, end))
 
     n = shape.n_layers
     whole = kept(previous.whole_replicas, 0, n) if stages is None else ()

@@ -9,9 +9,15 @@ import pytest
 
 from swarm.coordinator.planning.assigner import StageAssigner, node_assignments
 from swarm.coordinator.planning.plan_store import state_from_json, state_to_json
-from swarm.coordinator.planning.planner import ModelPlan, StageAssignment
+from swarm.coordinator.planning.planner import ModelPlan, StageAssignment, stage_bytes
+from swarm.gguf_files.stage_files import MANIFEST_NAME
 from swarm.gguf_files.synthetic_model import write_tiny_llama
-from swarm.shared.plan_messages import NodeOffer
+from swarm.shared.plan_messages import NodeOffer, offer_problem
+from swarm.shared.types import NodeId
+
+
+def offer(node: str, free_bytes: int, slots: int = 1, context: int = 256) -> NodeOffer:
+    return NodeOffer(NodeId(node), f"{node}.lan:1", free_bytes, 1e9, slots, context)
 
 
 def test_replicas_of_a_stage_feed_the_next_stage_round_robin() -> None:
@@ -34,20 +40,54 @@ def six_layers(tmp_path: Path) -> Path:
 
 
 def test_two_small_offers_form_a_pipeline_and_a_lost_node_moves_the_other(six_layers: Path, tmp_path: Path) -> None:
-    assigner = StageAssigner(six_layers, "six", tmp_path / "plans", kv_tokens=256)
+    assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
     small = sum(assigner.shape.layer_bytes) * 2 // 3  # less than the model, more than half of it
-    first = asyncio.run(assigner.assign(NodeOffer("a", "h1:1", small, 1e9)))
+    first = asyncio.run(assigner.assign(offer("a", small)))
     assert first.assignment is None and "needs" in first.message  # one small node holds no plan
-    second = asyncio.run(assigner.assign(NodeOffer("b", "h2:1", small, 1e9)))
-    again = asyncio.run(assigner.assign(NodeOffer("a", "h1:1", small, 1e9)))
+    second = asyncio.run(assigner.assign(offer("b", small)))
+    again = asyncio.run(assigner.assign(offer("a", small)))
     assert second.assignment is not None and again.assignment is not None
     assert {second.assignment.stage_index, again.assignment.stage_index} == {0, 1}
-    assert (tmp_path / "plans" / again.split / again.file).is_file()  # the stage file was cut for download
+    assert (tmp_path / "plans" / again.split / MANIFEST_NAME).is_file()  # the stage files were cut for download
     assert not assigner.must_reassign("a")
 
-    restored = StageAssigner(six_layers, "six", tmp_path / "plans", kv_tokens=256)
+    restored = StageAssigner(six_layers, "six", tmp_path / "plans")
     restored.restore(state_from_json(state_to_json(assigner.snapshot())))
     assert restored.plan == assigner.plan and not restored.must_reassign("a")
 
     restored.prune(dead=["b"], registered=["a", "b"])
     assert restored.plan is None and restored.must_reassign("a")
+
+
+def test_a_node_is_planned_with_the_kv_cache_its_slots_and_context_allocate(six_layers: Path, tmp_path: Path) -> None:
+    """Memory for the whole model at 4 x 4096 KV tokens is not enough at 16 x 4096: the offer's own
+    slots x context decide, not a coordinator-wide budget."""
+    assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
+    shape = assigner.shape
+    room = stage_bytes(shape, 0, shape.n_layers, 4 * 4096)
+    crowded = asyncio.run(assigner.assign(offer("crowded", room, slots=16, context=4096)))
+    assert crowded.assignment is None  # alone, it cannot hold the model with 65,536 tokens of KV cache
+    fits = asyncio.run(assigner.assign(offer("fits", room, slots=4, context=4096)))
+    assert fits.assignment is not None and fits.assignment.layout == ((0, shape.n_layers),)
+
+
+def test_a_node_whose_kv_cache_leaves_no_room_for_one_layer_is_told_what_to_change(
+    six_layers: Path, tmp_path: Path
+) -> None:
+    assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
+    reply = asyncio.run(assigner.assign(offer("crowded", max(assigner.shape.layer_bytes) * 2, slots=64, context=8192)))
+    assert reply.assignment is None
+    assert "--slots 64 x --context 8192" in reply.message and "cannot hold one layer" in reply.message
+
+
+def test_an_offer_without_slots_or_context_names_the_field() -> None:
+    assert offer_problem(offer("a", 10**9)) == ""
+    assert offer_problem(offer("a", 10**9, slots=0)).startswith("slots:")
+    assert offer_problem(offer("a", 10**9, context=0)).startswith("context_length:")
+    assert offer_problem(offer("", 10**9)).startswith("node_id:")
+
+
+def test_plans_saved_before_offers_carried_slots_and_context_still_load() -> None:
+    old = '{"offers":[{"node_id":"a","address":"h:1","free_bytes":5,"speed":1.0,"asked":2.0}],"serving":{},"plan":null}'
+    ((loaded, asked),) = state_from_json(old).offers
+    assert (loaded.slots, loaded.context_length, asked) == (8, 2048, 2.0)

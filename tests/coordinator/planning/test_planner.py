@@ -14,14 +14,21 @@ from swarm.coordinator.planning.planner import (
     NodeCapacity,
     PlanError,
     StageAssignment,
+    holds_a_layer,
     plan_model,
     plan_throughput,
     replan,
     split_layers,
     stage_bytes,
 )
+from swarm.shared.types import NodeId
 
 MB = 10**6
+KV_TOKENS = 1  # most test nodes hold one token of KV cache, so a shape's kv_mb is their KV cache per layer
+
+
+def bytes_of(shape: ModelShape, start: int, end: int) -> int:
+    return stage_bytes(shape, start, end, KV_TOKENS)
 
 
 def gemma_270m(kv_mb: int = 2) -> ModelShape:
@@ -34,12 +41,12 @@ def synthetic(layers: int, layer_mb: int = 10, input_mb: int = 0, output_mb: int
 
 
 def node(node_id: str, free_mb: float, speed: float = 1.0) -> NodeCapacity:
-    return NodeCapacity(node_id, int(free_mb * MB), speed)
+    return NodeCapacity(NodeId(node_id), int(free_mb * MB), speed, KV_TOKENS)
 
 
 def bottleneck(shape: ModelShape, stages: Sequence[StageAssignment], nodes: Sequence[NodeCapacity]) -> float:
     speed = {n.node_id: n.speed for n in nodes}
-    return max(stage_bytes(shape, s.layer_start, s.layer_end) / sum(speed[i] for i in s.node_ids) for s in stages)
+    return max(bytes_of(shape, s.layer_start, s.layer_end) / sum(speed[i] for i in s.node_ids) for s in stages)
 
 
 def assert_valid_pipeline(shape: ModelShape, stages: Sequence[StageAssignment], nodes: Sequence[NodeCapacity]) -> None:
@@ -49,14 +56,14 @@ def assert_valid_pipeline(shape: ModelShape, stages: Sequence[StageAssignment], 
     assert stages[-1].layer_end == shape.n_layers
     for stage in stages:
         assert stage.layer_start < stage.layer_end and stage.node_ids
-        assert all(stage_bytes(shape, stage.layer_start, stage.layer_end) <= free[i] for i in stage.node_ids)
+        assert all(bytes_of(shape, stage.layer_start, stage.layer_end) <= free[i] for i in stage.node_ids)
 
 
 def assert_valid_plan(shape: ModelShape, plan: ModelPlan, nodes: Sequence[NodeCapacity]) -> None:
     used = [*plan.whole_replicas, *(i for pipe in plan.pipelines for s in pipe for i in s.node_ids)]
     assert len(used) == len(set(used)), "a node serves twice"
     free = {n.node_id: n.free_bytes for n in nodes}
-    assert all(free[i] >= stage_bytes(shape, 0, shape.n_layers) for i in plan.whole_replicas)
+    assert all(free[i] >= bytes_of(shape, 0, shape.n_layers) for i in plan.whole_replicas)
     for pipe in plan.pipelines:
         assert_valid_pipeline(shape, pipe, nodes)
 
@@ -68,7 +75,7 @@ def brute_force(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | 
         best = math.inf
         for cuts in itertools.combinations(range(1, n), k - 1):
             bounds = [0, *cuts, n]
-            sizes = [stage_bytes(shape, a, b) for a, b in itertools.pairwise(bounds)]
+            sizes = [bytes_of(shape, a, b) for a, b in itertools.pairwise(bounds)]
             for chosen in itertools.permutations(nodes, k):
                 if all(size <= c.free_bytes for size, c in zip(sizes, chosen, strict=True)):
                     best = min(best, max(size / c.speed for size, c in zip(sizes, chosen, strict=True)))
@@ -78,15 +85,37 @@ def brute_force(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | 
 
 
 def test_stage_bytes_counts_weights_kv_embeddings_and_head() -> None:
-    shape = ModelShape("m", (10, 20, 30), input_bytes=100, output_bytes=1000, kv_bytes_per_layer=1)
-    assert stage_bytes(shape, 0, 1) == 10 + 1 + 100
-    assert stage_bytes(shape, 1, 2) == 20 + 1
-    assert stage_bytes(shape, 1, 3) == 50 + 2 + 1000
-    assert stage_bytes(shape, 0, 3) == 60 + 3 + 100 + 1000
+    shape = ModelShape("m", (10, 20, 30), input_bytes=100, output_bytes=1000, kv_bytes_per_token=1)
+    assert stage_bytes(shape, 0, 1, 1) == 10 + 1 + 100
+    assert stage_bytes(shape, 1, 2, 1) == 20 + 1
+    assert stage_bytes(shape, 1, 3, 1) == 50 + 2 + 1000
+    assert stage_bytes(shape, 0, 3, 1) == 60 + 3 + 100 + 1000
+    assert stage_bytes(shape, 1, 3, 64) == 50 + 2 * 64 + 1000  # every layer holds the node's KV tokens
     with pytest.raises(ValueError):
-        stage_bytes(shape, 2, 2)
+        stage_bytes(shape, 2, 2, 1)
     with pytest.raises(ValueError):
         ModelShape("empty", (), 0, 0, 0)
+
+
+def test_each_node_is_planned_with_its_own_kv_cache() -> None:
+    """16 slots x 4096 tokens cost four times the KV cache of 8 x 2048: that node gets fewer layers."""
+    shape = ModelShape("m", (10 * MB,) * 10, 0, 0, kv_bytes_per_token=100)  # 6.6 MB per layer at 65,536 tokens
+    big_cache = NodeCapacity(NodeId("big-cache"), 70 * MB, 1.0, kv_tokens=16 * 4096)
+    small_cache = NodeCapacity(NodeId("small-cache"), 70 * MB, 1.0, kv_tokens=8 * 2048)
+    stages = split_layers(shape, [big_cache, small_cache], stages=2)
+    layers = {s.node_ids[0]: (s.layer_start, s.layer_end) for s in stages}
+    assert layers == {"big-cache": (0, 4), "small-cache": (4, 10)}  # 5 layers would need 83 MB on big-cache
+    start, end = layers["big-cache"]
+    assert stage_bytes(shape, start, end, big_cache.kv_tokens) <= big_cache.free_bytes
+
+
+def test_a_node_whose_kv_cache_leaves_no_room_for_a_layer_is_refused() -> None:
+    shape = ModelShape("m", (10 * MB,) * 4, 0, 0, kv_bytes_per_token=100)
+    crowded = NodeCapacity(NodeId("crowded"), 15 * MB, 1.0, kv_tokens=16 * 4096)  # 10 MB + 6.6 MB > 15 MB
+    roomy = NodeCapacity(NodeId("roomy"), 15 * MB, 1.0, kv_tokens=2048)
+    assert not holds_a_layer(shape, crowded) and holds_a_layer(shape, roomy)
+    with pytest.raises(PlanError, match="KV cache"):
+        plan_model(shape, [crowded])
 
 
 def test_faster_node_gets_more_layers() -> None:
@@ -134,7 +163,7 @@ def test_model_that_fits_nowhere_whole_becomes_a_pipeline() -> None:
     assert plan.whole_replicas == ()
     assert len(plan.pipelines) == 1 and len(plan.pipelines[0]) == 2  # the fewest nodes: two of 250 MB
     assert_valid_plan(shape, plan, nodes)
-    assert plan.pipelines[0][0].layer_start == 0 and stage_bytes(shape, 0, plan.pipelines[0][0].layer_end) > 170 * MB
+    assert plan.pipelines[0][0].layer_start == 0 and bytes_of(shape, 0, plan.pipelines[0][0].layer_end) > 170 * MB
 
 
 def test_nodes_that_hold_the_model_become_whole_replicas() -> None:
