@@ -258,4 +258,4 @@ def test_swarm_up_at_debug_level_shows_llama_cpps_own_log(tmp_path: Path, tiny_m
         up.read_until("swarm is up")
     finally:
         assert up.interrupt(timeout_s=30) == 0
-    assert "DEBUG swarm.engine.llama_adapter: llama.cpp: " in "".join(up.output)
+    assert "DEBUG swarm.engine.llama_adapter.backend: llama.cpp: " in "".join(up.output)
