@@ -10,6 +10,7 @@ from aiohttp.typedefs import Middleware
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
 from swarm.coordinator.dashboard.routes import add_dashboard_routes
+from swarm.coordinator.http_errors import http_error_boundary
 from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_http.routes import add_openai_routes
 from swarm.coordinator.service import InferenceService
@@ -32,7 +33,7 @@ def build_http_app(
         return web.json_response({"models": [asdict(m) for m in await service.list_models()]})
 
     # Reading a body past max_body_bytes raises 413 (HTTPRequestEntityTooLarge) instead of buffering it.
-    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[http_error_boundary, *middlewares], client_max_size=max_body_bytes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status)
     app.router.add_get("/models", models)

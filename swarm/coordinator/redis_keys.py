@@ -4,6 +4,8 @@ Nothing the coordinator holds in memory is the only copy of anything a client or
 worker was promised: a restarted coordinator rebuilds its view from these keys.
 """
 
+from swarm.shared.validation import BATCH_REQUEST_ID_PREFIX
+
 # Hash worker_id -> WorkerInfo as JSON: the registry. Outlives coordinator restarts
 # so workers keep being known (and routable) while the coordinator is replaced.
 WORKERS = "swarm:workers"
@@ -66,11 +68,10 @@ BATCH_RESULTS_PREFIX = "swarm:batch:results:"
 BATCH_WORK = "swarm:batch:work"
 BATCH_GROUP = "batch-runners"
 
-# Request ids of batch lines start with this; their queue score (see QUEUE) is raised by
-# about 31 years of milliseconds, so any interactive request is served before every batch
-# line while batch lines keep their first-come order among themselves. The offset follows
-# from the id alone, so a requeued line keeps its place behind interactive work.
-BATCH_REQUEST_ID_PREFIX = "batch-"
+# Request ids of batch lines start with BATCH_REQUEST_ID_PREFIX (clients may not use it); their
+# queue score (see QUEUE) is raised by about 31 years of milliseconds, so any interactive request
+# is served before every batch line while batch lines keep their first-come order among themselves.
+# The offset follows from the id alone, so a requeued line keeps its place behind interactive work.
 BATCH_QUEUE_OFFSET_MS = 10**12
 
 

@@ -11,77 +11,48 @@ import grpc
 from swarm.coordinator.registry import Standing
 from swarm.coordinator.service import InferenceService
 from swarm.shared.auth import TokenGate
-from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import WorkerId
-from swarm.shared.validation import new_request_id
+from swarm.shared.validation import check_client_request_id, new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.assignment_convert import assignment_to_wire, offer_from_wire
 from swarm.wire.convert import (
     event_to_wire,
+    models_to_wire,
     raw_request_from_wire,
+    status_to_wire,
     worker_info_from_wire,
-    worker_info_to_wire,
     worker_load_from_wire,
-    worker_load_to_wire,
-    worker_state_to_wire,
 )
+from swarm.wire.grpc_errors import error_boundary
 
 log = logging.getLogger(__name__)
-
-
-RETRY_AFTER_S = "2"  # the hint a refused (full) request gets in its trailing metadata
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: SwarmError) -> None:
-    retry = (("retry-after", RETRY_AFTER_S),) if error.code is ErrorCode.RESOURCE_EXHAUSTED else ()
-    await context.abort(grpc.StatusCode[error.code.name], error.message, trailing_metadata=retry)
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
+    @error_boundary
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
         raw = raw_request_from_wire(request)
+        check_client_request_id(raw.request_id)  # here, not in validate_request: the batch runner's ids pass
         if not raw.request_id:
             raw = replace(raw, request_id=new_request_id())
-        try:
-            async for event in self._service.generate(raw):
-                yield event_to_wire(raw.request_id, event)
-        except SwarmError as error:
-            await _abort(context, error)
+        async for event in self._service.generate(raw):
+            yield event_to_wire(raw.request_id, event)
 
+    @error_boundary
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(
-            models=[
-                pb.ModelInfo(
-                    name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default
-                )
-                for m in await self._service.list_models()
-            ]
-        )
+        return models_to_wire(await self._service.list_models())
 
+    @error_boundary
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
-        status = await self._service.status()
-        return pb.GetStatusResponse(
-            workers=[
-                pb.WorkerStatus(
-                    info=worker_info_to_wire(v.info),
-                    state=v.state.value,
-                    worker_state=worker_state_to_wire(v.state),
-                    load=worker_load_to_wire(v.load),
-                    last_heartbeat_age_s=v.heartbeat_age_s,
-                )
-                for v in status.workers
-            ],
-            queue_depth=status.queue_depth,
-            default_model=status.default_model,
-        )
+        return status_to_wire(await self._service.status())
 
 
 class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
@@ -90,14 +61,13 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
         self._gate = TokenGate(token, "worker call")
         self._heartbeat_interval_s = heartbeat_interval_s
 
+    @error_boundary
     async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
         await self._gate.check(context)
-        try:
-            worker_id = await self._service.join(worker_info_from_wire(request.info))
-        except SwarmError as error:
-            await _abort(context, error)
+        worker_id = await self._service.join(worker_info_from_wire(request.info))
         return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=self._heartbeat_interval_s)
 
+    @error_boundary
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         await self._gate.check(context)
         worker_id = WorkerId(request.worker_id)
@@ -106,23 +76,20 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
             rejoin=standing is Standing.UNKNOWN, drain=standing is Standing.DRAINING, reassign=reassign
         )
 
+    @error_boundary
     async def Assign(self, request: pb.AssignRequest, context: grpc.aio.ServicerContext) -> pb.AssignResponse:
         await self._gate.check(context)
-        try:
-            reply = await self._service.assign(offer_from_wire(request))
-        except SwarmError as error:
-            await _abort(context, error)
+        reply = await self._service.assign(offer_from_wire(request))
         return assignment_to_wire(reply)
 
+    @error_boundary
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
         await self._gate.check(context)
         await self._service.leave(WorkerId(request.worker_id))
         return pb.LeaveResponse()
 
+    @error_boundary
     async def Drain(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.DrainResponse:
         await self._gate.check(context)
-        try:
-            await self._service.drain(WorkerId(request.worker_id))
-        except SwarmError as error:
-            await _abort(context, error)
+        await self._service.drain(WorkerId(request.worker_id))
         return pb.DrainResponse()

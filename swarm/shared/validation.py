@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from swarm.shared.types import GenerationRequest, RawRequest, SamplingParams
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The batch runner's lines carry ids with this prefix, and the queue puts them behind all
+# interactive work; a client's own request must not be mistaken for one.
+BATCH_REQUEST_ID_PREFIX = "batch-"
 
 
 class InvalidRequest(ValueError):
@@ -39,6 +42,14 @@ class RequestLimits:
 
 def new_request_id() -> str:
     return "req-" + secrets.token_hex(8)
+
+
+def check_client_request_id(request_id: str) -> None:
+    """Refuses a client's request id in the batch runner's namespace (the runner's own ids are not checked here)."""
+    if request_id.startswith(BATCH_REQUEST_ID_PREFIX):
+        raise InvalidRequest(
+            "request_id", f"must not start with {BATCH_REQUEST_ID_PREFIX!r}, which is reserved for batch job lines"
+        )
 
 
 def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationRequest:

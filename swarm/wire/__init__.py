@@ -1,1 +1,1 @@
-"""The wire: protobuf stubs generated from proto/swarm.proto, and conversions to in-process types."""
+"""The wire: protobuf stubs from proto/swarm.proto, conversions to in-process types, the gRPC error boundary."""

@@ -179,6 +179,15 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
     )
 
 
+def models_to_wire(models: list[ModelSummary]) -> pb.ListModelsResponse:
+    return pb.ListModelsResponse(
+        models=[
+            pb.ModelInfo(name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default)
+            for m in models
+        ]
+    )
+
+
 def models_from_wire(msg: pb.ListModelsResponse) -> list[ModelSummary]:
     return [ModelSummary(m.name, m.context_length, m.workers_up, m.is_default) for m in msg.models]
 
@@ -203,6 +212,20 @@ def worker_state_from_wire(msg: pb.WorkerStatus) -> WorkerState:
         return WorkerState(msg.state)
     except ValueError:
         return WorkerState.DOWN
+
+
+def status_to_wire(status: SwarmStatus) -> pb.GetStatusResponse:
+    workers = [
+        pb.WorkerStatus(
+            info=worker_info_to_wire(v.info),
+            state=v.state.value,
+            worker_state=worker_state_to_wire(v.state),
+            load=worker_load_to_wire(v.load),
+            last_heartbeat_age_s=v.heartbeat_age_s,
+        )
+        for v in status.workers
+    ]
+    return pb.GetStatusResponse(workers=workers, queue_depth=status.queue_depth, default_model=status.default_model)
 
 
 def status_from_wire(msg: pb.GetStatusResponse) -> SwarmStatus:

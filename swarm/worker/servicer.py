@@ -15,6 +15,7 @@ from swarm.shared.types import Finished, GenerationEvent, TextPiece
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
+from swarm.wire.grpc_errors import error_boundary
 
 
 class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
@@ -52,14 +53,15 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
             events.put_nowait(SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving; resume this request elsewhere"))
         return len(self._events)
 
+    @error_boundary
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
         await self._gate.check(context)
         if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "worker is leaving the swarm")
+            raise SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving the swarm")
         if self.active >= self._engine.config.slots:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all slots are busy")
+            raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
         generation = run_request_from_wire(request, self._model_name)
         events: asyncio.Queue[GenerationEvent | SwarmError] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -78,8 +80,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
                 event = await self._next_event(events)
                 if isinstance(event, SwarmError):
                     finished = True
-                    await context.abort(grpc.StatusCode[event.code.name], event.message)
-                    return
+                    raise event
                 if isinstance(event, Finished):
                     finished = True
                     event = Finished(

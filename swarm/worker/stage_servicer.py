@@ -18,10 +18,12 @@ import grpc
 from swarm.engine.session_table import NoFreeSession, SessionTable
 from swarm.engine.stage_executor import CacheLost, StageExecutor
 from swarm.shared.auth import TokenGate, bearer_metadata
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.stage_messages import PipelineStep, StageWork
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.grpc_errors import error_boundary
 from swarm.wire.stage_messages import step_from_wire, step_to_wire, tokens_to_wire
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         self._sessions = SessionTable(executor.slots)
         self._channel: grpc.aio.Channel | None = None
 
+    @error_boundary
     async def Forward(
         self, requests: AsyncIterator[pb.StageStep], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StageStepResult]:
@@ -61,15 +64,15 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 try:
                     step = self._sessions.translate(stream, step_from_wire(message, n_embd))
                 except ValueError as exc:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
                 except NoFreeSession as exc:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                    raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, str(exc)) from exc
                 except CacheLost as exc:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                    raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
                 try:
                     results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
                 except CacheLost as exc:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                    raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
                 if downstream is None:
                     yield self._to_upstream(tokens_to_wire(results))
                     continue
@@ -91,7 +94,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 else:
                     cause = "it closed the stream"
                 if reply is grpc.aio.EOF:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
+                    raise SwarmError(ErrorCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
                 yield self._to_upstream(reply)
         finally:
             if downstream is not None:

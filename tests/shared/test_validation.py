@@ -4,10 +4,12 @@ import math
 
 import pytest
 
+from swarm.coordinator.batch.runner import batch_request_id
 from swarm.shared.types import RawRequest
 from swarm.shared.validation import (
     InvalidRequest,
     RequestLimits,
+    check_client_request_id,
     check_fits_context,
     validate_request,
 )
@@ -59,3 +61,13 @@ def test_max_tokens_above_context_is_rejected() -> None:
     with pytest.raises(InvalidRequest, match="max_tokens"):
         check_fits_context(request, 512)
     check_fits_context(request, 600)
+
+
+def test_client_request_ids_in_the_batch_runners_namespace_are_refused_naming_the_prefix() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_client_request_id(batch_request_id("job1", 0))
+    assert caught.value.field == "request_id" and "'batch-'" in str(caught.value)
+    for ordinary in ("", "req-1", "my-batch-1", "Batch-1"):
+        check_client_request_id(ordinary)
+    # The runner's own lines are not client input: they pass the request checks.
+    assert validate_request(RawRequest(prompt="hi", request_id=batch_request_id("job1", 0)), LIMITS).request_id

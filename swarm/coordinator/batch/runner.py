@@ -21,13 +21,13 @@ from dataclasses import replace
 
 from redis.exceptions import RedisError
 
-from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.batch.store import BatchStore, LineWork, WorkItem
 from swarm.coordinator.service import InferenceService
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.batch_types import BatchResult
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece, WorkerView
+from swarm.shared.validation import BATCH_REQUEST_ID_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def request_slots(views: list[WorkerView]) -> int:
 
 
 def batch_request_id(job_id: str, index: int) -> str:
-    return f"{keys.BATCH_REQUEST_ID_PREFIX}{job_id}-{index}"
+    return f"{BATCH_REQUEST_ID_PREFIX}{job_id}-{index}"
 
 
 class BatchRunner:

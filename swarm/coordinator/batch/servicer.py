@@ -8,60 +8,46 @@ import grpc
 
 from swarm.coordinator.batch.service import BatchService
 from swarm.shared.batch_types import BatchLine
-from swarm.shared.errors import SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.batch_convert import batch_line_from_wire, batch_result_to_wire, batch_summary_to_wire
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: SwarmError) -> None:
-    await context.abort(grpc.StatusCode[error.code.name], error.message)
+from swarm.wire.grpc_errors import error_boundary
 
 
 class BatchServicer(pb_grpc.BatchServicer):  # type: ignore[misc]
     def __init__(self, service: BatchService) -> None:
         self._service = service
 
+    @error_boundary
     async def SubmitBatch(
         self, chunks: AsyncIterator[pb.BatchSubmitChunk], context: grpc.aio.ServicerContext
     ) -> pb.BatchJob:
         model, size_bytes = "", 0
         lines: list[BatchLine] = []
-        try:
-            async for chunk in chunks:
-                model = model or chunk.model
-                size_bytes += chunk.ByteSize()
-                lines.extend(batch_line_from_wire(line) for line in chunk.lines)
-                self._service.check_upload(len(lines), size_bytes)
-            return batch_summary_to_wire(await self._service.submit(model, lines))
-        except SwarmError as error:
-            await _abort(context, error)
-            raise  # abort raises; this keeps the type checker sure no value is missing
+        async for chunk in chunks:
+            model = model or chunk.model
+            size_bytes += chunk.ByteSize()
+            lines.extend(batch_line_from_wire(line) for line in chunk.lines)
+            self._service.check_upload(len(lines), size_bytes)
+        return batch_summary_to_wire(await self._service.submit(model, lines))
 
+    @error_boundary
     async def GetBatch(self, request: pb.BatchGetRequest, context: grpc.aio.ServicerContext) -> pb.BatchJob:
-        try:
-            return batch_summary_to_wire(await self._service.get(request.job_id))
-        except SwarmError as error:
-            await _abort(context, error)
-            raise
+        return batch_summary_to_wire(await self._service.get(request.job_id))
 
+    @error_boundary
     async def ListBatches(
         self, request: pb.BatchListRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchListResponse:
         return pb.BatchListResponse(jobs=[batch_summary_to_wire(s) for s in await self._service.list()])
 
+    @error_boundary
     async def CancelBatch(self, request: pb.BatchCancelRequest, context: grpc.aio.ServicerContext) -> pb.BatchJob:
-        try:
-            return batch_summary_to_wire(await self._service.cancel(request.job_id))
-        except SwarmError as error:
-            await _abort(context, error)
-            raise
+        return batch_summary_to_wire(await self._service.cancel(request.job_id))
 
+    @error_boundary
     async def GetBatchResults(
         self, request: pb.BatchResultsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.BatchResult]:
-        try:
-            async for result in self._service.results(request.job_id, request.partial):
-                yield batch_result_to_wire(result)
-        except SwarmError as error:
-            await _abort(context, error)
+        async for result in self._service.results(request.job_id, request.partial):
+            yield batch_result_to_wire(result)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from swarm.coordinator.http_errors import openai_error
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
 from swarm.coordinator.openai_http.openapi_document import openapi_document
 from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
@@ -19,9 +20,7 @@ from swarm.coordinator.openai_http.responses import (
     CompletionShape,
     ErrorReply,
     error_body,
-    invalid_request_reply,
     models_body,
-    swarm_error_reply,
 )
 from swarm.coordinator.service import InferenceService
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -57,6 +56,9 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 
 
 class OpenAIRoutes:
+    """The handlers; what they raise (a bad field, a swarm error, Redis failing) gets its status from
+    http_errors.http_error_boundary, the app's middleware."""
+
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
@@ -67,13 +69,8 @@ class OpenAIRoutes:
         return web.json_response(openapi_document())
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        try:
-            call = parse_completion(await _body(request))
-            shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
-        except InvalidRequest as exc:
-            return _reply(invalid_request_reply(exc))
-        except SwarmError as exc:
-            return _reply(swarm_error_reply(exc))
+        call = parse_completion(await _body(request))
+        shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
         return await self._answer(request, replace(call.raw, model=shape.model), shape, call.stream)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -85,10 +82,6 @@ class OpenAIRoutes:
                 message = f"model {shape.model!r} has no chat template; use /v1/completions"
                 return _reply(ErrorReply(400, error_body(message, "invalid_request_error", "model")))
             prompt = render_chat(template, call.messages)
-        except InvalidRequest as exc:
-            return _reply(invalid_request_reply(exc))
-        except SwarmError as exc:
-            return _reply(swarm_error_reply(exc))
         except ChatRejected as exc:
             return _reply(ErrorReply(400, error_body(str(exc), "invalid_request_error", "messages")))
         except BrokenChatTemplate as exc:
@@ -105,14 +98,11 @@ class OpenAIRoutes:
         # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
         # Reading it to its end (past Finished) tells the swarm the answer was delivered.
         async with contextlib.aclosing(events):
-            try:
-                # Wait for the first event before answering, so that a bad field, an unknown model
-                # or a full queue still gets its own HTTP status rather than a broken stream.
-                first = await anext(events)
-                if not stream:
-                    return await self._whole(shape, first, events)
-            except SwarmError as exc:
-                return _reply(swarm_error_reply(exc))
+            # Wait for the first event before answering, so that a bad field, an unknown model
+            # or a full queue still gets its own HTTP status rather than a broken stream.
+            first = await anext(events)
+            if not stream:
+                return await self._whole(shape, first, events)
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await response.prepare(request)
             try:
@@ -153,9 +143,11 @@ class OpenAIRoutes:
             async for event in events:
                 for chunk in chunks(event):
                     await response.write(_sse(chunk))
-        except SwarmError as exc:
+        except ConnectionError:
+            raise  # the client hung up: nobody is left to tell
+        except Exception as exc:
             # The headers are gone: the error travels as an event, which OpenAI's clients raise.
-            await response.write(_sse(swarm_error_reply(exc).body))
+            await response.write(_sse(openai_error(exc, f"streaming {shape.id}").body))
             return
         await response.write(_sse("[DONE]"))
         await response.write_eof()

@@ -22,6 +22,7 @@ from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.grpc_errors import error_boundary
 
 __all__ = [
     "CHUNK_BYTES",
@@ -127,10 +128,6 @@ class StageLibrary:
         return data
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: SwarmError) -> None:
-    await context.abort(grpc.StatusCode[error.code.name], error.message)
-
-
 class ModelFilesServicer(pb_grpc.ModelFilesServicer):  # type: ignore[misc]
     def __init__(self, library: StageLibrary, token: str = "", chunk_bytes: int = CHUNK_BYTES) -> None:
         if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
@@ -139,35 +136,31 @@ class ModelFilesServicer(pb_grpc.ModelFilesServicer):  # type: ignore[misc]
         self._gate = TokenGate(token, "model file request")
         self._chunk_bytes = chunk_bytes
 
+    @error_boundary
     async def GetManifest(
         self, request: pb.GetManifestRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetManifestResponse:
         await self._gate.check(context)
-        try:
-            manifest = await asyncio.to_thread(self._library.manifest, request.model)
-        except SwarmError as error:
-            await _abort(context, error)
+        manifest = await asyncio.to_thread(self._library.manifest, request.model)
         return pb.GetManifestResponse(manifest_json=manifest.to_json())
 
+    @error_boundary
     async def Download(
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FileChunk]:
         await self._gate.check(context)
-        try:
-            served = await asyncio.to_thread(self._library.resolve, request.model, request.file)
-            offset = request.offset
-            if offset > served.stage.bytes:
-                raise SwarmError(
-                    ErrorCode.INVALID_ARGUMENT,
-                    f"offset: {offset} is past the end of {served.stage.file} ({served.stage.bytes} bytes)",
-                )
-            log.info("serving %s/%s from byte %d to %s", served.model, served.stage.file, offset, context.peer())
-            while offset < served.stage.bytes:
-                data = await asyncio.to_thread(self._library.read_chunk, served, offset, self._chunk_bytes)
-                yield pb.FileChunk(data=data, offset=offset, total_bytes=served.stage.bytes, sha256=served.stage.sha256)
-                offset += len(data)
-        except SwarmError as error:
-            await _abort(context, error)
+        served = await asyncio.to_thread(self._library.resolve, request.model, request.file)
+        offset = request.offset
+        if offset > served.stage.bytes:
+            raise SwarmError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"offset: {offset} is past the end of {served.stage.file} ({served.stage.bytes} bytes)",
+            )
+        log.info("serving %s/%s from byte %d to %s", served.model, served.stage.file, offset, context.peer())
+        while offset < served.stage.bytes:
+            data = await asyncio.to_thread(self._library.read_chunk, served, offset, self._chunk_bytes)
+            yield pb.FileChunk(data=data, offset=offset, total_bytes=served.stage.bytes, sha256=served.stage.sha256)
+            offset += len(data)
 
 
 def add_model_files_servicer(server: Any, library: StageLibrary, token: str = "") -> ModelFilesServicer:
