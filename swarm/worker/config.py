@@ -25,7 +25,6 @@ class WorkerConfig:
     next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
     hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
     tls: TlsFiles | None = None  # None: plaintext; else TLS on its server and on every channel it opens
-    heartbeat_interval_s: float = 1.0
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails

@@ -1,4 +1,4 @@
-"""Membership: joins the coordinator, heartbeats every second with the worker's load, and leaves."""
+"""Membership: joins the coordinator, heartbeats at the pace it asks with the worker's load, and leaves."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from swarm.wire.convert import worker_info_to_wire, worker_load_to_wire
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 3.0
+# What a coordinator answers a worker it will never take (a wrong token, a bad description):
+# retrying cannot help, so the worker stops instead of serving on unrouted.
+REFUSED_FOR_GOOD = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+# Until the coordinator's Join answer says otherwise (an old coordinator may answer 0).
+FIRST_HEARTBEAT_INTERVAL_S = 1.0
 
 
 class JoinRefused(RuntimeError):
@@ -42,8 +47,9 @@ class Membership:
         self._info = info
         self._load = load
         self.worker_id = info.worker_id
-        self.interval_s = 1.0
+        self.interval_s = FIRST_HEARTBEAT_INTERVAL_S
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
+        self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
 
     async def join(self) -> str:
         """Joins, retrying with backoff while the coordinator is unreachable."""
@@ -56,7 +62,7 @@ class Membership:
                     timeout=CALL_TIMEOUT_S,
                 )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+                if exc.code() in REFUSED_FOR_GOOD:
                     raise JoinRefused(f"coordinator {self._coordinator} refused to join: {exc.details()}") from exc
                 delay = next(delays)
                 log.warning(
@@ -65,7 +71,7 @@ class Membership:
                 await asyncio.sleep(delay)
                 continue
             self.worker_id = reply.worker_id
-            self.interval_s = reply.heartbeat_interval_s or 1.0
+            self.interval_s = reply.heartbeat_interval_s or FIRST_HEARTBEAT_INTERVAL_S
             log.info("joined coordinator %s as %s", self._coordinator, self.worker_id)
             return self.worker_id
 
@@ -74,7 +80,8 @@ class Membership:
         """Joins (unless stop is set first), heartbeats while the body runs, then leaves.
 
         Yields the worker id, or None when stop came before the coordinator answered; the
-        body runs while this worker is a member, so a drain belongs inside it.
+        body runs while this worker is a member, so a drain belongs inside it. A coordinator
+        that refuses this worker for good sets stop, and JoinRefused is raised once the body ended.
         """
         join = asyncio.create_task(self.join())
         stopped = asyncio.create_task(stop.wait())
@@ -99,22 +106,36 @@ class Membership:
             yield worker_id
         finally:
             heartbeats.cancel()
-            await self.leave()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeats
+            if self.refused is None:
+                await self.leave()
             await self.close()
+        if self.refused is not None:
+            raise self.refused
 
     async def heartbeat_forever(self, stop: asyncio.Event) -> None:
-        """Heartbeats until cancelled; sets stop when the coordinator asks this worker to drain."""
+        """Heartbeats until cancelled or refused for good; sets stop when the coordinator asks this worker
+        to drain, moves it, or refuses it (then self.refused says why)."""
         while True:
             await asyncio.sleep(self.interval_s)
             request = pb.HeartbeatRequest(worker_id=self.worker_id, load=worker_load_to_wire(self._load()))
             try:
                 reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() in REFUSED_FOR_GOOD:
+                    why = f"coordinator {self._coordinator} refused this worker's heartbeat: {exc.details()}"
+                    self._refuse(JoinRefused(why), stop)
+                    return
                 log.warning("heartbeat to %s failed: %s", self._coordinator, exc.code().name)
                 continue
             if reply.rejoin:
                 log.info("coordinator does not know this worker any more; joining again")
-                await self.join()
+                try:
+                    await self.join()  # retries with backoff while the coordinator is unreachable
+                except JoinRefused as exc:
+                    self._refuse(exc, stop)
+                    return
             elif reply.reassign and not stop.is_set():
                 log.info("the coordinator's plan changed: leaving to take a new assignment")
                 self.reassigned = True
@@ -123,8 +144,15 @@ class Membership:
                 log.info("coordinator asked this worker to drain: finishing its work, then leaving")
                 stop.set()
 
+    def _refuse(self, refusal: JoinRefused, stop: asyncio.Event) -> None:
+        log.error("%s; stopping: this worker would serve on without ever being routed to", refusal)
+        self.refused = refusal
+        stop.set()
+
     async def announce_drain(self) -> None:
         """Tells the coordinator to route nothing new here (best effort: a leave follows anyway)."""
+        if self.refused is not None:
+            return
         try:
             await self._stub.Drain(
                 pb.DrainRequest(worker_id=self.worker_id), metadata=self._metadata, timeout=CALL_TIMEOUT_S
