@@ -14,7 +14,7 @@ from swarm.client import SwarmCallError, SwarmClient
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals, wait_until
+from swarm.launch.local_swarm import LocalSwarm, ignore_stop_signals, interrupt_on_stop_signals, wait_until
 from swarm.shared.redaction import redact_url
 from swarm.worker.config import WorkerConfig
 
@@ -108,6 +108,7 @@ def run_up(args: argparse.Namespace) -> int:
         print("\nstopping the swarm...", file=sys.stderr)
         return 0
     finally:
+        ignore_stop_signals()
         swarm.stop()
 
 

@@ -123,6 +123,9 @@ class ManagedProcess:
         return self.process.returncode
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def interrupt_on_stop_signals() -> None:
     """Turns SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt, so the `finally` that stops child processes runs.
 
@@ -133,8 +136,15 @@ def interrupt_on_stop_signals() -> None:
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, interrupt)
+
+
+def ignore_stop_signals() -> None:
+    """From now on SIGINT, SIGTERM and SIGHUP do nothing: an impatient second Ctrl-C must not cut short
+    the stopping of child processes, which would leave them running. Stopping them is bounded anyway."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def swarm_argv(*args: str) -> list[str]:

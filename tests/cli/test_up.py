@@ -259,3 +259,17 @@ def test_swarm_up_at_debug_level_shows_llama_cpps_own_log(tmp_path: Path, tiny_m
     finally:
         assert up.interrupt(timeout_s=30) == 0
     assert "DEBUG swarm.engine.llama_adapter.backend: llama.cpp: " in "".join(up.output)
+
+
+def test_a_second_ctrl_c_while_stopping_still_stops_every_child(tmp_path: Path, tiny_model: Path) -> None:
+    up = SwarmUp(tmp_path, "--model", str(tiny_model), "--threads", "1", "--no-demo")
+    try:
+        up.read_until("swarm is up")
+        children = up.children()
+        up.process.send_signal(signal.SIGINT)
+        up.read_until("stopping the swarm", timeout_s=10)
+    finally:
+        code = up.interrupt(timeout_s=30)  # the impatient second Ctrl-C, while the workers are leaving
+    assert code == 0, "".join(up.output)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
