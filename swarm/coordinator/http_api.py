@@ -1,4 +1,4 @@
-"""The coordinator's HTTP side: health and a JSON view of the swarm (the dashboard and OpenAI API come later)."""
+"""The coordinator's HTTP app: health, status and models as JSON, the OpenAI API, metrics and the dashboard."""
 
 from __future__ import annotations
 
