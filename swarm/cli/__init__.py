@@ -1,1 +1,1 @@
-"""The `swarm` command line: it only builds config objects and calls the roles' entry points."""
+"""The `swarm` command line: each command builds its config from flags and calls the package that does the work."""

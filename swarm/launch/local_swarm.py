@@ -1,6 +1,6 @@
 """LocalSwarm: starts Redis, a coordinator and workers as child processes on this machine, and stops them.
 
-Used by `swarm up` and by the test fixtures, so both run the very processes a user runs.
+Used by `swarm up`, the benchmarks and the test fixtures, so all of them run the very processes a user runs.
 """
 
 from __future__ import annotations
