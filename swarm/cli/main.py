@@ -43,9 +43,12 @@ def _global_flags(parser: argparse.ArgumentParser) -> None:
 
 def chosen_command(argv: list[str]) -> str | None:
     """The command argv names, if it names a known one before any help flag."""
-    leading = argparse.ArgumentParser(add_help=False)
+    leading = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     _global_flags(leading)
-    _, rest = leading.parse_known_args(argv)
+    try:
+        _, rest = leading.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None  # the full parser reports it
     first = rest[0] if rest else ""
     return first if any(first in m.names for m in COMMAND_MODULES) else None
 

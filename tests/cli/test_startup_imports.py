@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from swarm.cli.main import chosen_command
+
 HEAVY = ("llama_cpp", "swarm.bench", "swarm.engine")
 
 # Each runs in a fresh interpreter, then prints the heavy modules it imported.
@@ -65,3 +67,20 @@ def test_an_unknown_command_is_refused_with_the_list_of_commands() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice: 'serve'" in result.stderr and "coordinator" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["--log-level", "debug", "up", "--model", "x"], "up"),
+        (["status", "--json"], "status"),
+        (["--log-level=warning", "batch", "list"], "batch"),
+        (["-h"], None),
+        (["--log-level"], None),  # the full parser says what is wrong
+        (["--log-level", "loud", "up"], None),
+        (["serve"], None),
+        ([], None),
+    ],
+)
+def test_the_command_is_found_before_any_module_is_imported(argv: list[str], command: str | None) -> None:
+    assert chosen_command(argv) == command
