@@ -51,6 +51,7 @@ class InferenceService:
         self._store = store
         self._assigner = assigner
         self._plans = plans
+        self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
@@ -207,8 +208,11 @@ class InferenceService:
     async def _prune_assigner(self) -> None:
         if self._assigner is not None:
             views = self._dispatcher.views()
-            # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it).
-            dead = (v.info.worker_id for v in views if not v.up and v.heartbeat_age_s > self._config.heartbeat_ttl_s)
+            # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it),
+            # and counted from this coordinator's start: no heartbeat can land while no coordinator runs.
+            up_for = time.monotonic() - self._started
+            ttl = self._config.heartbeat_ttl_s
+            dead = (v.info.worker_id for v in views if not v.up and min(v.heartbeat_age_s, up_for) > ttl)
             if self._assigner.prune(dead, (v.info.worker_id for v in views)):
                 await self._save_plan()
 

@@ -14,8 +14,9 @@ from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "The quick brown fox"
-# The slow model needs about 105 MB with its KV cache: 70 MB holds half of it, 500 MB all of it.
-SMALL, BIG = "70M", "500M"
+# The slow model needs 61 MB with the KV cache of 8 slots x 256 tokens (67 MB at 512 tokens), each
+# node's own: 40 MiB holds half of it, 500 MiB all of it.
+SMALL, BIG = "40M", "500M"
 
 
 def workers(swarm: RunningSwarm) -> list[ManagedProcess]:
