@@ -4,6 +4,8 @@ Nothing the coordinator holds in memory is the only copy of anything a client or
 worker was promised: a restarted coordinator rebuilds its view from these keys.
 """
 
+from enum import StrEnum
+
 from swarm.shared.validation import BATCH_REQUEST_ID_PREFIX
 
 # Hash worker_id -> WorkerInfo as JSON: the registry. Outlives coordinator restarts
@@ -34,6 +36,14 @@ RUNNING = "swarm:running"
 # RESULT_TTL_S so results nobody comes back for do not pile up.
 REQUEST_PREFIX = "swarm:request:"
 RESULT_TTL_S = 24 * 3600
+
+
+class RequestState(StrEnum):
+    """The `state` field of a request's hash."""
+
+    QUEUED = "queued"  # in QUEUE, waiting for a worker
+    RUNNING = "running"  # in RUNNING, handed to a worker
+    DONE = "done"  # its result is kept until a client takes it or it expires
 
 
 def heartbeat_key(worker_id: str) -> str:

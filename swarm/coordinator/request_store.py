@@ -23,7 +23,7 @@ class StoredResult:
 @dataclass(frozen=True)
 class StoredRequest:
     request: GenerationRequest
-    state: str  # "queued", "running" or "done"
+    state: keys.RequestState
     enqueued_ms: int
     result: StoredResult | None = None
 
@@ -35,7 +35,7 @@ for i = 3, #KEYS do
   local id, worker = ARGV[2 * (i - 3) + 1], ARGV[2 * (i - 3) + 2]
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('SADD', KEYS[2], id)
-    redis.call('HSET', KEYS[i], 'state', 'running', 'worker', worker)
+    redis.call('HSET', KEYS[i], 'state', 'running', 'worker', worker)  -- RequestState.RUNNING
     won[#won + 1] = 1
   else
     won[#won + 1] = 0
@@ -55,7 +55,7 @@ class RequestStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.request_key(request.request_id),
-                mapping={"request": to_json(request), "state": "queued", "enqueued_ms": now_ms},
+                mapping={"request": to_json(request), "state": keys.RequestState.QUEUED, "enqueued_ms": now_ms},
             )
             pipe.zadd(keys.QUEUE, {request.request_id: keys.queue_score(request.request_id, now_ms)})
             await pipe.execute()
@@ -78,7 +78,7 @@ class RequestStore:
             result = StoredResult(pieces, finished_from_dict(raw["finished"]))
         return StoredRequest(
             request=request_from_json(data["request"]),
-            state=str(data["state"]),
+            state=keys.RequestState(data["state"]),
             enqueued_ms=int(data["enqueued_ms"]),
             result=result,
         )
@@ -99,7 +99,7 @@ class RequestStore:
     async def requeue(self, request_id: str, enqueued_ms: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.RUNNING, request_id)
-            pipe.hset(keys.request_key(request_id), mapping={"state": "queued", "worker": ""})
+            pipe.hset(keys.request_key(request_id), mapping={"state": keys.RequestState.QUEUED, "worker": ""})
             pipe.zadd(keys.QUEUE, {request_id: keys.queue_score(request_id, enqueued_ms)})
             await pipe.execute()
 
@@ -112,7 +112,7 @@ class RequestStore:
         key = keys.request_key(request_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.RUNNING, request_id)
-            pipe.hset(key, mapping={"state": "done", "result": json.dumps(payload)})
+            pipe.hset(key, mapping={"state": keys.RequestState.DONE, "result": json.dumps(payload)})
             pipe.expire(key, keys.RESULT_TTL_S)
             await pipe.execute()
 
