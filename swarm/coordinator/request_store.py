@@ -78,7 +78,7 @@ class RequestStore:
             result = StoredResult(pieces, finished_from_dict(raw["finished"]))
         return StoredRequest(
             request=request_from_json(data["request"]),
-            state=keys.RequestState(data["state"]),
+            state=keys.RequestState(str(data["state"])),
             enqueued_ms=int(data["enqueued_ms"]),
             result=result,
         )
