@@ -1,7 +1,8 @@
-"""Dispatcher: hands waiting requests to the least-loaded free worker and relays its token stream.
+"""Dispatcher: owns each request's life here, from admission through its runs on workers to its end.
 
-The queue lives in Redis; this process only keeps what a restart can rebuild: which
-requests it is running, and the events of each for the clients following it.
+The queue lives in Redis, with every piece sent to a client; this process keeps one
+RequestRecord per request it follows or runs (`_requests`), created in `_admit` and
+dropped in `_drop`, and nothing a restart could not rebuild from Redis.
 """
 
 from __future__ import annotations
@@ -11,43 +12,41 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from functools import partial
+from typing import TypeVar
 
 import grpc
 from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
-from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
+from swarm.coordinator.liveness import HeartbeatMonitor, stop_if_cancelled
 from swarm.coordinator.prefix_index import PrefixIndex
+from swarm.coordinator.redis_keys import RequestState
 from swarm.coordinator.registry import WorkerRegistry
-from swarm.coordinator.request_store import RequestStore, StoredResult
-from swarm.coordinator.request_stream import RequestStream
-from swarm.coordinator.routing import candidates, pick_worker
+from swarm.coordinator.request_record import RequestRecord, WorkerRun
+from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
+from swarm.shared.backoff import backoff_delays
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.types import Finished, GenerationRequest, WorkerInfo, WorkerView
+from swarm.shared.pieces import coalesce
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
 from swarm.wire.convert import event_from_wire, run_request_to_wire
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Worker answers that are the request's own fault: retrying elsewhere would fail the same way.
 _CLIENT_FAULTS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE}
 QUEUE_SCAN_LIMIT = 512
+# How long a running request waits for Redis (restarting, failing over) before its clients get UNAVAILABLE.
+REDIS_PATIENCE_S = 30.0
 
 
 class WorkerFailed(Exception):
     """A worker broke off a request: its process died, it stalled, or it refused the work."""
-
-
-@dataclass
-class _Assignment:
-    request: GenerationRequest
-    worker: WorkerInfo
-    enqueued_ms: int
-    last_event: float
-    call: Any = None
-    stalled: bool = False
 
 
 class Dispatcher:
@@ -58,20 +57,20 @@ class Dispatcher:
         registry: WorkerRegistry,
         monitor: HeartbeatMonitor,
         calls: WorkerCalls,
+        redis_patience_s: float = REDIS_PATIENCE_S,
     ) -> None:
         self._config = config
         self._store = store
         self._registry = registry
         self._monitor = monitor
         self._calls = calls
-        self._streams: dict[str, RequestStream] = {}
-        self._assignments: dict[str, _Assignment] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._requests: dict[str, tuple[GenerationRequest, int]] = {}
+        self._redis_patience_s = redis_patience_s
+        self._requests: dict[str, RequestRecord] = {}
+        # Ended while Redis was away: forgotten there, or queued again to resume, once it is back.
+        self._unforgotten: set[str] = set()
+        self._unrequeued: set[str] = set()
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
-        self._attempts: Counter[str] = Counter()
-        self._requeued_ms: dict[str, int] = {}  # failed over: it waits for a worker from then, not from its start
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
@@ -79,7 +78,7 @@ class Dispatcher:
         self.failed = 0
         self.failovers = 0
 
-    # ------------------------------------------------------------ used by the service
+    # ------------------------------------------------------------ workers, for the service and metrics
 
     def wake(self) -> None:
         self._wake_event.set()
@@ -103,52 +102,91 @@ class Dispatcher:
             for v in views
         ]
 
-    async def submit(self, request: GenerationRequest) -> RequestStream:
-        stream = self._streams[request.request_id] = RequestStream()
-        enqueued_ms = await self._store.enqueue(request)
-        self._requests[request.request_id] = (request, enqueued_ms)
-        self.wake()
-        return stream
+    # ------------------------------------------------------------ clients
 
-    async def attach(self, request_id: str) -> RequestStream | StoredResult | None:
-        """The stream of a known request (a client retrying), its stored result, or None."""
-        stream = self._streams.get(request_id)
-        if stream is not None:
-            return stream
-        stored = await self._store.load(request_id)
-        if stored is None:
-            return None
-        if stored.result is not None:
-            return stored.result
-        stream = self._streams[request_id] = RequestStream()
-        return stream
+    async def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Queues a new request and follows it; a second submit of the same id follows the first."""
+        record = self._requests.get(request.request_id)
+        if record is None:
+            record = self._admit(request, enqueued_ms=int(time.time() * 1000))
+            try:
+                record.enqueued_ms = await self._store.enqueue(request)
+            except BaseException:
+                self._drop(record)
+                record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
+                raise
+            self.wake()
+        return self._follow(record, 0)
 
-    async def delivered(self, request_id: str) -> None:
-        """A client received the whole result: the request may leave Redis."""
-        self._streams.pop(request_id, None)
-        await self._store.forget(request_id)
+    async def attach(self, request_id: str, skip_tokens: int) -> AsyncIterator[GenerationEvent] | None:
+        """Follows a request this swarm has (a client retrying), after its first skip_tokens; None if unknown."""
+        record = self._requests.get(request_id)
+        if record is None:
+            if request_id in self._unforgotten:  # it ended here while Redis was away: a retry starts anew
+                await self._store.forget(request_id)
+                self._unforgotten.discard(request_id)
+            stored = await self._store.load(request_id)
+            if stored is None:
+                return None
+            if stored.result is not None:
+                return self._replay(request_id, stored.result, skip_tokens)
+            record = self._requests.get(request_id)  # the dispatcher may have taken it up meanwhile
+            if record is None:
+                record = self._admit_stored(stored)
+                if stored.state is RequestState.RUNNING:  # its relay here ended with Redis away: run it again
+                    log.info("requeueing %s for a client coming back to it", request_id)
+                    await self._store.requeue(request_id, stored.enqueued_ms)
+                    self._unrequeued.discard(request_id)
+                    self.wake()
+        return self._follow(record, skip_tokens)
 
-    async def cancel(self, request_id: str) -> None:
-        """The client went away: stop the work and free its slot."""
-        task = self._tasks.get(request_id)
-        if task is not None:
-            task.cancel()
-        stream = self._streams.pop(request_id, None)
-        if stream is not None and not stream.done:
-            stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
-        self._forget_locally(request_id)
-        await self._store.forget(request_id)
+    async def _follow(self, record: RequestRecord, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
+        """One client's copy of the events; the request leaves once one client has it all, or all left."""
+        events = record.stream.follow(skip_tokens)
+        finished = refused = False
+        try:
+            async for event in events:
+                yield event
+                finished = finished or isinstance(event, Finished)
+        except SwarmError:
+            refused = True  # the request failed (and ended), or this client's resume point was refused
+            raise
+        finally:
+            await events.aclose()  # counts this follower out before deciding
+            if finished:
+                self._drop(record)
+                await self._forget(record.request_id)
+            elif not refused:
+                await asyncio.shield(self._cancel(record))
+
+    async def _replay(self, request_id: str, result: StoredResult, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
+        for event in coalesce([*result.pieces, result.finished], skip_tokens):
+            yield event
+        await self._forget(request_id)
+
+    async def _cancel(self, record: RequestRecord) -> None:
+        """A client went away: unless another follows, stop the work and free its slot."""
+        if record.stream.followers > 0 or self._requests.get(record.request_id) is not record:
+            return
+        if record.run is not None and record.run.task is not None:
+            record.run.task.cancel()
+        if not record.stream.done:
+            record.stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
+        self._drop(record)
+        await self._forget(record.request_id)
 
     # ------------------------------------------------------------ background work
 
     async def recover(self) -> None:
-        """Queues again what a previous coordinator was running when it stopped."""
+        """Queues again what a previous coordinator was running when it stopped; it resumes after the pieces sent."""
         for request_id in await self._store.running():
             stored = await self._store.load(request_id)
             if stored is None:
                 await self._store.forget(request_id)
                 continue
-            log.info("requeueing %s, left running by a previous coordinator", request_id)
+            log.info(
+                "requeueing %s after %d pieces, left running by a previous coordinator", request_id, len(stored.sent)
+            )
             await self._store.requeue(request_id, stored.enqueued_ms)
 
     async def run(self) -> None:
@@ -157,114 +195,155 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake_event.wait(), self._config.poll_interval_s)
             self._wake_event.clear()
             try:
+                await self._settle()
                 await self._dispatch_waiting()
             except RedisError as exc:  # Redis restarting or overloaded: the queue waits there
                 log.warning("cannot read the queue from Redis: %s", exc)
             self._cancel_stalled()
+            stop_if_cancelled()
 
     async def shutdown(self) -> None:
-        for task in list(self._tasks.values()):
+        """Stops every relay; their requests stay running in Redis for the next coordinator."""
+        tasks = [r.run.task for r in self._requests.values() if r.run is not None and r.run.task is not None]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=5.0)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
 
-    # ------------------------------------------------------------ internals
+    # ------------------------------------------------------------ the table
+
+    def _admit(self, request: GenerationRequest, enqueued_ms: int) -> RequestRecord:
+        record = self._requests[request.request_id] = RequestRecord(request, enqueued_ms)
+        return record
+
+    def _admit_stored(self, stored: StoredRequest) -> RequestRecord:
+        """A request known only to Redis: its stream starts with the pieces already sent, its run after them."""
+        resume = tuple(token for piece in stored.sent for token in piece.token_ids)
+        record = self._admit(replace(stored.request, resume_tokens=resume), stored.enqueued_ms)
+        for piece in stored.sent:
+            record.stream.publish(piece)
+        return record
+
+    def _drop(self, record: RequestRecord) -> None:
+        if self._requests.get(record.request_id) is record:
+            del self._requests[record.request_id]
+
+    async def _forget(self, request_id: str) -> None:
+        """Removes an ended request from Redis, now or, if Redis is away, once it is back."""
+        try:
+            await self._store.forget(request_id)
+        except RedisError as exc:
+            log.warning("cannot forget %s in Redis yet (%s); trying again when it answers", request_id, exc)
+            self._unforgotten.add(request_id)
+
+    async def _settle(self) -> None:
+        """Tells Redis what happened while it was away."""
+        for request_id in list(self._unforgotten):
+            await self._store.forget(request_id)
+            self._unforgotten.discard(request_id)
+        for request_id in list(self._unrequeued):
+            stored = await self._store.load(request_id)
+            if stored is not None and stored.state is RequestState.RUNNING and request_id not in self._requests:
+                log.info("requeueing %s, whose run ended while Redis was away", request_id)
+                await self._store.requeue(request_id, stored.enqueued_ms)
+            self._unrequeued.discard(request_id)
+
+    # ------------------------------------------------------------ dispatching
 
     async def _dispatch_waiting(self) -> None:
-        views = self.views()
-        now_ms = int(time.time() * 1000)
-        chosen: list[_Assignment] = []
+        waiting: list[WaitingRequest] = []
         for request_id in await self._store.waiting(QUEUE_SCAN_LIMIT):
-            known = self._requests.get(request_id)
-            if known is None:
+            record = self._requests.get(request_id)
+            if record is None:
                 stored = await self._store.load(request_id)
                 if stored is None:
                     await self._store.forget(request_id)
                     continue
-                known = self._requests[request_id] = (stored.request, stored.enqueued_ms)
-            request, enqueued_ms = known
-            if not candidates(views, request.model):
-                since_ms = max(enqueued_ms, self._started_ms, self._requeued_ms.get(request_id, 0))
-                waited_s = (now_ms - since_ms) / 1000
-                if waited_s > self._config.no_worker_wait_s:
-                    await self._fail(
-                        request_id,
-                        SwarmError(
-                            ErrorCode.UNAVAILABLE,
-                            f"no worker serving model {request.model!r} is up (waited {waited_s:.0f} s)",
-                        ),
-                    )
+                record = self._admit_stored(stored)
+            if record.run is not None:
                 continue
-            worker = pick_worker(views, request.model, self._prefixes.matches(request.prompt))
-            if worker is None:
-                continue
-            chosen.append(_Assignment(request, worker.info, enqueued_ms, time.monotonic()))
-            views = [replace(v, inflight=v.inflight + 1) if v is worker else v for v in views]
-        if chosen:
-            await self._start(chosen)
+            since_ms = max(record.enqueued_ms, self._started_ms, record.requeued_ms)
+            waiting.append(WaitingRequest(request_id, record.request.model, record.request.prompt, since_ms))
+        plan = plan_dispatch(
+            waiting, self.views(), self._prefixes.matches, int(time.time() * 1000), self._config.no_worker_wait_s
+        )
+        for expiry in plan.expired:
+            await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
+        if not plan.assignments:
+            return
+        # One Redis round trip claims them all; False where another coordinator took it first.
+        claimed = await self._store.claim_many([(a.request_id, a.worker.info.worker_id) for a in plan.assignments])
+        for assignment, won in zip(plan.assignments, claimed, strict=True):
+            record = self._requests.get(assignment.request_id)
+            if won and record is not None:
+                self._start(record, assignment.worker)
 
-    async def _start(self, chosen: list[_Assignment]) -> None:
-        """Claims the chosen requests in one Redis round trip and starts those this coordinator won."""
-        claimed = await self._store.claim_many([(a.request.request_id, a.worker.worker_id) for a in chosen])
-        for assignment, won in zip(chosen, claimed, strict=True):
-            if not won:  # another coordinator took it first
-                continue
-            request_id, worker_id = assignment.request.request_id, assignment.worker.worker_id
-            self._inflight[worker_id] += 1
-            self._assigned[worker_id] += 1
-            self._assignments[request_id] = assignment
-            self._tasks[request_id] = asyncio.create_task(self._relay(assignment), name=request_id)
+    def _start(self, record: RequestRecord, worker: WorkerView) -> None:
+        worker_id = worker.info.worker_id
+        self._inflight[worker_id] += 1
+        self._assigned[worker_id] += 1
+        run = record.run = WorkerRun(worker.info, time.monotonic())
+        record.attempts += 1
+        run.task = asyncio.create_task(self._relay(record, run), name=record.request_id)
 
     def _cancel_stalled(self) -> None:
         """Gives up on calls to workers that went silent or whose heartbeat expired; their requests fail over."""
         now = time.monotonic()
         down = {view.info.worker_id for view in self._monitor.workers if not view.up}
-        for assignment in self._assignments.values():
-            if assignment.call is None or assignment.stalled:
+        for record in self._requests.values():
+            run = record.run
+            if run is None or run.call is None or run.stalled:
                 continue
-            silent_s = now - assignment.last_event
-            if silent_s > self._config.worker_idle_timeout_s or assignment.worker.worker_id in down:
+            silent_s = now - run.last_event
+            if silent_s > self._config.worker_idle_timeout_s or run.worker.worker_id in down:
                 log.warning(
                     "worker %s is down or sent nothing for %.0f s on %s; giving up on it",
-                    assignment.worker.worker_id,
+                    run.worker.worker_id,
                     silent_s,
-                    assignment.request.request_id,
+                    record.request_id,
                 )
-                assignment.stalled = True
-                assignment.call.cancel()
+                run.stalled = True
+                run.call.cancel()
 
-    async def _relay(self, assignment: _Assignment) -> None:
-        request = assignment.request
-        request_id = request.request_id
-        stream = self._streams.setdefault(request_id, RequestStream())
-        self._attempts[request_id] += 1
+    # ------------------------------------------------------------ one run on one worker
+
+    async def _relay(self, record: RequestRecord, run: WorkerRun) -> None:
+        """Streams the run's events to the record; whatever happens, the request ends or waits again."""
         try:
-            await self._stream_from_worker(assignment, stream)
-        except WorkerFailed as exc:
-            await self._worker_failed(assignment, stream, exc)
+            try:
+                await self._stream_from_worker(record, run)
+            except WorkerFailed as exc:
+                await self._worker_failed(record, run, exc)
+            else:
+                await self._completed(record, run)
         except SwarmError as exc:
-            await self._fail(request_id, exc)
-        else:
-            self.completed += 1
-            text = request.prompt + "".join(p.text for p in stream.pieces)
-            self._prefixes.record(assignment.worker.worker_id, assignment.worker.slots, text)
-            self._forget_locally(request_id)
-            if stream.followers == 0:  # nobody is waiting now: keep the result until asked
-                self._streams.pop(request_id, None)
-                await self._store.complete(request_id, StoredResult(stream.pieces, stream.final))
+            await self._end(record, exc)
+        except (RedisError, ConnectionError) as exc:
+            # Queued again once Redis is back, to resume after the pieces sent; the client's retry follows it.
+            log.warning("Redis failed while running %s: %s", record.request_id, exc)
+            self.failed += 1
+            record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry the request"))
+            self._drop(record)
+            self._unrequeued.add(record.request_id)
+        except Exception as exc:
+            log.exception("relaying %s failed", record.request_id)
+            await self._end(record, SwarmError(ErrorCode.INTERNAL, f"the coordinator failed on this request: {exc}"))
         finally:
-            self._inflight[assignment.worker.worker_id] -= 1
-            self._assignments.pop(request_id, None)
-            self._tasks.pop(request_id, None)
+            self._inflight[run.worker.worker_id] -= 1
+            if record.run is run:
+                record.run = None
             self.wake()
 
-    async def _stream_from_worker(self, assignment: _Assignment, stream: RequestStream) -> None:
-        call = assignment.call = self._calls.run(assignment.worker.address, run_request_to_wire(assignment.request))
+    async def _stream_from_worker(self, record: RequestRecord, run: WorkerRun) -> None:
+        call = run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
         try:
             async for message in call:
-                assignment.last_event = time.monotonic()
+                run.last_event = time.monotonic()
                 event = event_from_wire(message)
-                stream.publish(event)
+                if isinstance(event, TextPiece):
+                    await self._patiently(partial(self._store.save_piece, record.request_id, event))
+                    run.last_event = time.monotonic()
+                record.stream.publish(event)
                 if isinstance(event, Finished):
                     return
         except grpc.aio.AioRpcError as exc:
@@ -272,53 +351,64 @@ class Dispatcher:
                 raise SwarmError(ErrorCode(exc.code().name), exc.details() or "rejected by the worker") from exc
             raise WorkerFailed(f"{exc.code().name}: {exc.details()}") from exc
         except asyncio.CancelledError:
-            if assignment.stalled:  # cancelled by _cancel_stalled, not by the client
+            if run.stalled:  # cancelled by _cancel_stalled, not by the client
                 raise WorkerFailed("stalled") from None
             raise
         raise WorkerFailed("ended the stream without finishing")
 
-    async def _worker_failed(self, assignment: _Assignment, stream: RequestStream, exc: WorkerFailed) -> None:
+    async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
+        self.completed += 1
+        text = record.request.prompt + "".join(p.text for p in record.stream.pieces)
+        self._prefixes.record(run.worker.worker_id, run.worker.slots, text)
+        if record.stream.followers == 0:  # nobody is waiting now: keep the result until asked
+            result = StoredResult(record.stream.pieces, record.stream.final)
+            await self._patiently(lambda: self._store.complete(record.request_id, result))
+            self._drop(record)
+
+    async def _worker_failed(self, record: RequestRecord, run: WorkerRun, exc: WorkerFailed) -> None:
         """Resumes the request on another worker: it prefills the prompt and every token the client got."""
-        worker, request = assignment.worker, assignment.request
-        request_id = request.request_id
-        await self._registry.mark_down(worker.worker_id)
+        worker_id = run.worker.worker_id
+        await self._patiently(lambda: self._registry.mark_down(worker_id))
         await self._monitor.refresh()
-        self._prefixes.forget(worker.worker_id)
-        delivered = tuple(token for piece in stream.pieces for token in piece.token_ids)
-        if len(delivered) > len(request.resume_tokens):
-            self._attempts[request_id] = 0  # it made progress: only attempts in a row without any count
-        if self._attempts[request_id] < self._config.max_attempts:
-            log.warning(
-                "worker %s failed on %s after %d tokens (%s); resuming it elsewhere",
-                worker.worker_id,
-                request_id,
-                len(delivered),
-                exc,
-            )
-            self.failovers += 1
-            self._requests[request_id] = (replace(request, resume_tokens=delivered), assignment.enqueued_ms)
-            self._requeued_ms[request_id] = int(time.time() * 1000)
-            await self._store.requeue(request_id, assignment.enqueued_ms)
-            return
-        await self._fail(
-            request_id,
-            SwarmError(
+        self._prefixes.forget(worker_id)
+        delivered = record.delivered_tokens()
+        if len(delivered) > len(record.request.resume_tokens):
+            record.attempts = 0  # it made progress: only attempts in a row without any count
+        if record.attempts >= self._config.max_attempts:
+            raise SwarmError(
                 ErrorCode.UNAVAILABLE,
-                f"{self._config.max_attempts} workers in a row failed on this request (last: {worker.worker_id}, "
+                f"{self._config.max_attempts} workers in a row failed on this request (last: {worker_id}, "
                 f"{exc}); retry it later",
-            ),
+            )
+        log.warning(
+            "worker %s failed on %s after %d tokens (%s); resuming it elsewhere",
+            worker_id,
+            record.request_id,
+            len(delivered),
+            exc,
         )
+        self.failovers += 1
+        record.request = replace(record.request, resume_tokens=delivered)
+        record.requeued_ms = int(time.time() * 1000)
+        await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
 
-    def _forget_locally(self, request_id: str) -> None:
-        """Drops what this process tracked of a request that ended here (its Redis entry is the caller's)."""
-        self._requests.pop(request_id, None)
-        self._attempts.pop(request_id, None)
-        self._requeued_ms.pop(request_id, None)
-
-    async def _fail(self, request_id: str, error: SwarmError) -> None:
+    async def _end(self, record: RequestRecord, error: SwarmError) -> None:
+        """Fails the request for every follower and removes it here and in Redis."""
         self.failed += 1
-        stream = self._streams.pop(request_id, None)
-        if stream is not None:
-            stream.fail(error)
-        self._forget_locally(request_id)
-        await self._store.forget(request_id)
+        if not record.stream.done:
+            record.stream.fail(error)
+        self._drop(record)
+        await self._forget(record.request_id)
+
+    async def _patiently(self, action: Callable[[], Awaitable[T]]) -> T:
+        """Runs a Redis action, retrying while Redis is away for up to the patience; then raises."""
+        deadline = time.monotonic() + self._redis_patience_s
+        delays = backoff_delays(first_s=0.1, cap_s=2.0)
+        while True:
+            try:
+                return await action()
+            except (RedisError, ConnectionError) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("Redis failed (%s); trying again", exc)
+                await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))

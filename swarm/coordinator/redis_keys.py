@@ -54,6 +54,15 @@ def request_key(request_id: str) -> str:
     return REQUEST_PREFIX + request_id
 
 
+# List per running request: its pieces as the client got them, [text, [token ids]] as JSON,
+# each saved before it is sent. A restarted coordinator resumes the request after them.
+REQUEST_PIECES_PREFIX = "swarm:request-pieces:"
+
+
+def request_pieces_key(request_id: str) -> str:
+    return REQUEST_PIECES_PREFIX + request_id
+
+
 # ---------------------------------------------------------------- batch jobs
 
 # Sorted set of batch job ids scored by creation time (ms), for `swarm batch list`.

@@ -1,4 +1,4 @@
-"""RequestStore: requests, their queue and undelivered results, kept in Redis until delivered."""
+"""RequestStore: requests, their queue, the pieces sent so far and undelivered results, kept in Redis."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class StoredRequest:
     state: keys.RequestState
     enqueued_ms: int
     result: StoredResult | None = None
+    sent: tuple[TextPiece, ...] = ()  # the pieces its followers may have received before it stopped
 
 
 # KEYS: the queue, the running set, then one request hash per ARGV pair (request id, worker id).
@@ -58,8 +59,13 @@ class RequestStore:
                 mapping={"request": to_json(request), "state": keys.RequestState.QUEUED, "enqueued_ms": now_ms},
             )
             pipe.zadd(keys.QUEUE, {request.request_id: keys.queue_score(request.request_id, now_ms)})
+            pipe.delete(keys.request_pieces_key(request.request_id))
             await pipe.execute()
         return now_ms
+
+    async def save_piece(self, request_id: str, piece: TextPiece) -> None:
+        """Records a piece before any follower gets it, so a resume never misses what a client has."""
+        await self._redis.rpush(keys.request_pieces_key(request_id), _piece_json(piece))
 
     async def waiting(self, limit: int) -> list[str]:
         return [str(i) for i in await self._redis.zrange(keys.QUEUE, 0, limit - 1)]
@@ -68,19 +74,22 @@ class RequestStore:
         return int(await self._redis.zcard(keys.QUEUE))
 
     async def load(self, request_id: str) -> StoredRequest | None:
-        data = await self._redis.hgetall(keys.request_key(request_id))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.request_key(request_id))
+            pipe.lrange(keys.request_pieces_key(request_id), 0, -1)
+            data, sent = await pipe.execute()
         if "request" not in data:
             return None
         result = None
         if "result" in data:
             raw: dict[str, Any] = json.loads(data["result"])
-            pieces = tuple(TextPiece(text, tuple(ids)) for text, ids in raw["pieces"])
-            result = StoredResult(pieces, finished_from_dict(raw["finished"]))
+            result = StoredResult(tuple(_piece(p) for p in raw["pieces"]), finished_from_dict(raw["finished"]))
         return StoredRequest(
             request=request_from_json(data["request"]),
             state=keys.RequestState(str(data["state"])),
             enqueued_ms=int(data["enqueued_ms"]),
             result=result,
+            sent=tuple(_piece(json.loads(p)) for p in sent),
         )
 
     async def claim_many(self, pairs: list[tuple[str, str]]) -> list[bool]:
@@ -114,14 +123,24 @@ class RequestStore:
             pipe.srem(keys.RUNNING, request_id)
             pipe.hset(key, mapping={"state": keys.RequestState.DONE, "result": json.dumps(payload)})
             pipe.expire(key, keys.RESULT_TTL_S)
+            pipe.delete(keys.request_pieces_key(request_id))  # the result holds them
             await pipe.execute()
 
     async def forget(self, request_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(keys.QUEUE, request_id)
             pipe.srem(keys.RUNNING, request_id)
-            pipe.delete(keys.request_key(request_id))
+            pipe.delete(keys.request_key(request_id), keys.request_pieces_key(request_id))
             await pipe.execute()
 
     async def running(self) -> list[str]:
         return sorted(str(i) for i in await self._redis.smembers(keys.RUNNING))
+
+
+def _piece_json(piece: TextPiece) -> str:
+    return json.dumps([piece.text, list(piece.token_ids)])
+
+
+def _piece(raw: list[Any]) -> TextPiece:
+    text, ids = raw
+    return TextPiece(str(text), tuple(int(i) for i in ids))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from swarm.shared.errors import SwarmError
 from swarm.shared.pieces import coalesce
@@ -46,7 +46,7 @@ class RequestStream:
         self._signal.set()
         self._signal = asyncio.Event()
 
-    async def follow(self, skip_tokens: int = 0) -> AsyncIterator[GenerationEvent]:
+    async def follow(self, skip_tokens: int = 0) -> AsyncGenerator[GenerationEvent, None]:
         """All events from the start, after the first skip_tokens generated tokens.
 
         Pieces that piled up while the follower was busy arrive as one merged piece: under

@@ -15,13 +15,11 @@ from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
-from swarm.coordinator.request_store import RequestStore, StoredResult
+from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.pieces import coalesce
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
 from swarm.shared.types import (
-    Finished,
     GenerationEvent,
     ModelSummary,
     RawRequest,
@@ -69,14 +67,9 @@ class InferenceService:
         except InvalidRequest as exc:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
-            known = await self._dispatcher.attach(raw.request_id)
-            if isinstance(known, StoredResult):
-                for event in coalesce([*known.pieces, known.finished], raw.resume_after_tokens):
-                    yield event
-                await self._dispatcher.delivered(raw.request_id)
-                return
+            known = await self._dispatcher.attach(raw.request_id, raw.resume_after_tokens)
             if known is not None:
-                async for event in self._follow(raw.request_id, known.follow(raw.resume_after_tokens)):
+                async for event in known:
                     yield event
                 return
         model = await self._resolve_model(request.model)
@@ -93,25 +86,8 @@ class InferenceService:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
             )
-        stream = await self._dispatcher.submit(request)
-        async for event in self._follow(request.request_id, stream.follow()):
+        async for event in await self._dispatcher.submit(request):
             yield event
-
-    async def _follow(self, request_id: str, events: AsyncIterator[GenerationEvent]) -> AsyncIterator[GenerationEvent]:
-        finished = False
-        try:
-            async for event in events:
-                yield event
-                if isinstance(event, Finished):
-                    finished = True
-        except SwarmError:
-            finished = True  # the dispatcher already dropped the request
-            raise
-        finally:
-            if finished:
-                await self._dispatcher.delivered(request_id)
-            else:
-                await asyncio.shield(self._dispatcher.cancel(request_id))
 
     async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""

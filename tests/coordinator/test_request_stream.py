@@ -2,7 +2,10 @@
 
 import asyncio
 
+import pytest
+
 from swarm.coordinator.request_stream import RequestStream
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, TextPiece
 
@@ -21,6 +24,20 @@ def test_coalesce_merges_pieces_and_keeps_the_finish_last() -> None:
 def test_coalesce_skips_the_tokens_already_received() -> None:
     assert coalesce([*pieces("a", "b", "c"), DONE], skip_tokens=2) == [TextPiece("c", (2,)), DONE]
     assert coalesce([*pieces("a", "b"), DONE], skip_tokens=5) == [DONE]
+
+
+def test_coalesce_keeps_text_only_pieces_after_the_cut() -> None:
+    events = [TextPiece("ab", (1, 2)), TextPiece("!", ()), TextPiece("c", (3,))]
+    assert coalesce(events, skip_tokens=2) == [TextPiece("!c", (3,))]
+
+
+def test_a_resume_point_inside_a_piece_is_refused_not_rounded() -> None:
+    # Dropping the whole piece lost tokens; keeping it repeated some. Which characters of
+    # "abc" belong to token 2 is not known, so the cut is refused, naming the field.
+    with pytest.raises(SwarmError) as caught:
+        coalesce([TextPiece("a", (1,)), TextPiece("bc", (2, 3)), DONE], skip_tokens=2)
+    assert caught.value.code is ErrorCode.INVALID_ARGUMENT
+    assert caught.value.message.startswith("resume_after_tokens:")
 
 
 def test_a_late_follower_gets_everything_once_in_order() -> None:

@@ -1,0 +1,279 @@
+"""The request core in-process on a real Redis: dispatch, relay, failover, recovery, cancel, and every stream ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.request_store import RequestStore
+from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.types import GenerationRequest, SamplingParams, TextPiece
+from tests.coordinator.core_harness import (
+    Core,
+    FakeWorker,
+    collect,
+    core_config,
+    expected_tokens,
+    request,
+    running_core,
+    token,
+    wait_for,
+)
+
+T = TypeVar("T")
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
+
+
+async def redis_state(core: Core, request_id: str) -> dict[str, str]:
+    return dict(await core.redis.hgetall(keys.request_key(request_id)))
+
+
+async def left_redis(core: Core, request_id: str) -> bool:
+    gone = not await core.redis.exists(keys.request_key(request_id), keys.request_pieces_key(request_id))
+    return gone and not await core.redis.sismember(keys.RUNNING, request_id)
+
+
+def test_a_request_runs_on_the_least_loaded_worker_and_leaves_redis_once_delivered(redis_url: str) -> None:
+    async def scenario() -> None:
+        busy, idle = FakeWorker("busy", hold_at=1), FakeWorker("idle")
+        async with running_core(redis_url, [busy, idle]) as core:
+            first = asyncio.create_task(collect(core.service.generate(request("first"))))
+            await wait_for(lambda: busy.reached.get("first") == 1, "first runs on 'busy' (ties go by worker id)")
+            tokens, text, finished = await collect(core.service.generate(request("second", max_tokens=5)))
+            assert tokens == expected_tokens(5)
+            assert text == "t0 t1 t2 t3 t4 "
+            assert finished.worker_id == "idle"
+            busy.release.set()
+            assert (await first)[0] == expected_tokens(8)
+            assert await left_redis(core, "first")
+            assert await left_redis(core, "second")
+            assert core.dispatcher.completed == 2
+
+    run(scenario)
+
+
+def test_a_failed_worker_s_request_resumes_elsewhere_after_the_tokens_sent(redis_url: str) -> None:
+    async def scenario() -> None:
+        dying, spare = FakeWorker("dying", fail_at=3), FakeWorker("spare", slots=1)
+        async with running_core(redis_url, [dying, spare]) as core:
+            tokens, _, finished = await collect(core.service.generate(request("r", max_tokens=8)))
+            assert tokens == expected_tokens(8)  # none lost, none repeated
+            assert finished.worker_id == "spare"
+            assert [tuple(r.resume_tokens) for r in dying.runs] == [()]
+            assert [tuple(r.resume_tokens) for r in spare.runs] == [expected_tokens(3)]
+            assert core.dispatcher.failovers == 1
+            assert not await core.redis.exists(keys.heartbeat_key("dying"))  # marked down until it heartbeats
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_workers_failing_in_a_row_without_progress_fail_the_request_after_max_attempts(redis_url: str) -> None:
+    async def scenario() -> None:
+        workers = [FakeWorker(f"w{i}", fail_at=0) for i in range(3)]
+        async with running_core(redis_url, workers, core_config(max_attempts=2)) as core:
+            with pytest.raises(SwarmError) as caught:
+                await collect(core.service.generate(request("r")))
+            assert caught.value.code is ErrorCode.UNAVAILABLE
+            assert "2 workers in a row failed" in caught.value.message
+            assert sum(len(w.runs) for w in workers) == 2
+            assert core.dispatcher.failed == 1
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_a_worker_refusing_the_request_fails_it_without_failover(redis_url: str) -> None:
+    async def scenario() -> None:
+        picky = FakeWorker("picky", refuse=grpc.StatusCode.INVALID_ARGUMENT)
+        async with running_core(redis_url, [picky, FakeWorker("spare")]) as core:
+            with pytest.raises(SwarmError) as caught:
+                await collect(core.service.generate(request("r")))
+            assert caught.value.code is ErrorCode.INVALID_ARGUMENT
+            assert caught.value.message == "refused by the fake worker"
+            assert core.dispatcher.failovers == 0
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_a_client_that_goes_away_stops_the_run_and_frees_the_slot(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=2)
+        async with running_core(redis_url, [worker]) as core:
+            events = core.service.generate(request("r"))
+            assert isinstance(await anext(events), TextPiece)
+            await wait_for(lambda: worker.reached.get("r") == 2, "two tokens")
+            await events.aclose()  # type: ignore[attr-defined]
+            await wait_for(lambda: core.dispatcher.views()[0].inflight == 0, "the slot freed")
+            assert await left_redis(core, "r")
+            assert core.dispatcher.completed == 0
+
+    run(scenario)
+
+
+def test_two_calls_with_one_new_request_id_share_one_run(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=2)
+        async with running_core(redis_url, [worker]) as core:
+            calls = [asyncio.create_task(collect(core.service.generate(request("same")))) for _ in range(2)]
+            await wait_for(lambda: worker.reached.get("same") == 2, "the run started")
+            worker.release.set()
+            (first, _, _), (second, _, _) = await asyncio.gather(*calls)
+            assert first == second == expected_tokens(8)
+            assert len(worker.runs) == 1
+            assert await left_redis(core, "same")
+
+    run(scenario)
+
+
+def test_a_follower_leaving_does_not_cancel_the_run_another_follows(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=2)
+        async with running_core(redis_url, [worker]) as core:
+            staying = asyncio.create_task(collect(core.service.generate(request("r"))))
+            await wait_for(lambda: worker.reached.get("r") == 2, "the run started")
+            leaving = core.service.generate(request("r"))
+            await anext(leaving)
+            await leaving.aclose()  # type: ignore[attr-defined]
+            worker.release.set()
+            assert (await staying)[0] == expected_tokens(8)
+
+    run(scenario)
+
+
+async def leave_running(redis: Redis, request_id: str, sent: int, max_tokens: int = 8) -> None:
+    """What a coordinator killed mid-stream leaves in Redis: the request running, the pieces it sent."""
+    store = RequestStore(redis)
+    generation = GenerationRequest(request_id, "m", "hello there", max_tokens, SamplingParams(temperature=0.0))
+    await store.enqueue(generation)
+    assert await store.claim_many([(request_id, "gone")]) == [True]
+    for position in range(sent):
+        await store.save_piece(request_id, TextPiece(f"t{position} ", (token(position),)))
+
+
+def test_a_restarted_coordinator_resumes_a_running_request_after_the_pieces_sent(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        await leave_running(redis, "r", sent=3)
+        await redis.aclose()
+        worker = FakeWorker("w", hold_at=5)
+        async with running_core(redis_url, [worker]) as core:
+            await wait_for(lambda: worker.reached.get("r") == 5, "the resumed run")
+            assert [tuple(r.resume_tokens) for r in worker.runs] == [expected_tokens(3)]
+            events = await core.dispatcher.attach("r", skip_tokens=2)  # the client got two pieces
+            assert events is not None
+            worker.release.set()
+            tokens, text, finished = await collect(events)
+            assert tokens == expected_tokens(8)[2:]
+            assert text == "t2 t3 t4 t5 t6 t7 "
+            assert finished.completion_tokens == 8
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_a_result_nobody_waited_for_is_kept_until_a_client_asks(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        await leave_running(redis, "r", sent=2)
+        await redis.aclose()
+        async with running_core(redis_url, [FakeWorker("w")]) as core:
+            await wait_for(lambda: core.dispatcher.completed == 1, "the recovered request done")
+            await wait_for(lambda: "r" not in core.dispatcher._requests, "the record dropped")
+            assert (await redis_state(core, "r"))["state"] == "done"
+            assert await core.redis.ttl(keys.request_key("r")) > 0
+            tokens, _, _ = await collect(core.service.generate(request("r", resume_after_tokens=4)))
+            assert tokens == expected_tokens(8)[4:]
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_a_resume_inside_a_piece_is_refused_naming_the_field(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        store = RequestStore(redis)
+        await leave_running(redis, "r", sent=0)
+        await store.save_piece("r", TextPiece("t0 t1 ", (token(0), token(1))))
+        await redis.aclose()
+        worker = FakeWorker("w", hold_at=3)
+        async with running_core(redis_url, [worker]) as core:
+            with pytest.raises(SwarmError) as caught:
+                await collect(core.service.generate(request("r", resume_after_tokens=1)))
+            assert caught.value.code is ErrorCode.INVALID_ARGUMENT
+            assert "resume_after_tokens" in caught.value.message
+            worker.release.set()  # a bad follower does not end the run
+            await wait_for(lambda: core.dispatcher.completed == 1, "the run done")
+
+    run(scenario)
+
+
+def test_a_request_whose_model_has_no_worker_fails_after_the_wait(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with running_core(redis_url, [FakeWorker("w")], core_config(no_worker_wait_s=0.2)) as core:
+            await core.registry.mark_down("w")
+            await core.monitor.refresh()
+            with pytest.raises(SwarmError) as caught:
+                await collect(core.service.generate(request("r")))
+            assert caught.value.code is ErrorCode.UNAVAILABLE
+            assert "no worker serving model 'm' is up" in caught.value.message
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_an_unexpected_error_in_the_relay_fails_the_stream(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", fail_at=2)
+        async with running_core(redis_url, [worker]) as core:
+
+            async def broken(worker_id: str) -> None:
+                raise RuntimeError("a bug in failover")
+
+            core.registry.mark_down = broken  # type: ignore[method-assign,assignment]
+            with pytest.raises(SwarmError) as caught:
+                await collect(core.service.generate(request("r")))
+            assert caught.value.code is ErrorCode.INTERNAL
+            assert "r" not in core.dispatcher._requests
+            assert await left_redis(core, "r")
+
+    run(scenario)
+
+
+def test_redis_failing_in_the_relay_fails_the_stream_as_unavailable_and_a_retry_resumes(redis_url: str) -> None:
+    async def scenario() -> None:
+        dying = FakeWorker("dying", fail_at=3)
+        async with running_core(redis_url, [dying], redis_patience_s=0.2) as core:
+            real_mark_down = core.registry.mark_down
+
+            async def redis_away(worker_id: str) -> None:
+                raise RedisConnectionError("Connection refused")
+
+            core.registry.mark_down = redis_away  # type: ignore[method-assign,assignment]
+            received: list[int] = []
+            with pytest.raises(SwarmError) as caught:
+                async for event in core.service.generate(request("r")):
+                    assert isinstance(event, TextPiece)
+                    received.extend(event.token_ids)
+            assert caught.value.code is ErrorCode.UNAVAILABLE
+            assert "r" not in core.dispatcher._requests
+            core.registry.mark_down = real_mark_down  # type: ignore[method-assign]
+            dying.fail_at = None
+            retry = request("r", resume_after_tokens=len(received))
+            tokens, _, _ = await collect(core.service.generate(retry))
+            assert (*received, *tokens) == expected_tokens(8)
+            assert tuple(dying.runs[-1].resume_tokens) == expected_tokens(3)
+
+    run(scenario)
