@@ -1,8 +1,7 @@
-"""gRPC servicers of the coordinator: decode the request, call InferenceService, encode the answer."""
+"""gRPC servicers of the coordinator: decode, call InferenceService, encode; failures end in error_boundary."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -25,8 +24,6 @@ from swarm.wire.convert import (
     worker_load_from_wire,
 )
 from swarm.wire.grpc_errors import error_boundary
-
-log = logging.getLogger(__name__)
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
