@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from swarm.coordinator.routing import default_model
-from swarm.shared.errors import SwarmError
+from swarm.shared.failures import as_swarm_error
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, SwarmStatus, WorkerState, WorkerView
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
@@ -177,11 +177,9 @@ class CoordinatorMetrics:
                 yield event
             if finished is not None and finished.reason != FinishReason.CANCELLED:
                 status = "ok"
-        except SwarmError as error:
-            status = error.code.value.lower()
-            raise
-        except Exception:
-            status = "internal"
+        except Exception as exc:
+            error = as_swarm_error(exc)  # Redis failing counts as unavailable, as the client is told
+            status = error.code.value.lower() if error is not None else "internal"
             raise
         finally:
             self.in_progress.dec()

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from swarm.client import SwarmCallError
 from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port
@@ -114,3 +115,15 @@ def test_calls_answer_unavailable_naming_redis_while_it_is_down_and_succeed_once
     with swarm.client(retries=0) as client:
         after = client.generate("Once upon a time", max_tokens=4, temperature=0)
     assert after.text == before.text
+    assert requests_by_status(swarm.http) == {"ok": 2, "unavailable": 1}  # as the client was told, not "internal"
+
+
+def requests_by_status(http: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "swarm_requests_total":
+                counts[sample.labels["status"]] = counts.get(sample.labels["status"], 0.0) + sample.value
+    return counts
