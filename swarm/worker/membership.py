@@ -31,6 +31,14 @@ class JoinRefused(RuntimeError):
     """The coordinator will not take this worker (e.g. a wrong token); retrying cannot help."""
 
 
+def _stop_when_failed(heartbeats: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A heartbeat loop that died of a bug must not leave the worker serving on unrouted: it stops, and
+    `joined` raises the error when its body ends."""
+    if not heartbeats.cancelled() and heartbeats.exception() is not None:
+        log.error("heartbeats stopped: %r; stopping this worker", heartbeats.exception())
+        stop.set()
+
+
 class Membership:
     def __init__(
         self,
@@ -102,6 +110,7 @@ class Membership:
             await self.close()
             raise
         heartbeats = asyncio.create_task(self.heartbeat_forever(stop))
+        heartbeats.add_done_callback(lambda task: _stop_when_failed(task, stop))
         try:
             yield worker_id
         finally:

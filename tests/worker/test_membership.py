@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +75,24 @@ def test_a_worker_heartbeats_at_the_interval_the_coordinator_gives(coordinator_a
         return membership.interval_s
 
     assert asyncio.run(member_for_six_heartbeats()) == 0.2
+
+
+def test_a_heartbeat_loop_that_dies_stops_the_worker_instead_of_leaving_it_unrouted(coordinator_at_200ms: str) -> None:
+    def broken_load() -> WorkerLoad:
+        raise RuntimeError("the load probe broke")
+
+    async def stopped_by_the_failure() -> bool:
+        info = WorkerInfo(WorkerId("broken"), "127.0.0.1:1", "tiny", 512, 1, 1)
+        stop, stopped = asyncio.Event(), False
+        with pytest.raises(RuntimeError, match="the load probe broke"):  # raised when the body ends
+            async with Membership(coordinator_at_200ms, "", info, broken_load).joined(stop):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await stop.wait()
+                        stopped = True
+        return stopped
+
+    assert asyncio.run(stopped_by_the_failure())
 
 
 def test_a_worker_refused_for_good_after_a_coordinator_restart_exits_and_says_why(make_swarm: MakeSwarm) -> None:
