@@ -230,8 +230,8 @@ def test_ctrl_c_stops_swarm_up_started_with_sigint_ignored_quietly_and_completel
     assert code == 0, output
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
-    assert output.count("INFO swarm.worker.process: worker ") == 2  # each worker's "stopped after" line
-    assert "coordinator stopped after" in output
+    assert output.count("INFO swarm.worker.process: worker ") == 2, output  # each worker's "stopped after" line
+    assert "coordinator stopped after" in output, output
     for noise in ("could not deregister", "could not announce", "llama.cpp:", "Traceback"):
         assert noise not in output, output
 
