@@ -209,6 +209,7 @@ class Dispatcher:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+        await self._store.close()
 
     # ------------------------------------------------------------ the table
 
@@ -341,7 +342,8 @@ class Dispatcher:
                 run.last_event = time.monotonic()
                 event = event_from_wire(message)
                 if isinstance(event, TextPiece):
-                    await self._patiently(partial(self._store.save_piece, record.request_id, event))
+                    index = record.stream.piece_count
+                    await self._patiently(partial(self._store.save_piece, record.request_id, index, event))
                     run.last_event = time.monotonic()
                 record.stream.publish(event)
                 if isinstance(event, Finished):

@@ -54,8 +54,8 @@ def request_key(request_id: str) -> str:
     return REQUEST_PREFIX + request_id
 
 
-# List per running request: its pieces as the client got them, [text, [token ids]] as JSON,
-# each saved before it is sent. A restarted coordinator resumes the request after them.
+# Hash per running request: its pieces as clients get them, piece index -> [text, [token ids]]
+# as JSON, each saved before it is sent. A restarted coordinator resumes the request after them.
 REQUEST_PIECES_PREFIX = "swarm:request-pieces:"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.piece_journal import PieceJournal, pieces_in_order
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.types import Finished, GenerationRequest, TextPiece
 
@@ -50,6 +51,7 @@ class RequestStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._claim = redis.register_script(_CLAIM)
+        self._journal = PieceJournal(redis)
 
     async def enqueue(self, request: GenerationRequest) -> int:
         now_ms = int(time.time() * 1000)
@@ -63,9 +65,13 @@ class RequestStore:
             await pipe.execute()
         return now_ms
 
-    async def save_piece(self, request_id: str, piece: TextPiece) -> None:
-        """Records a piece before any follower gets it, so a resume never misses what a client has."""
-        await self._redis.rpush(keys.request_pieces_key(request_id), _piece_json(piece))
+    async def save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
+        """Records the stream's piece number `index` before any follower gets it (see PieceJournal)."""
+        await self._journal.save(request_id, index, piece)
+
+    async def close(self) -> None:
+        """Stops the journal's writer; pieces not yet saved are not sent either."""
+        await self._journal.close()
 
     async def waiting(self, limit: int) -> list[str]:
         return [str(i) for i in await self._redis.zrange(keys.QUEUE, 0, limit - 1)]
@@ -76,20 +82,21 @@ class RequestStore:
     async def load(self, request_id: str) -> StoredRequest | None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(keys.request_key(request_id))
-            pipe.lrange(keys.request_pieces_key(request_id), 0, -1)
+            pipe.hgetall(keys.request_pieces_key(request_id))
             data, sent = await pipe.execute()
         if "request" not in data:
             return None
         result = None
         if "result" in data:
             raw: dict[str, Any] = json.loads(data["result"])
-            result = StoredResult(tuple(_piece(p) for p in raw["pieces"]), finished_from_dict(raw["finished"]))
+            pieces = tuple(TextPiece(text, tuple(ids)) for text, ids in raw["pieces"])
+            result = StoredResult(pieces, finished_from_dict(raw["finished"]))
         return StoredRequest(
             request=request_from_json(data["request"]),
             state=keys.RequestState(str(data["state"])),
             enqueued_ms=int(data["enqueued_ms"]),
             result=result,
-            sent=tuple(_piece(json.loads(p)) for p in sent),
+            sent=pieces_in_order(sent),
         )
 
     async def claim_many(self, pairs: list[tuple[str, str]]) -> list[bool]:
@@ -135,12 +142,3 @@ class RequestStore:
 
     async def running(self) -> list[str]:
         return sorted(str(i) for i in await self._redis.smembers(keys.RUNNING))
-
-
-def _piece_json(piece: TextPiece) -> str:
-    return json.dumps([piece.text, list(piece.token_ids)])
-
-
-def _piece(raw: list[Any]) -> TextPiece:
-    text, ids = raw
-    return TextPiece(str(text), tuple(int(i) for i in ids))

@@ -18,6 +18,7 @@ class RequestStream:
         self._error: SwarmError | None = None
         self._signal = asyncio.Event()
         self.followers = 0
+        self.piece_count = 0
 
     @property
     def done(self) -> bool:
@@ -36,6 +37,7 @@ class RequestStream:
 
     def publish(self, event: GenerationEvent) -> None:
         self._events.append(event)
+        self.piece_count += isinstance(event, TextPiece)
         self._wake()
 
     def fail(self, error: SwarmError) -> None:

@@ -160,7 +160,7 @@ async def leave_running(redis: Redis, request_id: str, sent: int, max_tokens: in
     await store.enqueue(generation)
     assert await store.claim_many([(request_id, "gone")]) == [True]
     for position in range(sent):
-        await store.save_piece(request_id, TextPiece(f"t{position} ", (token(position),)))
+        await store.save_piece(request_id, position, TextPiece(f"t{position} ", (token(position),)))
 
 
 def test_a_restarted_coordinator_resumes_a_running_request_after_the_pieces_sent(redis_url: str) -> None:
@@ -206,7 +206,7 @@ def test_a_resume_inside_a_piece_is_refused_naming_the_field(redis_url: str) -> 
         redis = Redis.from_url(redis_url, decode_responses=True)
         store = RequestStore(redis)
         await leave_running(redis, "r", sent=0)
-        await store.save_piece("r", TextPiece("t0 t1 ", (token(0), token(1))))
+        await store.save_piece("r", 0, TextPiece("t0 t1 ", (token(0), token(1))))
         await redis.aclose()
         worker = FakeWorker("w", hold_at=3)
         async with running_core(redis_url, [worker]) as core:
