@@ -404,13 +404,16 @@ class Dispatcher:
 
     async def _patiently(self, action: Callable[[], Awaitable[T]]) -> T:
         """Runs a Redis action, retrying while Redis is away for up to the patience; then raises."""
+        try:
+            return await action()  # the relay's per-piece path: nothing to set up unless it fails
+        except (RedisError, ConnectionError) as exc:
+            log.warning("Redis failed (%s); trying again for up to %.0f s", exc, self._redis_patience_s)
         deadline = time.monotonic() + self._redis_patience_s
         delays = backoff_delays(first_s=0.1, cap_s=2.0)
         while True:
+            await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
             try:
                 return await action()
-            except (RedisError, ConnectionError) as exc:
+            except (RedisError, ConnectionError):
                 if time.monotonic() >= deadline:
                     raise
-                log.warning("Redis failed (%s); trying again", exc)
-                await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))

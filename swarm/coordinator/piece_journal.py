@@ -3,8 +3,9 @@
 A restarted coordinator resumes a running request after exactly the pieces saved, so a
 piece must be saved before any follower gets it. Saving one piece per round trip would
 cost a relay more than the piece itself, so pieces arriving together from every stream
-go out as one pipeline. Each is stored under its place in the stream: writing it twice (a
-retry after a lost reply) changes nothing.
+go out as one script call (one command to pack and one reply to parse, however many pieces).
+Each is stored under its place in the stream: writing it twice (a retry after a lost reply)
+changes nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +23,21 @@ log = logging.getLogger(__name__)
 
 _Entry = tuple[str, int, str, "asyncio.Future[None]"]  # request id, piece index, piece as JSON, saved
 
+# KEYS: the pieces hashes written. ARGV: their TTL, then per piece: its hash's place in KEYS, index, JSON.
+_SAVE = """
+for i = 2, #ARGV, 3 do
+  redis.call('HSET', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for i = 1, #KEYS do
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return #KEYS
+"""
+
 
 class PieceJournal:
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+        self._save = redis.register_script(_SAVE)
         self._pending: list[_Entry] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -48,14 +60,13 @@ class PieceJournal:
     async def _write(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            places: dict[str, int] = {}
+            args: list[str | int] = [keys.RESULT_TTL_S]  # a piece saved just after its request left expires
+            for request_id, index, value, _ in batch:
+                place = places.setdefault(keys.request_pieces_key(request_id), len(places) + 1)
+                args += [place, index, value]
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for request_id in {request_id for request_id, *_ in batch}:
-                        # A piece written just after its request was forgotten must not stay forever.
-                        pipe.expire(keys.request_pieces_key(request_id), keys.RESULT_TTL_S)
-                    for request_id, index, value, _ in batch:
-                        pipe.hset(keys.request_pieces_key(request_id), str(index), value)
-                    await pipe.execute()
+                await self._save(keys=list(places), args=args)
             except asyncio.CancelledError:
                 for *_, saved in batch:
                     saved.cancel()
