@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +46,7 @@ def test_a_client_reattaching_after_coordinator_sigkills_gets_exactly_the_unfail
     assert tuple(tokens) == reference.token_ids  # no token lost, none repeated
     assert text == reference.text
     assert finished.completion_tokens == MAX_TOKENS
+    log = swarm.coordinator.log_path.read_text() if swarm.coordinator.log_path else ""
+    resumed_after = [int(n) for n in re.findall(r"requeueing restart-1 after (\d+) pieces", log)]
+    assert len(resumed_after) == len(KILL_AFTER), "each restarted coordinator takes the running request over"
+    assert min(resumed_after) > 0, "a restarted coordinator ran the request again from its start"
