@@ -322,8 +322,9 @@ class Dispatcher:
         except (RedisError, ConnectionError) as exc:
             # Queued again once Redis is back, to resume after the pieces sent; the client's retry follows it.
             log.warning("Redis failed while running %s: %s", record.request_id, exc)
-            self.failed += 1
-            record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry the request"))
+            if not record.stream.done:  # else its result could not be kept: the rerun resumes after its pieces
+                self.failed += 1
+                record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry"))
             self._drop(record)
             self._unrequeued.add(record.request_id)
         except Exception as exc:
