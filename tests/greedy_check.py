@@ -17,9 +17,12 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-# Logits of the models in the tests are at most a few tens; float32 rounding of batched decodes
-# moves them by about 1e-5. A token that loses by more than this was not a near tie.
-DEFAULT_TOLERANCE = 1e-2
+# A batched decode's float32 rounding is only the start: llama.cpp keeps K and V in float16, so
+# a few ulps can flip a float16 rounding (about 5e-4 relative), and over a hundred positions a
+# synthetic model's logits (tens of units) then move by up to about 0.05 (measured under the chaos
+# test's load). A mix-up loses by whole units (median 17, and 20 of 20 mixed continuations had a
+# token losing by more than 0.5). A token losing by more than this was not a near tie.
+DEFAULT_TOLERANCE = 0.5
 
 
 class GreedyReference:
