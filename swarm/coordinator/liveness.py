@@ -49,7 +49,7 @@ class HeartbeatMonitor:
                 )
             if not view.up and view.heartbeat_age_s > self._forget_after_s:
                 log.info("forgetting worker %s: down for %.0f s", worker_id, view.heartbeat_age_s)
-                await self._registry.leave(worker_id)
+                await self._registry.forget(worker_id)
         self._views = fresh
         if changed:
             self.on_change()

@@ -19,6 +19,15 @@ LAST_SEEN = "swarm:last_seen"
 # existence is the worker's liveness. An expired key means the worker is down.
 HEARTBEAT_PREFIX = "swarm:heartbeat:"
 
+# Hash worker_id -> sha256 hex of the secret the worker was issued when it joined: its heartbeats
+# and its leave carry the secret, proving they come from that worker. Removed with the entry.
+WORKER_SECRETS = "swarm:worker-secrets"
+
+# String per worker with the heartbeat TTL, set at join and refreshed by each proven heartbeat:
+# while it exists the id is refused to any other joiner. Unlike the heartbeat key, a failed call
+# (mark_down) does not end it, so a worker that is briefly unreachable keeps its id.
+WORKER_CLAIM_PREFIX = "swarm:worker-claim:"
+
 # Set of worker ids draining: they finish what they run and take nothing new. In Redis so
 # every coordinator routes around them and the worker learns it from any heartbeat reply.
 DRAINING = "swarm:draining"
@@ -33,9 +42,13 @@ RUNNING = "swarm:running"
 
 # Hash per request: its GenerationRequest as JSON, its state and, once done, its
 # result. Deleted once the result reached a client; otherwise it expires after
-# RESULT_TTL_S so results nobody comes back for do not pile up.
+# RESULT_TTL_S so results nobody comes back for do not pile up. Keyed by the request's
+# scoped id (coordinator.request_identity): each API key has its own ids.
 REQUEST_PREFIX = "swarm:request:"
 RESULT_TTL_S = 24 * 3600
+# A request that failed for want of a worker is kept, with its pieces, this long: the client's
+# retry resumes it after the tokens it has instead of starting it again.
+FAILED_TTL_S = 3600
 
 
 class RequestState(StrEnum):
@@ -44,10 +57,15 @@ class RequestState(StrEnum):
     QUEUED = "queued"  # in QUEUE, waiting for a worker
     RUNNING = "running"  # in RUNNING, handed to a worker
     DONE = "done"  # its result is kept until a client takes it or it expires
+    FAILED = "failed"  # in neither set: a client's retry queues it again, or it expires
 
 
 def heartbeat_key(worker_id: str) -> str:
     return HEARTBEAT_PREFIX + worker_id
+
+
+def worker_claim_key(worker_id: str) -> str:
+    return WORKER_CLAIM_PREFIX + worker_id
 
 
 def request_key(request_id: str) -> str:

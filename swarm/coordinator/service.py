@@ -152,18 +152,19 @@ class InferenceService:
 
     # ------------------------------------------------------------ workers
 
-    async def join(self, info: WorkerInfo) -> str:
+    async def join(self, info: WorkerInfo) -> tuple[WorkerId, str]:
+        """The worker's id and the secret its heartbeats and leave must carry."""
         if not info.address or not info.model or info.slots < 1:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "join needs an address, a model and at least one slot")
         worker_id = info.worker_id or WorkerId("worker-" + secrets.token_hex(4))
-        await self._registry.join(replace(info, worker_id=worker_id))
+        secret = await self._registry.join(replace(info, worker_id=worker_id))
         log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
         await self._dispatcher.workers_changed()
-        return worker_id
+        return worker_id, secret
 
-    async def heartbeat(self, worker_id: WorkerId, load: WorkerLoad) -> tuple[Standing, bool]:
+    async def heartbeat(self, worker_id: WorkerId, secret: str, load: WorkerLoad) -> tuple[Standing, bool]:
         """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
-        standing = await self._registry.heartbeat(worker_id, load)
+        standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._prune_assigner()
         return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
 
@@ -203,7 +204,7 @@ class InferenceService:
         log.info("worker %s is draining", worker_id)
         await self._dispatcher.workers_changed()
 
-    async def leave(self, worker_id: WorkerId) -> None:
-        await self._registry.leave(worker_id)
+    async def leave(self, worker_id: WorkerId, secret: str) -> None:
+        await self._registry.leave(worker_id, secret)
         log.info("worker %s left", worker_id)
         await self._dispatcher.workers_changed()

@@ -61,14 +61,17 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
     @error_boundary
     async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
         await self._gate.check(context)
-        worker_id = await self._service.join(worker_info_from_wire(request.info))
-        return pb.JoinResponse(worker_id=worker_id, heartbeat_interval_s=self._heartbeat_interval_s)
+        worker_id, secret = await self._service.join(worker_info_from_wire(request.info))
+        return pb.JoinResponse(
+            worker_id=worker_id, heartbeat_interval_s=self._heartbeat_interval_s, worker_secret=secret
+        )
 
     @error_boundary
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext) -> pb.HeartbeatResponse:
         await self._gate.check(context)
         worker_id = WorkerId(request.worker_id)
-        standing, reassign = await self._service.heartbeat(worker_id, worker_load_from_wire(request.load))
+        load = worker_load_from_wire(request.load)
+        standing, reassign = await self._service.heartbeat(worker_id, request.worker_secret, load)
         return pb.HeartbeatResponse(
             rejoin=standing is Standing.UNKNOWN, drain=standing is Standing.DRAINING, reassign=reassign
         )
@@ -82,7 +85,7 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
     @error_boundary
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveResponse:
         await self._gate.check(context)
-        await self._service.leave(WorkerId(request.worker_id))
+        await self._service.leave(WorkerId(request.worker_id), request.worker_secret)
         return pb.LeaveResponse()
 
     @error_boundary

@@ -238,7 +238,8 @@ class RegistryServicer:
     """
 
     def Join(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A worker_id whose holder still heartbeats is refused (ALREADY_EXISTS) to any other joiner.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

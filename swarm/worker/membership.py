@@ -23,6 +23,8 @@ CALL_TIMEOUT_S = 3.0
 # What a coordinator answers a worker it will never take (a wrong token, a bad description):
 # retrying cannot help, so the worker stops instead of serving on unrouted.
 REFUSED_FOR_GOOD = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+# A heartbeat without this worker's secret: another worker took the id while this one was silent.
+HEARTBEAT_REFUSED_FOR_GOOD = (*REFUSED_FOR_GOOD, grpc.StatusCode.PERMISSION_DENIED)
 # Until the coordinator's Join answer says otherwise (an old coordinator may answer 0).
 FIRST_HEARTBEAT_INTERVAL_S = 1.0
 
@@ -55,12 +57,17 @@ class Membership:
         self._info = info
         self._load = load
         self.worker_id = info.worker_id
+        self._secret = ""  # issued by the coordinator at each join; proves this worker on heartbeats and its leave
         self.interval_s = FIRST_HEARTBEAT_INTERVAL_S
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
         self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
 
     async def join(self) -> str:
-        """Joins, retrying with backoff while the coordinator is unreachable."""
+        """Joins, retrying with backoff while the coordinator is unreachable or the id is still held.
+
+        An id is held while its last holder heartbeats (e.g. this worker's previous process, killed
+        a moment ago): it becomes free once that one has been silent for the heartbeat TTL.
+        """
         delays = backoff_delays()
         while True:
             try:
@@ -73,12 +80,12 @@ class Membership:
                 if exc.code() in REFUSED_FOR_GOOD:
                     raise JoinRefused(f"coordinator {self._coordinator} refused to join: {exc.details()}") from exc
                 delay = next(delays)
-                log.warning(
-                    "cannot join coordinator %s (%s); retrying in %.1f s", self._coordinator, exc.code().name, delay
-                )
+                why = exc.details() if exc.code() is grpc.StatusCode.ALREADY_EXISTS else exc.code().name
+                log.warning("cannot join coordinator %s (%s); retrying in %.1f s", self._coordinator, why, delay)
                 await asyncio.sleep(delay)
                 continue
             self.worker_id = reply.worker_id
+            self._secret = reply.worker_secret
             self.interval_s = reply.heartbeat_interval_s or FIRST_HEARTBEAT_INTERVAL_S
             log.info("joined coordinator %s as %s", self._coordinator, self.worker_id)
             return self.worker_id
@@ -128,11 +135,12 @@ class Membership:
         to drain, moves it, or refuses it (then self.refused says why)."""
         while True:
             await asyncio.sleep(self.interval_s)
-            request = pb.HeartbeatRequest(worker_id=self.worker_id, load=worker_load_to_wire(self._load()))
+            load = worker_load_to_wire(self._load())
+            request = pb.HeartbeatRequest(worker_id=self.worker_id, load=load, worker_secret=self._secret)
             try:
                 reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in REFUSED_FOR_GOOD:
+                if exc.code() in HEARTBEAT_REFUSED_FOR_GOOD:
                     why = f"coordinator {self._coordinator} refused this worker's heartbeat: {exc.details()}"
                     self._refuse(JoinRefused(why), stop)
                     return
@@ -172,7 +180,9 @@ class Membership:
     async def leave(self) -> None:
         try:
             await self._stub.Leave(
-                pb.LeaveRequest(worker_id=self.worker_id), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+                pb.LeaveRequest(worker_id=self.worker_id, worker_secret=self._secret),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("could not deregister from %s: %s", self._coordinator, exc.code().name)

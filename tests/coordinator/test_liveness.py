@@ -48,7 +48,7 @@ def states(monitor: HeartbeatMonitor) -> dict[str, WorkerState]:
 
 def test_a_joined_worker_is_up_until_marked_down_and_back_with_its_next_heartbeat(redis_url: str) -> None:
     async def scenario(registry: WorkerRegistry, monitor: HeartbeatMonitor, changes: list[int]) -> None:
-        await registry.join(info("a"))
+        secret = await registry.join(info("a"))
         await monitor.refresh()
         assert states(monitor) == {"a": WorkerState.UP}
         assert changes == [1]
@@ -58,7 +58,7 @@ def test_a_joined_worker_is_up_until_marked_down_and_back_with_its_next_heartbea
         await monitor.refresh()
         assert states(monitor) == {"a": WorkerState.DOWN}
         assert changes == [2]
-        assert await registry.heartbeat(WorkerId("a"), WorkerLoad(slots_busy=3)) is Standing.MEMBER
+        assert await registry.heartbeat(WorkerId("a"), secret, WorkerLoad(slots_busy=3)) is Standing.MEMBER
         await monitor.refresh()
         assert states(monitor) == {"a": WorkerState.UP}
         assert monitor.workers[0].load.slots_busy == 3
@@ -82,13 +82,16 @@ def test_a_heartbeat_expires_after_its_ttl(redis_url: str) -> None:
 
 def test_draining_and_unknown_workers_get_their_standing(redis_url: str) -> None:
     async def scenario(registry: WorkerRegistry, monitor: HeartbeatMonitor, changes: list[int]) -> None:
-        assert await registry.heartbeat(WorkerId("ghost"), WorkerLoad()) is Standing.UNKNOWN
+        assert await registry.heartbeat(WorkerId("ghost"), "", WorkerLoad()) is Standing.UNKNOWN
         assert not await registry.drain(WorkerId("ghost"))
-        await registry.join(info("a"))
+        secret = await registry.join(info("a"))
         assert await registry.drain(WorkerId("a"))
-        assert await registry.heartbeat(WorkerId("a"), WorkerLoad()) is Standing.DRAINING
+        assert await registry.heartbeat(WorkerId("a"), secret, WorkerLoad()) is Standing.DRAINING
         await monitor.refresh()
         assert states(monitor) == {"a": WorkerState.DRAINING}
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        await redis.delete(keys.worker_claim_key("a"))  # as if it had been silent for the TTL
+        await redis.aclose()
         await registry.join(info("a"))  # joining again starts afresh
         await monitor.refresh()
         assert states(monitor) == {"a": WorkerState.UP}

@@ -26,14 +26,14 @@ def test_a_worker_is_up_then_draining_then_down_and_unknown_once_it_left(redis_u
             return view.state
 
         try:
-            await registry.join(WorkerInfo(WORKER, "127.0.0.1:7000", "tiny", 512, 4, 1))
-            seen += [await state(), await registry.heartbeat(WORKER, WorkerLoad(slots_busy=1))]
+            secret = await registry.join(WorkerInfo(WORKER, "127.0.0.1:7000", "tiny", 512, 4, 1))
+            seen += [await state(), await registry.heartbeat(WORKER, secret, WorkerLoad(slots_busy=1))]
             assert await registry.drain(WORKER)
-            seen += [await state(), await registry.heartbeat(WORKER, WorkerLoad())]
+            seen += [await state(), await registry.heartbeat(WORKER, secret, WorkerLoad())]
             await registry.mark_down(WORKER)
             seen.append(await state())  # down wins over draining: nothing runs on a silent worker
-            await registry.leave(WORKER)
-            seen += [await registry.snapshot(), await registry.heartbeat(WORKER, WorkerLoad())]
+            await registry.leave(WORKER, secret)
+            seen += [await registry.snapshot(), await registry.heartbeat(WORKER, secret, WorkerLoad())]
             seen.append(await registry.drain(WORKER))
         finally:
             await redis.aclose()

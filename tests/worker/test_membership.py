@@ -1,20 +1,26 @@
-"""A worker's membership against a real coordinator: the heartbeat pace it is given, and a refusal for good."""
+"""A worker's membership against a real coordinator: the heartbeat pace it is given, refusals for good, and its
+identity: joining again when forgotten, stopping when displaced, waiting for an id still held."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from swarm.client import SwarmCallError, SwarmClient
+from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.registry import WorkerRegistry
 from swarm.launch.local_swarm import ManagedProcess, free_port, wait_until
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
-from swarm.worker.membership import Membership
+from swarm.worker.membership import JoinRefused, Membership
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -107,3 +113,89 @@ def test_a_worker_refused_for_good_after_a_coordinator_restart_exits_and_says_wh
     log = worker.log_path.read_text()
     assert "refused this worker's heartbeat: wrong or missing join token" in log
     assert "swarm join: error:" in log
+
+
+def status_of(address: str) -> dict[str, tuple[str, bool]]:
+    """worker id -> (address, up), as the coordinator reports them."""
+    with SwarmClient(address, retries=0) as client:
+        return {w.info.worker_id: (w.info.address, w.up) for w in client.status().workers}
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_a_worker_the_coordinator_forgot_joins_again_and_heartbeats_with_its_new_secret(
+    coordinator_at_200ms: str, redis_url: str
+) -> None:
+    heartbeats = [0]
+
+    def load() -> WorkerLoad:
+        heartbeats[0] += 1
+        return WorkerLoad()
+
+    async def forgotten_then_back() -> None:
+        info = WorkerInfo(WorkerId("forgotten"), "127.0.0.1:1", "tiny", 512, 1, 1)
+        membership = Membership(coordinator_at_200ms, "", info, load)
+        stop = asyncio.Event()
+        async with membership.joined(stop):
+            await until(lambda: heartbeats[0] >= 2, 5, "two heartbeats")
+            redis = Redis.from_url(redis_url, decode_responses=True)
+            await WorkerRegistry(redis, 0.6).forget(WorkerId("forgotten"))  # as a coordinator that lost its Redis
+            await redis.aclose()
+            await until(lambda: "forgotten" in status_of(coordinator_at_200ms), 10, "the worker to join again")
+            seen = heartbeats[0]
+            await until(lambda: heartbeats[0] >= seen + 5, 5, "five heartbeats after the rejoin")
+            assert not stop.is_set() and membership.refused is None
+            assert status_of(coordinator_at_200ms)["forgotten"] == ("127.0.0.1:1", True)
+        assert "forgotten" not in status_of(coordinator_at_200ms)  # its leave carried its new secret
+
+    asyncio.run(forgotten_then_back())
+
+
+def test_a_worker_whose_id_another_took_while_it_was_silent_stops_and_says_why(
+    coordinator_at_200ms: str, redis_url: str
+) -> None:
+    async def displaced() -> None:
+        info = WorkerInfo(WorkerId("twin"), "127.0.0.1:1", "tiny", 512, 1, 1)
+        membership = Membership(coordinator_at_200ms, "", info, WorkerLoad)
+        stop = asyncio.Event()
+        with pytest.raises(JoinRefused, match=r"worker_secret: .*another worker holds this id now"):
+            async with membership.joined(stop):
+                redis = Redis.from_url(redis_url, decode_responses=True)
+                await redis.delete(keys.worker_claim_key("twin"))  # as if it had been silent for the TTL
+                await redis.aclose()
+                newcomer = Membership(coordinator_at_200ms, "", replace(info, address="127.0.0.1:2"), WorkerLoad)
+                assert await newcomer.join() == "twin"
+                await newcomer.close()
+                async with asyncio.timeout(5):
+                    await stop.wait()
+        assert membership.refused is not None
+        assert status_of(coordinator_at_200ms)["twin"][0] == "127.0.0.1:2"  # the refused one did not leave it
+
+    asyncio.run(displaced())
+
+
+def test_a_worker_joining_under_a_live_id_waits_until_its_holder_is_silent_for_the_ttl(
+    coordinator_at_200ms: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def held_then_joined() -> float:
+        info = WorkerInfo(WorkerId("restarted"), "127.0.0.1:1", "tiny", 512, 1, 1)
+        previous = Membership(coordinator_at_200ms, "", info, WorkerLoad)  # joins, then dies without leaving
+        await previous.join()
+        await previous.close()
+        held_since = time.monotonic()
+        successor = Membership(coordinator_at_200ms, "", replace(info, address="127.0.0.1:2"), WorkerLoad)
+        async with asyncio.timeout(10):
+            await successor.join()
+        await successor.close()
+        return time.monotonic() - held_since
+
+    with caplog.at_level(logging.WARNING, logger="swarm.worker.membership"):
+        waited_s = asyncio.run(held_then_joined())
+    assert waited_s > 0.5  # the TTL is 0.6 s
+    assert "'restarted' belongs to a worker that heartbeated in the last 0.6 s" in caplog.text
+    assert status_of(coordinator_at_200ms)["restarted"][0] == "127.0.0.1:2"
