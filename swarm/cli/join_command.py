@@ -82,7 +82,10 @@ def add_parsers(commands: Any) -> None:
         help="a first stage: send hidden states as bfloat16 (half the bytes)",
     )
     p.add_argument(
-        "--metrics", default=_default("metrics"), metavar="HOST:PORT", help="serve Prometheus metrics at /metrics here"
+        "--metrics",
+        default=_default("metrics"),
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at /metrics here; a bare PORT listens on 127.0.0.1 only",
     )
     p.set_defaults(run=run_join)
 

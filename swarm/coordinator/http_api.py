@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 
 from aiohttp import web
@@ -14,7 +15,15 @@ from swarm.coordinator.http_errors import http_error_boundary
 from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_http.routes import add_openai_routes
 from swarm.coordinator.service import InferenceService
+from swarm.shared.failures import as_swarm_error
 from swarm.wire.json_views import status_to_json
+
+# A connection must send a whole request's headers within this long, and an idle keep-alive
+# connection closes after it: without it a half-sent request holds its socket open for aiohttp's
+# default 75 s (the app runner's keepalive_timeout bounds both, never a request being answered).
+IDLE_CONNECTION_TIMEOUT_S = 15.0
+# /healthz answers within this even when Redis hangs: a probe that times out tells nobody why.
+REDIS_HEALTH_TIMEOUT_S = 2.0
 
 
 def build_http_app(
@@ -22,8 +31,22 @@ def build_http_app(
     middlewares: Sequence[Middleware] = (),
     max_body_bytes: int = 1024**2,
     batch_jobs: BatchJobSource = no_batch_jobs,
+    *,
+    redis_ping: Callable[[], Awaitable[object]],
 ) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
+        """ok only while Redis answers: without it the coordinator can take no request."""
+        try:
+            async with asyncio.timeout(REDIS_HEALTH_TIMEOUT_S):
+                await redis_ping()
+        except TimeoutError:
+            reason = f"Redis did not answer within {REDIS_HEALTH_TIMEOUT_S:g} s"
+            return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+        except Exception as exc:
+            error = as_swarm_error(exc)
+            if error is None:
+                raise
+            return web.json_response({"status": "unavailable", "reason": error.message}, status=503)
         return web.json_response({"status": "ok"})
 
     async def status(_request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
-from swarm.coordinator.http_api import build_http_app
+from swarm.coordinator.http_api import IDLE_CONNECTION_TIMEOUT_S, build_http_app
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
@@ -134,9 +134,13 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     http_runner: web.AppRunner | None = None
     if config.http:
         http_app = build_http_app(
-            service, [api_key_middleware(api_keys)], config.limits.max_message_bytes, batch_service.list
+            service,
+            [api_key_middleware(api_keys)],
+            config.limits.max_message_bytes,
+            batch_service.list,
+            redis_ping=redis.ping,
         )
-        http_runner = web.AppRunner(http_app, access_log=None)
+        http_runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=IDLE_CONNECTION_TIMEOUT_S)
         await http_runner.setup()
         host, port = split_host_port(config.http)
         await web.TCPSite(

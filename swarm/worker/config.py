@@ -8,6 +8,7 @@ from pathlib import Path
 
 from swarm.shared.addresses import split_host_port
 from swarm.shared.tls import TlsFiles
+from swarm.worker.metrics import metrics_bind_address
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class WorkerConfig:
         if self.next_stage:
             split_host_port(self.next_stage)
         if self.metrics:
-            split_host_port(self.metrics)
+            metrics_bind_address(self.metrics)
         if self.tls is not None:
             self.tls.require_server()
         if self.threads < 1:

@@ -1,4 +1,4 @@
-"""A worker's own Prometheus metrics, served at /metrics on its --metrics HOST:PORT."""
+"""A worker's own Prometheus metrics at /metrics on its --metrics [HOST:]PORT (loopback unless a host is named)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ from swarm.shared.tls import TlsFiles, ssl_context_for_http
 from swarm.shared.types import WorkerInfo, WorkerLoad
 
 log = logging.getLogger(__name__)
+
+# The metrics endpoint takes no API key: it listens where nothing else can reach it unless the
+# operator names a host to serve on (e.g. 0.0.0.0:9100 for a Prometheus on another PC).
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def metrics_bind_address(address: str) -> tuple[str, int]:
+    """The host and port --metrics asks for: a bare PORT (or :PORT) means the loopback interface only."""
+    if address.isdigit():
+        address = f":{address}"
+    if address.startswith(":"):
+        address = DEFAULT_METRICS_HOST + address
+    return split_host_port(address)
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,13 @@ class MetricsEndpoint:
     def __init__(self, runner: web.AppRunner | None) -> None:
         self._runner = runner
 
+    @property
+    def listening_on(self) -> list[tuple[str, int]]:
+        """The (host, port) of each socket it listens on, as the system bound them."""
+        if self._runner is None:
+            return []
+        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
+
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -112,11 +132,11 @@ async def serve_metrics(address: str, collector: Collector, tls: TlsFiles | None
     app.router.add_get("/metrics", scrape)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, port = split_host_port(address)
+    host, port = metrics_bind_address(address)
     try:
         await web.TCPSite(runner, host, port, ssl_context=ssl_context_for_http(tls) if tls else None).start()
     except OSError:
         await runner.cleanup()
         raise
-    log.info("metrics at %s://%s/metrics", "https" if tls else "http", address)
+    log.info("metrics at %s://%s:%d/metrics", "https" if tls else "http", host, port)
     return MetricsEndpoint(runner)

@@ -1,4 +1,4 @@
-"""WorkerServicer: the gRPC face of the engine; decodes a RunRequest, streams the engine's events back."""
+"""WorkerServicer: the gRPC face of the engine; decodes and checks a RunRequest, streams the engine's events back."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
+from swarm.shared.validation import RequestLimits, check_run
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
@@ -63,6 +64,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         if self.active >= self._engine.config.slots:
             raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
         generation = run_request_from_wire(request, self._model_name)
+        check_run(generation, RequestLimits(), self._engine.context_per_slot)
         events: asyncio.Queue[GenerationEvent | SwarmError] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self.active += 1

@@ -5,12 +5,13 @@ import math
 import pytest
 
 from swarm.coordinator.batch.runner import batch_request_id
-from swarm.shared.types import RawRequest
+from swarm.shared.types import GenerationRequest, RawRequest, SamplingParams
 from swarm.shared.validation import (
     InvalidRequest,
     RequestLimits,
     check_client_request_id,
     check_fits_context,
+    check_run,
     validate_request,
 )
 
@@ -33,6 +34,17 @@ LIMITS = RequestLimits()
         (RawRequest(prompt="hi", request_id="has space"), "request_id"),
         (RawRequest(prompt="hi", min_p=1.0), "min_p"),
         (RawRequest(prompt="hi", repeat_penalty=0.0), "repeat_penalty"),
+        # Past the wire's types (uint32, uint64, float32): nothing could carry them on to a worker.
+        (RawRequest(prompt="hi", max_tokens=2**32), "max_tokens"),
+        (RawRequest(prompt="hi", top_k=2**40), "top_k"),
+        (RawRequest(prompt="hi", seed=2**64), "seed"),
+        (RawRequest(prompt="hi", seed=-1), "seed"),
+        (RawRequest(prompt="hi", resume_after_tokens=2**32), "resume_after_tokens"),
+        (RawRequest(prompt="hi", resume_after_tokens=-1), "resume_after_tokens"),
+        (RawRequest(prompt="hi", temperature=1e39), "temperature"),
+        (RawRequest(prompt="hi", top_p=1e-50), "top_p"),
+        (RawRequest(prompt="hi", min_p=0.99999999), "min_p"),
+        (RawRequest(prompt="hi", repeat_penalty=math.inf), "repeat_penalty"),
     ],
 )
 def test_bad_fields_are_named(raw: RawRequest, field: str) -> None:
@@ -71,3 +83,31 @@ def test_client_request_ids_in_the_batch_runners_namespace_are_refused_naming_th
         check_client_request_id(ordinary)
     # The runner's own lines are not client input: they pass the request checks.
     assert validate_request(RawRequest(prompt="hi", request_id=batch_request_id("job1", 0)), LIMITS).request_id
+
+
+def test_the_widest_wire_values_pass() -> None:
+    request = validate_request(RawRequest(prompt="hi", top_k=2**32 - 1, seed=2**64 - 1, min_p=0.9999), LIMITS)
+    assert request.sampling.top_k == 2**32 - 1 and request.sampling.seed == 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("sampling", "max_tokens", "field"),
+    [
+        (SamplingParams(temperature=math.nan), 8, "temperature"),
+        (SamplingParams(top_p=0.0), 8, "top_p"),
+        (SamplingParams(min_p=-1.0), 8, "min_p"),
+        (SamplingParams(repeat_penalty=-2.0), 8, "repeat_penalty"),
+        (SamplingParams(), 0, "max_tokens"),
+        (SamplingParams(), 513, "max_tokens"),
+    ],
+)
+def test_a_worker_refuses_a_run_out_of_range(sampling: SamplingParams, max_tokens: int, field: str) -> None:
+    request = GenerationRequest("r", "m", "hi", max_tokens, sampling)
+    with pytest.raises(InvalidRequest) as excinfo:
+        check_run(request, LIMITS, context_length=512)
+    assert excinfo.value.field == field
+
+
+def test_a_worker_runs_what_a_coordinator_validated() -> None:
+    request = validate_request(RawRequest(prompt="hi", max_tokens=512, temperature=10.0, min_p=0.5), LIMITS)
+    check_run(request, LIMITS, context_length=512)

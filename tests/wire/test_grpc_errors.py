@@ -17,7 +17,7 @@ from swarm.shared.serving import start_listening
 from swarm.shared.validation import InvalidRequest
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
-from swarm.wire.grpc_errors import call_status, error_boundary
+from swarm.wire.grpc_errors import RETRY_AFTER_S, call_status, error_boundary
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,3 +164,16 @@ def test_an_os_error_outside_redis_is_a_bug_not_an_outage() -> None:
         open("/nonexistent/stage.gguf", "rb")  # noqa: SIM115
     except OSError as exc:
         assert call_status(exc).code is grpc.StatusCode.INTERNAL
+
+
+def test_a_full_redis_is_resource_exhausted_saying_so_also_from_inside_a_script() -> None:
+    from redis.exceptions import OutOfMemoryError, ResponseError
+
+    for exc in (
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        ResponseError("Error running script: OOM command not allowed when used memory > 'maxmemory'."),
+    ):
+        status = call_status(exc)
+        assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+        assert status.details.startswith("Redis is full") and "maxmemory" in status.details
+        assert status.trailers == (("retry-after", RETRY_AFTER_S),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import free_port
+from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
+from swarm.worker.metrics import WorkerCollector, WorkerCounters, metrics_bind_address, serve_metrics
 from tests.conftest import RunningSwarm
 from tests.coordinator.test_metrics import scrape, value
 
@@ -67,3 +70,21 @@ def test_a_later_pipeline_stage_serves_its_metrics(make_swarm: MakeSwarm, tmp_pa
     assert value(samples, "swarm_worker_info", worker="tail", model="four", stage="2/2") == 1
     assert value(samples, "swarm_worker_rss_bytes") > 0
     assert value(samples, "swarm_worker_slots_total") == 2
+
+
+def test_a_bare_metrics_port_listens_on_loopback_only() -> None:
+    assert metrics_bind_address("9100") == ("127.0.0.1", 9100)
+    assert metrics_bind_address(":9100") == ("127.0.0.1", 9100)
+    assert metrics_bind_address("0.0.0.0:9100") == ("0.0.0.0", 9100)
+    info = WorkerInfo(WorkerId("w"), "127.0.0.1:1", "tiny", 512, 1, 1)
+
+    async def listening_on(address: str) -> list[tuple[str, int]]:
+        endpoint = await serve_metrics(address, WorkerCollector(info, lambda: WorkerCounters(WorkerLoad())))
+        try:
+            return endpoint.listening_on
+        finally:
+            await endpoint.close()
+
+    port = free_port()
+    assert asyncio.run(listening_on(str(port))) == [("127.0.0.1", port)]
+    assert asyncio.run(listening_on(f"0.0.0.0:{port}")) == [("0.0.0.0", port)]

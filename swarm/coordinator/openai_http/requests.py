@@ -10,10 +10,13 @@ from typing import Any
 
 from swarm.coordinator.openai_http.chat_template import ChatMessage
 from swarm.shared.types import RawRequest
-from swarm.shared.validation import InvalidRequest
+from swarm.shared.validation import UINT64_MAX, InvalidRequest
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-MAX_SEED = 2**64 - 1  # the wire's seed is a uint64
+MAX_SEED = UINT64_MAX  # the wire's seed is a uint64
+# No request the API defines nests deeper than a few levels; a deeper body is refused before
+# anything walks it (json.loads itself recurses, and 5,000 "[" would exhaust its stack).
+MAX_JSON_DEPTH = 32
 
 # Fields that change what OpenAI would answer, which the swarm cannot honour: accepted only at
 # their "off" value, so a client never silently gets something other than it asked for.
@@ -52,9 +55,39 @@ def parse_json_body(data: bytes) -> Mapping[str, Any]:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest("body", f"is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidRequest("body", f"nests deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body", "must be a JSON object")
+    _check_json_value(body)
     return body
+
+
+def _check_json_value(value: Any) -> None:
+    """Refuses nesting past MAX_JSON_DEPTH and text that is no unicode (a lone surrogate such as "\\ud800",
+    which JSON's escapes allow but nothing can encode); walks iteratively, so depth cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidRequest("body", f"nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_text(key)
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        where = f"{text[max(0, exc.start - 20) : exc.start]!r}"
+        raise InvalidRequest("body", f"holds a lone surrogate (\\u{ord(text[exc.start]):04x}) after {where}") from None
 
 
 def parse_completion(body: Mapping[str, Any]) -> CompletionCall:

@@ -120,7 +120,15 @@ def test_a_bad_chat_message_is_named(messages: Any, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "problem"), [(b"{not json", "is not valid JSON"), (b"[1, 2]", "must be a JSON object")]
+    ("data", "problem"),
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"prompt": "Hi \\ud800"}', "lone surrogate"),
+        (b'{"Hi \\udc00": 1}', "lone surrogate"),
+        (b"[" * 5000, "nests deeper"),
+        (b'{"stop": ' + b"[" * 33 + b"]" * 33 + b"}", "nests deeper"),
+    ],
 )
 def test_a_body_that_is_no_json_object_is_refused(data: bytes, problem: str) -> None:
     with pytest.raises(InvalidRequest, match=problem) as raised:
