@@ -17,7 +17,6 @@ from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
-import grpc
 from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
@@ -25,28 +24,24 @@ from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
 from swarm.coordinator.liveness import HeartbeatMonitor, stop_if_cancelled
 from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.redis_keys import RequestState
+from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.request_identity import check_same_request
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
-from swarm.shared.backoff import backoff_delays
+from swarm.coordinator.worker_relay import WorkerFailed, relay_worker_stream
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.pieces import coalesce
+from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
-from swarm.wire.convert import event_from_wire, run_request_to_wire
+from swarm.wire.convert import run_request_to_wire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Worker answers that are the request's own fault: retrying elsewhere would fail the same way.
-_CLIENT_FAULTS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE}
 QUEUE_SCAN_LIMIT = 512
 # How long a running request waits for Redis (restarting, failing over) before its clients get UNAVAILABLE.
 REDIS_PATIENCE_S = 30.0
-
-
-class WorkerFailed(Exception):
-    """A worker broke off a request: its process died, it stalled, or it refused the work."""
 
 
 class Dispatcher:
@@ -105,9 +100,11 @@ class Dispatcher:
     # ------------------------------------------------------------ clients
 
     async def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """Queues a new request and follows it; a second submit of the same id follows the first."""
+        """Queues a new request and follows it; a second submit of the same request follows the first."""
         record = self._requests.get(request.request_id)
-        if record is None:
+        if record is not None:
+            check_same_request(record.request, request.fingerprint)
+        else:
             record = self._admit(request, enqueued_ms=int(time.time() * 1000))
             try:
                 record.enqueued_ms = await self._store.enqueue(request)
@@ -118,8 +115,14 @@ class Dispatcher:
             self.wake()
         return self._follow(record, 0)
 
-    async def attach(self, request_id: str, skip_tokens: int) -> AsyncIterator[GenerationEvent] | None:
-        """Follows a request this swarm has (a client retrying), after its first skip_tokens; None if unknown."""
+    async def attach(
+        self, request_id: str, fingerprint: str, skip_tokens: int
+    ) -> AsyncIterator[GenerationEvent] | None:
+        """Follows the request this swarm has under the id (a client retrying), after its first skip_tokens.
+
+        None if the id is unknown; ALREADY_EXISTS if it names another request (request_identity),
+        OUT_OF_RANGE if skip_tokens is more than the request has produced.
+        """
         record = self._requests.get(request_id)
         if record is None:
             if request_id in self._unforgotten:  # it ended here while Redis was away: a retry starts anew
@@ -128,16 +131,23 @@ class Dispatcher:
             stored = await self._store.load(request_id)
             if stored is None:
                 return None
+            check_same_request(stored.request, fingerprint)
             if stored.result is not None:
+                check_resume_point(skip_tokens, sum(len(p.token_ids) for p in stored.result.pieces))
                 return self._replay(request_id, stored.result, skip_tokens)
+            check_resume_point(skip_tokens, sum(len(p.token_ids) for p in stored.sent))
             record = self._requests.get(request_id)  # the dispatcher may have taken it up meanwhile
             if record is None:
                 record = self._admit_stored(stored)
-                if stored.state is RequestState.RUNNING:  # its relay here ended with Redis away: run it again
+                # Running: its relay here ended with Redis away. Failed: no worker could take it. Run it again.
+                if stored.state in (RequestState.RUNNING, RequestState.FAILED):
                     log.info("requeueing %s for a client coming back to it", request_id)
+                    record.requeued_ms = int(time.time() * 1000)  # it waits for a worker from now
                     await self._store.requeue(request_id, stored.enqueued_ms)
                     self._unrequeued.discard(request_id)
                     self.wake()
+        check_same_request(record.request, fingerprint)
+        check_resume_point(skip_tokens, len(record.delivered_tokens()))
         return self._follow(record, skip_tokens)
 
     async def _follow(self, record: RequestRecord, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
@@ -312,7 +322,8 @@ class Dispatcher:
         """Streams the run's events to the record; whatever happens, the request ends or waits again."""
         try:
             try:
-                await self._stream_from_worker(record, run)
+                run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
+                await relay_worker_stream(record, run, partial(self._save_piece, record.request_id))
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
             else:
@@ -336,28 +347,8 @@ class Dispatcher:
                 record.run = None
             self.wake()
 
-    async def _stream_from_worker(self, record: RequestRecord, run: WorkerRun) -> None:
-        call = run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
-        try:
-            async for message in call:
-                run.last_event = time.monotonic()
-                event = event_from_wire(message)
-                if isinstance(event, TextPiece):
-                    index = record.stream.piece_count
-                    await self._patiently(partial(self._store.save_piece, record.request_id, index, event))
-                    run.last_event = time.monotonic()
-                record.stream.publish(event)
-                if isinstance(event, Finished):
-                    return
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in _CLIENT_FAULTS:
-                raise SwarmError(ErrorCode(exc.code().name), exc.details() or "rejected by the worker") from exc
-            raise WorkerFailed(f"{exc.code().name}: {exc.details()}") from exc
-        except asyncio.CancelledError:
-            if run.stalled:  # cancelled by _cancel_stalled, not by the client
-                raise WorkerFailed("stalled") from None
-            raise
-        raise WorkerFailed("ended the stream without finishing")
+    async def _save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
+        await self._patiently(partial(self._store.save_piece, request_id, index, piece))
 
     async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
         self.completed += 1
@@ -396,25 +387,20 @@ class Dispatcher:
         await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
 
     async def _end(self, record: RequestRecord, error: SwarmError) -> None:
-        """Fails the request for every follower and removes it here and in Redis."""
+        """Fails the request for every follower and removes it here; in Redis, kept for a retry if it may succeed."""
         self.failed += 1
         if not record.stream.done:
             record.stream.fail(error)
         self._drop(record)
-        await self._forget(record.request_id)
+        if error.code is not ErrorCode.UNAVAILABLE:
+            await self._forget(record.request_id)
+            return
+        # No worker could take it: the client's retry resumes it after the tokens it has, never from the start.
+        try:
+            await self._store.keep_failed(record.request_id)
+        except RedisError as exc:
+            log.warning("cannot keep %s in Redis for a retry (%s); forgetting it", record.request_id, exc)
+            self._unforgotten.add(record.request_id)
 
     async def _patiently(self, action: Callable[[], Awaitable[T]]) -> T:
-        """Runs a Redis action, retrying while Redis is away for up to the patience; then raises."""
-        try:
-            return await action()  # the relay's per-piece path: nothing to set up unless it fails
-        except (RedisError, ConnectionError) as exc:
-            log.warning("Redis failed (%s); trying again for up to %.0f s", exc, self._redis_patience_s)
-        deadline = time.monotonic() + self._redis_patience_s
-        delays = backoff_delays(first_s=0.1, cap_s=2.0)
-        while True:
-            await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
-            try:
-                return await action()
-            except (RedisError, ConnectionError):
-                if time.monotonic() >= deadline:
-                    raise
+        return await patiently(action, self._redis_patience_s)

@@ -116,6 +116,7 @@ class RequestStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.RUNNING, request_id)
             pipe.hset(keys.request_key(request_id), mapping={"state": keys.RequestState.QUEUED, "worker": ""})
+            pipe.persist(keys.request_key(request_id))  # a failed request taken up again: it lives until it ends
             pipe.zadd(keys.QUEUE, {request_id: keys.queue_score(request_id, enqueued_ms)})
             await pipe.execute()
 
@@ -131,6 +132,17 @@ class RequestStore:
             pipe.hset(key, mapping={"state": keys.RequestState.DONE, "result": json.dumps(payload)})
             pipe.expire(key, keys.RESULT_TTL_S)
             pipe.delete(keys.request_pieces_key(request_id))  # the result holds them
+            await pipe.execute()
+
+    async def keep_failed(self, request_id: str) -> None:
+        """Keeps a request that failed for want of a worker, with its pieces, for a retry to resume (FAILED_TTL_S)."""
+        key = keys.request_key(request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.QUEUE, request_id)
+            pipe.srem(keys.RUNNING, request_id)
+            pipe.hset(key, mapping={"state": keys.RequestState.FAILED, "worker": ""})
+            pipe.expire(key, keys.FAILED_TTL_S)
+            pipe.expire(keys.request_pieces_key(request_id), keys.FAILED_TTL_S)
             await pipe.execute()
 
     async def forget(self, request_id: str) -> None:

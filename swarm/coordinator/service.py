@@ -15,6 +15,7 @@ from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
+from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -54,24 +55,44 @@ class InferenceService:
 
     # ------------------------------------------------------------ clients
 
-    async def generate(self, raw: RawRequest) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, raw: RawRequest, api_key: str = "") -> AsyncIterator[GenerationEvent]:
+        """Runs the request, or follows the one its id already names among api_key's requests.
+
+        api_key is the key the caller was let in with ("": the batch runner, or a coordinator
+        without keys); its requests' ids are its own (request_identity).
+        """
+
         def model() -> str:
             return metric_model(raw.model, self._dispatcher.views(), self._config.default_model)
 
-        async for event in self.metrics.observe(self._generate(raw), model):
+        async for event in self.metrics.observe(self._generate(raw, api_key), model):
             yield event
 
-    async def _generate(self, raw: RawRequest) -> AsyncIterator[GenerationEvent]:
+    async def _generate(self, raw: RawRequest, api_key: str) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
         except InvalidRequest as exc:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        # Keyless calls share one namespace: the batch runner's (ids starting with batch-, which no client
+        # may send) and, on a coordinator without keys, every client's.
+        owner = owner_of_key(api_key) if api_key and self._config.api_keys else ""
+        request = replace(
+            request,
+            request_id=scoped_request_id(owner, request.request_id),
+            fingerprint=request_fingerprint(raw),
+        )
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
-            known = await self._dispatcher.attach(raw.request_id, raw.resume_after_tokens)
+            known = await self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens)
             if known is not None:
                 async for event in known:
                     yield event
                 return
+            if raw.resume_after_tokens > 0:  # starting it again would repeat what the client has
+                raise SwarmError(
+                    ErrorCode.NOT_FOUND,
+                    f"request_id: no request {raw.request_id!r} is kept here to resume (it was delivered, failed "
+                    "for good or expired); send it again from the start, with resume_after_tokens 0",
+                )
         model = await self._resolve_model(request.model)
         request = replace(request, model=model)
         context = await self._context_length(model)

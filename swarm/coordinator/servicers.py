@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import grpc
 
+from swarm.coordinator.auth.api_keys import bearer_key
 from swarm.coordinator.registry import Standing
 from swarm.coordinator.service import InferenceService
-from swarm.shared.auth import TokenGate
+from swarm.shared.auth import AUTH_HEADER, TokenGate
 from swarm.shared.types import WorkerId
 from swarm.shared.validation import check_client_request_id, new_request_id
 from swarm.wire import swarm_pb2 as pb
@@ -38,7 +39,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
         check_client_request_id(raw.request_id)  # here, not in validate_request: the batch runner's ids pass
         if not raw.request_id:
             raw = replace(raw, request_id=new_request_id())
-        async for event in self._service.generate(raw):
+        # The interceptor let the call in with this key, if keys are required: the request is that key's.
+        authorization = next((v for k, v in context.invocation_metadata() or () if k == AUTH_HEADER), None)
+        api_key = bearer_key(authorization if isinstance(authorization, str) else None) or ""
+        async for event in self._service.generate(raw, api_key):
             yield event_to_wire(raw.request_id, event)
 
     @error_boundary

@@ -9,6 +9,7 @@ class ErrorCode(StrEnum):
     """Names match grpc.StatusCode so servicers can translate by name."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"

@@ -33,3 +33,16 @@ def coalesce(events: Sequence[GenerationEvent], skip_tokens: int = 0) -> list[Ge
     if len(pieces) > 1:
         pieces = [TextPiece("".join(p.text for p in pieces), tuple(t for p in pieces for t in p.token_ids))]
     return [*pieces, *rest]
+
+
+def check_resume_point(skip_tokens: int, produced: int) -> None:
+    """Raises OUT_OF_RANGE when a client claims more tokens than the request has produced.
+
+    Every piece is kept before any client gets it, so such a count did not come from this
+    request: continuing after it would lose text, and starting anew would repeat it.
+    """
+    if skip_tokens > produced:
+        raise SwarmError(
+            ErrorCode.OUT_OF_RANGE,
+            f"resume_after_tokens: {skip_tokens} is more than the {produced} tokens this request has produced",
+        )

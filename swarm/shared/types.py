@@ -71,6 +71,8 @@ class GenerationRequest:
     # Failover: tokens a failed worker already generated and delivered; the next worker
     # prefills them after the prompt and emits only what follows.
     resume_tokens: tuple[int, ...] = ()
+    # A digest of the client's fields (coordinator.request_identity): a retry under this id must match it.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

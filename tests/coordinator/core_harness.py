@@ -47,6 +47,7 @@ class FakeWorker:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     runs: list[pb.RunRequest] = field(default_factory=list)
     reached: dict[str, int] = field(default_factory=dict)  # request id -> tokens its last call emitted
+    joins_at_start: bool = True  # False: the test joins it later (service.join(worker.info()))
 
     @property
     def address(self) -> str:
@@ -149,7 +150,8 @@ async def running_core(
     monitor.on_change = dispatcher.wake
     service = InferenceService(config, dispatcher, registry, store)
     for worker in workers:
-        await service.join(worker.info())
+        if worker.joins_at_start:
+            await service.join(worker.info())
     await dispatcher.recover()
     tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(dispatcher.run())]
     try:

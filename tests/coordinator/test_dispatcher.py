@@ -44,6 +44,15 @@ async def left_redis(core: Core, request_id: str) -> bool:
     return gone and not await core.redis.sismember(keys.RUNNING, request_id)
 
 
+async def kept_for_a_retry(core: Core, request_id: str) -> bool:
+    """Failed for want of a worker: neither queued nor running, kept a while for the client's retry to resume."""
+    idle = not await core.redis.sismember(keys.RUNNING, request_id) and not await core.redis.zscore(
+        keys.QUEUE, request_id
+    )
+    ttl = await core.redis.ttl(keys.request_key(request_id))
+    return idle and (await redis_state(core, request_id))["state"] == "failed" and 0 < ttl <= keys.FAILED_TTL_S
+
+
 def test_a_request_runs_on_the_least_loaded_worker_and_leaves_redis_once_delivered(redis_url: str) -> None:
     async def scenario() -> None:
         busy, idle = FakeWorker("busy", hold_at=1), FakeWorker("idle")
@@ -89,7 +98,7 @@ def test_workers_failing_in_a_row_without_progress_fail_the_request_after_max_at
             assert "2 workers in a row failed" in caught.value.message
             assert sum(len(w.runs) for w in workers) == 2
             assert core.dispatcher.failed == 1
-            assert await left_redis(core, "r")
+            assert await kept_for_a_retry(core, "r")
 
     run(scenario)
 
@@ -172,7 +181,7 @@ def test_a_restarted_coordinator_resumes_a_running_request_after_the_pieces_sent
         async with running_core(redis_url, [worker]) as core:
             await wait_for(lambda: worker.reached.get("r") == 5, "the resumed run")
             assert [tuple(r.resume_tokens) for r in worker.runs] == [expected_tokens(3)]
-            events = await core.dispatcher.attach("r", skip_tokens=2)  # the client got two pieces
+            events = await core.dispatcher.attach("r", "", skip_tokens=2)  # the client got two pieces
             assert events is not None
             worker.release.set()
             tokens, text, finished = await collect(events)
@@ -229,7 +238,7 @@ def test_a_request_whose_model_has_no_worker_fails_after_the_wait(redis_url: str
                 await collect(core.service.generate(request("r")))
             assert caught.value.code is ErrorCode.UNAVAILABLE
             assert "no worker serving model 'm' is up" in caught.value.message
-            assert await left_redis(core, "r")
+            assert await kept_for_a_retry(core, "r")
 
     run(scenario)
 

@@ -47,6 +47,12 @@ def check_api_key_format(keys: Iterable[str]) -> None:
             raise ValueError(f"API key #{number} must be printable ASCII without spaces")
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """KEY of an `authorization` value `Bearer KEY`; None for anything else."""
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else None
+
+
 def _digest(key: str) -> bytes:
     # Comparing fixed-length digests keeps even a key's length from leaking through timing.
     return hashlib.sha256(key.encode()).digest()
@@ -75,8 +81,7 @@ class ApiKeyCheck:
 
     def allows_bearer(self, authorization: str | None) -> bool:
         """The same for an `authorization` value of the form `Bearer KEY`."""
-        scheme, _, key = (authorization or "").partition(" ")
-        return self.allows(key.strip() if scheme.lower() == "bearer" else None)
+        return self.allows(bearer_key(authorization))
 
     def log_refusal(self, what: str, peer: str | None) -> None:
         self._refusals.warn(what, peer, "wrong or missing API key")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from swarm.coordinator.auth.api_keys import HOW_TO_PASS, ApiKeyCheck
+from swarm.coordinator.auth.api_keys import HOW_TO_PASS, ApiKeyCheck, bearer_key
 
 COOKIE = "swarm_api_key"
+CALLER_KEY = "swarm.caller_key"  # where the middleware leaves the key it let a request in with
 # Routes (their resources' canonical paths), not URL prefixes: the decision follows what the
 # router matched, so no spelling of a path can reach a guarded handler through an open prefix.
 OPEN_ROUTES = frozenset({"/healthz", "/", "/static"})
@@ -33,15 +34,20 @@ def refusal(path: str) -> web.Response:
     return web.json_response({"error": message}, status=401, headers=headers)
 
 
+def caller_key(request: web.Request) -> str:
+    """The API key the request was let in with ("" on open routes or without keys): its requests are that key's."""
+    return str(request.get(CALLER_KEY, ""))
+
+
 def api_key_middleware(check: ApiKeyCheck) -> Middleware:
     @web.middleware
     async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (
-            is_open(request)
-            or check.allows_bearer(request.headers.get("Authorization"))
-            or (COOKIE in request.cookies and check.allows(request.cookies[COOKIE]))
-        ):
+        if is_open(request) or not check.required:
             return await handler(request)
+        for key in (bearer_key(request.headers.get("Authorization")), request.cookies.get(COOKIE)):
+            if key and check.allows(key):
+                request[CALLER_KEY] = key
+                return await handler(request)
         check.log_refusal("HTTP request", request.remote)
         return refusal(request.path)
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from swarm.coordinator.auth.http_auth import caller_key
 from swarm.coordinator.http_errors import openai_error
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
 from swarm.coordinator.openai_http.openapi_document import openapi_document
@@ -94,7 +95,8 @@ class OpenAIRoutes:
     ) -> web.StreamResponse:
         # The answer's id doubles as the swarm's request id, so logs and Redis keys name it too.
         # generate() is an async generator function, whatever its declared type: it has aclose().
-        events = cast(AsyncGenerator[GenerationEvent, None], self._service.generate(replace(raw, request_id=shape.id)))
+        generation = self._service.generate(replace(raw, request_id=shape.id), caller_key(request))
+        events = cast(AsyncGenerator[GenerationEvent, None], generation)
         # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
         # Reading it to its end (past Finished) tells the swarm the answer was delivered.
         async with contextlib.aclosing(events):
