@@ -105,6 +105,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"swarm up: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        ignore_stop_signals()  # before saying so: a second Ctrl-C from then on must not cut the stop short
         print("\nstopping the swarm...", file=sys.stderr)
         return 0
     finally:
