@@ -10,10 +10,18 @@ from typing import TypeVar
 import pytest
 
 from swarm.coordinator import redis_keys as keys
-from swarm.coordinator.request_identity import owner_of_key, scoped_request_id
+from swarm.coordinator.request_identity import client_request_id, owner_of_key, request_fingerprint, scoped_request_id
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import TextPiece
-from tests.coordinator.core_harness import FakeWorker, collect, core_config, expected_tokens, request, running_core
+from tests.coordinator.core_harness import (
+    FakeWorker,
+    collect,
+    core_config,
+    expected_tokens,
+    request,
+    running_core,
+    wait_for,
+)
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
@@ -40,12 +48,12 @@ def test_the_same_id_under_two_api_keys_names_two_requests(redis_url: str) -> No
     run(scenario)
 
 
-def test_another_key_cannot_resume_or_read_a_kept_result(redis_url: str) -> None:
+def test_another_key_cannot_resume_a_running_request(redis_url: str) -> None:
     async def scenario() -> None:
         worker = FakeWorker("w", hold_at=2)
         async with running_core(redis_url, [worker], core_config(api_keys=("key-a", "key-b"))) as core:
             owner = asyncio.create_task(collect(core.service.generate(request("r"), "key-a")))
-            await asyncio.sleep(0)
+            await wait_for(lambda: len(worker.runs) == 1, "key-a's request running")
             with pytest.raises(SwarmError) as caught:
                 await collect(core.service.generate(request("r", resume_after_tokens=1), "key-b"))
             assert caught.value.code is ErrorCode.NOT_FOUND
@@ -63,7 +71,7 @@ def test_an_id_sent_again_with_other_fields_is_refused_and_the_same_request_is_f
         worker = FakeWorker("w", hold_at=2)
         async with running_core(redis_url, [worker]) as core:
             first = asyncio.create_task(collect(core.service.generate(request("r"))))
-            await asyncio.sleep(0.1)
+            await wait_for(lambda: worker.reached.get("r") == 2, "the run started")
             with pytest.raises(SwarmError) as caught:
                 await collect(core.service.generate(replace(request("r"), prompt="something else")))
             assert caught.value.code is ErrorCode.ALREADY_EXISTS
@@ -86,8 +94,7 @@ def test_a_resume_of_an_unknown_id_or_past_the_tokens_produced_is_refused(redis_
             assert "request_id: no request 'unknown'" in caught.value.message
             assert worker.runs == []  # nothing ran from the start
             running = asyncio.create_task(collect(core.service.generate(request("r"))))
-            while worker.reached.get("r") != 3:
-                await asyncio.sleep(0.01)
+            await wait_for(lambda: worker.reached.get("r") == 3, "three tokens")
             with pytest.raises(SwarmError) as caught:
                 await collect(core.service.generate(request("r", resume_after_tokens=4)))
             assert caught.value.code is ErrorCode.OUT_OF_RANGE
@@ -117,3 +124,17 @@ def test_a_retry_after_no_worker_could_take_the_request_continues_after_the_toke
             assert finished.completion_tokens == 8
 
     run(scenario)
+
+
+def test_owner_digests_scoped_ids_and_fingerprints() -> None:
+    owner = owner_of_key("secret-key")
+    assert "secret-key" not in owner and owner != owner_of_key("other-key")
+    assert scoped_request_id("", "r") == "r"  # a coordinator without keys keeps ids as sent
+    assert client_request_id(scoped_request_id(owner, "r")) == "r"
+    asked = request("r")
+    retry = replace(asked, resume_after_tokens=5)
+    assert (
+        request_fingerprint(retry) == request_fingerprint(replace(asked, request_id="")) == request_fingerprint(asked)
+    )
+    assert request_fingerprint(replace(asked, prompt="other")) != request_fingerprint(asked)
+    assert request_fingerprint(replace(asked, temperature=0.5)) != request_fingerprint(asked)
