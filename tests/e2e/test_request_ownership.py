@@ -21,6 +21,8 @@ from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
 pytestmark = pytest.mark.timeout(240)
+# Client A's request: seconds long on the slow model, so it is still running (and kept) while others probe its id.
+LONG = 600
 
 
 def generate(
@@ -66,23 +68,23 @@ def test_a_request_id_belongs_to_the_api_key_and_the_request_that_created_it(
     prompt_a, prompt_b = "The secret plan of client A is", "Client B asks about the weather"
     reference_b = tokens_of(generate(swarm, "key-b", prompt_b, "reference-b", 16))
 
-    owner = generate(swarm, "key-a", prompt_a, "mine", 200)  # long enough to be running throughout
+    owner = generate(swarm, "key-a", prompt_a, "mine", LONG)
     first = next(owner)
     assert first.HasField("piece")
+    # Resuming A's id under B's key finds nothing: B cannot read A's text, nor learn that the id exists.
+    error = refusal(generate(swarm, "key-b", prompt_a, "mine", LONG, resume_after_tokens=1))
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+    assert "request_id" in (error.details() or "")
     with ThreadPoolExecutor(1) as pool:
         # Client B, with its own key and prompt, sends A's id while A's request runs: it gets its own completion.
         other_client = pool.submit(lambda: tokens_of(generate(swarm, "key-b", prompt_b, "mine", 16)))
-        # Resuming A's id under B's key finds nothing: B cannot read A's text, nor learn that the id exists.
-        error = refusal(generate(swarm, "key-b", prompt_a, "mine", 200, resume_after_tokens=1))
-        assert error.code() is grpc.StatusCode.NOT_FOUND
-        assert "request_id" in (error.details() or "")
         # A's id with other fields under A's own key names another request: refused, naming the field.
-        error = refusal(generate(swarm, "key-a", prompt_b, "mine", 200))
+        error = refusal(generate(swarm, "key-a", prompt_b, "mine", LONG))
         assert error.code() is grpc.StatusCode.ALREADY_EXISTS
         assert (error.details() or "").startswith("request_id: 'mine'")
         # A retry of A's own request attaches to it (the shipped client relies on that).
         skip = len(first.piece.token_ids)
-        retried = tokens_of(generate(swarm, "key-a", prompt_a, "mine", 200, resume_after_tokens=skip))
+        retried = tokens_of(generate(swarm, "key-a", prompt_a, "mine", LONG, resume_after_tokens=skip))
         assert retried == tokens_of(owner)
         assert other_client.result(timeout=120) == reference_b
 
