@@ -53,7 +53,9 @@ def test_cancelling_a_stream_lets_a_ninth_request_start_on_an_8_slot_worker(
         calls[0].cancel()  # type: ignore[attr-defined]
         waiter.join(30)
         assert ninth_first_piece, "the ninth request never started"
-        assert ninth_first_piece[0] - cancelled_at < 2.0
+        # Without the cancel it would wait for a 400-token story to end: tens of seconds on Gemma with
+        # 8 streams on 2 cores. Freed at once, it starts in about a second (3.6 s seen on a loaded machine).
+        assert ninth_first_piece[0] - cancelled_at < 10.0
     finally:
         for call in calls:
             call.cancel()  # type: ignore[attr-defined]
