@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from swarm.client import BatchClient, SwarmCallError
-from swarm.coordinator.http_api import IDLE_CONNECTION_TIMEOUT_S
+from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S
 from swarm.launch.local_swarm import LocalSwarm, free_port
 from swarm.shared.batch_types import BatchLine
 from swarm.shared.types import RawRequest

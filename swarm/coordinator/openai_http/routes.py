@@ -12,7 +12,6 @@ from typing import Any, cast
 from aiohttp import web
 
 from swarm.coordinator.auth.http_auth import caller_key
-from swarm.coordinator.http_errors import openai_error
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
 from swarm.coordinator.openai_http.openapi_document import openapi_document
 from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
@@ -24,6 +23,7 @@ from swarm.coordinator.openai_http.responses import (
     models_body,
 )
 from swarm.coordinator.service import InferenceService
+from swarm.coordinator.web.errors import openai_error
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, GenerationEvent, RawRequest
 from swarm.shared.validation import InvalidRequest
@@ -58,7 +58,7 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 
 class OpenAIRoutes:
     """The handlers; what they raise (a bad field, a swarm error, Redis failing) gets its status from
-    http_errors.http_error_boundary, the app's middleware."""
+    web/errors.http_error_boundary, the app's middleware."""
 
     def __init__(self, service: InferenceService) -> None:
         self._service = service

@@ -11,7 +11,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from swarm.coordinator.http_errors import http_error_boundary
+from swarm.coordinator.web.errors import http_error_boundary
 from swarm.launch.local_swarm import free_port
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.validation import InvalidRequest
@@ -93,7 +93,7 @@ def test_swarm_errors_and_bad_fields_keep_their_status_and_name_the_field() -> N
 
 
 def test_a_bug_is_500_without_its_details_which_go_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="swarm.coordinator.http_errors"):
+    with caplog.at_level(logging.ERROR, logger="swarm.coordinator.web.errors"):
         status, body = answer("/v1/bug")
     assert status == 500 and body["error"]["message"] == "internal error (KeyError); the server log has it"
     assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)

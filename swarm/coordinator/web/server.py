@@ -11,10 +11,10 @@ from aiohttp.typedefs import Middleware
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
 from swarm.coordinator.dashboard.routes import add_dashboard_routes
-from swarm.coordinator.http_errors import http_error_boundary
 from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_http.routes import add_openai_routes
 from swarm.coordinator.service import InferenceService
+from swarm.coordinator.web.errors import http_error_boundary
 from swarm.shared.failures import as_swarm_error
 from swarm.wire.json_views import status_to_json
 
