@@ -8,7 +8,7 @@ from swarm.coordinator.auth.api_keys import check_api_key_format
 from swarm.shared.addresses import split_host_port
 from swarm.shared.batch_types import BatchLimits
 from swarm.shared.discovery import check_swarm_name
-from swarm.shared.redaction import redact_url
+from swarm.shared.redis_connection import check_redis_url
 from swarm.shared.tls import TlsFiles
 from swarm.shared.validation import RequestLimits
 
@@ -44,8 +44,7 @@ class CoordinatorConfig:
         split_host_port(self.listen)
         if self.http:
             split_host_port(self.http)
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"--redis must be a redis://, rediss:// or unix:// URL, got {redact_url(self.redis_url)}")
+        check_redis_url(self.redis_url)
         if self.tls is not None:
             self.tls.require_server()
         check_api_key_format(self.api_keys)

@@ -13,10 +13,6 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from swarm.coordinator.auth.api_keys import ApiKeyCheck
 from swarm.coordinator.auth.http_auth import api_key_middleware
@@ -41,38 +37,14 @@ from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
-from swarm.shared.redaction import redact_url, scrub
+from swarm.shared.redaction import redact_url
+from swarm.shared.redis_connection import DurableWrites, close_redis, connect_redis
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials, ssl_context_for_http
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
-
-
-async def connect_redis(url: str) -> Redis:
-    # A blocking pool makes a burst (a thousand clients hanging up at once) wait for a
-    # connection instead of failing with MaxConnectionsError.
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=64,
-        timeout=10,
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=30,
-        # After a Redis restart every pooled connection is dead: a command that meets one
-        # reconnects and is sent again, instead of failing the request it serves.
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[RedisConnectionError],
-    )
-    redis = Redis(connection_pool=pool)
-    try:
-        await redis.ping()
-    except Exception as exc:
-        await redis.aclose()
-        raise ConnectionError(f"cannot reach Redis at {redact_url(url)}: {scrub(str(exc), url)}") from None
-    return redis
 
 
 def stage_library_root(config: CoordinatorConfig) -> Path:
@@ -100,7 +72,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         if previous is not None:
             assigner.restore(previous)
     service = InferenceService(config, dispatcher, registry, store, assigner, plans)
-    batch_store = BatchStore(redis, config.batch_limits)
+    durable = DurableWrites.for_client(redis)  # waits for a replica under Sentinel only
+    batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,
         service,
@@ -191,7 +164,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             await http_runner.cleanup()
         await calls.close()
         queued = await store.depth()
-        await redis.aclose()
+        await close_redis(redis)
         log.info(
             "coordinator stopped after %.0f s: %d requests completed, %d failed, %d left queued in Redis",
             time.monotonic() - started,

@@ -147,6 +147,18 @@ def ignore_stop_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _redis_server() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError(REDIS_MISSING)
+    return binary
+
+
+def _listed(answer: object) -> int:
+    """How many entries a Sentinel command's list answer holds."""
+    return len(answer) if isinstance(answer, list) else 0
+
+
 def swarm_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "swarm", *args]
 
@@ -172,9 +184,7 @@ class LocalSwarm:
 
     def start_redis(self, data_dir: Path, port: int = 0, password: str = "") -> str:
         """Starts redis-server on 127.0.0.1 (requiring password, if given) and returns its URL."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError(REDIS_MISSING)
+        binary = _redis_server()
         data_dir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
         self._launch(
@@ -209,6 +219,64 @@ class LocalSwarm:
 
         wait_until(answers, 15, f"redis-server on port {port}")
         client.close()
+        return self.redis_url
+
+    def start_redis_replica(self, data_dir: Path, primary_port: int, port: int = 0, name: str = "redis-replica") -> int:
+        """Starts a redis-server on 127.0.0.1 replicating the one on primary_port; returns its port once in sync."""
+        binary = _redis_server()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes"]
+        self._launch(name, [*argv, "--save", "", "--replicaof", "127.0.0.1", str(primary_port)], tier=REDIS_TIER)
+        client = redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True)
+
+        def in_sync() -> bool:
+            try:
+                return client.info("replication").get("master_link_status") == "up"
+            except redis.RedisError:
+                return False
+
+        wait_until(in_sync, 15, f"redis replica on port {port} in sync with port {primary_port}")
+        client.close()
+        return port
+
+    def start_sentinels(
+        self, data_dir: Path, primary_port: int, replicas: int, count: int = 3, service: str = "swarm"
+    ) -> str:
+        """Starts `count` Redis Sentinels watching the primary on primary_port (quick to fail over, for tests).
+
+        Returns the redis+sentinel:// URL naming them, once each knows the primary's `replicas`
+        replicas and the other Sentinels, and makes it this swarm's Redis URL.
+        """
+        binary = _redis_server()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        ports = [free_port() for _ in range(count)]
+        for index, port in enumerate(ports):
+            config = data_dir / f"sentinel-{index}.conf"  # a Sentinel rewrites its own file
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {data_dir}\n"
+                f"sentinel monitor {service} 127.0.0.1 {primary_port} {count // 2 + 1}\n"
+                f"sentinel down-after-milliseconds {service} 1000\n"
+                f"sentinel failover-timeout {service} 3000\n"
+                f"sentinel parallel-syncs {service} 1\n"
+            )
+            self._launch(f"sentinel-{index}", [binary, str(config), "--sentinel"], tier=REDIS_TIER)
+        clients = [redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True) for port in ports]
+
+        def ready() -> bool:
+            try:
+                return all(
+                    _listed(c.sentinel_slaves(service)) >= replicas
+                    and _listed(c.sentinel_sentinels(service)) >= count - 1
+                    for c in clients
+                )
+            except redis.RedisError:
+                return False
+
+        wait_until(ready, 30, f"{count} Sentinels agreeing on {service}")
+        for client in clients:
+            client.close()
+        self.redis_url = f"redis+sentinel://{','.join(f'127.0.0.1:{p}' for p in ports)}/{service}/0"
         return self.redis_url
 
     def start_coordinator(self, listen: str, http: str = "", *extra: str, name: str = "coordinator") -> ManagedProcess:

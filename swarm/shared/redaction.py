@@ -1,4 +1,4 @@
-"""Secrets kept out of logs and error messages: the password in a URL such as redis://:PASSWORD@host:6379/0."""
+"""Secrets kept out of logs and error messages: the passwords in a URL such as redis://:PASSWORD@host:6379/0."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import re
 from urllib.parse import unquote, urlsplit
 
 MASK = "***"
-_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*")
+# ?password= (unix:// sockets) and a redis+sentinel:// URL's ?sentinel_password=.
+_QUERY_PASSWORD = re.compile(r"(?:(?<=[?&]password=)|(?<=[?&]sentinel_password=))[^&#]*")
 
 
 def _passwords(url: str) -> list[str]:
-    """The passwords a URL carries: after the user name and in a ?password= query (unix:// sockets)."""
+    """The passwords a URL carries: after the user name and in a ?password= or ?sentinel_password= query."""
     try:
         parts = urlsplit(url)
         found = [parts.password or ""]

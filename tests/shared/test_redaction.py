@@ -19,6 +19,10 @@ pytestmark = pytest.mark.timeout(10)
         ),
         ("unix:///run/redis.sock?db=0&password=s3cret", "unix:///run/redis.sock?db=0&password=***"),
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        (
+            "redis+sentinel://:s3cret@s1.lan:26379,s2.lan:26379/swarm/0?sentinel_password=s3ntinel",
+            "redis+sentinel://:***@s1.lan:26379,s2.lan:26379/swarm/0?sentinel_password=***",
+        ),
     ],
 )
 def test_redact_url_hides_only_the_password(url: str, shown: str) -> None:

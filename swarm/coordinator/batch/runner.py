@@ -22,6 +22,7 @@ from dataclasses import replace
 from redis.exceptions import RedisError
 
 from swarm.coordinator.batch.store import BatchStore, LineWork, WorkItem
+from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.service import InferenceService
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.batch_types import BatchResult
@@ -38,6 +39,9 @@ MAX_LINE_ATTEMPTS = 5  # runs of one line that failed for the swarm's reasons be
 READ_BLOCK_MS = 500
 STALL_FACTOR = 3  # times the reclaim time
 FORGET_CONSUMER_FACTOR = 10  # times the reclaim time: a runner idle this long, with nothing pending, is gone
+# How long a line's result waits for Redis to come back (a restart, a Sentinel failover) before
+# the line is left to run again.
+RECORD_PATIENCE_S = 30.0
 
 
 def request_slots(views: list[WorkerView]) -> int:
@@ -117,8 +121,9 @@ class BatchRunner:
             work = await self._store.work_for(item)
             if work is not None:
                 result = await self._run_line(item, work)
-                await self._store.record(item.job_id, result, int(time.time() * 1000))
-            await self._store.finish_item(item)
+                now_ms = int(time.time() * 1000)
+                await patiently(lambda: self._store.record(item.job_id, result, now_ms), RECORD_PATIENCE_S)
+            await patiently(lambda: self._store.finish_item(item), RECORD_PATIENCE_S)
         except RedisError as exc:  # the item stays pending: this runner or another takes it again
             log.warning("batch line %s of %s: Redis failed (%s); it will run again", item.index, item.job_id, exc)
         finally:

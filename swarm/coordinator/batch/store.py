@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from swarm.coordinator import redis_keys as keys
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
+from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
 from swarm.shared.types import FinishReason, RawRequest
 
 _SUBMIT_CHUNK = 1000  # lines per Redis command while storing a job
@@ -77,9 +78,12 @@ class LineWork:
 
 
 class BatchStore:
-    def __init__(self, redis: Redis, limits: BatchLimits) -> None:
+    """Jobs and results in Redis; a job created and a result recorded wait for `durable` (a replica, under Sentinel)."""
+
+    def __init__(self, redis: Redis, limits: BatchLimits, durable: DurableWrites = NO_REPLICAS) -> None:
         self._redis = redis
         self._limits = limits
+        self._durable = durable
         self._record = redis.register_script(_RECORD)
         self._cancel = redis.register_script(_CANCEL)
         self._queue_lines = redis.register_script(_QUEUE_LINES)
@@ -116,6 +120,7 @@ class BatchStore:
             await self._queue_lines(keys=[keys.BATCH_WORK], args=[job_id, len(lines)], client=pipe)
             pipe.zadd(keys.BATCH_JOBS, {job_id: now_ms})
             await pipe.execute()
+        await self._durable.confirm()
         return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model)
 
     async def summary(self, job_id: str) -> BatchSummary | None:
@@ -212,7 +217,10 @@ class BatchStore:
             now_ms,
             self._limits.keep_finished_s,
         ]
-        return bool(await self._record(keys=job_keys, args=args))
+        kept = bool(await self._record(keys=job_keys, args=args))
+        if kept:
+            await self._durable.confirm()  # before the work item is acknowledged, so a failover keeps the result
+        return kept
 
     async def finish_item(self, item: WorkItem) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
