@@ -25,7 +25,10 @@ WATCH_INTERVAL_S = 1.0
 
 
 def add_parsers(commands: Any) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    coordinator_help = (
+        "coordinator HOST:PORT, or several comma-separated to fail over between "
+        f"(default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    )
     batch = commands.add_parser("batch", help="durable offline jobs: many requests from a JSONL file")
     actions = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
 
@@ -60,12 +63,11 @@ def add_parsers(commands: Any) -> None:
 
 
 def open_batch_client(args: argparse.Namespace) -> BatchClient:
-    """A client of the coordinator the flags name, with their API key and TLS files; exits 2 on a bad TLS flag."""
+    """A client of the coordinators the flags name, with their API key and TLS files; exits 2 on a bad flag."""
     try:
-        tls = tls_from_args(args)
+        return BatchClient(args.coordinator, api_key=client_api_key(args), tls=tls_from_args(args))
     except ValueError as exc:
         raise SystemExit(_fail(args.batch_command, str(exc), code=2)) from None
-    return BatchClient(args.coordinator, api_key=client_api_key(args), tls=tls)
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -16,7 +16,10 @@ from swarm.wire.json_views import status_to_json
 
 
 def add_parsers(commands: Any) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    coordinator_help = (
+        "coordinator HOST:PORT, or several comma-separated to fail over between "
+        f"(default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    )
     g = commands.add_parser("generate", help="generate text, streamed to the terminal as it arrives")
     g.add_argument("prompt")
     g.add_argument("--coordinator", default=None, help=coordinator_help)
@@ -51,13 +54,12 @@ def add_parsers(commands: Any) -> None:
 
 
 def open_client(args: argparse.Namespace, retries: int = 5) -> SwarmClient:
-    """A client of the coordinator the flags name, with their API key and TLS files; exits 2 on a bad TLS flag."""
+    """A client of the coordinators the flags name, with their API key and TLS files; exits 2 on a bad flag."""
     try:
-        tls = tls_from_args(args)
+        return SwarmClient(args.coordinator, api_key=client_api_key(args), tls=tls_from_args(args), retries=retries)
     except ValueError as exc:
         print(f"swarm {args.command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return SwarmClient(args.coordinator, api_key=client_api_key(args), tls=tls, retries=retries)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -122,7 +124,7 @@ def run_status(args: argparse.Namespace) -> int:
         try:
             status = client.status()
         except SwarmCallError as exc:
-            print(f"swarm status: cannot reach coordinator {client.address}: {exc}", file=sys.stderr)
+            print(f"swarm status: cannot reach coordinator {','.join(client.addresses)}: {exc}", file=sys.stderr)
             return 1
     print(json.dumps(status_to_json(status), indent=2) if args.json else status_table(status))
     return 0

@@ -16,7 +16,10 @@ from swarm.shared.addresses import DEFAULT_COORDINATOR
 
 
 def add_parsers(commands: Any) -> None:
-    coordinator_help = f"coordinator HOST:PORT (default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    coordinator_help = (
+        "coordinator HOST:PORT, or several comma-separated to fail over between "
+        f"(default $SWARM_COORDINATOR or {DEFAULT_COORDINATOR})"
+    )
     d = commands.add_parser("drain", help="drain a worker: it takes nothing new, finishes its work and leaves")
     d.add_argument("worker_id", nargs="+", help="worker id(s), as `swarm status` shows them")
     leave = commands.add_parser("leave", help="take this PC's workers out of the swarm, finishing their work first")
@@ -49,7 +52,7 @@ def run_leave(args: argparse.Namespace) -> int:
             try:
                 status = client.status()
             except SwarmCallError as exc:
-                print(f"swarm leave: cannot reach coordinator {client.address}: {exc}", file=sys.stderr)
+                print(f"swarm leave: cannot reach coordinator {','.join(client.addresses)}: {exc}", file=sys.stderr)
                 return 1
             host = socket.gethostname()
             workers = [w.info.worker_id for w in status.workers if w.info.hostname == host and w.up]

@@ -65,7 +65,9 @@ def status_frames(client: SwarmClient, table: Callable[[SwarmStatus], str]) -> C
         try:
             return f"{table(client.status())}\n(at {stamp}; Ctrl-C to stop)"
         except SwarmCallError as exc:
-            return f"cannot reach coordinator {client.address}: {exc}\n(at {stamp}; retrying; Ctrl-C to stop)"
+            return (
+                f"cannot reach coordinator {','.join(client.addresses)}: {exc}\n(at {stamp}; retrying; Ctrl-C to stop)"
+            )
 
     return render
 

@@ -1,15 +1,15 @@
-"""AsyncSwarmClient: the asyncio twin of SwarmClient, with the same retry-by-request-id behaviour."""
+"""AsyncSwarmClient: the asyncio twin of SwarmClient, with the same failover between coordinators by request id."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
-from swarm.client.types import Completion, GenerateOptions, ResumableRequest, SwarmCallError
-from swarm.shared.addresses import default_coordinator
+from swarm.client.failover import CallAttempts, channel_options, coordinator_addresses
+from swarm.client.types import Completion, GenerateOptions, ResumableRequest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
@@ -20,21 +20,29 @@ from swarm.wire.convert import models_from_wire, status_from_wire
 
 
 class AsyncSwarmClient:
+    """Talks to one or several coordinators, as SwarmClient does: `address` is one, `"a,b"` or a list."""
+
     def __init__(
         self,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         *,
         api_key: str = "",
         tls: TlsFiles | None = None,
         retries: int = 5,
         timeout_s: float | None = None,
     ) -> None:
-        self.address = address or default_coordinator()
-        self._channel = aio_channel(self.address, tls)
-        self._stub: Any = pb_grpc.InferenceStub(self._channel)
+        self.addresses = coordinator_addresses(address)
+        self._channels = [aio_channel(a, tls, channel_options(a)) for a in self.addresses]
+        self._stubs: list[Any] = [pb_grpc.InferenceStub(c) for c in self._channels]
+        self._preferred = 0  # the address that last answered: where the next call starts
         self._metadata = bearer_metadata(api_key)
         self._retries = retries
         self._timeout_s = timeout_s
+
+    @property
+    def address(self) -> str:
+        """The coordinator that answered last (the first one before any call)."""
+        return self.addresses[self._preferred]
 
     async def __aenter__(self) -> AsyncSwarmClient:
         return self
@@ -43,22 +51,26 @@ class AsyncSwarmClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        for c in self._channels:
+            await c.close()
 
     async def stream(
         self, prompt: str, options: GenerateOptions | None = None, **fields: Any
     ) -> AsyncIterator[GenerationEvent]:
         options = options or GenerateOptions(**fields)
-        call = ResumableRequest(options.to_wire(prompt, options.request_id or new_request_id()), self._retries)
+        attempts = CallAttempts(len(self.addresses), self._preferred, self._retries)
+        call = ResumableRequest(options.to_wire(prompt, options.request_id or new_request_id()), attempts)
         while True:
+            index = attempts.index
             try:
-                async for message in self._stub.Generate(
+                async for message in self._stubs[index].Generate(
                     call.request, metadata=self._metadata, timeout=self._timeout_s
                 ):
+                    self._preferred = index
                     yield call.received(message)
                 return
             except grpc.aio.AioRpcError as exc:
-                await asyncio.sleep(call.retry_delay(exc.code(), exc.details() or ""))
+                await asyncio.sleep(attempts.after_failure(exc.code(), exc.details() or ""))
 
     async def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:
         options = options or GenerateOptions(**fields)
@@ -67,13 +79,26 @@ class AsyncSwarmClient:
         return Completion.from_events(options.request_id, [e async for e in self.stream(prompt, options)])
 
     async def list_models(self) -> list[ModelSummary]:
-        return models_from_wire(await self._call(self._stub.ListModels, pb.ListModelsRequest()))
+        return models_from_wire(await self._call("ListModels", pb.ListModelsRequest()))
 
     async def status(self) -> SwarmStatus:
-        return status_from_wire(await self._call(self._stub.GetStatus, pb.GetStatusRequest()))
+        return status_from_wire(await self._call("GetStatus", pb.GetStatusRequest()))
 
-    async def _call(self, method: Any, request: Any) -> Any:
-        try:
-            return await method(request, metadata=self._metadata, timeout=self._timeout_s or 10.0)
-        except grpc.aio.AioRpcError as exc:
-            raise SwarmCallError(exc.code(), exc.details() or "") from None
+    async def _call(self, method_name: str, request: Any) -> Any:
+        timeout = self._timeout_s or 10.0
+        return await self._each_address(
+            lambda i: getattr(self._stubs[i], method_name)(request, metadata=self._metadata, timeout=timeout)
+        )
+
+    async def _each_address(self, call: Callable[[int], Awaitable[Any]]) -> Any:
+        """A unary call, tried at each address in turn (one round, no waits) until one answers."""
+        attempts = CallAttempts(len(self.addresses), self._preferred, retries=0)
+        while True:
+            index = attempts.index
+            try:
+                answer = await call(index)
+            except grpc.aio.AioRpcError as exc:
+                attempts.after_failure(exc.code(), exc.details() or "")
+                continue
+            self._preferred = index
+            return answer

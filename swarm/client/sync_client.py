@@ -1,15 +1,15 @@
-"""SwarmClient: the blocking Python client; streams tokens and retries safely with the same request id."""
+"""SwarmClient: the blocking Python client; streams tokens, failing over between coordinators by request id."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
 
-from swarm.client.types import Completion, GenerateOptions, ResumableRequest, SwarmCallError
-from swarm.shared.addresses import default_coordinator
+from swarm.client.failover import CallAttempts, channel_options, coordinator_addresses, first_answer
+from swarm.client.types import Completion, GenerateOptions, ResumableRequest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, channel
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
@@ -20,28 +20,36 @@ from swarm.wire.convert import models_from_wire, status_from_wire
 
 
 class SwarmClient:
-    """Talks to a coordinator (default: $SWARM_COORDINATOR or 127.0.0.1:50051).
+    """Talks to one or several coordinators of a swarm (default: $SWARM_COORDINATOR or 127.0.0.1:50051).
 
-    A generation interrupted by a coordinator restart is retried with the same request
-    id, so the swarm resumes it rather than running it twice, and already-received
-    pieces are not repeated.
+    `address` is `"a:50051"`, `"a:50051,b:50051"` or a list of them. A call that fails with
+    UNAVAILABLE or RESOURCE_EXHAUSTED moves to the next address (a whole round failed: a
+    jittered backoff, `retries` times). A generation keeps its request id across attempts,
+    so the coordinator it reaches resumes it after the pieces already received rather than
+    running it twice.
     """
 
     def __init__(
         self,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         *,
         api_key: str = "",
         tls: TlsFiles | None = None,
         retries: int = 5,
         timeout_s: float | None = None,
     ) -> None:
-        self.address = address or default_coordinator()
-        self._channel = channel(self.address, tls)
-        self._stub: Any = pb_grpc.InferenceStub(self._channel)
+        self.addresses = coordinator_addresses(address)
+        self._channels = [channel(a, tls, channel_options(a)) for a in self.addresses]
+        self._stubs: list[Any] = [pb_grpc.InferenceStub(c) for c in self._channels]
+        self._preferred = 0  # the address that last answered: where the next call starts
         self._metadata = bearer_metadata(api_key)
         self._retries = retries
         self._timeout_s = timeout_s
+
+    @property
+    def address(self) -> str:
+        """The coordinator that answered last (the first one before any call)."""
+        return self.addresses[self._preferred]
 
     def __enter__(self) -> SwarmClient:
         return self
@@ -50,19 +58,25 @@ class SwarmClient:
         self.close()
 
     def close(self) -> None:
-        self._channel.close()
+        for c in self._channels:
+            c.close()
 
     def stream(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Iterator[GenerationEvent]:
         """Yields TextPiece events as they are generated, then one Finished."""
         options = options or GenerateOptions(**fields)
-        call = ResumableRequest(options.to_wire(prompt, options.request_id or new_request_id()), self._retries)
+        attempts = CallAttempts(len(self.addresses), self._preferred, self._retries)
+        call = ResumableRequest(options.to_wire(prompt, options.request_id or new_request_id()), attempts)
         while True:
+            index = attempts.index
             try:
-                for message in self._stub.Generate(call.request, metadata=self._metadata, timeout=self._timeout_s):
+                for message in self._stubs[index].Generate(
+                    call.request, metadata=self._metadata, timeout=self._timeout_s
+                ):
+                    self._preferred = index
                     yield call.received(message)
                 return
             except grpc.RpcError as exc:
-                time.sleep(call.retry_delay(exc.code(), exc.details() or ""))
+                time.sleep(attempts.after_failure(exc.code(), exc.details() or ""))
 
     def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:
         options = options or GenerateOptions(**fields)
@@ -71,24 +85,29 @@ class SwarmClient:
         return Completion.from_events(options.request_id, list(self.stream(prompt, options)))
 
     def list_models(self) -> list[ModelSummary]:
-        return models_from_wire(self._call(self._stub.ListModels, pb.ListModelsRequest()))
+        return models_from_wire(self._call("ListModels", pb.ListModelsRequest()))
 
     def status(self) -> SwarmStatus:
-        return status_from_wire(self._call(self._stub.GetStatus, pb.GetStatusRequest()))
+        return status_from_wire(self._call("GetStatus", pb.GetStatusRequest()))
 
     def drain_worker(self, worker_id: str, token: str) -> None:
         """An operator's drain: the worker takes nothing new, finishes or hands back its work, and leaves.
 
         Needs the swarm's join token (workers' calls are guarded by it, not by API keys).
         """
-        registry = pb_grpc.RegistryStub(self._channel)
-        try:
-            registry.Drain(pb.DrainRequest(worker_id=worker_id), metadata=bearer_metadata(token), timeout=10.0)
-        except grpc.RpcError as exc:
-            raise SwarmCallError(exc.code(), exc.details() or "") from None
+        request = pb.DrainRequest(worker_id=worker_id)
+        metadata = bearer_metadata(token)
+        self._each_address(
+            lambda i: pb_grpc.RegistryStub(self._channels[i]).Drain(request, metadata=metadata, timeout=10.0)
+        )
 
-    def _call(self, method: Any, request: Any) -> Any:
-        try:
-            return method(request, metadata=self._metadata, timeout=self._timeout_s or 10.0)
-        except grpc.RpcError as exc:
-            raise SwarmCallError(exc.code(), exc.details() or "") from None
+    def _call(self, method_name: str, request: Any) -> Any:
+        timeout = self._timeout_s or 10.0
+        return self._each_address(
+            lambda i: getattr(self._stubs[i], method_name)(request, metadata=self._metadata, timeout=timeout)
+        )
+
+    def _each_address(self, call: Callable[[int], Any]) -> Any:
+        """A unary call, tried at each address in turn (one round, no waits) until one answers."""
+        self._preferred, answer = first_answer(len(self.addresses), self._preferred, call)
+        return answer

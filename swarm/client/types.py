@@ -7,22 +7,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from swarm.shared.backoff import backoff_delays
+from swarm.client.failover import CallAttempts, SwarmCallError
 from swarm.shared.types import Finished, GenerationEvent, TextPiece
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire.convert import event_from_wire
 
-# Codes a retry with the same request id may cure: the coordinator restarted or is overloaded.
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
-
-
-class SwarmCallError(RuntimeError):
-    """A call the swarm refused or could not finish; `code` is the gRPC status."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self.code = code
-        self.details = details
+__all__ = ["Completion", "GenerateOptions", "ResumableRequest", "SwarmCallError"]
 
 
 @dataclass(frozen=True)
@@ -86,25 +76,17 @@ class Completion:
 class ResumableRequest:
     """A Generate request and how far its stream got: a retry resumes after the tokens received.
 
-    The request id stays the same across retries, so the coordinator attaches the retry to
-    the request it still holds in Redis instead of running it twice.
+    The request id stays the same across retries and coordinators, so whichever coordinator
+    the retry reaches attaches it to the request kept in Redis instead of running it twice.
     """
 
-    def __init__(self, request: pb.GenerateRequest, retries: int) -> None:
+    def __init__(self, request: pb.GenerateRequest, attempts: CallAttempts) -> None:
         self.request = request
-        self._retries = retries
-        self._attempt = 0
-        self._delays = backoff_delays()
+        self.attempts = attempts
 
     def received(self, message: pb.GenerateResponse) -> GenerationEvent:
         event = event_from_wire(message)
+        self.attempts.progressed()
         if isinstance(event, TextPiece):
             self.request.resume_after_tokens += len(event.token_ids)
         return event
-
-    def retry_delay(self, code: grpc.StatusCode, details: str) -> float:
-        """Seconds to wait before the next attempt; raises SwarmCallError when it may not retry."""
-        self._attempt += 1
-        if code not in RETRYABLE or self._attempt > self._retries:
-            raise SwarmCallError(code, details)
-        return next(self._delays)
