@@ -39,6 +39,7 @@ class CoordinatorConfig:
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
+    lease_ttl_s: float = 3.0  # a request whose coordinator renewed nothing this long is taken over by another
 
     def __post_init__(self) -> None:
         split_host_port(self.listen)
@@ -50,6 +51,8 @@ class CoordinatorConfig:
         check_api_key_format(self.api_keys)
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
+        if self.lease_ttl_s <= 0:
+            raise ValueError(f"lease_ttl_s must be > 0 seconds, got {self.lease_ttl_s}")
         if self.batch_reclaim_after_s <= 0:
             raise ValueError(f"--batch-reclaim-after must be > 0 seconds, got {self.batch_reclaim_after_s}")
         if self.plan_stages < 0:

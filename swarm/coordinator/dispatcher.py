@@ -1,8 +1,10 @@
 """Dispatcher: owns each request's life here, from admission through its runs on workers to its end.
 
 The queue lives in Redis, with every piece sent to a client; this process keeps one
-RequestRecord per request it follows or runs (`_requests`), created in `_admit` and
-dropped in `_drop`, and nothing a restart could not rebuild from Redis.
+RequestRecord per request it owns (`_requests`: accepted here or taken over, each held by a
+lease in Redis, see request_leases), created in `_admit` and dropped in `_drop`, and nothing
+a restart could not rebuild from Redis. Requests another live coordinator owns are followed
+from Redis (peer_follow), never run here.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from redis.exceptions import RedisError
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
 from swarm.coordinator.liveness import HeartbeatMonitor, stop_if_cancelled
+from swarm.coordinator.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
-from swarm.coordinator.redis_keys import RequestState
+from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_identity import check_same_request
+from swarm.coordinator.request_leases import TakeoverOutcome
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
@@ -69,6 +73,7 @@ class Dispatcher:
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
+        self._next_lease_check = 0.0  # time.monotonic() of the next renewal of leases and look for orphans
         self.completed = 0
         self.failed = 0
         self.failovers = 0
@@ -136,16 +141,12 @@ class Dispatcher:
                 check_resume_point(skip_tokens, sum(len(p.token_ids) for p in stored.result.pieces))
                 return self._replay(request_id, stored.result, skip_tokens)
             check_resume_point(skip_tokens, sum(len(p.token_ids) for p in stored.sent))
-            record = self._requests.get(request_id)  # the dispatcher may have taken it up meanwhile
-            if record is None:
-                record = self._admit_stored(stored)
-                # Running: its relay here ended with Redis away. Failed: no worker could take it. Run it again.
-                if stored.state in (RequestState.RUNNING, RequestState.FAILED):
-                    log.info("requeueing %s for a client coming back to it", request_id)
-                    record.requeued_ms = int(time.time() * 1000)  # it waits for a worker from now
-                    await self._store.requeue(request_id, stored.enqueued_ms)
-                    self._unrequeued.discard(request_id)
-                    self.wake()
+            # Unless a live peer owns it: its owner died, its relay here ended with Redis away, or no worker
+            # could take it. Run it again here, after the pieces saved.
+            taken = await self._take_over(request_id)
+            if taken is None:
+                return follow_peer(self._store, request_id, skip_tokens, self._adopt)
+            record = taken
         check_same_request(record.request, fingerprint)
         check_resume_point(skip_tokens, len(record.delivered_tokens()))
         return self._follow(record, skip_tokens)
@@ -165,7 +166,7 @@ class Dispatcher:
             await events.aclose()  # counts this follower out before deciding
             if finished:
                 self._drop(record)
-                await self._forget(record.request_id)
+                await self._delivered(record)
             elif not refused:
                 await asyncio.shield(self._cancel(record))
 
@@ -178,6 +179,11 @@ class Dispatcher:
         """A client went away: unless another follows, stop the work and free its slot."""
         if record.stream.followers > 0 or self._requests.get(record.request_id) is not record:
             return
+        with contextlib.suppress(RedisError):
+            if await self._store.watched(record.request_id):
+                return  # a client follows it through another coordinator: it runs on, its result kept
+        if self._requests.get(record.request_id) is not record or record.stream.followers > 0:
+            return
         if record.run is not None and record.run.task is not None:
             record.run.task.cancel()
         if not record.stream.done:
@@ -188,16 +194,56 @@ class Dispatcher:
     # ------------------------------------------------------------ background work
 
     async def recover(self) -> None:
-        """Queues again what a previous coordinator was running when it stopped; it resumes after the pieces sent."""
-        for request_id in await self._store.running():
-            stored = await self._store.load(request_id)
-            if stored is None:
-                await self._store.forget(request_id)
-                continue
-            log.info(
-                "requeueing %s after %d pieces, left running by a previous coordinator", request_id, len(stored.sent)
-            )
-            await self._store.requeue(request_id, stored.enqueued_ms)
+        """Takes over what coordinators that stopped left queued or running; each resumes after the pieces sent.
+
+        Only requests whose lease expired: a live peer's stay its own. Later ones are found by `run`.
+        """
+        await self._keep_leases()
+
+    async def _keep_leases(self) -> None:
+        """Renews this coordinator's leases in one round trip, then takes over the requests of dead ones."""
+        self._next_lease_check = time.monotonic() + self._store.leases.ttl_s / 3
+        owned = [r.request_id for r in self._requests.values() if not r.stream.done]
+        for request_id in await self._store.leases.renew(owned):
+            if (record := self._requests.get(request_id)) is not None:
+                self._lose(record)
+        for request_id in await self._store.leases.orphans(QUEUE_SCAN_LIMIT):
+            if request_id not in self._requests:
+                await self._take_over(request_id)
+
+    async def _take_over(self, request_id: str) -> RequestRecord | None:
+        """The request as this coordinator's, queued (again) after its saved pieces; None if a live peer has it."""
+        if (record := self._requests.get(request_id)) is not None:
+            return record
+        taken = await self._store.leases.take_over(request_id)
+        self._unrequeued.discard(request_id)
+        if taken.outcome is not TakeoverOutcome.TAKEN:
+            return None
+        stored = await self._store.load(request_id)
+        if stored is None:
+            return None
+        if (record := self._requests.get(request_id)) is None:  # not admitted meanwhile
+            log.info("requeueing %s after %d pieces, left by a coordinator that stopped", request_id, taken.pieces)
+            record = self._admit_stored(stored)
+            record.requeued_ms = int(time.time() * 1000)  # it waits for a worker from now
+            self.wake()
+        return record
+
+    async def _adopt(self, request_id: str, lapsed: bool, skip_tokens: int) -> AsyncIterator[GenerationEvent] | None:
+        """For peer_follow: the request's events here once this coordinator has it, taking it over if it lapsed."""
+        record = self._requests.get(request_id)
+        if record is None and lapsed:
+            record = await self._take_over(request_id)
+        return None if record is None else self._follow(record, skip_tokens)
+
+    def _lose(self, record: RequestRecord) -> None:
+        """Another coordinator took the request over (this one failed to renew in time): stop running it here."""
+        log.warning("another coordinator took %s over; stopping its run here", record.request_id)
+        if record.run is not None and record.run.task is not None:
+            record.run.task.cancel()
+        if not record.stream.done:
+            record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "another coordinator runs this request now; retry"))
+        self._drop(record)
 
     async def run(self) -> None:
         while True:
@@ -205,6 +251,8 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake_event.wait(), self._config.poll_interval_s)
             self._wake_event.clear()
             try:
+                if time.monotonic() >= self._next_lease_check:
+                    await self._keep_leases()
                 await self._settle()
                 await self._dispatch_waiting()
             except RedisError as exc:  # Redis restarting or overloaded: the queue waits there
@@ -213,12 +261,14 @@ class Dispatcher:
             stop_if_cancelled()
 
     async def shutdown(self) -> None:
-        """Stops every relay; their requests stay running in Redis for the next coordinator."""
+        """Stops every relay; their requests stay in Redis, their leases given up for another coordinator."""
         tasks = [r.run.task for r in self._requests.values() if r.run is not None and r.run.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+        with contextlib.suppress(RedisError, ConnectionError):
+            await self._store.leases.release(list(self._requests))
         await self._store.close()
 
     # ------------------------------------------------------------ the table
@@ -247,34 +297,37 @@ class Dispatcher:
             log.warning("cannot forget %s in Redis yet (%s); trying again when it answers", request_id, exc)
             self._unforgotten.add(request_id)
 
+    async def _delivered(self, record: RequestRecord) -> None:
+        """A client here has the whole result: forgotten in Redis, or kept for a client following elsewhere."""
+        try:
+            await self._store.delivered(record.request_id, StoredResult(record.stream.pieces, record.stream.final))
+        except RedisError as exc:
+            log.warning("cannot forget %s in Redis yet (%s); trying again when it answers", record.request_id, exc)
+            self._unforgotten.add(record.request_id)
+
     async def _settle(self) -> None:
         """Tells Redis what happened while it was away."""
         for request_id in list(self._unforgotten):
             await self._store.forget(request_id)
             self._unforgotten.discard(request_id)
-        for request_id in list(self._unrequeued):
-            stored = await self._store.load(request_id)
-            if stored is not None and stored.state is RequestState.RUNNING and request_id not in self._requests:
-                log.info("requeueing %s, whose run ended while Redis was away", request_id)
-                await self._store.requeue(request_id, stored.enqueued_ms)
-            self._unrequeued.discard(request_id)
+        for request_id in list(self._unrequeued):  # its run here ended with Redis away: run it again
+            await self._take_over(request_id)
 
     # ------------------------------------------------------------ dispatching
 
     async def _dispatch_waiting(self) -> None:
-        waiting: list[WaitingRequest] = []
-        for request_id in await self._store.waiting(QUEUE_SCAN_LIMIT):
-            record = self._requests.get(request_id)
-            if record is None:
-                stored = await self._store.load(request_id)
-                if stored is None:
-                    await self._store.forget(request_id)
-                    continue
-                record = self._admit_stored(stored)
-            if record.run is not None:
-                continue
-            since_ms = max(record.enqueued_ms, self._started_ms, record.requeued_ms)
-            waiting.append(WaitingRequest(request_id, record.request.model, record.request.prompt, since_ms))
+        """Dispatches the waiting requests this coordinator owns, oldest first (batch lines last)."""
+        owned = [r for r in self._requests.values() if r.run is None and not r.stream.done]
+        owned.sort(key=lambda r: queue_score(r.request_id, r.enqueued_ms))
+        waiting = [
+            WaitingRequest(
+                r.request_id,
+                r.request.model,
+                r.request.prompt,
+                max(r.enqueued_ms, self._started_ms, r.requeued_ms),
+            )
+            for r in owned[:QUEUE_SCAN_LIMIT]
+        ]
         plan = plan_dispatch(
             waiting, self.views(), self._prefixes.matches, int(time.time() * 1000), self._config.no_worker_wait_s
         )

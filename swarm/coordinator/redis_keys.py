@@ -81,6 +81,28 @@ def request_pieces_key(request_id: str) -> str:
     return REQUEST_PIECES_PREFIX + request_id
 
 
+# String per queued or running request: the id of the coordinator that owns it, with a TTL of a few
+# seconds that its owner renews. Only the owner dispatches and relays the request; once the key has
+# expired (its coordinator died) any coordinator takes the request over. The request hash's
+# `coordinator` field names the owner too, so an owner that was merely slow can renew a lapsed lease
+# only while no other took the request over.
+REQUEST_LEASE_PREFIX = "swarm:request-lease:"
+
+
+def request_lease_key(request_id: str) -> str:
+    return REQUEST_LEASE_PREFIX + request_id
+
+
+# String per request followed through a coordinator that does not own it, with the lease's TTL,
+# refreshed while that client follows: its owner keeps the run going (and its result) for it even
+# when the owner's own clients went away.
+REQUEST_WATCHED_PREFIX = "swarm:request-watched:"
+
+
+def request_watched_key(request_id: str) -> str:
+    return REQUEST_WATCHED_PREFIX + request_id
+
+
 # ---------------------------------------------------------------- batch jobs
 
 # Sorted set of batch job ids scored by creation time (ms), for `swarm batch list`.

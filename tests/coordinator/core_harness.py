@@ -118,6 +118,16 @@ class Core:
     monitor: HeartbeatMonitor
     dispatcher: Dispatcher
     service: InferenceService
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # its background loops
+
+    async def die(self) -> None:
+        """As a SIGKILL would: its loops and relays stop, nothing in Redis is cleaned up or released."""
+        relays = [r.run.task for r in self.dispatcher._requests.values() if r.run is not None and r.run.task]
+        for task in [*self.tasks, *relays]:
+            task.cancel()
+        _, running = await asyncio.wait([*self.tasks, *relays], timeout=5)
+        assert not running, f"tasks ignored their cancellation: {running}"
+        self.dispatcher._requests.clear()  # its memory is gone: its clients' streams end with nothing to clean
 
 
 def core_config(**overrides: Any) -> CoordinatorConfig:
@@ -127,6 +137,7 @@ def core_config(**overrides: Any) -> CoordinatorConfig:
         "poll_interval_s": 0.02,
         "heartbeat_ttl_s": 120.0,  # fake workers send no heartbeats: they stay up unless a failure marks them down
         "no_worker_wait_s": 1.0,
+        "lease_ttl_s": 0.5,  # a stopped core's requests are taken over quickly
     }
     return CoordinatorConfig(**{**defaults, **overrides})
 
@@ -137,25 +148,29 @@ async def running_core(
     workers: list[FakeWorker],
     config: CoordinatorConfig | None = None,
     redis: Redis | None = None,
+    join: bool = True,
     **dispatcher_options: Any,
 ) -> AsyncIterator[Core]:
-    """A Dispatcher, HeartbeatMonitor and InferenceService running on a real Redis, as serve_coordinator wires them."""
+    """A Dispatcher, HeartbeatMonitor and InferenceService running on a real Redis, as serve_coordinator wires them.
+
+    join=False: the workers already joined through another core on this Redis (a second coordinator).
+    """
     config = config or core_config()
     own_redis = redis is None
     redis = redis or Redis.from_url(redis_url, decode_responses=True)
     registry = WorkerRegistry(redis, config.heartbeat_ttl_s)
-    store = RequestStore(redis)
+    store = RequestStore(redis, lease_ttl_s=config.lease_ttl_s)
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
     dispatcher = Dispatcher(config, store, registry, monitor, FakeWorkerCalls(workers), **dispatcher_options)
     monitor.on_change = dispatcher.wake
     service = InferenceService(config, dispatcher, registry, store)
     for worker in workers:
-        if worker.joins_at_start:
+        if join and worker.joins_at_start:
             await service.join(worker.info())
     await dispatcher.recover()
-    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(dispatcher.run())]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(monitor.run()), asyncio.create_task(dispatcher.run())]
     try:
-        yield Core(redis, store, registry, monitor, dispatcher, service)
+        yield Core(redis, store, registry, monitor, dispatcher, service, tasks)
     finally:
         for task in tasks:
             task.cancel()

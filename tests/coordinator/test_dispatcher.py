@@ -163,8 +163,9 @@ def test_a_follower_leaving_does_not_cancel_the_run_another_follows(redis_url: s
 
 
 async def leave_running(redis: Redis, request_id: str, sent: int, max_tokens: int = 8) -> None:
-    """What a coordinator killed mid-stream leaves in Redis: the request running, the pieces it sent."""
-    store = RequestStore(redis)
+    """What a coordinator killed mid-stream leaves in Redis: the request running, the pieces it sent, a lease
+    that expires at once."""
+    store = RequestStore(redis, "gone", lease_ttl_s=0.01)
     generation = GenerationRequest(request_id, "m", "hello there", max_tokens, SamplingParams(temperature=0.0))
     await store.enqueue(generation)
     assert await store.claim_many([(request_id, "gone")]) == [True]

@@ -1,0 +1,161 @@
+"""Two request cores on one Redis: leases keep each request with one live owner; a dead one's are taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from swarm.coordinator import redis_keys as keys
+from swarm.shared.types import TextPiece
+from tests.coordinator.core_harness import (
+    Core,
+    FakeWorker,
+    collect,
+    core_config,
+    expected_tokens,
+    request,
+    running_core,
+    wait_for,
+)
+
+T = TypeVar("T")
+pytestmark = pytest.mark.timeout(60)
+LEASE_TTL_S = 0.5
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
+
+
+async def lease_owner(core: Core, request_id: str) -> str:
+    return str(await core.redis.get(keys.request_lease_key(request_id)) or "")
+
+
+async def left_redis(core: Core, request_id: str) -> bool:
+    names = [
+        keys.request_key(request_id),
+        keys.request_pieces_key(request_id),
+        keys.request_lease_key(request_id),
+        keys.request_watched_key(request_id),
+    ]
+    return not await core.redis.exists(*names) and not await core.redis.sismember(keys.RUNNING, request_id)
+
+
+def test_a_peer_never_requeues_or_reruns_a_request_a_live_coordinator_runs(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=3)
+        config = core_config(lease_ttl_s=LEASE_TTL_S)
+        async with running_core(redis_url, [worker], config) as a:
+            events = a.service.generate(request("r"))
+            first = await anext(events)
+            assert isinstance(first, TextPiece)
+            await wait_for(lambda: worker.reached.get("r") == 3, "the run on A held at 3 tokens")
+            async with running_core(redis_url, [worker], config, join=False) as b:  # B's recover() runs now
+                await asyncio.sleep(4 * LEASE_TTL_S)  # several renewals and orphan scans on both sides
+                assert len(worker.runs) == 1, "B ran the request A runs"
+                assert "r" not in b.dispatcher._requests
+                assert await lease_owner(a, "r") == a.store.leases.owner
+                assert await a.redis.sismember(keys.RUNNING, "r")
+                worker.release.set()
+                tokens, _, _ = await collect(events)
+                assert (*first.token_ids, *tokens) == expected_tokens(8)
+                assert len(worker.runs) == 1
+                assert await left_redis(a, "r")
+
+    run(scenario)
+
+
+def test_a_dead_coordinator_s_request_is_taken_over_within_the_lease_and_resumes_after_the_saved_pieces(
+    redis_url: str,
+) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=3)
+        config = core_config(lease_ttl_s=LEASE_TTL_S)
+        async with (
+            running_core(redis_url, [worker], config) as a,
+            running_core(redis_url, [worker], config, join=False) as b,
+        ):
+            events = a.service.generate(request("r"))
+            received: list[int] = []  # the tokens the client has from A
+            while len(received) < 3:
+                piece = await anext(events)
+                assert isinstance(piece, TextPiece)
+                received.extend(piece.token_ids)
+            assert received == list(expected_tokens(3))
+            await wait_for(lambda: worker.reached.get("r") == 3, "the run on A held at 3 tokens")
+            await a.die()
+            died = time.monotonic()
+            worker.hold_at = None
+            # The client comes back through B before A's lease has expired: B follows, then takes over.
+            resumed = asyncio.create_task(collect(b.service.generate(request("r", resume_after_tokens=3))))
+            await wait_for(lambda: len(worker.runs) == 2, "B's run of the request", timeout_s=5)
+            assert time.monotonic() - died < LEASE_TTL_S + 1.5
+            assert tuple(worker.runs[1].resume_tokens) == expected_tokens(3)  # after the saved pieces
+            tokens, text, finished = await resumed
+            assert tokens == expected_tokens(8)[3:]
+            assert text == "t3 t4 t5 t6 t7 "
+            assert finished.completion_tokens == 8
+            assert len(worker.runs) == 2
+            assert await left_redis(b, "r")
+
+    run(scenario)
+
+
+def test_a_queued_request_of_a_dead_coordinator_is_taken_over_and_run(redis_url: str) -> None:
+    async def scenario() -> None:
+        busy = FakeWorker("w", slots=1, hold_at=1)
+        config = core_config(lease_ttl_s=LEASE_TTL_S, no_worker_wait_s=10.0)
+        async with (
+            running_core(redis_url, [busy], config) as a,
+            running_core(redis_url, [busy], config, join=False) as b,
+        ):
+            first = a.service.generate(request("first"))
+            await anext(first)
+            await wait_for(lambda: busy.reached.get("first") == 1, "A's first request holds the only slot")
+            waiting = a.service.generate(request("waiting"))
+            waiting_task = asyncio.ensure_future(anext(waiting))
+            await wait_for(lambda: "waiting" in a.dispatcher._requests, "A queued the second request")
+            await a.die()
+            waiting_task.cancel()
+            busy.hold_at = None
+            busy.release.set()
+            ran = [r.request_id for r in busy.runs]
+            await wait_for(lambda: "waiting" in b.dispatcher._requests, "B took the queued request over", timeout_s=5)
+            assert ran.count("waiting") == 0, "the request ran before B took it over"
+            tokens, _, _ = await collect(b.service.generate(request("waiting")))
+            assert tokens == expected_tokens(8)
+            assert [r.request_id for r in busy.runs].count("waiting") == 1
+
+    run(scenario)
+
+
+def test_a_client_following_through_a_peer_gets_every_piece_once_even_after_the_owner_s_client_left(
+    redis_url: str,
+) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=2)
+        config = core_config(lease_ttl_s=LEASE_TTL_S)
+        async with (
+            running_core(redis_url, [worker], config) as a,
+            running_core(redis_url, [worker], config, join=False) as b,
+        ):
+            own = a.service.generate(request("r"))
+            assert isinstance(await anext(own), TextPiece)
+            await wait_for(lambda: worker.reached.get("r") == 2, "the run on A held at 2 tokens")
+            followed = b.service.generate(request("r"))
+            first = await anext(followed)
+            assert isinstance(first, TextPiece)
+            await own.aclose()  # type: ignore[attr-defined]  # A's own client leaves; B's still follows
+            worker.release.set()
+            tokens, _, finished = await collect(followed)
+            assert (*first.token_ids, *tokens) == expected_tokens(8)  # every piece exactly once
+            assert finished.completion_tokens == 8
+            assert len(worker.runs) == 1, "the run was cancelled or run again"
+            assert "r" not in b.dispatcher._requests
+            assert await left_redis(a, "r")
+
+    run(scenario)
