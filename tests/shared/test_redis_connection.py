@@ -12,6 +12,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
+from swarm.coordinator.request_store import RequestStore
 from swarm.launch.local_swarm import LocalSwarm, free_port
 from swarm.shared.redis_connection import (
     DurableWrites,
@@ -21,6 +22,7 @@ from swarm.shared.redis_connection import (
     connect_redis,
     parse_sentinel_url,
 )
+from swarm.shared.types import GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,13 +84,14 @@ def test_the_client_follows_a_failover_and_writes_wait_for_the_replica(tmp_path:
                 await redis.set("before", "kept")
                 assert await durable.confirm(), "the in-sync replica did not acknowledge"
 
-                # A replica that answers nothing leaves the write unconfirmed after the timeout.
+                # A request accepted waits for the replica: one that answers nothing holds it for the timeout.
                 os.kill(replica.pid, signal.SIGSTOP)
                 try:
-                    await redis.set("while-stopped", "1")
+                    store = RequestStore(redis, durable=durable)
                     started = time.monotonic()
-                    assert not await durable.confirm()
-                    assert time.monotonic() - started >= 0.25, "WAIT returned before its timeout"
+                    await store.enqueue(GenerationRequest("r1", "m", "hello", 4, SamplingParams()))
+                    assert time.monotonic() - started >= 0.25, "the request was accepted without waiting for WAIT"
+                    await store.close()
                     started = time.monotonic()
                     assert not await durable.confirm()  # and later writes do not each pay the timeout
                     assert time.monotonic() - started < 0.2
