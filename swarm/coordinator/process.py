@@ -28,6 +28,7 @@ from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.request_leases import new_coordinator_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
@@ -56,8 +57,9 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     started = time.monotonic()
     redis = await connect_redis(config.redis_url)
     registry = WorkerRegistry(redis, config.heartbeat_ttl_s)
+    coordinator_id = new_coordinator_id()
     durable = DurableWrites.for_client(redis)  # waits for a replica under Sentinel only
-    store = RequestStore(redis, durable=durable)
+    store = RequestStore(redis, coordinator_id, config.lease_ttl_s, durable=durable)
     calls = WorkerCalls(config.token, config.tls)
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
@@ -135,7 +137,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     ]
     stop = stop_on_signals()
     log.info(
-        "coordinator listening on %s (gRPC)%s, Redis %s%s%s",
+        "coordinator %s listening on %s (gRPC)%s, Redis %s%s%s",
+        coordinator_id,
         config.listen,
         f" and {config.http} (HTTP)" if config.http else "",
         redact_url(config.redis_url),
