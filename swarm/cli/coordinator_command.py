@@ -27,7 +27,8 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--redis",
         default=os.environ.get("SWARM_REDIS", redis_url),
-        help=f"Redis URL (default $SWARM_REDIS or {redis_url}; the environment keeps a password out of ps)",
+        help=f"Redis URL, or redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB for a primary that Sentinels fail over "
+        f"(default $SWARM_REDIS or {redis_url}; the environment keeps a password out of ps)",
     )
     p.add_argument(
         "--token",

@@ -190,6 +190,8 @@ class DurableWrites:
             _, acknowledged = await pipe.execute()
         if int(acknowledged) >= 1:
             return True
+        if time.monotonic() < self._unconfirmed_until:
+            return False  # a wait beside this one already said so
         self._unconfirmed_until = time.monotonic() + NO_REPLICA_RECHECK_S
         log.warning(
             "no Redis replica acknowledged writes within %d ms: a failover now could lose the latest ones "
