@@ -1,4 +1,4 @@
-"""`swarm up`: a whole swarm on this machine in one command (Redis, coordinator, workers), Ctrl-C stops it."""
+"""`swarm up`: a whole swarm on this machine in one command (Redis, coordinators, workers), Ctrl-C stops it."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ DEMO_PROMPT = "The three most useful things to know about the sea are"
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser("up", help="run a coordinator, Redis and local workers on this machine")
     p.add_argument("--workers", type=int, default=2, help="local workers (default %(default)s)")
+    p.add_argument(
+        "--coordinators",
+        type=int,
+        default=1,
+        help="active coordinators on the one Redis, on --port, --port + 1, ... (HTTP likewise; default %(default)s)",
+    )
     p.add_argument("--model", default="default", help="GGUF path, or 'default' for Gemma 3 270M")
     p.add_argument(
         "--port",
@@ -60,6 +66,9 @@ def run_up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("swarm up: error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.coordinators < 1:
+        print("swarm up: error: --coordinators must be at least 1", file=sys.stderr)
+        return 2
     if args.stages > 1 and args.stages != args.workers:
         print("swarm up: error: a pipeline of --stages K runs on exactly K workers: pass --workers K", file=sys.stderr)
         return 2
@@ -69,7 +78,9 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"swarm up: error: model file not found: {model}", file=sys.stderr)
         return 2
     stage_files = cached_split(model, args.stages, cache_dir() / "stages") if args.stages > 1 else []
-    address = f"127.0.0.1:{args.port}"
+    addresses = [f"127.0.0.1:{args.port + i}" for i in range(args.coordinators)]
+    http_ports = [args.http_port + i for i in range(args.coordinators)]
+    address = addresses[0]
     swarm = LocalSwarm(log_dir=None, log_level=args.log_level)
     interrupt_on_stop_signals()
     try:
@@ -78,18 +89,25 @@ def run_up(args: argparse.Namespace) -> int:
         else:
             swarm.start_redis(cache_dir() / "redis")
         token_args = ["--token", args.token] if args.token else []
-        swarm.start_coordinator(
-            address, f"127.0.0.1:{args.http_port}", *token_args, "--default-model", model.name.removesuffix(".gguf")
-        )
+        for i, (listen, http_port) in enumerate(zip(addresses, http_ports, strict=True)):
+            swarm.start_coordinator(
+                listen,
+                f"127.0.0.1:{http_port}",
+                *token_args,
+                "--default-model",
+                model.name.removesuffix(".gguf"),
+                *(["--no-advertise"] if i > 0 else []),  # one mDNS answer per swarm: the first coordinator
+                name="coordinator" if i == 0 else f"coordinator-{i}",
+            )
         worker_args = ["--threads", str(threads), "--slots", str(args.slots), *token_args]
         if stage_files:
             swarm.start_pipeline(address, stage_files, *worker_args)
         else:
-            for i in range(args.workers):
-                swarm.start_worker(address, model, *worker_args, name=f"worker-{i}")
+            for i in range(args.workers):  # joined round-robin: each coordinator takes some heartbeats
+                swarm.start_worker(addresses[i % len(addresses)], model, *worker_args, name=f"worker-{i}")
         with SwarmClient(address) as client:
             wait_for_workers(swarm, client, args.workers)
-            print_endpoints(address, args.http_port, swarm.redis_url, args.workers, model)
+            print_endpoints(addresses, http_ports, swarm.redis_url, args.workers, model)
             if not args.no_demo:
                 demo(client)
         print("swarm is up; press Ctrl-C to stop it.", flush=True)
@@ -126,14 +144,14 @@ def wait_for_workers(swarm: LocalSwarm, client: SwarmClient, count: int) -> None
     wait_until(all_up, 120, f"{count} workers to join")
 
 
-def print_endpoints(address: str, http_port: int, redis_url: str, workers: int, model: Path) -> None:
-    print(
-        f"swarm is running {workers} workers of {model.name}\n"
-        f"  gRPC   {address}   (swarm generate --coordinator {address} 'Hello')\n"
-        f"  HTTP   http://127.0.0.1:{http_port}/   (the dashboard; also /status, /metrics, /v1)\n"
-        f"  Redis  {redact_url(redis_url)}",
-        flush=True,
-    )
+def print_endpoints(addresses: list[str], http_ports: list[int], redis_url: str, workers: int, model: Path) -> None:
+    lines = [f"swarm is running {workers} workers of {model.name}"]
+    for address, http_port in zip(addresses, http_ports, strict=True):
+        lines += [
+            f"  gRPC   {address}   (swarm generate --coordinator {address} 'Hello')",
+            f"  HTTP   http://127.0.0.1:{http_port}/   (the dashboard; also /status, /metrics, /v1)",
+        ]
+    print("\n".join([*lines, f"  Redis  {redact_url(redis_url)}"]), flush=True)
 
 
 def demo(client: SwarmClient) -> None:

@@ -144,6 +144,31 @@ def test_swarm_up_serves_status_and_generate_then_ctrl_c_stops_everything(tmp_pa
     assert alive == []
 
 
+def test_swarm_up_runs_several_coordinators_on_consecutive_ports_each_serving_the_swarm(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    up = SwarmUp(tmp_path, "--model", str(tiny_model), "--workers", "2", "--threads", "1", "--coordinators", "2")
+    try:
+        output = up.read_until("swarm is up")
+        second = f"127.0.0.1:{up.port + 1}"
+        assert f"gRPC   {up.address}" in output
+        assert f"gRPC   {second}" in output
+        assert f"http://127.0.0.1:{up.http_port + 1}/" in output
+        children = psutil.Process(up.process.pid).children(recursive=True)
+        assert len(children) == 5  # redis-server, two coordinators, two workers
+        for address in (up.address, second):
+            generated = swarm_command(
+                "generate", "--coordinator", address, "--max-tokens", "4", "--temperature", "0", "Hello world"
+            )
+            assert generated.returncode == 0, generated.stderr
+            assert "4 generated tokens" in generated.stderr
+    finally:
+        code = up.interrupt()
+    assert code == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+
 def test_swarm_up_says_how_to_install_redis_when_it_is_missing(tmp_path: Path, tiny_model: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
     result = swarm_command("up", "--model", str(tiny_model), "--port", str(free_port()), env=env)
