@@ -34,7 +34,7 @@ from swarm.coordinator.request_leases import TakeoverOutcome
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
-from swarm.coordinator.worker_relay import WorkerFailed, relay_worker_stream
+from swarm.coordinator.worker_relay import WorkerBusy, WorkerFailed, relay_worker_stream
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
@@ -70,6 +70,7 @@ class Dispatcher:
         self._unrequeued: set[str] = set()
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
+        self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
@@ -329,7 +330,11 @@ class Dispatcher:
             for r in owned[:QUEUE_SCAN_LIMIT]
         ]
         plan = plan_dispatch(
-            waiting, self.views(), self._prefixes.matches, int(time.time() * 1000), self._config.no_worker_wait_s
+            waiting,
+            self._routing_views(),
+            self._prefixes.matches,
+            int(time.time() * 1000),
+            self._config.no_worker_wait_s,
         )
         for expiry in plan.expired:
             await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
@@ -341,6 +346,14 @@ class Dispatcher:
             record = self._requests.get(assignment.request_id)
             if won and record is not None:
                 self._start(record, assignment.worker)
+
+    def _routing_views(self) -> list[WorkerView]:
+        """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""
+        now = time.monotonic()
+        return [
+            replace(v, inflight=v.info.slots) if self._full_until.get(v.info.worker_id, 0.0) > now else v
+            for v in self.views()
+        ]
 
     def _start(self, record: RequestRecord, worker: WorkerView) -> None:
         worker_id = worker.info.worker_id
@@ -379,6 +392,10 @@ class Dispatcher:
                 await relay_worker_stream(record, run, partial(self._save_piece, record.request_id))
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
+            except WorkerBusy:
+                self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
+                record.attempts -= 1  # refused before any work: no attempt at it
+                await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
             else:
                 await self._completed(record, run)
         except SwarmError as exc:

@@ -23,11 +23,16 @@ class WorkerFailed(Exception):
     """A worker broke off a request: its process died, it stalled, or it refused the work."""
 
 
+class WorkerBusy(Exception):
+    """A worker refused the request before starting it: all its slots are taken (another coordinator's
+    requests fill them, which this one does not count). The request waits for a slot; the worker is fine."""
+
+
 async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece: SavePiece) -> None:
     """Publishes the events of run.call (already opened) until Finished.
 
-    Raises WorkerFailed when the worker breaks off (another may resume the request), and
-    SwarmError when it refuses the request itself (no other would take it either).
+    Raises WorkerFailed when the worker breaks off (another may resume the request), WorkerBusy when
+    it has no free slot, and SwarmError when it refuses the request itself (no other would take it either).
     """
     try:
         async for message in run.call:
@@ -40,6 +45,8 @@ async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece:
             if isinstance(event, Finished):
                 return
     except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise WorkerBusy(exc.details() or "all slots are busy") from exc
         if exc.code() in _CLIENT_FAULTS:
             raise SwarmError(ErrorCode(exc.code().name), exc.details() or "rejected by the worker") from exc
         raise WorkerFailed(f"{exc.code().name}: {exc.details()}") from exc

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import grpc
 import pytest
 
 from swarm.coordinator import redis_keys as keys
@@ -157,5 +158,21 @@ def test_a_client_following_through_a_peer_gets_every_piece_once_even_after_the_
             assert len(worker.runs) == 1, "the run was cancelled or run again"
             assert "r" not in b.dispatcher._requests
             assert await left_redis(a, "r")
+
+    run(scenario)
+
+
+def test_a_worker_whose_slots_a_peer_filled_is_not_failed_the_request_waits_for_a_slot(redis_url: str) -> None:
+    async def scenario() -> None:
+        # Its slot is taken by another coordinator's request, which this one does not count: it refuses.
+        worker = FakeWorker("w", slots=1, refuse=grpc.StatusCode.RESOURCE_EXHAUSTED)
+        async with running_core(redis_url, [worker], core_config(max_attempts=1, lease_ttl_s=LEASE_TTL_S)) as core:
+            done = asyncio.create_task(collect(core.service.generate(request("r"))))
+            await wait_for(lambda: len(worker.runs) >= 2, "the request tried again after the refusal")
+            worker.refuse = None  # the peer's request ended
+            tokens, _, _ = await done
+            assert tokens == expected_tokens(8)
+            assert core.dispatcher.failovers == 0
+            assert await core.redis.exists(keys.heartbeat_key("w")), "the worker was marked down"
 
     run(scenario)
