@@ -12,6 +12,8 @@ command -v c++ >/dev/null || missing+=(build-essential)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # the tests verify deploy/systemd's units
 command -v chromium >/dev/null || missing+=(chromium)  # the dashboard's browser test drives it headless
+command -v haproxy >/dev/null || missing+=(haproxy)  # the tests check deploy/'s load balancer examples
+command -v nginx >/dev/null || missing+=(nginx)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing with apt-get: ${missing[*]}"
