@@ -74,3 +74,16 @@ def test_the_coordinator_role_runs_in_check_mode_on_localhost(tmp_path: Path) ->
     output = check_run(tmp_path, "coordinator", "swarm_token=s3cret")
     assert "Write the coordinator's settings] ***" in output and "s3cret" not in output
     assert "+ExecStart=/opt/swarm/venv/bin/swarm coordinator" in output
+
+
+def test_a_coordinator_sharing_another_host_s_redis_installs_none_and_points_at_it(tmp_path: Path) -> None:
+    output = check_run(
+        tmp_path,
+        "coordinator",
+        "swarm_token=s3cret",
+        "swarm_coordinator_runs_redis=false",
+        "swarm_coordinator_redis_url=redis://10.0.0.1:6379/0",
+    )
+    install = output.split("Install Redis] ***", 1)[1].split("TASK [", 1)[0]
+    assert "skipping: [localhost]" in install
+    assert "+ExecStart=/opt/swarm/venv/bin/swarm coordinator" in output
