@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
+from swarm.coordinator.lease_keeper import LeaseKeeper
 from swarm.coordinator.liveness import HeartbeatMonitor, stop_if_cancelled
 from swarm.coordinator.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
@@ -30,11 +31,10 @@ from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_identity import check_same_request
-from swarm.coordinator.request_leases import TakeoverOutcome
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
-from swarm.coordinator.worker_relay import WorkerBusy, WorkerFailed, relay_worker_stream
+from swarm.coordinator.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
@@ -65,6 +65,7 @@ class Dispatcher:
         self._calls = calls
         self._redis_patience_s = redis_patience_s
         self._requests: dict[str, RequestRecord] = {}
+        self._leases = LeaseKeeper(store, self._requests, self._admit_stored, self.wake)
         # Ended while Redis was away: forgotten there, or queued again to resume, once it is back.
         self._unforgotten: set[str] = set()
         self._unrequeued: set[str] = set()
@@ -74,7 +75,6 @@ class Dispatcher:
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._started_ms = int(time.time() * 1000)
-        self._next_lease_check = 0.0  # time.monotonic() of the next renewal of leases and look for orphans
         self.completed = 0
         self.failed = 0
         self.failovers = 0
@@ -144,7 +144,8 @@ class Dispatcher:
             check_resume_point(skip_tokens, sum(len(p.token_ids) for p in stored.sent))
             # Unless a live peer owns it: its owner died, its relay here ended with Redis away, or no worker
             # could take it. Run it again here, after the pieces saved.
-            taken = await self._take_over(request_id)
+            taken = await self._leases.take_over(request_id)
+            self._unrequeued.discard(request_id)
             if taken is None:
                 return follow_peer(self._store, request_id, skip_tokens, self._adopt)
             record = taken
@@ -199,52 +200,14 @@ class Dispatcher:
 
         Only requests whose lease expired: a live peer's stay its own. Later ones are found by `run`.
         """
-        await self._keep_leases()
-
-    async def _keep_leases(self) -> None:
-        """Renews this coordinator's leases in one round trip, then takes over the requests of dead ones."""
-        self._next_lease_check = time.monotonic() + self._store.leases.ttl_s / 3
-        owned = [r.request_id for r in self._requests.values() if not r.stream.done]
-        for request_id in await self._store.leases.renew(owned):
-            if (record := self._requests.get(request_id)) is not None:
-                self._lose(record)
-        for request_id in await self._store.leases.orphans(QUEUE_SCAN_LIMIT):
-            if request_id not in self._requests:
-                await self._take_over(request_id)
-
-    async def _take_over(self, request_id: str) -> RequestRecord | None:
-        """The request as this coordinator's, queued (again) after its saved pieces; None if a live peer has it."""
-        if (record := self._requests.get(request_id)) is not None:
-            return record
-        taken = await self._store.leases.take_over(request_id)
-        self._unrequeued.discard(request_id)
-        if taken.outcome is not TakeoverOutcome.TAKEN:
-            return None
-        stored = await self._store.load(request_id)
-        if stored is None:
-            return None
-        if (record := self._requests.get(request_id)) is None:  # not admitted meanwhile
-            log.info("requeueing %s after %d pieces, left by a coordinator that stopped", request_id, taken.pieces)
-            record = self._admit_stored(stored)
-            record.requeued_ms = int(time.time() * 1000)  # it waits for a worker from now
-            self.wake()
-        return record
+        await self._leases.keep()
 
     async def _adopt(self, request_id: str, lapsed: bool, skip_tokens: int) -> AsyncIterator[GenerationEvent] | None:
         """For peer_follow: the request's events here once this coordinator has it, taking it over if it lapsed."""
         record = self._requests.get(request_id)
         if record is None and lapsed:
-            record = await self._take_over(request_id)
+            record = await self._leases.take_over(request_id)
         return None if record is None else self._follow(record, skip_tokens)
-
-    def _lose(self, record: RequestRecord) -> None:
-        """Another coordinator took the request over (this one failed to renew in time): stop running it here."""
-        log.warning("another coordinator took %s over; stopping its run here", record.request_id)
-        if record.run is not None and record.run.task is not None:
-            record.run.task.cancel()
-        if not record.stream.done:
-            record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "another coordinator runs this request now; retry"))
-        self._drop(record)
 
     async def run(self) -> None:
         while True:
@@ -252,13 +215,14 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake_event.wait(), self._config.poll_interval_s)
             self._wake_event.clear()
             try:
-                if time.monotonic() >= self._next_lease_check:
-                    await self._keep_leases()
+                if self._leases.due():
+                    await self._leases.keep()
                 await self._settle()
                 await self._dispatch_waiting()
             except RedisError as exc:  # Redis restarting or overloaded: the queue waits there
                 log.warning("cannot read the queue from Redis: %s", exc)
-            self._cancel_stalled()
+            down = {view.info.worker_id for view in self._monitor.workers if not view.up}
+            give_up_on_stalled(self._requests.values(), down, self._config.worker_idle_timeout_s)
             stop_if_cancelled()
 
     async def shutdown(self) -> None:
@@ -312,7 +276,8 @@ class Dispatcher:
             await self._store.forget(request_id)
             self._unforgotten.discard(request_id)
         for request_id in list(self._unrequeued):  # its run here ended with Redis away: run it again
-            await self._take_over(request_id)
+            await self._leases.take_over(request_id)
+            self._unrequeued.discard(request_id)
 
     # ------------------------------------------------------------ dispatching
 
@@ -362,25 +327,6 @@ class Dispatcher:
         run = record.run = WorkerRun(worker.info, time.monotonic())
         record.attempts += 1
         run.task = asyncio.create_task(self._relay(record, run), name=record.request_id)
-
-    def _cancel_stalled(self) -> None:
-        """Gives up on calls to workers that went silent or whose heartbeat expired; their requests fail over."""
-        now = time.monotonic()
-        down = {view.info.worker_id for view in self._monitor.workers if not view.up}
-        for record in self._requests.values():
-            run = record.run
-            if run is None or run.call is None or run.stalled:
-                continue
-            silent_s = now - run.last_event
-            if silent_s > self._config.worker_idle_timeout_s or run.worker.worker_id in down:
-                log.warning(
-                    "worker %s is down or sent nothing for %.0f s on %s; giving up on it",
-                    run.worker.worker_id,
-                    silent_s,
-                    record.request_id,
-                )
-                run.stalled = True
-                run.call.cancel()
 
     # ------------------------------------------------------------ one run on one worker
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 import grpc
 
@@ -15,6 +16,8 @@ from swarm.wire.convert import event_from_wire
 
 # Worker answers that are the request's own fault: retrying elsewhere would fail the same way.
 _CLIENT_FAULTS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE}
+
+log = logging.getLogger(__name__)
 
 SavePiece = Callable[[int, TextPiece], Awaitable[None]]  # keeps the stream's piece number N in Redis
 
@@ -55,3 +58,22 @@ async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece:
             raise WorkerFailed("stalled") from None
         raise
     raise WorkerFailed("ended the stream without finishing")
+
+
+def give_up_on_stalled(records: Iterable[RequestRecord], down: Collection[str], idle_timeout_s: float) -> None:
+    """Cancels the calls to workers that are down or sent nothing for idle_timeout_s; their requests fail over."""
+    now = time.monotonic()
+    for record in records:
+        run = record.run
+        if run is None or run.call is None or run.stalled:
+            continue
+        silent_s = now - run.last_event
+        if silent_s > idle_timeout_s or run.worker.worker_id in down:
+            log.warning(
+                "worker %s is down or sent nothing for %.0f s on %s; giving up on it",
+                run.worker.worker_id,
+                silent_s,
+                record.request_id,
+            )
+            run.stalled = True
+            run.call.cancel()

@@ -124,10 +124,11 @@ def test_a_queued_request_of_a_dead_coordinator_is_taken_over_and_run(redis_url:
             waiting_task.cancel()
             busy.hold_at = None
             busy.release.set()
-            ran = [r.request_id for r in busy.runs]
-            await wait_for(lambda: "waiting" in b.dispatcher._requests, "B took the queued request over", timeout_s=5)
-            assert ran.count("waiting") == 0, "the request ran before B took it over"
-            tokens, _, _ = await collect(b.service.generate(request("waiting")))
+            assert "waiting" not in [r.request_id for r in busy.runs], "A ran the request before it died"
+            await wait_for(
+                lambda: "waiting" in [r.request_id for r in busy.runs], "B took the queued request over", timeout_s=5
+            )
+            tokens, _, _ = await collect(b.service.generate(request("waiting")))  # its kept result
             assert tokens == expected_tokens(8)
             assert [r.request_id for r in busy.runs].count("waiting") == 1
 
