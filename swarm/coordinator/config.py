@@ -39,7 +39,7 @@ class CoordinatorConfig:
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
-    lease_ttl_s: float = 3.0  # a request whose coordinator renewed nothing this long is taken over by another
+    lease_ttl_s: float = 2.0  # a request whose coordinator renewed nothing this long is taken over by another
 
     def __post_init__(self) -> None:
         split_host_port(self.listen)

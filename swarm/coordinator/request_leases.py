@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 
-LEASE_TTL_S = 3.0
+LEASE_TTL_S = 2.0
 
 
 def new_coordinator_id() -> str:
