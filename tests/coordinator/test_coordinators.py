@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from swarm.coordinator import redis_keys as keys
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import TextPiece
 from tests.coordinator.core_harness import (
     Core,
@@ -175,5 +176,37 @@ def test_a_worker_whose_slots_a_peer_filled_is_not_failed_the_request_waits_for_
             assert tokens == expected_tokens(8)
             assert core.dispatcher.failovers == 0
             assert await core.redis.exists(keys.heartbeat_key("w")), "the worker was marked down"
+
+    run(scenario)
+
+
+def test_a_coordinator_too_slow_to_renew_whose_request_a_peer_took_stops_its_run_and_its_client_retries(
+    redis_url: str,
+) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=3)
+        config = core_config(lease_ttl_s=LEASE_TTL_S)
+        async with (
+            running_core(redis_url, [worker], config) as a,
+            running_core(redis_url, [worker], config, join=False) as b,
+        ):
+            events = a.service.generate(request("r"))
+            received: list[int] = []
+            while len(received) < 3:
+                piece = await anext(events)
+                assert isinstance(piece, TextPiece)
+                received.extend(piece.token_ids)
+            await wait_for(lambda: worker.reached.get("r") == 3, "the run on A held at 3 tokens")
+            # A's lease lapsed (A stalled) and B took the request over before A renewed it.
+            await a.redis.delete(keys.request_lease_key("r"))
+            assert await b.dispatcher._leases.take_over("r") is not None
+            worker.hold_at = None
+            with pytest.raises(SwarmError) as caught:
+                await collect(events)
+            assert caught.value.code is ErrorCode.UNAVAILABLE
+            assert "r" not in a.dispatcher._requests
+            tokens, _, _ = await collect(b.service.generate(request("r", resume_after_tokens=3)))
+            assert (*received, *tokens) == expected_tokens(8)
+            assert [tuple(run.resume_tokens) for run in worker.runs] == [(), expected_tokens(3)]
 
     run(scenario)
