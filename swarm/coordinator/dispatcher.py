@@ -74,6 +74,7 @@ class Dispatcher:
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
+        self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
         self._started_ms = int(time.time() * 1000)
         self.completed = 0
         self.failed = 0
@@ -179,7 +180,7 @@ class Dispatcher:
 
     async def _cancel(self, record: RequestRecord) -> None:
         """A client went away: unless another follows, stop the work and free its slot."""
-        if record.stream.followers > 0 or self._requests.get(record.request_id) is not record:
+        if self._stopping or record.stream.followers > 0 or self._requests.get(record.request_id) is not record:
             return
         with contextlib.suppress(RedisError):
             if await self._store.watched(record.request_id):
@@ -224,6 +225,10 @@ class Dispatcher:
             down = {view.info.worker_id for view in self._monitor.workers if not view.up}
             give_up_on_stalled(self._requests.values(), down, self._config.worker_idle_timeout_s)
             stop_if_cancelled()
+
+    def begin_shutdown(self) -> None:
+        """From now on a client cut off keeps its request in Redis, for its retry through another coordinator."""
+        self._stopping = True
 
     async def shutdown(self) -> None:
         """Stops every relay; their requests stay in Redis, their leases given up for another coordinator."""

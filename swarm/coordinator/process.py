@@ -160,6 +160,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        dispatcher.begin_shutdown()  # streams the server now breaks off leave their requests to the next coordinator
         await server.stop(grace=2.0)
         await batch_runner.shutdown()
         await dispatcher.shutdown()

@@ -210,3 +210,27 @@ def test_a_coordinator_too_slow_to_renew_whose_request_a_peer_took_stops_its_run
             assert [tuple(run.resume_tokens) for run in worker.runs] == [(), expected_tokens(3)]
 
     run(scenario)
+
+
+def test_a_coordinator_stopping_cleanly_leaves_its_requests_to_a_peer_at_once(redis_url: str) -> None:
+    async def scenario() -> None:
+        worker = FakeWorker("w", hold_at=3)
+        config = core_config(lease_ttl_s=60.0)  # a takeover within the test's time needs the lease given up
+        async with running_core(redis_url, [worker], config, join=False) as b:
+            async with running_core(redis_url, [worker], config) as a:
+                events = a.service.generate(request("r"))
+                received: list[int] = []
+                while len(received) < 3:
+                    piece = await anext(events)
+                    assert isinstance(piece, TextPiece)
+                    received.extend(piece.token_ids)
+                await wait_for(lambda: worker.reached.get("r") == 3, "the run on A held at 3 tokens")
+                a.dispatcher.begin_shutdown()
+                await events.aclose()  # type: ignore[attr-defined]  # the server breaks the stream off
+                assert await a.redis.exists(keys.request_key("r")), "A forgot the request of a client it cut off"
+            worker.hold_at = None
+            tokens, _, _ = await collect(b.service.generate(request("r", resume_after_tokens=3)))
+            assert (*received, *tokens) == expected_tokens(8)
+            assert [tuple(run.resume_tokens) for run in worker.runs] == [(), expected_tokens(3)]
+
+    run(scenario)
