@@ -26,7 +26,8 @@ def add_parsers(commands: Any) -> None:
         "coordinator",
         nargs="?",
         default=None,
-        help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else the one found on the LAN over mDNS)",
+        help="coordinator HOST:PORT, several comma-separated (heartbeats move to the next when one is down) or "
+        "dns:///NAME:PORT (default $SWARM_COORDINATOR, else the one found on the LAN over mDNS)",
     )
     p.add_argument(
         "--model",

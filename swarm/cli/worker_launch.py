@@ -11,10 +11,12 @@ import uvloop
 from swarm.cli.errors import fail
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.gguf_files.default_model import cache_dir, resolve_model
+from swarm.gguf_files.stage_files import StageManifest
 from swarm.shared.tls import TlsFiles
 from swarm.worker.config import WorkerConfig
+from swarm.worker.coordinators import UNREACHABLE, coordinator_list
 from swarm.worker.membership import JoinRefused
-from swarm.worker.model_download import download_stage, fetch_manifest
+from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
 from swarm.worker.process import build_engine, serve_worker
 from swarm.worker.stage_process import build_stage, serve_stage
 
@@ -63,13 +65,26 @@ def serve_model(config: WorkerConfig) -> tuple[int, bool]:
         engine.stop()
 
 
-def model_path(spec: str, coordinator: str, token: str, tls: TlsFiles | None = None) -> Path:
-    """A local GGUF path, 'default', or MODEL:STAGE fetched from the coordinator into the cache."""
+def model_path(spec: str, coordinators: str, token: str, tls: TlsFiles | None = None) -> Path:
+    """A local GGUF path, 'default', or MODEL:STAGE fetched into the cache from the first coordinator that answers."""
     model, sep, stage_text = spec.rpartition(":")
     if not sep or not stage_text.isdigit() or Path(spec).exists():
         return resolve_model(spec)
-    manifest = fetch_manifest(coordinator, model, token, tls=tls)
+    coordinator, manifest = first_manifest(coordinator_list(coordinators), model, token, tls)
     index = int(stage_text)
     if index >= len(manifest.stages):
         raise ValueError(f"--model {spec}: {model} has {len(manifest.stages)} stages (0-{len(manifest.stages) - 1})")
     return download_stage(coordinator, model, manifest.stages[index], cache_dir() / "downloads", token, tls=tls)
+
+
+def first_manifest(
+    coordinators: tuple[str, ...], model: str, token: str, tls: TlsFiles | None
+) -> tuple[str, StageManifest]:
+    """The first coordinator that serves model's stage manifest, and the manifest; an unreachable one is skipped."""
+    for i, coordinator in enumerate(coordinators):
+        try:
+            return coordinator, fetch_manifest(coordinator, model, token, tls=tls)
+        except DownloadFailed as exc:
+            if exc.code not in {code.name for code in UNREACHABLE} or i == len(coordinators) - 1:
+                raise
+    raise ValueError("no coordinator address given")

@@ -1,4 +1,4 @@
-"""Asking the coordinator what to serve (`swarm join --auto`): this PC's offer in, its part of the plan out."""
+"""Asking the coordinators what to serve (`swarm join --auto`): this PC's offer in, its part of the plan out."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import grpc
 import numpy as np
 import psutil
 
+from swarm.client.failover import channel_options
 from swarm.shared.auth import bearer_metadata
-from swarm.shared.backoff import backoff_delays
 from swarm.shared.tls import TlsFiles, channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.worker.coordinators import UNREACHABLE, CoordinatorRotation
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Assignment:
     stage_index: int  # within the split; 0 for a whole replica
     next_stage: str  # host:port of the next stage; empty for the last stage and whole replicas
     description: str  # for the log: "the whole model" or "stage 2/3 (layers 9-17)"
+    coordinator: str  # the coordinator that assigned it, which serves its stage file
 
 
 def parse_size(text: str) -> int:
@@ -61,35 +63,44 @@ def measure_speed(seconds: float = 0.3) -> float:
 
 
 def request_assignment(
-    coordinator: str,
+    coordinators: tuple[str, ...],
     token: str,
     tls: TlsFiles | None,
     offer: pb.AssignRequest,
     timeout_s: float = 10.0,
 ) -> Assignment:
-    """Asks until the coordinator's plan has a part for this node; raises ValueError if it plans no model."""
-    delays = backoff_delays()
+    """Asks whichever coordinator answers until the plan has a part for this node; ValueError if it plans no model."""
+    rotation = CoordinatorRotation(len(coordinators))
     waiting_reason = ""
-    with channel(coordinator, tls) as chan:
-        stub = pb_grpc.RegistryStub(chan)
+    channels = [channel(a, tls, channel_options(a)) for a in coordinators]
+    try:
         while True:
+            coordinator = coordinators[rotation.index]
             try:
-                reply = stub.Assign(offer, metadata=bearer_metadata(token), timeout=timeout_s)
+                reply = pb_grpc.RegistryStub(channels[rotation.index]).Assign(
+                    offer, metadata=bearer_metadata(token), timeout=timeout_s
+                )
             except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    delay = next(delays)
+                if exc.code() in UNREACHABLE:
+                    delay = rotation.unreachable()
                     log.warning(
-                        "cannot reach coordinator %s (%s); retrying in %.1f s", coordinator, exc.code().name, delay
+                        "cannot reach coordinator %s (%s); trying %s in %.1f s",
+                        coordinator,
+                        exc.code().name,
+                        coordinators[rotation.index],
+                        delay,
                     )
                     time.sleep(delay)
                     continue
                 raise ValueError(f"the coordinator refused to assign work: {exc.details()}") from None
+            rotation.answered()
             if reply.model:
                 return Assignment(
                     model=reply.model,
                     split=reply.split,
                     stage_index=reply.stage_index,
                     next_stage=reply.next_stage,
+                    coordinator=coordinator,
                     description=(
                         f"stage {reply.stage_index + 1}/{reply.stage_count} (layers {reply.layer_start}-"
                         f"{reply.layer_end - 1})"
@@ -101,3 +112,6 @@ def request_assignment(
                 waiting_reason = reply.message
                 log.info("waiting for work: %s", reply.message)
             time.sleep(reply.retry_after_s or 1.0)
+    finally:
+        for opened in channels:
+            opened.close()

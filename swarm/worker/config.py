@@ -8,12 +8,13 @@ from pathlib import Path
 
 from swarm.shared.addresses import split_host_port
 from swarm.shared.tls import TlsFiles
+from swarm.worker.coordinators import coordinator_list
 from swarm.worker.metrics import metrics_bind_address
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    coordinator: str
+    coordinator: str  # HOST:PORT, several comma-separated (`a:50051,b:50051`), or `dns:///NAME:PORT`
     model_path: Path
     threads: int = 2
     slots: int = 8
@@ -31,7 +32,7 @@ class WorkerConfig:
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
 
     def __post_init__(self) -> None:
-        split_host_port(self.coordinator)
+        coordinator_list(self.coordinator)
         split_host_port(self.listen)
         if self.advertise:
             split_host_port(self.advertise)
@@ -47,6 +48,10 @@ class WorkerConfig:
             raise ValueError("--slots must be at least 1")
         if self.context_per_slot < 16:
             raise ValueError("--context must be at least 16 tokens")
+
+    @property
+    def coordinators(self) -> tuple[str, ...]:
+        return coordinator_list(self.coordinator)
 
     @property
     def served_model_name(self) -> str:

@@ -1,21 +1,23 @@
-"""Membership: joins the coordinator, heartbeats at the pace it asks with the worker's load, and leaves."""
+"""Membership: joins a coordinator, heartbeats at the pace it asks with the worker's load (through another
+coordinator of the same Redis when that one is unreachable), and leaves."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
+from swarm.client.failover import channel_options
 from swarm.shared.auth import bearer_metadata
-from swarm.shared.backoff import backoff_delays
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import worker_info_to_wire, worker_load_to_wire
+from swarm.worker.coordinators import UNREACHABLE, CoordinatorRotation, coordinator_list
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +44,26 @@ def _stop_when_failed(heartbeats: asyncio.Task[None], stop: asyncio.Event) -> No
 
 
 class Membership:
+    """A worker's membership of a swarm, through whichever of its coordinators answers.
+
+    coordinators: `a:50051,b:50051`, a list of addresses, or a `dns:///NAME:PORT` name. Every coordinator of
+    one Redis shares the registry, so a heartbeat carrying this worker's secret counts through any of them.
+    """
+
     def __init__(
         self,
-        coordinator: str,
+        coordinators: str | Sequence[str],
         token: str,
         info: WorkerInfo,
         load: Callable[[], WorkerLoad],
         tls: TlsFiles | None = None,
     ) -> None:
-        self._channel = aio_channel(coordinator, tls)
-        self._stub = pb_grpc.RegistryStub(self._channel)
+        given = coordinators if isinstance(coordinators, str) else ",".join(coordinators)
+        self.addresses = coordinator_list(given)
+        self._channels = [aio_channel(a, tls, channel_options(a)) for a in self.addresses]
+        self._stubs = [pb_grpc.RegistryStub(c) for c in self._channels]
+        self._rotation = CoordinatorRotation(len(self.addresses))
         self._metadata = bearer_metadata(token)
-        self._coordinator = coordinator
         self._info = info
         self._load = load
         self.worker_id = info.worker_id
@@ -62,14 +72,29 @@ class Membership:
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
         self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
 
+    @property
+    def coordinator(self) -> str:
+        """The coordinator this worker calls now: the one that last answered."""
+        return self.addresses[self._rotation.index]
+
+    @property
+    def _stub(self) -> pb_grpc.RegistryStub:
+        return self._stubs[self._rotation.index]
+
+    @property
+    def _heartbeat_timeout_s(self) -> float:
+        # With somewhere else to go, a hung coordinator is left within an interval, before the TTL (three) passes.
+        return CALL_TIMEOUT_S if len(self.addresses) == 1 else min(CALL_TIMEOUT_S, max(1.0, self.interval_s))
+
     async def join(self) -> str:
-        """Joins, retrying with backoff while the coordinator is unreachable or the id is still held.
+        """Joins through the first coordinator that answers, retrying with backoff while none can be reached
+        or the id is still held.
 
         An id is held while its last holder heartbeats (e.g. this worker's previous process, killed
         a moment ago): it becomes free once that one has been silent for the heartbeat TTL.
         """
-        delays = backoff_delays()
         while True:
+            address = self.coordinator
             try:
                 reply = await self._stub.Join(
                     pb.JoinRequest(info=worker_info_to_wire(self._info)),
@@ -78,16 +103,27 @@ class Membership:
                 )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in REFUSED_FOR_GOOD:
-                    raise JoinRefused(f"coordinator {self._coordinator} refused to join: {exc.details()}") from exc
-                delay = next(delays)
-                why = exc.details() if exc.code() is grpc.StatusCode.ALREADY_EXISTS else exc.code().name
-                log.warning("cannot join coordinator %s (%s); retrying in %.1f s", self._coordinator, why, delay)
+                    raise JoinRefused(f"coordinator {address} refused to join: {exc.details()}") from exc
+                if exc.code() in UNREACHABLE:
+                    delay = self._rotation.unreachable()
+                    log.warning(
+                        "cannot join coordinator %s (%s); trying %s in %.1f s",
+                        address,
+                        exc.code().name,
+                        self.coordinator,
+                        delay,
+                    )
+                else:
+                    delay = self._rotation.not_yet()
+                    why = exc.details() if exc.code() is grpc.StatusCode.ALREADY_EXISTS else exc.code().name
+                    log.warning("cannot join coordinator %s (%s); retrying in %.1f s", address, why, delay)
                 await asyncio.sleep(delay)
                 continue
+            self._rotation.answered()
             self.worker_id = reply.worker_id
             self._secret = reply.worker_secret
             self.interval_s = reply.heartbeat_interval_s or FIRST_HEARTBEAT_INTERVAL_S
-            log.info("joined coordinator %s as %s", self._coordinator, self.worker_id)
+            log.info("joined coordinator %s as %s", address, self.worker_id)
             return self.worker_id
 
     @contextlib.asynccontextmanager
@@ -132,20 +168,37 @@ class Membership:
 
     async def heartbeat_forever(self, stop: asyncio.Event) -> None:
         """Heartbeats until cancelled or refused for good; sets stop when the coordinator asks this worker
-        to drain, moves it, or refuses it (then self.refused says why)."""
+        to drain, moves it, or refuses it (then self.refused says why).
+
+        A heartbeat that cannot reach its coordinator goes to the next one at once; after a whole round
+        failed, the next round waits a jittered backoff of at most one interval.
+        """
+        delay = self.interval_s
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(delay)
+            delay = self.interval_s
+            address = self.coordinator
             load = worker_load_to_wire(self._load())
             request = pb.HeartbeatRequest(worker_id=self.worker_id, load=load, worker_secret=self._secret)
             try:
-                reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+                reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=self._heartbeat_timeout_s)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in HEARTBEAT_REFUSED_FOR_GOOD:
-                    why = f"coordinator {self._coordinator} refused this worker's heartbeat: {exc.details()}"
+                    why = f"coordinator {address} refused this worker's heartbeat: {exc.details()}"
                     self._refuse(JoinRefused(why), stop)
                     return
-                log.warning("heartbeat to %s failed: %s", self._coordinator, exc.code().name)
+                if exc.code() in UNREACHABLE:
+                    delay = min(self._rotation.unreachable(), self.interval_s)
+                    log.warning(
+                        "heartbeat to %s failed: %s; heartbeating through %s",
+                        address,
+                        exc.code().name,
+                        self.coordinator,
+                    )
+                else:
+                    log.warning("heartbeat to %s failed: %s", address, exc.code().name)
                 continue
+            self._rotation.answered()
             if reply.rejoin:
                 log.info("coordinator does not know this worker any more; joining again")
                 try:
@@ -167,25 +220,33 @@ class Membership:
         stop.set()
 
     async def announce_drain(self) -> None:
-        """Tells the coordinator to route nothing new here (best effort: a leave follows anyway)."""
+        """Tells the coordinators to route nothing new here (best effort: a leave follows anyway)."""
         if self.refused is not None:
             return
-        try:
-            await self._stub.Drain(
-                pb.DrainRequest(worker_id=self.worker_id), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("could not announce the drain to %s: %s", self._coordinator, exc.code().name)
+        request = pb.DrainRequest(worker_id=self.worker_id)
+        await self._once_through_any(
+            "announce the drain", lambda stub: stub.Drain(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+        )
 
     async def leave(self) -> None:
-        try:
-            await self._stub.Leave(
-                pb.LeaveRequest(worker_id=self.worker_id, worker_secret=self._secret),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("could not deregister from %s: %s", self._coordinator, exc.code().name)
+        request = pb.LeaveRequest(worker_id=self.worker_id, worker_secret=self._secret)
+        await self._once_through_any(
+            "deregister", lambda stub: stub.Leave(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+        )
+
+    async def _once_through_any(self, what: str, call: Callable[[pb_grpc.RegistryStub], Awaitable[object]]) -> None:
+        """One try at each coordinator from the current one until one answers; failures are only logged."""
+        for _ in self.addresses:
+            address = self.coordinator
+            try:
+                await call(self._stub)
+                return
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not %s through %s: %s", what, address, exc.code().name)
+                if exc.code() not in UNREACHABLE:
+                    return
+                self._rotation.unreachable()
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()

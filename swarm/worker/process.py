@@ -21,6 +21,7 @@ from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
+from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
 from swarm.worker.pipeline_head import PipelineHead, StageLink
@@ -34,7 +35,7 @@ REASSIGN_GRACE_S = 3.0
 
 def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_length: int) -> WorkerInfo:
     """What this worker tells the coordinator about itself when it joins."""
-    address = config.advertise or f"{reachable_host(config.coordinator)}:{port}"
+    address = config.advertise or f"{reachable_host(dialed_host_port(config.coordinators[0]))}:{port}"
     _, advertised_port = split_host_port(address)
     return WorkerInfo(
         worker_id=WorkerId(config.worker_id or f"{socket.gethostname()}-{advertised_port}"),
