@@ -101,10 +101,11 @@ def run_up(args: argparse.Namespace) -> int:
             )
         worker_args = ["--threads", str(threads), "--slots", str(args.slots), *token_args]
         if stage_files:
-            swarm.start_pipeline(address, stage_files, *worker_args)
+            swarm.start_pipeline(",".join(addresses), stage_files, *worker_args)
         else:
-            for i in range(args.workers):  # joined round-robin: each coordinator takes some heartbeats
-                swarm.start_worker(addresses[i % len(addresses)], model, *worker_args, name=f"worker-{i}")
+            for i in range(args.workers):  # every address, each worker starting at the next: heartbeats spread
+                rotated = addresses[i % len(addresses) :] + addresses[: i % len(addresses)]
+                swarm.start_worker(",".join(rotated), model, *worker_args, name=f"worker-{i}")
         with SwarmClient(address) as client:
             wait_for_workers(swarm, client, args.workers)
             print_endpoints(addresses, http_ports, swarm.redis_url, args.workers, model)

@@ -156,6 +156,12 @@ def test_swarm_up_runs_several_coordinators_on_consecutive_ports_each_serving_th
         assert f"http://127.0.0.1:{up.http_port + 1}/" in output
         children = psutil.Process(up.process.pid).children(recursive=True)
         assert len(children) == 5  # redis-server, two coordinators, two workers
+        joins = [c.cmdline() for c in children if "join" in c.cmdline()]
+        # Every worker has both coordinators, starting at a different one: it heartbeats through either.
+        assert sorted(cmdline[cmdline.index("join") + 1] for cmdline in joins) == [
+            f"{up.address},{second}",
+            f"{second},{up.address}",
+        ]
         for address in (up.address, second):
             generated = swarm_command(
                 "generate", "--coordinator", address, "--max-tokens", "4", "--temperature", "0", "Hello world"
