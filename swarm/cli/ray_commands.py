@@ -39,7 +39,8 @@ def add_parsers(commands: Any) -> None:
     up.add_argument(
         "--coordinator",
         default=os.environ.get("SWARM_COORDINATOR", ""),
-        help="coordinator HOST:PORT (default $SWARM_COORDINATOR, else each worker finds it on its LAN)",
+        help="coordinator HOST:PORT, several comma-separated, or dns:///NAME:PORT "
+        "(default $SWARM_COORDINATOR, else each worker finds it on its LAN)",
     )
     up.add_argument("--token", default=os.environ.get("SWARM_TOKEN", ""), help="the swarm's join token ($SWARM_TOKEN)")
     up.add_argument(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.deploy.ray_actor import DRAIN_TIMEOUT_S, WorkerActor
-from swarm.shared.addresses import split_host_port
+from swarm.worker.coordinators import coordinator_list
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ class RayFleetConfig:
     slots: int = 8
     context: int = 2048
     model: str = "default"
-    coordinator: str = ""  # empty: each worker's $SWARM_COORDINATOR, else the coordinator on its LAN (mDNS)
+    # HOST:PORT, several comma-separated or dns:///NAME:PORT; empty: each worker's $SWARM_COORDINATOR, else the
+    # coordinator on its LAN (mDNS)
+    coordinator: str = ""
     token: str = ""
     pack: bool = False  # PACK the workers onto few nodes instead of SPREADing them one per node
     listen_host: str = "0.0.0.0"
@@ -57,7 +59,7 @@ class RayFleetConfig:
         if self.context < 16:
             raise ValueError("--context must be at least 16 tokens")
         if self.coordinator:
-            split_host_port(self.coordinator)
+            coordinator_list(self.coordinator)
         if not self.model:
             raise ValueError("--model must name a GGUF path or 'default'")
         if self.ready_timeout_s <= 0:
