@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -199,3 +200,43 @@ def test_a_worker_joining_under_a_live_id_waits_until_its_holder_is_silent_for_t
     assert waited_s > 0.5  # the TTL is 0.6 s
     assert "'restarted' belongs to a worker that heartbeated in the last 0.6 s" in caplog.text
     assert status_of(coordinator_at_200ms)["restarted"][0] == "127.0.0.1:2"
+
+
+def test_a_worker_joins_through_the_first_of_its_coordinators_that_answers(
+    coordinator_at_200ms: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # accepts connections, never answers: a hung coordinator
+        hung_address = f"127.0.0.1:{hung.getsockname()[1]}"
+        heartbeats = [0]
+
+        def load() -> WorkerLoad:
+            heartbeats[0] += 1
+            return WorkerLoad()
+
+        async def joined_through_the_live_one() -> str:
+            info = WorkerInfo(WorkerId("several"), "127.0.0.1:1", "tiny", 512, 1, 1)
+            membership = Membership([dead, hung_address, coordinator_at_200ms], "", info, load)
+            async with asyncio.timeout(15), membership.joined(asyncio.Event()) as worker_id:
+                assert worker_id == "several"
+                await until(lambda: heartbeats[0] >= 3, 5, "three heartbeats")
+                assert status_of(coordinator_at_200ms)["several"][1]
+                return membership.coordinator
+
+        with caplog.at_level(logging.WARNING, logger="swarm.worker.membership"):
+            assert asyncio.run(joined_through_the_live_one()) == coordinator_at_200ms
+    assert f"cannot join coordinator {dead} (UNAVAILABLE); trying {hung_address} in 0.0 s" in caplog.text
+    assert f"cannot join coordinator {hung_address} (DEADLINE_EXCEEDED); trying {coordinator_at_200ms}" in caplog.text
+
+
+def test_a_dns_name_of_the_coordinators_is_a_worker_s_coordinator_too(coordinator_at_200ms: str) -> None:
+    async def joined() -> str | None:
+        info = WorkerInfo(WorkerId("by-name"), "127.0.0.1:1", "tiny", 512, 1, 1)
+        port = coordinator_at_200ms.rpartition(":")[2]
+        async with (
+            asyncio.timeout(10),
+            Membership(f"dns:///localhost:{port}", "", info, WorkerLoad).joined(asyncio.Event()) as worker_id,
+        ):
+            return worker_id
+
+    assert asyncio.run(joined()) == "by-name"
