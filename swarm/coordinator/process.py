@@ -47,6 +47,11 @@ from swarm.wire import swarm_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+# On stop, open HTTP connections (a dashboard's event stream, a client's idle keep-alive) get this
+# long to finish; aiohttp's default, 60 s, outlasts systemd's and the tests' patience, after which
+# the coordinator is killed before it logs its summary.
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+
 
 def stage_library_root(config: CoordinatorConfig) -> Path:
     """Where served stage files live: --stages-dir, else (for planned splits) the user's cache."""
@@ -115,7 +120,12 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             batch_service.list,
             redis_ping=redis.ping,
         )
-        http_runner = web.AppRunner(http_app, access_log=None, keepalive_timeout=IDLE_CONNECTION_TIMEOUT_S)
+        http_runner = web.AppRunner(
+            http_app,
+            access_log=None,
+            keepalive_timeout=IDLE_CONNECTION_TIMEOUT_S,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+        )
         await http_runner.setup()
         host, port = split_host_port(config.http)
         await web.TCPSite(

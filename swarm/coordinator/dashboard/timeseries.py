@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView
+from swarm.coordinator.liveness import stop_if_cancelled
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.shared.types import SwarmStatus
 
@@ -103,6 +104,7 @@ class SwarmSampler:
                 await self.sample_once()
             except RedisError as exc:
                 log.warning("dashboard cannot read the swarm's status from Redis: %s", exc)
+            stop_if_cancelled()  # a cancel redis-py swallowed must still stop the loop, or the app's cleanup hangs
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     async def wait_after(self, seen: int, timeout_s: float) -> int:
