@@ -55,13 +55,3 @@ class GreedyReference:
                     f"{prompt!r}: output token {position} ({output[position]}) loses to the greedy choice by "
                     f"{margin:.4g} > {tolerance}: not greedy decoding of this prompt (a mix-up?)"
                 )
-
-    def greedy(self, prompt: str, n: int) -> list[int]:
-        """The token ids llama-cpp-python itself generates greedily."""
-        self._llm.reset()
-        ids: list[int] = []
-        for token in self._llm.generate(self.tokenize(prompt), temp=0.0):
-            ids.append(token)
-            if len(ids) == n:
-                return ids
-        raise AssertionError("reference generation ended early")

@@ -8,10 +8,10 @@ RunRequests it was sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from redis.asyncio import Redis
@@ -25,6 +25,8 @@ from swarm.coordinator.service import InferenceService
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece, WorkerId, WorkerInfo
 from swarm.wire import swarm_pb2 as pb
+
+T = TypeVar("T")
 
 FIRST_TOKEN = 100
 
@@ -215,3 +217,8 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}") from None
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    """Runs an async test scenario in a fresh event loop, bounded so a hang fails the test."""
+    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]

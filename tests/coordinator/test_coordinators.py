@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import grpc
 import pytest
@@ -20,17 +18,13 @@ from tests.coordinator.core_harness import (
     core_config,
     expected_tokens,
     request,
+    run,
     running_core,
     wait_for,
 )
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
 LEASE_TTL_S = 0.5
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
 
 
 async def lease_owner(core: Core, request_id: str) -> str:

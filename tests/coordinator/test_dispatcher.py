@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import grpc
 import pytest
@@ -22,17 +20,13 @@ from tests.coordinator.core_harness import (
     core_config,
     expected_tokens,
     request,
+    run,
     running_core,
     token,
     wait_for,
 )
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
 
 
 async def redis_state(core: Core, request_id: str) -> dict[str, str]:

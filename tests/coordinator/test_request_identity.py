@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TypeVar
 
 import pytest
 
@@ -19,16 +17,12 @@ from tests.coordinator.core_harness import (
     core_config,
     expected_tokens,
     request,
+    run,
     running_core,
     wait_for,
 )
 
-T = TypeVar("T")
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))  # type: ignore[arg-type]
 
 
 def test_the_same_id_under_two_api_keys_names_two_requests(redis_url: str) -> None:
