@@ -5,7 +5,8 @@ sends is the wall-clock time (``time.time_ns()``, decimal digits, then a space) 
 which the piece was handed to gRPC, so a client on the same machine can subtract it
 from its own receive time and get the latency the path in between (the coordinator)
 added. It joins a coordinator through the real Registry service, heartbeats every
-second and serves the real ``swarm.v1.Worker/Run``; it exists only so that
+second and serves the real ``swarm.v1.Worker`` calls (Relay, one message per step
+for all its streams, and Run); it exists only so that
 ``swarm.bench.coordinator_capacity`` can offer the coordinator more tokens per second
 than real CPU workers could. Never run it in a swarm that serves users.
 
@@ -23,15 +24,19 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 import uvloop
 
+from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.serving import start_listening, stop_on_signals
-from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
+from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece, WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.convert import run_request_from_wire
 from swarm.worker.membership import JoinRefused, Membership
+from swarm.worker.relay_channel import Deliver, RelayChannel
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,15 @@ DEFAULT_MAX_TOKENS = 128
 MAX_TOKENS_CAP = 1_000_000  # bounds every Run loop whatever a caller asks for
 
 
+@dataclass
+class _SteppedRun:
+    count: int
+    deliver: Deliver
+    sent: int = 0
+
+
 class LoadTestServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
-    """Answers every Run with `max_tokens` timestamp pieces, at most `rate` per second per stream, then Finished."""
+    """Answers every run with `max_tokens` timestamp pieces, at most `rate` per second per stream, then Finished."""
 
     def __init__(self, tokens_per_second_per_stream: float, slots: int) -> None:
         if tokens_per_second_per_stream <= 0:
@@ -54,6 +66,44 @@ class LoadTestServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.active = 0
         self.tokens_generated = 0
         self._rate_window: tuple[float, int] = (time.monotonic(), 0)
+        self._stepped: dict[str, _SteppedRun] = {}
+        self._stepper: asyncio.Task[None] | None = None
+
+    async def Relay(
+        self, commands: AsyncIterator[pb.RelayCommand], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RelayBatch]:
+        """As a real worker: every running stream gets one token per step, a step every 1/rate s."""
+        async for batch in RelayChannel(self._admit_stepped, self._release_stepped).serve(commands):
+            yield batch
+
+    def _admit_stepped(self, request: pb.RunRequest, deliver: Deliver) -> GenerationRequest:
+        if self.active >= self._slots:
+            raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
+        count = min(request.max_tokens or DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP)
+        self._stepped[request.request_id] = _SteppedRun(count, deliver)
+        self.active += 1
+        if self._stepper is None or self._stepper.done():
+            self._stepper = asyncio.create_task(self._step_all(), name="load-test-steps")
+        return run_request_from_wire(request, MODEL_NAME)
+
+    def _release_stepped(self, request_id: str, cancel: bool) -> None:
+        if self._stepped.pop(request_id, None) is not None:
+            self.active -= 1
+
+    async def _step_all(self) -> None:
+        """One token for every stepped run per period, like an engine's decode step; ends when none is left."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while self._stepped:
+            due = max(due + self._period_s, loop.time() - self._period_s)  # fell behind: never burst
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            stamp = f"{time.time_ns()} "
+            for run in list(self._stepped.values()):
+                run.deliver(TextPiece(stamp, (run.sent,)))
+                run.sent += 1
+                self.tokens_generated += 1
+                if run.sent == run.count:
+                    run.deliver(Finished(FinishReason.LENGTH, 1, run.count, self.worker_id))
 
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.types import WorkerId, WorkerView
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,3 @@ class HeartbeatMonitor:
                 log.warning("cannot read the registry from Redis: %s", exc)
             stop_if_cancelled()
             await asyncio.sleep(self._interval)
-
-
-def stop_if_cancelled() -> None:
-    """Raises CancelledError if this task was cancelled while a library swallowed the cancellation.
-
-    Python 3.11's asyncio.wait_for (used inside redis-py) loses a cancel that lands as the
-    awaited call completes; a loop that went on would make its owner's shutdown hang.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from swarm.coordinator.redis_keys import RequestState
 from swarm.coordinator.request_store import RequestStore
+from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.types import GenerationEvent, TextPiece
@@ -58,5 +59,6 @@ async def follow_peer(
         if stored.state is RequestState.FAILED:
             raise SwarmError(ErrorCode.UNAVAILABLE, "no worker could take the request; retry it to resume")
         lapsed = not stored.owner
+        stop_if_cancelled()
         if not lapsed:
             await asyncio.sleep(poll_s)

@@ -11,6 +11,7 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from swarm.shared.backoff import backoff_delays
+from swarm.shared.cancellation import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,6 +26,7 @@ async def patiently(action: Callable[[], Awaitable[T]], patience_s: float) -> T:
     deadline = time.monotonic() + patience_s
     delays = backoff_delays(first_s=0.1, cap_s=2.0)
     while True:
+        stop_if_cancelled()
         await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
         try:
             return await action()

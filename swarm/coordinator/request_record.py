@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from swarm.coordinator.request_stream import RequestStream
+from swarm.coordinator.worker_channel import RunHandle
 from swarm.shared.types import GenerationRequest, WorkerInfo
 
 
@@ -17,7 +17,7 @@ class WorkerRun:
     worker: WorkerInfo
     last_event: float  # time.monotonic() of the worker's last message, for the stall watchdog
     task: asyncio.Task[None] | None = None  # the relay; cancelled when the client goes away
-    call: Any = None  # the gRPC Run call, once opened
+    call: RunHandle | None = None  # the run on the worker, once started
     stalled: bool = False  # given up on by the watchdog: its end is the worker's failure, not the client's
 
 

@@ -1,11 +1,10 @@
-"""WorkerCalls: one gRPC channel per worker address, reused for every request sent there."""
+"""WorkerCalls: one gRPC channel and one Relay stream per worker address, shared by every run sent there."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
+from swarm.coordinator.worker_channel import RunHandle, WorkerChannel
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
@@ -16,20 +15,21 @@ class WorkerCalls:
     def __init__(self, token: str, tls: TlsFiles | None = None) -> None:
         self._metadata = bearer_metadata(token)
         self._tls = tls
-        self._stubs: dict[str, Any] = {}
+        self._relays: dict[str, WorkerChannel] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def run(self, address: str, request: pb.RunRequest) -> Any:
-        """Starts a Run stream on the worker; the returned call is read with `await call.read()`."""
-        stub = self._stubs.get(address)
-        if stub is None:
-            channel = aio_channel(address, self._tls)
-            self._channels[address] = channel
-            stub = self._stubs[address] = pb_grpc.WorkerStub(channel)
-        return stub.Run(request, metadata=self._metadata)
+    def run(self, address: str, request: pb.RunRequest) -> RunHandle:
+        """Starts the run on the worker; iterate the handle for its events."""
+        relay = self._relays.get(address)
+        if relay is None:
+            channel = self._channels[address] = aio_channel(address, self._tls)
+            relay = self._relays[address] = WorkerChannel(pb_grpc.WorkerStub(channel), self._metadata, address)
+        return relay.run(request)
 
     async def close(self) -> None:
+        for relay in self._relays.values():
+            await relay.close()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
-        self._stubs.clear()
+        self._relays.clear()

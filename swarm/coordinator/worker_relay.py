@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -10,6 +9,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 import grpc
 
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
+from swarm.coordinator.worker_channel import RunBroken
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, TextPiece
 from swarm.wire.convert import event_from_wire
@@ -34,11 +34,15 @@ class WorkerBusy(Exception):
 async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece: SavePiece) -> None:
     """Publishes the events of run.call (already opened) until Finished.
 
-    Raises WorkerFailed when the worker breaks off (another may resume the request), WorkerBusy when
-    it has no free slot, and SwarmError when it refuses the request itself (no other would take it either).
+    Raises WorkerFailed when the worker breaks off or stalls (another may resume the request),
+    WorkerBusy when it has no free slot, and SwarmError when it refuses the request itself (no
+    other would take it either).
     """
+    call = run.call
+    if call is None:
+        raise WorkerFailed("the run was never started")
     try:
-        async for message in run.call:
+        async for message in call:
             run.last_event = time.monotonic()
             event = event_from_wire(message)
             if isinstance(event, TextPiece):
@@ -47,16 +51,16 @@ async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece:
             record.stream.publish(event)
             if isinstance(event, Finished):
                 return
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise WorkerBusy(exc.details() or "all slots are busy") from exc
-        if exc.code() in _CLIENT_FAULTS:
-            raise SwarmError(ErrorCode(exc.code().name), exc.details() or "rejected by the worker") from exc
-        raise WorkerFailed(f"{exc.code().name}: {exc.details()}") from exc
-    except asyncio.CancelledError:
-        if run.stalled:  # cancelled by the dispatcher's stall watchdog, not by the client
+    except RunBroken as exc:
+        if run.stalled:  # given up on by the dispatcher's stall watchdog
             raise WorkerFailed("stalled") from None
-        raise
+        if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise WorkerBusy(exc.details or "all slots are busy") from exc
+        if exc.code in _CLIENT_FAULTS:
+            raise SwarmError(ErrorCode(exc.code.name), exc.details or "rejected by the worker") from exc
+        raise WorkerFailed(str(exc)) from exc
+    finally:
+        call.cancel()  # nothing once it ended; else (the client left) frees the worker's slot
     raise WorkerFailed("ended the stream without finishing")
 
 
@@ -76,4 +80,4 @@ def give_up_on_stalled(records: Iterable[RequestRecord], down: Collection[str], 
                 record.request_id,
             )
             run.stalled = True
-            run.call.cancel()
+            run.call.cancel("stalled")

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from swarm.engine.forward import Forward, WholeModel
@@ -88,6 +89,9 @@ class BatchEngine:
         self._prompt_tokens = 0
         self._cached_prompt_tokens = 0
         self._rate: deque[tuple[float, int]] = deque()
+        # Called on the engine thread after each round of work, once that round's events are emitted:
+        # a server sends a round's tokens for every sequence together.
+        self.round_listener: Callable[[], None] = _nothing
 
     # ------------------------------------------------------------ any thread
 
@@ -130,6 +134,7 @@ class BatchEngine:
 
     def _loop(self) -> None:
         while self._running:
+            self.round_listener()  # the last round's events go out before this one's work (or wait)
             self._drain_inbox(block=not self._active() and not self._waiting)
             try:
                 self._admit_waiting()
@@ -154,6 +159,7 @@ class BatchEngine:
                 self._finish(slot, FinishReason.CANCELLED)
         for sequence in self._waiting:
             sequence.emit(SwarmError(ErrorCode.UNAVAILABLE, "worker is shutting down"))
+        self.round_listener()
 
     def _drain_inbox(self, block: bool) -> None:
         try:
@@ -315,3 +321,7 @@ class BatchEngine:
         slot.last_used = self._steps
         if not keep_cache:
             slot.cached = []
+
+
+def _nothing() -> None:
+    pass

@@ -280,9 +280,8 @@ class LocalSwarm:
         return self.redis_url
 
     def start_coordinator(self, listen: str, http: str = "", *extra: str, name: str = "coordinator") -> ManagedProcess:
-        args = ["coordinator", "--listen", listen, "--redis", self.redis_url]
-        if http:
-            args += ["--http", http]
+        """http: HOST:PORT of its HTTP API; empty for none (never the default port, which another may hold)."""
+        args = ["coordinator", "--listen", listen, "--redis", self.redis_url, "--http", http]
         return self._launch(name, swarm_argv(*self._verbosity(), *args, *extra), tier=COORDINATOR_TIER)
 
     def start_worker(

@@ -464,6 +464,11 @@ class WorkerStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.RunRequest.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Relay = channel.stream_stream(
+                '/swarm.v1.Worker/Relay',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -471,7 +476,17 @@ class WorkerServicer:
     """
 
     def Run(self, request, context):
-        """Runs one generation; streams pieces then one Finished.
+        """Runs one generation; streams pieces then one Finished. For simple callers and tests:
+        a coordinator uses Relay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Relay(self, request_iterator, context):
+        """Every request one coordinator runs on this worker, on one stream: commands in; out, one
+        message per engine step carrying that step's events for all of them. The stream ending
+        (either side) cancels every request still running on it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -484,6 +499,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Run,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.RunRequest.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Relay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -514,6 +534,33 @@ class Worker:
             '/swarm.v1.Worker/Run',
             swarm_dot_wire_dot_swarm__pb2.RunRequest.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/swarm.v1.Worker/Relay',
+            swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,9 +1,14 @@
-"""WorkerServicer: the gRPC face of the engine; decodes and checks a RunRequest, streams the engine's events back."""
+"""WorkerServicer: the gRPC face of the engine; decodes and checks runs, streams the engine's events back.
+
+A coordinator sends all its requests here on one Relay stream (relay_channel), and gets one
+message per engine step carrying every request's new tokens; Run serves one request per
+stream for simple callers. Both admit a request the same way (`_admit`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -11,12 +16,16 @@ from swarm.engine.batch_engine import BatchEngine
 from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
-from swarm.shared.types import Finished, GenerationEvent, TextPiece
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece
 from swarm.shared.validation import RequestLimits, check_run
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
 from swarm.wire.grpc_errors import error_boundary
+from swarm.worker.engine_handoff import EngineHandoff
+from swarm.worker.relay_channel import RelayChannel
+
+Deliver = Callable[[GenerationEvent | SwarmError], None]  # called on the event loop
 
 
 class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
@@ -26,79 +35,104 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self._gate = TokenGate(token, "Run call")
         self.worker_id = ""
         self.draining = False
-        self.active = 0
         self.accepted = 0  # requests taken since start, for the worker's metrics
         self.idle = asyncio.Event()
         self.idle.set()
-        self._events: dict[str, asyncio.Queue[GenerationEvent | SwarmError]] = {}
+        self._running: dict[str, Deliver] = {}
+        self._handoff: EngineHandoff | None = None
 
-    @staticmethod
-    async def _next_event(events: asyncio.Queue[GenerationEvent | SwarmError]) -> GenerationEvent | SwarmError:
-        """The next event; pieces that piled up while the caller was slow come merged into one."""
-        event = await events.get()
-        if not isinstance(event, TextPiece) or events.empty():
-            return event
-        pending: list[TextPiece] = [event]
-        while not events.empty():
-            following = events.get_nowait()
-            if not isinstance(following, TextPiece):
-                events.put_nowait(following)  # a finish or error is always last: putting it back keeps order
-                break
-            pending.append(following)
-        return coalesce(pending)[0]
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------ one request's life, for both calls
+
+    def _admit(self, request: pb.RunRequest, deliver: Deliver) -> GenerationRequest:
+        """Checks the run and hands it to the engine; its events go to deliver until `_release`."""
+        if self.draining:
+            raise SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving the swarm")
+        if self.active >= self._engine.config.slots:
+            raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
+        generation = run_request_from_wire(request, self._model_name)
+        if generation.request_id in self._running:
+            raise SwarmError(ErrorCode.ALREADY_EXISTS, f"request {generation.request_id!r} already runs here")
+        check_run(generation, RequestLimits(), self._engine.context_per_slot)
+        if self._handoff is None:  # the first run tells which loop serves: bound then
+            self._handoff = EngineHandoff(asyncio.get_running_loop())
+            self._engine.round_listener = self._handoff.round_ended
+        self._running[generation.request_id] = deliver
+        self.accepted += 1
+        self.idle.clear()
+        self._engine.submit(generation, self._handoff.emitter(lambda event: deliver(self._signed(event))))
+        return generation
+
+    def _signed(self, event: GenerationEvent | SwarmError) -> GenerationEvent | SwarmError:
+        if isinstance(event, Finished):
+            return Finished(
+                event.reason, event.prompt_tokens, event.completion_tokens, self.worker_id, event.cached_prompt_tokens
+            )
+        return event
+
+    def _release(self, request_id: str, cancel: bool) -> None:
+        """The request ended (or its caller left, then cancel frees its slot in the engine)."""
+        if self._running.pop(request_id, None) is None:
+            return
+        if cancel:
+            self._engine.cancel(request_id)
+        if not self._running:
+            self.idle.set()
 
     def hand_back(self) -> int:
         """Leaving: ends every running request with UNAVAILABLE so the coordinator resumes it elsewhere."""
-        for request_id, events in list(self._events.items()):
+        running = list(self._running.items())
+        for request_id, deliver in running:
             self._engine.cancel(request_id)
-            events.put_nowait(SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving; resume this request elsewhere"))
-        return len(self._events)
+            deliver(SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving; resume this request elsewhere"))
+        return len(running)
+
+    # ------------------------------------------------------------ the calls
+
+    @error_boundary
+    async def Relay(
+        self, commands: AsyncIterator[pb.RelayCommand], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RelayBatch]:
+        await self._gate.check(context)
+        channel = RelayChannel(self._admit, self._release)
+        async for batch in channel.serve(commands):
+            yield batch
 
     @error_boundary
     async def Run(
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
         await self._gate.check(context)
-        if self.draining:
-            raise SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving the swarm")
-        if self.active >= self._engine.config.slots:
-            raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
-        generation = run_request_from_wire(request, self._model_name)
-        check_run(generation, RequestLimits(), self._engine.context_per_slot)
         events: asyncio.Queue[GenerationEvent | SwarmError] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        self.active += 1
-        self.accepted += 1
-        self.idle.clear()
+        generation = self._admit(request, events.put_nowait)
         finished = False
-
-        def emit(event: GenerationEvent | SwarmError) -> None:  # runs on the engine thread
-            loop.call_soon_threadsafe(events.put_nowait, event)
-
-        self._events[generation.request_id] = events
         try:
-            self._engine.submit(generation, emit)
             while True:
-                event = await self._next_event(events)
+                event = await _next_event(events)
                 if isinstance(event, SwarmError):
                     finished = True
                     raise event
-                if isinstance(event, Finished):
-                    finished = True
-                    event = Finished(
-                        event.reason,
-                        event.prompt_tokens,
-                        event.completion_tokens,
-                        self.worker_id,
-                        event.cached_prompt_tokens,
-                    )
+                finished = isinstance(event, Finished)
                 yield event_to_wire(generation.request_id, event)
                 if finished:
                     return
         finally:
-            self._events.pop(generation.request_id, None)
-            if not finished:  # the caller cancelled or went away: free the slot now
-                self._engine.cancel(generation.request_id)
-            self.active -= 1
-            if self.active == 0:
-                self.idle.set()
+            self._release(generation.request_id, cancel=not finished)  # the caller left: free the slot now
+
+
+async def _next_event(events: asyncio.Queue[GenerationEvent | SwarmError]) -> GenerationEvent | SwarmError:
+    """The next event; pieces that piled up while the caller was slow come merged into one."""
+    event = await events.get()
+    if not isinstance(event, TextPiece) or events.empty():
+        return event
+    pending: list[TextPiece] = [event]
+    while not events.empty():
+        following = events.get_nowait()
+        if not isinstance(following, TextPiece):
+            events.put_nowait(following)  # a finish or error is always last: putting it back keeps order
+            break
+        pending.append(following)
+    return coalesce(pending)[0]

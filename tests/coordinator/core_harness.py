@@ -23,6 +23,7 @@ from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.worker_calls import WorkerCalls
+from swarm.coordinator.worker_channel import RunBroken
 from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece, WorkerId, WorkerInfo
 from swarm.wire import swarm_pb2 as pb
 
@@ -60,16 +61,15 @@ class FakeWorker:
 
 
 class FakeCall:
-    """What grpc.aio's stream call offers the dispatcher: async iteration and cancel()."""
+    """What a RunHandle offers the dispatcher: async iteration and cancel()."""
 
     def __init__(self, worker: FakeWorker, request: pb.RunRequest) -> None:
         self._worker = worker
         self._request = request
         self._cancelled = asyncio.Event()
 
-    def cancel(self) -> bool:
+    def cancel(self, reason: str = "cancelled") -> None:
         self._cancelled.set()
-        return True
 
     def __aiter__(self) -> AsyncIterator[pb.GenerateResponse]:
         return self._responses()
@@ -77,17 +77,17 @@ class FakeCall:
     async def _responses(self) -> AsyncIterator[pb.GenerateResponse]:
         worker, request = self._worker, self._request
         if worker.refuse is not None:
-            raise grpc.aio.AioRpcError(worker.refuse, details="refused by the fake worker")
+            raise RunBroken(worker.refuse, "refused by the fake worker")
         for position in range(len(request.resume_tokens), request.max_tokens):
             if position == worker.fail_at:
-                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, details="the fake worker died")
+                raise RunBroken(grpc.StatusCode.UNAVAILABLE, "the fake worker died")
             if position == worker.hold_at:
                 await asyncio.wait(
                     [asyncio.ensure_future(worker.release.wait()), asyncio.ensure_future(self._cancelled.wait())],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             if self._cancelled.is_set():
-                raise asyncio.CancelledError
+                raise RunBroken(grpc.StatusCode.CANCELLED, "cancelled")
             await asyncio.sleep(0)  # a real call yields between messages
             worker.reached[request.request_id] = position + 1
             yield pb.GenerateResponse(piece=pb.TextPiece(text=f"t{position} ", token_ids=[token(position)]))

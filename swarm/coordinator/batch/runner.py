@@ -26,6 +26,7 @@ from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.service import InferenceService
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.batch_types import BatchResult
+from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece, WorkerView
 from swarm.shared.validation import BATCH_REQUEST_ID_PREFIX
@@ -84,8 +85,10 @@ class BatchRunner:
                 while True:
                     await self._step()
                     delays = backoff_delays()
+                    stop_if_cancelled()
             except RedisError as exc:  # Redis restarting (the work waits there), or back without the stream (NOGROUP)
                 log.warning("cannot read batch work from Redis: %s", exc)
+            stop_if_cancelled()
             await asyncio.sleep(next(delays))
 
     async def shutdown(self) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView
-from swarm.coordinator.liveness import stop_if_cancelled
 from swarm.coordinator.metrics import RequestOutcome
+from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.types import SwarmStatus
 
 log = logging.getLogger(__name__)
