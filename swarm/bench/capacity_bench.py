@@ -1,4 +1,4 @@
-"""The capacity benchmark's processes (redis, one coordinator, load-test workers) and how one step is run on them."""
+"""The capacity benchmark's processes (redis, coordinators, load-test workers) and how one step is run on them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
+import os
 import sys
 import time
 from array import array
@@ -35,6 +36,8 @@ class Bench:
     swarm: LocalSwarm = field(init=False)
     coordinator: ManagedProcess | None = None
     address: str = ""
+    peers: list[ManagedProcess] = field(default_factory=list)  # coordinators 2..N, on the same Redis
+    peer_addresses: list[str] = field(default_factory=list)
     workers: list[ManagedProcess] = field(default_factory=list)
     worker_addresses: tuple[str, ...] = ()
     cprofile_path: Path | None = None
@@ -59,6 +62,15 @@ class Bench:
         else:
             self.coordinator = self.swarm.start_coordinator(listen, http, "--default-model", MODEL_NAME)
         self.address = listen
+        for i in range(1, max(self.args.coordinator_counts)):
+            peer_listen = f"127.0.0.1:{free_port()}"
+            peer = self.swarm.start_coordinator(
+                peer_listen, "", "--default-model", MODEL_NAME, name=f"coordinator-{i + 1}"
+            )
+            self.peers.append(peer)
+            self.peer_addresses.append(peer_listen)
+        if self.args.pin_coordinators:
+            self._pin()
         for i in range(self.args.load_workers):
             argv = [sys.executable, "-m", "swarm.bench.load_test_worker", "--coordinator", listen]
             argv += ["--rate", str(self.args.rate), "--worker-id", f"load-test-{i + 1}", "--log-level", "info"]
@@ -80,6 +92,20 @@ class Bench:
 
             wait_until(all_up, 60, f"{self.args.load_workers} load-test workers to join the coordinator", 0.2)
         log.info("coordinator %s with load-test workers %s", listen, ", ".join(self.worker_addresses))
+
+    def _pin(self) -> None:
+        """Coordinator k on core k; with cores to spare, everything else on the rest (it inherits them)."""
+        cores = sorted(os.sched_getaffinity(0))
+        coordinators = [p for p in (self.coordinator, *self.peers) if p is not None]
+        for k, process in enumerate(coordinators):
+            os.sched_setaffinity(process.pid, {cores[k % len(cores)]})
+        rest = set(cores[len(coordinators) :])
+        if rest:
+            for process in self.swarm.processes:  # Redis, started first
+                if process.name == "redis":
+                    os.sched_setaffinity(process.pid, rest)
+            os.sched_setaffinity(0, rest)  # this process, and the workers and clients it starts from now
+        log.info("coordinators pinned to cores %s; the rest on %s", cores[: len(coordinators)], sorted(rest) or "all")
 
     def _check_alive(self) -> None:
         failed = self.swarm.failed()
@@ -105,13 +131,15 @@ class Bench:
                 log.warning("%s; measuring anyway", exc)
         time.sleep(1.2)  # one more heartbeat, so the previous step's load is gone from the registry
 
-    def run_step(self, streams: int, direct: bool, step_index: int) -> StepResult:
+    def run_step(self, streams: int, coordinators: int, step_index: int) -> StepResult:
+        """One step: through the first `coordinators` coordinators, or (0) straight to the workers."""
         assert self.coordinator is not None
         self.settle()
-        path = "direct" if direct else "coordinator"
+        direct = coordinators == 0
+        path = "direct" if direct else "coordinator" if coordinators == 1 else f"{coordinators} coordinators"
         processes = min(self.args.client_processes, streams)
         start_at_ns = time.time_ns() + int(START_DELAY_S * 1e9)
-        targets = self.worker_addresses if direct else (self.address,)
+        targets = self.worker_addresses if direct else (self.address, *self.peer_addresses)[:coordinators]
         context = multiprocessing.get_context("spawn")
         pipes: list[multiprocessing.connection.Connection] = []
         share = [streams // processes + (1 if i < streams % processes else 0) for i in range(processes)]
@@ -126,7 +154,7 @@ class Bench:
                 streams_per_channel=self.args.streams_per_channel,
                 ramp_s=self.args.ramp,
                 cut_batch=self.args.cut_batch,
-                tag=f"{step_index}-{path}-{i}",
+                tag=f"{step_index}-{path.replace(' ', '-')}-{i}",  # request ids take no spaces
             )
             receiver, sender = context.Pipe(duplex=False)
             client = context.Process(target=client_process_main, args=(job, sender), daemon=True)
@@ -135,7 +163,7 @@ class Bench:
             self.clients.append(client)
             pipes.append(receiver)
         groups = {
-            "coordinator": [self.coordinator.pid],
+            "coordinator": [self.coordinator.pid, *(p.pid for p in self.peers)],
             "workers": [w.pid for w in self.workers],
             "redis": [p.pid for p in self.swarm.processes if p.name == "redis"],
         }

@@ -23,7 +23,7 @@ def render_table(rows: list[StepResult]) -> str:
     lines = [header, "|" + " --- |" * 2 + " ---: |" * 13]
     for r in rows:
         cpu = r.cpu_percent
-        per_token = f"{r.coordinator_us_per_token:.0f}" if r.path == "coordinator" else "-"
+        per_token = f"{r.coordinator_us_per_token:.0f}" if r.path != "direct" else "-"
         lines.append(
             f"| {r.path} | {r.streams} | {r.offered_tps:,.0f} | {r.relayed_tps:,.0f} | {r.window_s:.1f} "
             f"| {r.completed} / {r.cut} / {r.failed} | {_ms(r.latency_p50_ms)} / {_ms(r.latency_p99_ms)} "
@@ -53,6 +53,20 @@ def render_added_latency(rows: list[StepResult]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def render_scale_out(rows: list[StepResult]) -> str:
+    """Relayed tok/s through several coordinators over one, per stream count."""
+    one = {r.streams: r for r in rows if r.path == "coordinator"}
+    lines = ["| streams | coordinators | relayed tok/s | over one coordinator |", "| ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        base = one.get(r.streams)
+        if r.path in ("direct", "coordinator") or base is None or not base.relayed_tps:
+            continue
+        lines.append(
+            f"| {r.streams} | {r.path.split()[0]} | {r.relayed_tps:,.0f} | {r.relayed_tps / base.relayed_tps:.2f}x |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def report(args: argparse.Namespace, rows: list[StepResult], profiles: list[tuple[str, str]]) -> str:
     parts = [
         f"## Coordinator relay capacity ({os.cpu_count()} CPU cores, {args.load_workers} load-test workers, "
@@ -71,6 +85,10 @@ def report(args: argparse.Namespace, rows: list[StepResult], profiles: list[tupl
     added = render_added_latency(rows)
     if added:
         parts += ["", "### Added by the coordinator (via coordinator minus direct)", "", added]
+    scale_out = render_scale_out(rows)
+    if scale_out:
+        layout = "each pinned to a core of its own" if args.pin_coordinators else "sharing every core"
+        parts += ["", f"### Scale-out: several coordinators on one Redis ({layout})", "", scale_out]
     failures = Counter[str]()
     for r in rows:
         failures.update(r.errors)

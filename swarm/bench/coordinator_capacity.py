@@ -64,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"at the time limit cancel this many streams per {CUT_INTERVAL_S:g} s; 0: all at once (default 20)",
     )
     parser.add_argument("--no-direct", action="store_true", help="skip the clients-to-workers baseline steps")
+    parser.add_argument(
+        "--coordinators",
+        default="1",
+        help="comma-separated coordinator counts to relay through, each a step of its own (default %(default)s)",
+    )
+    parser.add_argument(
+        "--pin-coordinators", action="store_true", help="pin coordinator k to core k, the rest to the other cores"
+    )
     parser.add_argument("--profile", action="store_true", help="profile the coordinator (py-spy, else cProfile)")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native (pauses the coordinator)")
     parser.add_argument("--work-dir", type=Path, default=None, help="logs and profiles (default: a temp dir)")
@@ -72,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.stream_counts = [int(s) for s in args.streams.split(",") if s.strip()]
     except ValueError:
         parser.error("--streams takes comma-separated integers")
+    try:
+        args.coordinator_counts = [int(s) for s in args.coordinators.split(",") if s.strip()]
+    except ValueError:
+        parser.error("--coordinators takes comma-separated integers")
+    if not args.coordinator_counts or not all(1 <= c <= 16 for c in args.coordinator_counts):
+        parser.error("--coordinators: each count must be in 1..16")
     if not args.stream_counts or min(args.stream_counts) < 1 or max(args.stream_counts) > 5000:
         parser.error("--streams: each count must be in 1..5000")
     if not 1 <= args.tokens_per_stream <= 100_000 or args.rate <= 0:
@@ -102,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.start()
             for i, streams in enumerate(args.stream_counts):
-                for direct in (False,) if args.no_direct else (False, True):
-                    log.info("step: %d streams %s", streams, "direct to the workers" if direct else "via coordinator")
-                    row = bench.run_step(streams, direct, i)
+                for coordinators in [*args.coordinator_counts, *([] if args.no_direct else [0])]:
+                    via = f"via {coordinators} coordinator(s)" if coordinators else "direct to the workers"
+                    log.info("step: %d streams %s", streams, via)
+                    row = bench.run_step(streams, coordinators, i)
                     log.info(
                         "  %s: %.0f tok/s, %d/%d/%d completed/cut/failed, coordinator CPU %.0f%%",
                         row.path,
