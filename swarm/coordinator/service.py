@@ -18,6 +18,7 @@ from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
+from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
 from swarm.shared.types import (
@@ -80,6 +81,7 @@ class InferenceService:
             request,
             request_id=scoped_request_id(owner, request.request_id),
             fingerprint=request_fingerprint(raw),
+            traceparent=tracing.traceparent(),
         )
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
             known = await self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens)

@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from swarm.shared import tracing
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
@@ -26,7 +27,7 @@ class WorkerCalls:
             channel = aio_channel(address, self._tls)
             self._channels[address] = channel
             stub = self._stubs[address] = pb_grpc.WorkerStub(channel)
-        return stub.Run(request, metadata=self._metadata)
+        return stub.Run(request, metadata=self._metadata + tracing.outgoing_metadata())
 
     async def close(self) -> None:
         for channel in self._channels.values():
