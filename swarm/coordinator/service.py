@@ -83,8 +83,13 @@ class InferenceService:
             fingerprint=request_fingerprint(raw),
             traceparent=tracing.traceparent(),
         )
+        waiting: int | None = None
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
-            known = await self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens)
+            # The queue's depth is read beside the id's lookup: one Redis round trip before queueing, not two.
+            known, waiting = await asyncio.gather(
+                self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens),
+                self._store.depth(),
+            )
             if known is not None:
                 async for event in known:
                     yield event
@@ -103,7 +108,8 @@ class InferenceService:
                 check_fits_context(request, context)
             except InvalidRequest as exc:
                 raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-        waiting = await self._store.depth()
+        if waiting is None:
+            waiting = await self._store.depth()
         if waiting >= self._config.max_queue:
             raise SwarmError(
                 ErrorCode.RESOURCE_EXHAUSTED,
