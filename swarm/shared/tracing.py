@@ -31,6 +31,8 @@ T = TypeVar("T")
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACEPARENT = "traceparent"
 EXPORT_DELAY_MS = 500  # spans reach the collector within about this long
+# An export (retries included) gives up after this: a hung collector must not hold up a stop for long.
+EXPORT_TIMEOUT_S = 2.0
 
 Kind = trace.SpanKind
 _propagator = TraceContextTextMapPropagator()
@@ -57,7 +59,7 @@ def setup(service_name: str, endpoint: str) -> None:
 
     insecure = not endpoint.startswith("https://")
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure)
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure, timeout=EXPORT_TIMEOUT_S)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=EXPORT_DELAY_MS))
     _provider = provider
     _tracer = provider.get_tracer("swarm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -10,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from swarm.bench.span_receiver import SpanReceiver
-from swarm.launch.local_swarm import wait_until
+from swarm.launch.local_swarm import free_port, wait_until
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -32,7 +33,8 @@ def receiver() -> Iterator[SpanReceiver]:
     collector.close()
 
 
-def test_one_generate_is_one_trace_across_coordinator_and_worker(make_swarm: MakeSwarm, receiver: SpanReceiver) -> None:
+def test_one_generate_is_one_trace_across_coordinator_and_worker(receiver: SpanReceiver, make_swarm: MakeSwarm) -> None:
+    # receiver first: it outlives the swarm, whose processes send their last spans as they stop.
     endpoint = ("--otlp-endpoint", receiver.endpoint)
     swarm = make_swarm(workers=1, coordinator_args=endpoint, worker_args=endpoint)
     caller = TracerProvider().get_tracer("test")  # the client program's own tracing: recording, not exported
@@ -71,3 +73,13 @@ def test_one_generate_is_one_trace_across_coordinator_and_worker(make_swarm: Mak
     http_span = "coordinator.HTTP POST /v1/completions"
     wait_until(lambda: {http_span, "worker.Run"} <= receiver.spans(http_trace).keys(), 20, "the HTTP request's spans")
     assert receiver.spans(http_trace)[http_span].parent_id == "b7ad6b7169203331"
+
+
+def test_a_collector_that_is_down_fails_no_request_and_holds_up_no_stop(make_swarm: MakeSwarm) -> None:
+    endpoint = ("--otlp-endpoint", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    swarm = make_swarm(workers=1, coordinator_args=endpoint, worker_args=endpoint)
+    with swarm.client() as client:
+        assert client.generate("Once upon a time", max_tokens=2, temperature=0.0).finished.completion_tokens == 2
+    started = time.monotonic()
+    assert swarm.coordinator.stop(timeout_s=10) == 0
+    assert time.monotonic() - started < 8
