@@ -25,6 +25,9 @@ def llama_cpp_python_single(model_path: Path, prompt: str, max_tokens: int, thre
     """The high-level `llama_cpp.Llama` streaming a greedy completion: what a user would run by hand."""
     llm = llama_cpp.Llama(str(model_path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
     try:
+        # A new context builds its compute graph on its first decode: done before timing, as a loaded model has.
+        for _ in llm.create_completion("Warm up.", max_tokens=1, temperature=0.0):
+            pass
         start = time.perf_counter()
         stamps = []
         for _ in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stream=True):

@@ -64,6 +64,8 @@ async def _one_stream(client: AsyncSwarmClient, prompt: str, max_tokens: int) ->
 
 async def measure_swarm(address: str, prompts: list[str], max_tokens: int) -> SwarmRun:
     async with AsyncSwarmClient(address, retries=0) as client:
+        # Connected first, as a long-lived client is: first tokens then time the swarm, not a TCP and HTTP/2 handshake.
+        await client.status()
         traces = await asyncio.gather(*(_one_stream(client, p, max_tokens) for p in prompts))
     firsts = [t.first_token_s for t in traces]
     return SwarmRun(

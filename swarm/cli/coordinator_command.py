@@ -11,8 +11,10 @@ import uvloop
 from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
 from swarm.cli.security_flags import add_api_key_flags, add_tls_flags, api_keys_from_args, tls_from_args
+from swarm.cli.tracing_flag import add_otlp_flag
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.process import serve_coordinator
+from swarm.shared import tracing
 
 
 def _default(name: str) -> Any:
@@ -87,6 +89,7 @@ def add_parsers(commands: Any) -> None:
         metavar="SECONDS",
         help="batch lines a coordinator has not touched this long are run by another (default %(default)s)",
     )
+    add_otlp_flag(p)
     p.set_defaults(run=run_coordinator)
 
 
@@ -118,7 +121,8 @@ def run_coordinator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("coordinator", str(exc))
     try:
-        uvloop.run(serve_coordinator(config))
+        with tracing.on_for("swarm-coordinator", tracing.endpoint_from(args.otlp_endpoint)):
+            uvloop.run(serve_coordinator(config))
     except (ConnectionError, OSError, ValueError) as exc:
         return fail("coordinator", str(exc))
     return 0

@@ -10,7 +10,9 @@ from swarm.cli.auto_join import run_auto_join
 from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
 from swarm.cli.security_flags import add_tls_flags, tls_from_args
+from swarm.cli.tracing_flag import add_otlp_flag
 from swarm.cli.worker_launch import join_config, model_path, serve_model
+from swarm.shared import tracing
 from swarm.shared.discovery import DiscoveryError, discover_coordinator
 from swarm.worker.config import WorkerConfig
 from swarm.worker.model_download import DownloadFailed
@@ -88,12 +90,18 @@ def add_parsers(commands: Any) -> None:
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics at /metrics here; a bare PORT listens on 127.0.0.1 only",
     )
+    add_otlp_flag(p)
     p.set_defaults(run=run_join)
 
 
 def run_join(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.auto):
         return fail("join", "give either --model MODEL or --auto")
+    with tracing.on_for("swarm-worker", tracing.endpoint_from(args.otlp_endpoint)):
+        return _join(args)
+
+
+def _join(args: argparse.Namespace) -> int:
     try:
         coordinator = args.coordinator or os.environ.get("SWARM_COORDINATOR") or discover_coordinator(args.swarm_name)
         tls = tls_from_args(args)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.cli.config_defaults import default_of, default_port
+from swarm.cli.tracing_flag import add_otlp_flag, otlp_args
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.gguf_files.default_model import cache_dir, resolve_model
@@ -59,6 +60,7 @@ def add_parsers(commands: Any) -> None:
         help="run the model as a pipeline of this many stages, one per worker (needs --workers = --stages)",
     )
     p.add_argument("--no-demo", action="store_true", help="skip the sample generation at start-up")
+    add_otlp_flag(p)
     p.set_defaults(run=run_up)
 
 
@@ -88,18 +90,19 @@ def run_up(args: argparse.Namespace) -> int:
             swarm.redis_url = args.redis
         else:
             swarm.start_redis(cache_dir() / "redis")
-        token_args = ["--token", args.token] if args.token else []
+        # Every process it starts has the same token and traces to the same collector.
+        common_args = [*(["--token", args.token] if args.token else []), *otlp_args(args)]
         for i, (listen, http_port) in enumerate(zip(addresses, http_ports, strict=True)):
             swarm.start_coordinator(
                 listen,
                 f"127.0.0.1:{http_port}",
-                *token_args,
+                *common_args,
                 "--default-model",
                 model.name.removesuffix(".gguf"),
                 *(["--no-advertise"] if i > 0 else []),  # one mDNS answer per swarm: the first coordinator
                 name="coordinator" if i == 0 else f"coordinator-{i}",
             )
-        worker_args = ["--threads", str(threads), "--slots", str(args.slots), *token_args]
+        worker_args = ["--threads", str(threads), "--slots", str(args.slots), *common_args]
         if stage_files:
             swarm.start_pipeline(",".join(addresses), stage_files, *worker_args)
         else:

@@ -12,6 +12,7 @@ from swarm.client.failover import CallAttempts, channel_options, coordinator_add
 from swarm.client.types import Completion, GenerateOptions, ResumableRequest
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
+from swarm.shared.tracing import caller_metadata
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
 from swarm.shared.validation import new_request_id
 from swarm.wire import swarm_pb2 as pb
@@ -64,7 +65,7 @@ class AsyncSwarmClient:
             index = attempts.index
             try:
                 async for message in self._stubs[index].Generate(
-                    call.request, metadata=self._metadata, timeout=self._timeout_s
+                    call.request, metadata=self._metadata + caller_metadata(), timeout=self._timeout_s
                 ):
                     self._preferred = index
                     yield call.received(message)

@@ -35,6 +35,7 @@ from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.coordinator.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
+from swarm.shared import tracing
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
@@ -332,7 +333,11 @@ class Dispatcher:
         self._assigned[worker_id] += 1
         run = record.run = WorkerRun(worker.info, time.monotonic())
         record.attempts += 1
-        run.task = asyncio.create_task(self._relay(record, run), name=record.request_id)
+        tracing.past_span("coordinator.queued", record.request.traceparent, record.admitted_ns)
+        relay = tracing.in_span(
+            "coordinator.dispatch", record.request.traceparent, self._relay(record, run), worker=worker_id
+        )
+        run.task = asyncio.create_task(relay, name=record.request_id)
 
     # ------------------------------------------------------------ one run on one worker
 

@@ -23,6 +23,7 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.http_tracing import http_spans
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
@@ -35,6 +36,7 @@ from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
 from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.gguf_files.default_model import cache_dir, resolve_model
+from swarm.shared import tracing
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
@@ -93,7 +95,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
 
     api_keys = ApiKeyCheck(config.api_keys)
     server = grpc.aio.server(
-        interceptors=[MalformedRequestInterceptor(), *([ApiKeyInterceptor(api_keys)] if api_keys.required else [])],
+        interceptors=[
+            MalformedRequestInterceptor(),
+            *([ApiKeyInterceptor(api_keys)] if api_keys.required else []),
+            *tracing.server_interceptors({"/swarm.v1.Inference/Generate": "coordinator.Generate"}),
+        ],
         options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
     )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
@@ -115,7 +121,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     if config.http:
         http_app = build_http_app(
             service,
-            [api_key_middleware(api_keys)],
+            [api_key_middleware(api_keys), *http_spans()],
             config.limits.max_message_bytes,
             batch_service.list,
             redis_ping=redis.ping,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from swarm.coordinator.request_stream import RequestStream
@@ -35,6 +36,7 @@ class RequestRecord:
     requeued_ms: int = 0  # failed over: it waits for a worker from then, not from its start
     attempts: int = 0  # runs in a row that ended without a new token
     run: WorkerRun | None = None
+    admitted_ns: int = field(default_factory=time.time_ns)  # when it began waiting here, for its trace
 
     @property
     def request_id(self) -> str:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.piece_journal import PieceJournal, pieces_in_order
 from swarm.coordinator.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
+from swarm.shared import tracing
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
 from swarm.shared.types import Finished, GenerationRequest, TextPiece
@@ -87,6 +88,11 @@ class RequestStore:
     async def enqueue(self, request: GenerationRequest) -> int:
         """Queues the request, owned by this store's coordinator."""
         now_ms = int(time.time() * 1000)
+        with tracing.span("redis.enqueue"):
+            await self._enqueue(request, now_ms)
+        return now_ms
+
+    async def _enqueue(self, request: GenerationRequest, now_ms: int) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.request_key(request.request_id),
@@ -102,11 +108,12 @@ class RequestStore:
             pipe.delete(keys.request_pieces_key(request.request_id))
             await pipe.execute()
         await self._durable.confirm()
-        return now_ms
 
     async def save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         """Records the stream's piece number `index` before any follower gets it (see PieceJournal)."""
-        await self._journal.save(request_id, index, piece)
+        # The first piece's client waits for this save: worth a span. Later ones are per token: never traced.
+        with tracing.span("redis.save_first_piece") if index == 0 else tracing.NO_SPAN:
+            await self._journal.save(request_id, index, piece)
 
     async def close(self) -> None:
         """Stops the journal's writer; pieces not yet saved are not sent either."""

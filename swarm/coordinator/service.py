@@ -18,6 +18,7 @@ from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
+from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
 from swarm.shared.types import (
@@ -80,9 +81,15 @@ class InferenceService:
             request,
             request_id=scoped_request_id(owner, request.request_id),
             fingerprint=request_fingerprint(raw),
+            traceparent=tracing.traceparent(),
         )
+        waiting: int | None = None
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
-            known = await self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens)
+            # The queue's depth is read beside the id's lookup: one Redis round trip before queueing, not two.
+            known, waiting = await asyncio.gather(
+                self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens),
+                self._store.depth(),
+            )
             if known is not None:
                 async for event in known:
                     yield event
@@ -101,7 +108,8 @@ class InferenceService:
                 check_fits_context(request, context)
             except InvalidRequest as exc:
                 raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-        waiting = await self._store.depth()
+        if waiting is None:
+            waiting = await self._store.depth()
         if waiting >= self._config.max_queue:
             raise SwarmError(
                 ErrorCode.RESOURCE_EXHAUSTED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from swarm.coordinator.worker_channel import RunHandle, WorkerChannel
+from swarm.shared import tracing
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
@@ -24,6 +25,7 @@ class WorkerCalls:
         if relay is None:
             channel = self._channels[address] = aio_channel(address, self._tls)
             relay = self._relays[address] = WorkerChannel(pb_grpc.WorkerStub(channel), self._metadata, address)
+        request.traceparent = tracing.traceparent()  # the stream is shared: each run carries its own trace
         return relay.run(request)
 
     async def close(self) -> None:

@@ -15,10 +15,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.context import Context
+
 from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
 from swarm.engine.text_stream import TextStream
+from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.stage_messages import StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
@@ -58,6 +61,8 @@ class EngineStats:
 class _Submit:
     request: GenerationRequest
     emit: EmitFn
+    trace: Context | None
+    submitted_ns: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class BatchEngine:
         self._forward.close()
 
     def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
-        self._inbox.put(_Submit(request, emit))
+        self._inbox.put(_Submit(request, emit, tracing.current_context(), time.time_ns()))
 
     def cancel(self, request_id: str) -> None:
         self._inbox.put(_Cancel(request_id))
@@ -170,7 +175,9 @@ class BatchEngine:
             if item is None:
                 self._running = False
             elif isinstance(item, _Submit):
-                self._waiting.append(Sequence(item.request, item.emit, TextStream(item.request.stop)))
+                sequence = Sequence(item.request, item.emit, TextStream(item.request.stop))
+                sequence.trace, sequence.submitted_ns = item.trace, item.submitted_ns
+                self._waiting.append(sequence)
             else:
                 self._cancel(item.request_id)
             try:
@@ -213,6 +220,8 @@ class BatchEngine:
             sequence.cached_prompt_tokens = keep
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
+            sequence.admitted_ns = time.time_ns()
+            tracing.past_span("worker.wait_for_slot", sequence.trace, sequence.submitted_ns, sequence.admitted_ns)
 
     def _prepare(self, sequence: Sequence) -> SwarmError | Finished | None:
         """Tokenizes the prompt; a failover's resume tokens follow it and replay through the text stream,
@@ -288,6 +297,14 @@ class BatchEngine:
 
     def _accept(self, slot: Slot, sequence: Sequence, token: int) -> None:
         sequence.generated += 1
+        if sequence.trace is not None and sequence.generated == len(sequence.request.resume_tokens) + 1:
+            tracing.past_span(
+                "worker.prefill_to_first_token",
+                sequence.trace,
+                sequence.admitted_ns,
+                prompt_tokens=len(sequence.prompt),
+                cached_prompt_tokens=sequence.cached_prompt_tokens,
+            )
         if self.model.is_end_of_generation(token):
             self._finish(slot, FinishReason.STOP)
             return

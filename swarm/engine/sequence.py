@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry.context import Context
+
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import SwarmError
 from swarm.shared.types import GenerationEvent, GenerationRequest
@@ -26,6 +28,9 @@ class Sequence:
     generated: int = 0  # includes a failover's resume tokens
     prompt_tokens: int = 0  # of the request's own prompt, without resume tokens
     cached_prompt_tokens: int = 0
+    trace: Context | None = None  # the span that submitted it (None: tracing is off)
+    submitted_ns: int = 0  # time.time_ns() stamps for its trace
+    admitted_ns: int = 0
 
     @property
     def prefilling(self) -> bool:

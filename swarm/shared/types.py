@@ -73,6 +73,8 @@ class GenerationRequest:
     resume_tokens: tuple[int, ...] = ()
     # A digest of the client's fields (coordinator.request_identity): a retry under this id must match it.
     fingerprint: str = ""
+    # The W3C traceparent of the span that accepted it ("" untraced): its later hops' spans are its children.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)

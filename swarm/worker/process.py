@@ -14,6 +14,7 @@ import psutil
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
+from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.serving import start_listening, stop_on_signals
@@ -100,7 +101,8 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     started = time.monotonic()
     process = psutil.Process()
     servicer = WorkerServicer(engine, config.served_model_name, config.token)
-    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
+    spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, engine.model, port, engine.context_per_slot)

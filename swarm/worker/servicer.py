@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from swarm.engine.batch_engine import BatchEngine
+from swarm.shared import tracing
 from swarm.shared.auth import TokenGate
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
+from swarm.shared.tracing import NO_SPAN
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece
 from swarm.shared.validation import RequestLimits, check_run
 from swarm.wire import swarm_pb2 as pb
@@ -63,7 +65,10 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self._running[generation.request_id] = deliver
         self.accepted += 1
         self.idle.clear()
-        self._engine.submit(generation, self._handoff.emitter(lambda event: deliver(self._signed(event))))
+        emit = self._handoff.emitter(lambda event: deliver(self._signed(event)))
+        # A relayed run carries its trace itself (its stream is shared); a Run call's is in its metadata.
+        with tracing.span("worker.Run", request.traceparent, tracing.Kind.SERVER) if request.traceparent else NO_SPAN:
+            self._engine.submit(generation, emit)
         return generation
 
     def _signed(self, event: GenerationEvent | SwarmError) -> GenerationEvent | SwarmError:
