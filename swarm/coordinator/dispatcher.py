@@ -389,6 +389,8 @@ class Dispatcher:
     async def _worker_failed(self, record: RequestRecord, run: WorkerRun, exc: WorkerFailed) -> None:
         """Resumes the request on another worker: it prefills the prompt and every token the client got."""
         worker_id = run.worker.worker_id
+        if run.stalled:  # its other runs on the same stream are as stuck as this one
+            self._calls.reset(run.worker.address)
         await self._patiently(lambda: self._registry.mark_down(worker_id))
         await self._monitor.refresh()
         self._prefixes.forget(worker_id)

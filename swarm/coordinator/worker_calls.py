@@ -28,6 +28,13 @@ class WorkerCalls:
         request.traceparent = tracing.traceparent()  # the stream is shared: each run carries its own trace
         return relay.run(request)
 
+    def reset(self, address: str) -> None:
+        """Drops the worker's Relay stream (it went silent: hung, or its link is cut); its runs fail over now,
+        and the next run there opens a fresh stream."""
+        relay = self._relays.get(address)
+        if relay is not None:
+            relay.reset()
+
     async def close(self) -> None:
         for relay in self._relays.values():
             await relay.close()

@@ -109,6 +109,10 @@ class _RelayStream:
         if self._runs.pop(request_id, None) is not None:
             self._commands.put_nowait(pb.RelayCommand(cancel_request_id=request_id))
 
+    def abandon(self) -> None:
+        """Fails every run on the stream and cancels the call, without waiting for it to end."""
+        self._reader.cancel()
+
     async def close(self) -> None:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -164,6 +168,11 @@ class WorkerChannel:
         if self._stream is None or self._stream.done:
             self._stream = _RelayStream(self._stub, self._metadata, self._address)
         return self._stream.start(request)
+
+    def reset(self) -> None:
+        if self._stream is not None and not self._stream.done:
+            self._stream.abandon()
+        self._stream = None
 
     async def close(self) -> None:
         if self._stream is not None:
