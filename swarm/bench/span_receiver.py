@@ -23,6 +23,7 @@ class ReceivedSpan:
     parent_id: str
     start_ns: int
     end_ns: int
+    attributes: dict[str, str]
 
 
 class _Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
@@ -45,6 +46,7 @@ class _Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[m
                             s.parent_span_id.hex(),
                             s.start_time_unix_nano,
                             s.end_time_unix_nano,
+                            {a.key: a.value.string_value for a in s.attributes},
                         )
                         self.traces[span.trace_id].append(span)
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -66,6 +68,11 @@ class SpanReceiver:
         """The trace's spans by name (the last of a name wins)."""
         with self._collector.lock:
             return {s.name: s for s in self._collector.traces.get(trace_id, [])}
+
+    def all_spans(self, trace_id: str) -> list[ReceivedSpan]:
+        """Every span of the trace, in the order received (several may share a name)."""
+        with self._collector.lock:
+            return list(self._collector.traces.get(trace_id, []))
 
     def close(self) -> None:
         self._server.stop(grace=None)

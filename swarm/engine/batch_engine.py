@@ -207,7 +207,8 @@ class BatchEngine:
             if choice is None:
                 return
             slot, keep = choice
-            keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep)
+            trace = tracing.traceparent(sequence.trace) if sequence.trace is not None else ""
+            keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace)
             self._waiting.popleft()
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence

@@ -21,8 +21,10 @@ class Forward(Protocol):
     @property
     def context_per_slot(self) -> int: ...
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int) -> int:
-        """Starts a sequence on a slot whose cache holds `keep` prompt tokens; returns how many it really kept."""
+    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
+        """Starts a sequence on a slot whose cache holds `keep` prompt tokens; returns how many it really kept.
+
+        traceparent: the request's trace ("" when off), for whatever computes its steps elsewhere."""
         ...
 
     def run(self, work: list[StageWork]) -> list[int | None]:
@@ -51,7 +53,7 @@ class WholeModel:
     def context_per_slot(self) -> int:
         return self._context.context_per_slot
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int) -> int:
+    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
         sampler = Sampler(sampling, prompt, self._model.vocab_size)  # may raise: nothing changed yet
         if keep == 0 or not self._context.forget(slot, keep):
             self._context.forget(slot)

@@ -35,6 +35,7 @@ class SessionOpen:
     sampling: SamplingParams
     prompt: tuple[int, ...] = ()  # the repetition penalty's history
     keep: int = 0  # cached positions of the session's last run to keep (a shared prompt prefix)
+    traceparent: str = ""  # the request's trace, for each stage's span of the session's first step
 
 
 @dataclass(frozen=True)

@@ -106,12 +106,12 @@ def current_context() -> Context | None:
     return otel_context.get_current() if _tracer is not None else None
 
 
-def traceparent() -> str:
-    """The current span as a W3C traceparent; "" when off or outside any span."""
+def traceparent(context: Context | None = None) -> str:
+    """The span of context (default: the current one) as a W3C traceparent; "" when off or outside any span."""
     if _tracer is None:
         return ""
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
+    _propagator.inject(carrier, context=context)
     return carrier.get(TRACEPARENT, "")
 
 

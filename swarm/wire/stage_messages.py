@@ -35,7 +35,13 @@ def decode_hidden(data: bytes, rows: int, n_embd: int, bfloat16: bool) -> Hidden
 def step_to_wire(step: PipelineStep, bfloat16: bool = False) -> pb.StageStep:
     return pb.StageStep(
         opens=[
-            pb.SessionOpen(session=o.session, sampling=sampling_to_wire(o.sampling), prompt=o.prompt, keep=o.keep)
+            pb.SessionOpen(
+                session=o.session,
+                sampling=sampling_to_wire(o.sampling),
+                prompt=o.prompt,
+                keep=o.keep,
+                traceparent=o.traceparent,
+            )
             for o in step.opens
         ],
         releases=step.releases,
@@ -65,7 +71,10 @@ def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
             )
         hidden = decode_hidden(rows.hidden, rows.rows, n_embd, msg.bfloat16)
         work.append(StageWork(rows.session, rows.position, hidden=hidden, sample=rows.sample))
-    opens = tuple(SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt), o.keep) for o in msg.opens)
+    opens = tuple(
+        SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt), o.keep, o.traceparent)
+        for o in msg.opens
+    )
     return PipelineStep(opens=opens, releases=tuple(msg.releases), work=tuple(work))
 
 

@@ -389,16 +389,18 @@ class FileChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("session", "sampling", "prompt", "keep")
+    __slots__ = ("session", "sampling", "prompt", "keep", "traceparent")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     KEEP_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     session: int
     sampling: SamplingParams
     prompt: _containers.RepeatedScalarFieldContainer[int]
     keep: int
-    def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ..., keep: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ..., keep: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class SessionRows(_message.Message):
     __slots__ = ("session", "position", "rows", "hidden", "sample")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +18,7 @@ import grpc
 
 from swarm.engine.session_table import NoFreeSession, SessionTable
 from swarm.engine.stage_executor import CacheLost, StageExecutor
+from swarm.shared import tracing
 from swarm.shared.auth import TokenGate, bearer_metadata
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.stage_messages import PipelineStep, StageWork
@@ -49,6 +51,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-stage")
         self._sessions = SessionTable(executor.slots)
         self._channel: grpc.aio.Channel | None = None
+        self._role = "last" if executor.last else "middle"  # of the stages after the first
 
     @error_boundary
     async def Forward(
@@ -69,10 +72,14 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                     raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, str(exc)) from exc
                 except CacheLost as exc:
                     raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
+                started_ns = time.time_ns()
                 try:
                     results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
                 except CacheLost as exc:
                     raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
+                for opened in step.opens:  # each request's trace gets this stage's part of its first step
+                    if opened.traceparent:
+                        tracing.past_span("stage.first_step", opened.traceparent, started_ns, stage=self._role)
                 if downstream is None:
                     yield self._to_upstream(tokens_to_wire(results))
                     continue

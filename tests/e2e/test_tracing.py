@@ -6,11 +6,14 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from swarm.bench.span_receiver import SpanReceiver
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import free_port, wait_until
 from tests.conftest import RunningSwarm
 
@@ -83,3 +86,27 @@ def test_a_collector_that_is_down_fails_no_request_and_holds_up_no_stop(make_swa
     started = time.monotonic()
     assert swarm.coordinator.stop(timeout_s=10) == 0
     assert time.monotonic() - started < 8
+
+
+def test_a_pipeline_request_s_trace_reaches_every_later_stage(
+    receiver: SpanReceiver, make_swarm: MakeSwarm, tmp_path: Path
+) -> None:
+    whole = write_tiny_llama(tmp_path / "six.gguf", seed=0, n_layer=6)
+    files = [tmp_path / "split" / s.file for s in split_model(whole, 3, tmp_path / "split").stages]
+    endpoint = ("--otlp-endpoint", receiver.endpoint)
+    swarm = make_swarm(workers=0, model=whole, coordinator_args=endpoint)
+    swarm.processes.start_pipeline(swarm.address, files, "--threads", "1", "--slots", "2", *endpoint)
+    swarm.wait_for_workers(1)
+    caller = TracerProvider().get_tracer("test")
+    with caller.start_as_current_span("client.request") as root, swarm.client() as client:
+        client.generate("Once upon a time", max_tokens=4, temperature=0.0)
+    trace_id = format(root.get_span_context().trace_id, "032x")
+
+    def stage_spans() -> list[str]:
+        return [s.attributes.get("stage", "") for s in receiver.all_spans(trace_id) if s.name == "stage.first_step"]
+
+    wait_until(lambda: sorted(stage_spans()) == ["last", "middle"], 20, "a first-step span from stages 2 and 3")
+    spans = receiver.spans(trace_id)
+    for span in receiver.all_spans(trace_id):
+        if span.name == "stage.first_step":  # the first stage's request span, carried in SessionOpen
+            assert span.parent_id == spans["worker.Run"].span_id
