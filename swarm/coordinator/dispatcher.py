@@ -23,18 +23,18 @@ from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
-from swarm.coordinator.lease_keeper import LeaseKeeper
 from swarm.coordinator.liveness import HeartbeatMonitor
-from swarm.coordinator.peer_follow import follow_peer
+from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
+from swarm.coordinator.ownership.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.relay.worker_calls import WorkerCalls
+from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
 from swarm.coordinator.request_identity import check_same_request
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
-from swarm.coordinator.worker_calls import WorkerCalls
-from swarm.coordinator.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
 from swarm.shared import tracing
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError

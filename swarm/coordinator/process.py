@@ -23,18 +23,18 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
-from swarm.coordinator.http_tracing import http_spans
 from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.ownership.request_leases import new_coordinator_id
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
-from swarm.coordinator.request_leases import new_coordinator_id
+from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
+from swarm.coordinator.web.http_tracing import http_spans
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
-from swarm.coordinator.worker_calls import WorkerCalls
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.shared import tracing
 from swarm.shared.addresses import split_host_port

@@ -6,8 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from swarm.coordinator.relay.worker_channel import RunHandle
 from swarm.coordinator.request_stream import RequestStream
-from swarm.coordinator.worker_channel import RunHandle
 from swarm.shared.types import GenerationRequest, WorkerInfo
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
-from swarm.coordinator.piece_journal import PieceJournal, pieces_in_order
-from swarm.coordinator.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
+from swarm.coordinator.ownership.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
+from swarm.coordinator.relay.piece_journal import PieceJournal, pieces_in_order
 from swarm.shared import tracing
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites

@@ -20,10 +20,10 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.relay.worker_calls import WorkerCalls
+from swarm.coordinator.relay.worker_channel import RunBroken
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
-from swarm.coordinator.worker_calls import WorkerCalls
-from swarm.coordinator.worker_channel import RunBroken
 from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece, WorkerId, WorkerInfo
 from swarm.wire import swarm_pb2 as pb
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from swarm.coordinator.worker_channel import RunHandle, WorkerChannel
+from swarm.coordinator.relay.worker_channel import RunHandle, WorkerChannel
 from swarm.shared import tracing
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.tls import TlsFiles, aio_channel

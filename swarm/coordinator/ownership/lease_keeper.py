@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from swarm.coordinator.request_leases import TakeoverOutcome
+from swarm.coordinator.ownership.request_leases import TakeoverOutcome
 from swarm.coordinator.request_record import RequestRecord
 from swarm.coordinator.request_store import RequestStore, StoredRequest
 from swarm.shared.errors import ErrorCode, SwarmError

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 
 import grpc
 
+from swarm.coordinator.relay.worker_channel import RunBroken
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
-from swarm.coordinator.worker_channel import RunBroken
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import Finished, TextPiece
 from swarm.wire.convert import event_from_wire
