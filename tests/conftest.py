@@ -44,6 +44,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def local_swarm(tmp_path: Path) -> Iterator[LocalSwarm]:
+    """An empty LocalSwarm logging to the test's tmp dir, for tests that start their own Redis; stopped cleanly."""
+    processes = LocalSwarm(log_dir=tmp_path)
+    yield processes
+    stop_cleanly(processes)
+
+
+@pytest.fixture
 def redis_url(redis_server: str) -> str:
     """The session's Redis, emptied for this test."""
     client = redis.Redis.from_url(redis_server)
