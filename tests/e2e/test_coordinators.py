@@ -20,7 +20,11 @@ pytestmark = pytest.mark.timeout(120)
 
 PROMPT = "Once upon a time"
 MAX_TOKENS = 48
-ROUNDS = 10
+KILLS = 10
+# A kill this many tokens from the end may find the rest already in the client's receive buffer: the
+# stream then finishes without failing over, and the round is played again (a few times at most).
+END_MARGIN = 16
+LATE_KILLS_ALLOWED = 4
 
 
 @dataclass
@@ -42,27 +46,34 @@ class Round:
     kill_after: int  # tokens the client had received when its coordinator was SIGKILLed
     tokens: list[int]
     finished: Finished | None
-    finished_through: str  # the address the client finished on
+    path: list[tuple[str, int]]  # each coordinator the client read from, with the tokens it had by then
+
+    @property
+    def failed_over(self) -> bool:
+        return len(self.path) > 1
 
 
-def run_round(index: int, holder: Coordinator, other: Coordinator, kill_after: int, restart: ManagedProcess) -> Round:
+def run_round(index: int, holder: Coordinator, other: Coordinator, kill_after: int) -> Round:
     """One stream started on `holder`, which is SIGKILLed (and restarted) after `kill_after` tokens."""
     tokens: list[int] = []
     finished = None
     killed = False
+    path: list[tuple[str, int]] = []
     with SwarmClient([holder.address, other.address], retries=10) as client:
         stream = client.stream(PROMPT, max_tokens=MAX_TOKENS, temperature=0.0, request_id=f"round-{index}")
         for event in stream:
+            if not path or path[-1][0] != client.address:
+                path.append((client.address, len(tokens)))
             if isinstance(event, TextPiece):
                 tokens.extend(event.token_ids)
                 if not killed and len(tokens) >= kill_after:
                     assert client.address == holder.address, "the stream starts on the first address"
                     holder.process.kill()
                     killed = True
-                    restart.start()  # the swarm has two coordinators again by the next round
+                    holder.process.start()  # the swarm has two coordinators again by the next round
             elif isinstance(event, Finished):
                 finished = event
-        return Round(kill_after, tokens, finished, client.address)
+        return Round(kill_after, tokens, finished, path)
 
 
 def test_ten_sigkills_of_the_coordinator_holding_a_stream_each_finish_through_the_other_exactly(
@@ -88,12 +99,13 @@ def test_ten_sigkills_of_the_coordinator_holding_a_stream_each_finish_through_th
     rng = random.Random()
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
-    rounds = []
+    rounds: list[Round] = []
     started = time.monotonic()
-    for index in range(ROUNDS):
+    while sum(r.failed_over for r in rounds) < KILLS and len(rounds) < KILLS + LATE_KILLS_ALLOWED:
+        index = len(rounds)
         holder, other = (a, b) if index % 2 == 0 else (b, a)
         wait_until(other.answers, 30, f"{other.address} back up before round {index}")
-        rounds.append(run_round(index, holder, other, rng.randint(1, MAX_TOKENS - 1), holder.process))
+        rounds.append(run_round(index, holder, other, rng.randint(1, MAX_TOKENS - END_MARGIN)))
         print(f"round {index}: SIGKILLed after {rounds[-1].kill_after} tokens, {time.monotonic() - started:.1f} s")
 
     for index, played in enumerate(rounds):
@@ -101,10 +113,14 @@ def test_ten_sigkills_of_the_coordinator_holding_a_stream_each_finish_through_th
         assert played.finished is not None, f"{where}: no finish"
         assert tuple(played.tokens) == reference.token_ids, f"{where}: the text differs from an unfailed run"
         assert played.finished.completion_tokens == MAX_TOKENS, where
-        assert played.finished_through == (b if index % 2 == 0 else a).address, f"{where}: not via the other"
+        holder, other = (a, b) if index % 2 == 0 else (b, a)
+        if played.failed_over:
+            assert [address for address, _ in played.path] == [holder.address, other.address], (where, played.path)
+    late = [i for i, r in enumerate(rounds) if not r.failed_over]
+    assert len(rounds) - len(late) == KILLS, f"rounds {late} were delivered whole before their kill"
     logs = "".join(c.process.log_tail(10**7) for c in (a, b))
     resumed_after = {
         int(m.group(1)): int(m.group(2)) for m in re.finditer(r"requeueing round-(\d+) after (\d+) pieces", logs)
     }
     # A kill after the last piece was journalled lets the other coordinator deliver the kept result instead.
-    assert len(resumed_after) >= ROUNDS // 2, f"few rounds were taken over mid-run: {resumed_after}"
+    assert len(resumed_after) >= KILLS // 2, f"few rounds were taken over mid-run: {resumed_after}"
