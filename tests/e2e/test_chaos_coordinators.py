@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,13 @@ pytestmark = pytest.mark.timeout(150)
 
 REQUESTS = 300
 CONCURRENCY = 16
-MAX_TOKENS = 24
-START_EVERY_S = 0.1  # a steady load: request i starts no sooner than i * this, so it spans the chaos below
+MAX_TOKENS = 64
+START_EVERY_S = 0.08  # a steady load: request i starts no sooner than i * this, so it spans the chaos below
 COORDINATOR_EVERY_S = 10.0
 FIRST_COORDINATOR_KILL_S = 4.0
 WORKER_EVERY_S = 3.0
 PRIMARY_KILL_S = 6.0  # while the coordinator killed at 4 s restarts: it must wait for the promotion
+MID_STREAM_WAIT_S = 3.0  # a coordinator's kill waits up to this long for it to be relaying a stream
 
 
 @dataclass
@@ -40,7 +42,9 @@ class Chaos:
     redis: SentinelRedis
     kills: Counter[str]
     seed: int
+    streams_through: Callable[[int], int]  # how many clients are reading from coordinator i now
     died: list[str] = field(default_factory=list)  # processes found dead before their turn: they exited on their own
+    streams_at_coordinator_kills: list[int] = field(default_factory=list)
 
     def run(self, done: threading.Event) -> None:
         rng = random.Random(self.seed)
@@ -51,8 +55,11 @@ class Chaos:
             if now >= next_worker:
                 self._restart(rng.choice(self.workers), "worker")
                 next_worker += WORKER_EVERY_S
-            if now >= next_coordinator:  # A and B in turn; the other one carries every client meanwhile
-                self._restart(self.coordinators[self.kills["coordinator"] % 2], "coordinator")
+            victim = self.kills["coordinator"] % 2  # A and B in turn; the other carries every client meanwhile
+            streams = self.streams_through(victim)
+            if now >= next_coordinator + MID_STREAM_WAIT_S or (now >= next_coordinator and streams):
+                self.streams_at_coordinator_kills.append(streams)
+                self._restart(self.coordinators[victim], "coordinator")
                 next_coordinator += COORDINATOR_EVERY_S
             if now >= primary_at and not self.kills["primary"]:
                 self.redis.primary.kill()  # once: Sentinel promotes the only replica, and nothing replaces it
@@ -68,9 +75,12 @@ class Chaos:
 
 @dataclass
 class Outcome:
-    tokens: list[int]
-    error: str | None
-    finishes: int
+    tokens: list[int] = field(default_factory=list)
+    error: str | None = None
+    finishes: int = 0
+    # What the client saw, for a failure message: "a@0" it read from coordinator A with 0 tokens in
+    # hand, "F@64" a finish after 64 tokens, each with seconds since the load began.
+    trace: list[str] = field(default_factory=list)
 
 
 def test_requests_survive_coordinators_workers_and_the_redis_primary_killed_under_load(
@@ -96,13 +106,26 @@ def test_requests_survive_coordinators_workers_and_the_redis_primary_killed_unde
     wait_until(RunningSwarm(local_swarm, addresses[1], "", tiny_model, coordinators[1]).answers, 30, "coordinator B")
     prompts = [f"Story number {i} begins with" for i in range(20)]
     seed = random.randrange(1 << 30)
-    chaos = Chaos(coordinators, workers, redis, Counter(), seed)
+    reading_from: dict[int, int] = {}  # request -> the coordinator its client reads from now
+    reading_lock = threading.Lock()
 
+    def streams_through(coordinator: int) -> int:
+        with reading_lock:
+            return sum(1 for c in reading_from.values() if c == coordinator)
+
+    chaos = Chaos(coordinators, workers, redis, Counter(), seed, streams_through)
     load_started = time.monotonic()
 
     def run(i: int) -> Outcome:
         time.sleep(max(0.0, load_started + i * START_EVERY_S - time.monotonic()))
-        outcome = Outcome([], None, 0)
+        try:
+            return stream(i)
+        finally:
+            with reading_lock:
+                reading_from.pop(i, None)
+
+    def stream(i: int) -> Outcome:
+        outcome = Outcome()
         # Half the clients list B first, so both coordinators hold streams when either is killed.
         ordered = addresses[i % 2 :] + addresses[: i % 2]
         try:
@@ -110,10 +133,17 @@ def test_requests_survive_coordinators_workers_and_the_redis_primary_killed_unde
                 prompt = prompts[i % len(prompts)]
                 stream = client.stream(prompt, max_tokens=MAX_TOKENS, temperature=0.0, request_id=f"chaos-{i}")
                 for event in stream:
+                    at = f"{time.monotonic() - load_started:.1f}s"
+                    with reading_lock:
+                        reading_from[i] = addresses.index(client.address)
+                    source = "ab"[reading_from[i]]
+                    if not outcome.trace or not outcome.trace[-1].startswith(source):
+                        outcome.trace.append(f"{source}@{len(outcome.tokens)} {at}")
                     if isinstance(event, TextPiece):
                         outcome.tokens += event.token_ids
                     elif isinstance(event, Finished):
                         outcome.finishes += 1
+                        outcome.trace.append(f"F@{len(outcome.tokens)} {at}")
         except SwarmCallError as exc:
             outcome.error = str(exc)
         return outcome
@@ -140,22 +170,30 @@ def test_requests_survive_coordinators_workers_and_the_redis_primary_killed_unde
         reference.close()
     # Exactly MAX_TOKENS tokens, each greedy's choice up to a rounding tie (requests share batches).
     margins = [worst_margin.get((prompts[i % len(prompts)], tuple(r.tokens))) for i, r in enumerate(results)]
-    failed = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
+    failed = [i for i, r in enumerate(results) if r.error is not None]
     lost = [i for i, r in enumerate(results) if r.error is None and r.finishes != 1]
     wrong = [
-        (i, len(r.tokens), margin)
+        i
         for i, (r, margin) in enumerate(zip(results, margins, strict=True))
         if r.error is None and (margin is None or margin > DEFAULT_TOLERANCE)
     ]
     print(
         f"requests={REQUESTS} lost={len(lost)} duplicated={len(wrong)} failed={len(failed)} "
         f"coordinator_kills={chaos.kills['coordinator']} worker_kills={chaos.kills['worker']} "
-        f"primary_kills={chaos.kills['primary']} load_s={load_s:.1f} seed={seed}"
+        f"primary_kills={chaos.kills['primary']} load_s={load_s:.1f} seed={seed} "
+        f"streams_at_coordinator_kills={chaos.streams_at_coordinator_kills}"
     )
     died = chaos.died + [f"{p.name}, at the end:\n{p.log_tail(1500)}" for p in [*coordinators, *workers] if not p.alive]
     assert not died, "\n\n".join(died)
     assert chaos.kills["coordinator"] >= 2 and chaos.kills["primary"] == 1, f"the load ended early: {chaos.kills}"
-    # (request, error) / (request, tokens, worst margin): the requests to look up in the logs
-    assert (len(lost), len(wrong), len(failed)) == (0, 0, 0), (lost[:3], wrong[:3], failed[:3])
+    assert (len(lost), len(wrong), len(failed)) == (0, 0, 0), (
+        "\n".join(  # the requests to look up in the logs
+            f"chaos-{i}: {len(results[i].tokens)} tokens, worst margin {margins[i]}, {results[i].error or ''} "
+            f"{results[i].trace}"
+            for i in sorted({*lost[:3], *wrong[:3], *failed[:3]})
+        )
+    )
     assert redis.serving_port() == redis.replica_port
+    logs = "".join(c.log_tail(10**7) for c in coordinators)
+    assert "requeueing chaos-" in logs, "no coordinator kill hit a running request: takeover was not exercised"
     wait_until(lambda: len(swarm.up_workers()) == 3, 30, "every worker back up")
