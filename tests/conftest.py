@@ -17,12 +17,38 @@ from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
 
 
+def stop_cleanly(*swarms: LocalSwarm) -> None:
+    """Stops every swarm, then fails the test if a process ignored SIGTERM and had to be SIGKILLed.
+
+    A process that does not leave on SIGTERM within its grace period is a bug (an uncancelled
+    background task, a hung shutdown) that would otherwise only show as a slow teardown.
+    """
+    stubborn = [p for swarm in swarms for p in swarm.stop()]
+    if stubborn:
+        pytest.fail(
+            "\n\n".join(
+                f"{p.name} (pid {p.pid}) ignored SIGTERM for its grace period and was SIGKILLed; "
+                f"its log ends:\n{p.log_tail()}"
+                for p in stubborn
+            ),
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     swarm = LocalSwarm(log_dir=tmp_path_factory.mktemp("redis-log"))
     url = swarm.start_redis(tmp_path_factory.mktemp("redis-data"))
     yield url
-    swarm.stop()
+    stop_cleanly(swarm)
+
+
+@pytest.fixture
+def local_swarm(tmp_path: Path) -> Iterator[LocalSwarm]:
+    """An empty LocalSwarm logging to the test's tmp dir, for tests that start their own Redis; stopped cleanly."""
+    processes = LocalSwarm(log_dir=tmp_path)
+    yield processes
+    stop_cleanly(processes)
 
 
 @pytest.fixture
@@ -140,8 +166,7 @@ def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[obj
         return swarm
 
     yield make
-    for processes in started:
-        processes.stop()
+    stop_cleanly(*started)
 
 
 def pytest_configure(config: pytest.Config) -> None:

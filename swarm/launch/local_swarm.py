@@ -64,6 +64,7 @@ class ManagedProcess:
     tier: int = WORKER_TIER  # stopped after every process of a lower tier
     process: subprocess.Popen[bytes] | None = None
     stopped_on_purpose: bool = False  # killed or stopped by us: its exit is no failure
+    ignored_sigterm: bool = False  # the last stop() had to SIGKILL it: it outlived its grace period
     env: dict[str, str] | None = None  # extra environment variables for the child
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -111,16 +112,24 @@ class ManagedProcess:
         """SIGTERM, then SIGKILL to its process group if it has not exited in time; returns the exit code."""
         if self.process is None:
             return None
+        self.ignored_sigterm = False
         self.terminate()
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            self.ignored_sigterm = True
             self._kill_group()
             self.process.wait(10)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         return self.process.returncode
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of its log, for a failure message."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_text(errors="replace")[-chars:]
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -171,6 +180,7 @@ class LocalSwarm:
     log_level: str = ""  # the children's --log-level; empty: info when they log to files, else warning
     processes: list[ManagedProcess] = field(default_factory=list)
     redis_url: str = ""
+    stop_grace_s: float = 15.0  # how long stop() lets each process leave on SIGTERM before SIGKILL
 
     def _log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir is not None else None
@@ -334,8 +344,13 @@ class LocalSwarm:
         """The first child that exited on its own, if any."""
         return next((p for p in self.processes if not p.alive and not p.stopped_on_purpose), None)
 
-    def stop(self) -> None:
-        """Stops the processes tier by tier (see WORKER_TIER), each tier's together."""
+    def stop(self) -> list[ManagedProcess]:
+        """Stops the processes tier by tier (see WORKER_TIER), each tier's together.
+
+        Returns those that ignored SIGTERM for their grace period and were SIGKILLed: a clean
+        stop is part of what a test checks, so the fixtures fail on them.
+        """
+        stopped = list(self.processes)
         for tier in sorted({p.tier for p in self.processes}):
             stopping = [p for p in self.processes if p.tier == tier]
             for process in stopping:
@@ -343,5 +358,6 @@ class LocalSwarm:
                     process.terminate()
             for process in stopping:
                 with contextlib.suppress(OSError):
-                    process.stop()
+                    process.stop(self.stop_grace_s)
         self.processes.clear()
+        return [p for p in stopped if p.ignored_sigterm]

@@ -9,6 +9,7 @@ a failover; DurableWrites then holds writes that must survive one until a replic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from swarm.shared.backoff import backoff_delays
 from swarm.shared.redaction import redact_url, scrub
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ NO_REPLICA_RECHECK_S = 5.0
 # WAIT counts the writes of its own connection; a write to this key on the connection that waits
 # comes after every write already answered on any connection, so its acknowledgement covers them.
 FENCE_KEY = "swarm:replication-fence"
+# Under Sentinel a primary that does not answer may be failing over: the Sentinels name another within
+# their down-after time and an election (seconds in the tests, 30 s and more with Redis's defaults). A
+# coordinator started meanwhile (systemd restarting it, say) waits for the new primary instead of exiting.
+SENTINEL_STARTUP_PATIENCE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -147,11 +155,36 @@ async def connect_redis(url: str) -> Redis:
     else:
         redis = Redis.from_pool(BlockingConnectionPool.from_url(url, **pool_options))
     try:
-        await redis.ping()
+        await _first_ping(redis, url, SENTINEL_STARTUP_PATIENCE_S if url.startswith(f"{SENTINEL_SCHEME}://") else 0.0)
     except Exception as exc:
         await close_redis(redis)
         raise ConnectionError(f"cannot reach Redis at {redact_url(url)}: {scrub(str(exc), url)}") from None
     return redis
+
+
+async def _first_ping(redis: Redis, url: str, patience_s: float) -> None:
+    """PINGs, trying again for up to patience_s while Redis cannot be reached; a refused login fails at once."""
+    deadline = time.monotonic() + patience_s
+    delays = backoff_delays(first_s=0.2, cap_s=2.0)
+    warned = False
+    while True:
+        try:
+            await redis.ping()
+            return
+        except AuthenticationError:
+            raise
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not warned:
+                warned = True
+                log.warning(
+                    "no Redis primary answers at %s yet (%s); waiting up to %.0f s for the Sentinels to name one",
+                    redact_url(url),
+                    scrub(str(exc), url),
+                    patience_s,
+                )
+        await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
 
 
 async def close_redis(redis: Redis) -> None:
