@@ -30,6 +30,7 @@ from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
+from swarm.coordinator.relay.piece_journal import PieceRefused
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
 from swarm.coordinator.request_identity import check_same_request
@@ -349,6 +350,8 @@ class Dispatcher:
                 await relay_worker_stream(record, run, partial(self._save_piece, record.request_id))
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
+            except PieceRefused:  # its lease lapsed (Redis was away) and another coordinator took it over
+                self._leases.lose(record)
             except WorkerBusy:
                 self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
                 record.attempts -= 1  # refused before any work: no attempt at it

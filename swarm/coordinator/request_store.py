@@ -82,8 +82,8 @@ class RequestStore:
         self._durable = durable  # a request accepted waits for a replica to hold it (Sentinel)
         self._claim = redis.register_script(_CLAIM)
         self._delivered = redis.register_script(_DELIVERED)
-        self._journal = PieceJournal(redis)
         self.leases = RequestLeases(redis, owner or new_coordinator_id(), lease_ttl_s)
+        self._journal = PieceJournal(redis, self.leases.owner, durable)
 
     async def enqueue(self, request: GenerationRequest) -> int:
         """Queues the request, owned by this store's coordinator."""

@@ -208,7 +208,7 @@ def test_a_result_nobody_waited_for_is_kept_until_a_client_asks(redis_url: str) 
 def test_a_resume_inside_a_piece_is_refused_naming_the_field(redis_url: str) -> None:
     async def scenario() -> None:
         redis = Redis.from_url(redis_url, decode_responses=True)
-        store = RequestStore(redis)
+        store = RequestStore(redis, "gone")  # the owner that left it: only the owner writes its pieces
         await leave_running(redis, "r", sent=0)
         await store.save_piece("r", 0, TextPiece("t0 t1 ", (token(0), token(1))))
         await redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class LeaseKeeper:
         owned = [r.request_id for r in self._requests.values() if not r.stream.done]
         for request_id in await self._store.leases.renew(owned):
             if (record := self._requests.get(request_id)) is not None:
-                self._lose(record)
+                self.lose(record)
         for request_id in await self._store.leases.orphans(QUEUED_SCAN_LIMIT):
             if request_id not in self._requests:
                 await self.take_over(request_id)
@@ -64,10 +65,10 @@ class LeaseKeeper:
             self._wake()
         return record
 
-    def _lose(self, record: RequestRecord) -> None:
+    def lose(self, record: RequestRecord) -> None:
         """Another coordinator took the request over (this one failed to renew in time): stop running it here."""
         log.warning("another coordinator took %s over; stopping its run here", record.request_id)
-        if record.run is not None and record.run.task is not None:
+        if record.run is not None and record.run.task is not None and record.run.task is not asyncio.current_task():
             record.run.task.cancel()
         if not record.stream.done:
             record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "another coordinator runs this request now; retry"))

@@ -81,7 +81,18 @@ if state ~= 'queued' then
   local enqueued = tonumber(redis.call('HGET', KEYS[1], 'enqueued_ms'))
   redis.call('ZADD', KEYS[5], enqueued + tonumber(ARGV[4]), ARGV[3])
 end
-return redis.call('HLEN', KEYS[3])
+-- Resumed after the pieces saved without a gap: any after a gap (writes a promoted replica lost) go.
+local count = 0
+while redis.call('HEXISTS', KEYS[3], tostring(count)) == 1 do
+  count = count + 1
+end
+for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
+  local index = tonumber(field)
+  if index == nil or index >= count then
+    redis.call('HDEL', KEYS[3], field)
+  end
+end
+return count
 """
 
 # KEYS: the running set, the queue. ARGV: the lease key prefix, how many queued ids to look at.

@@ -8,6 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.ownership.request_leases import TakeoverOutcome
+from swarm.coordinator.relay.piece_journal import PieceRefused
 from swarm.coordinator.request_store import RequestStore
 from swarm.shared.types import GenerationRequest, SamplingParams, TextPiece
 
@@ -64,6 +66,56 @@ def test_pieces_after_a_missing_one_are_not_resumed_from(redis_url: str) -> None
             assert stored.sent == (piece(0),)
         finally:
             await store.close()
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_coordinator_whose_request_was_taken_over_writes_none_of_its_pieces(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        old = RequestStore(redis, "old-owner")
+        new = RequestStore(redis, "new-owner")
+        try:
+            for request_id in ("lost", "kept"):
+                await old.enqueue(GenerationRequest(request_id, "m", "p", 8, SamplingParams()))
+            await old.save_piece("lost", 0, piece(0))
+            await redis.delete(keys.request_lease_key("lost"))  # lapsed, as when Redis was away for longer
+            taken = await new.leases.take_over("lost")
+            assert taken.outcome is TakeoverOutcome.TAKEN and taken.pieces == 1
+            # One batch for both: the taken-over request's piece is refused, the other's saved.
+            results = await asyncio.gather(
+                old.save_piece("lost", 1, piece(1)), old.save_piece("kept", 0, piece(0)), return_exceptions=True
+            )
+            assert isinstance(results[0], PieceRefused) and results[1] is None, results
+            assert await redis.hkeys(keys.request_pieces_key("lost")) == ["0"]
+            await new.save_piece("lost", 1, piece(7))  # the new owner's run goes on from there
+            stored = await new.load("lost")
+            assert stored is not None and stored.sent == (piece(0), piece(7))
+        finally:
+            await old.close()
+            await new.close()
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_takeover_resumes_after_the_pieces_before_a_gap_and_drops_the_rest(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        old = RequestStore(redis, "old-owner")
+        new = RequestStore(redis, "new-owner")
+        try:
+            await old.enqueue(GenerationRequest("gap", "m", "p", 8, SamplingParams()))
+            for i in (0, 1, 3, 4):  # piece 2 lost, as a promoted replica may lose the primary's last writes
+                await old.save_piece("gap", i, piece(i))
+            await redis.delete(keys.request_lease_key("gap"))  # its owner is gone
+            taken = await new.leases.take_over("gap")
+            assert taken.outcome is TakeoverOutcome.TAKEN and taken.pieces == 2
+            assert sorted(await redis.hkeys(keys.request_pieces_key("gap"))) == ["0", "1"]
+        finally:
+            await old.close()
+            await new.close()
             await redis.aclose()
 
     asyncio.run(scenario())
