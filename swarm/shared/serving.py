@@ -21,10 +21,20 @@ async def start_listening(server: Any, address: str, credentials: Any = None) ->
     return port
 
 
-def stop_on_signals() -> asyncio.Event:
+class StopEvent(asyncio.Event):
+    """Set to wind down: by SIGTERM or SIGINT (then `by_signal`), or by the process itself (moved by a plan)."""
+
+    by_signal = False
+
+    def signalled(self) -> None:
+        self.by_signal = True
+        self.set()
+
+
+def stop_on_signals() -> StopEvent:
     """An event set by SIGTERM or SIGINT, for the running event loop's process to wind down on."""
-    stop = asyncio.Event()
+    stop = StopEvent()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.signalled)
     return stop

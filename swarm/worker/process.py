@@ -156,4 +156,4 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
             stats.cached_prompt_tokens,
             stats.prompt_tokens,
         )
-    return membership.reassigned
+    return membership.reassigned and not stop.by_signal  # told to stop while being moved: it stops

@@ -65,4 +65,4 @@ async def serve_stage(config: WorkerConfig, executor: StageExecutor) -> bool:
         await servicer.close()
         await metrics.close()
         executor.close_all()
-    return membership.reassigned
+    return membership.reassigned and not stop.by_signal  # told to stop while being moved: it stops
