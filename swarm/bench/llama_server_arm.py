@@ -165,6 +165,7 @@ def run_against_llama_server(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     levels = parse_levels(args.concurrency or DEFAULT_LEVELS, args.slots)
     interrupt_on_stop_signals()
+    load_before = os.getloadavg()[0]  # other work on a shared machine shows here, and in the rounds' spread
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         server_port = free_port()
@@ -184,7 +185,8 @@ def run_against_llama_server(args: argparse.Namespace) -> int:
         f"model {model.name}; {args.threads} threads and {args.slots} slots of {CONTEXT_PER_SLOT} tokens each for "
         f"one swarm worker (with its coordinator and redis-server) and for llama-server ({binary}); "
         f"non-streaming /v1/completions, max_tokens {args.max_tokens}, temperature 0, one stdlib client; "
-        f"median of {args.repeats} rounds, arms alternating; shared cores ({os.cpu_count()} CPUs, no pinning)"
+        f"median of {args.repeats} rounds, arms alternating; shared cores ({os.cpu_count()} CPUs, no pinning), "
+        f"1-minute load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it"
     )
     table = format_levels(measured, header)
     print(table)
