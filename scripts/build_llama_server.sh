@@ -3,15 +3,17 @@
 # for `swarm bench --against llama-server`. Optional: CI and the swarm itself never need it.
 # Idempotent: exits at once when the binary is already there. Prints the binary's path last.
 #
-#   scripts/build_llama_server.sh            # builds into ~/.cache/swarm/llama-server/VERSION/
-#   LLAMA_SERVER_JOBS=4 scripts/build_llama_server.sh
+#   PYTHON=.venv/bin/python scripts/build_llama_server.sh   # into ~/.cache/swarm/llama-server/VERSION/
+#   LLAMA_SERVER_JOBS=4 scripts/build_llama_server.sh       # more parallel compile jobs
 set -euo pipefail
 
-VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-CACHE="${SWARM_CACHE:-$HOME/.cache/swarm}/llama-server/$VERSION"
+PYTHON="${PYTHON:-python3}"
+# The installed llama-cpp-python's version (pyproject.toml pins it), so both arms run the same llama.cpp.
+INSTALLED="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || true)"
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-${INSTALLED:-0.3.36}}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/swarm/llama-server/$VERSION"
 BIN="$CACHE/bin/llama-server"
 JOBS="${LLAMA_SERVER_JOBS:-2}"
-PYTHON="${PYTHON:-python3}"
 
 if [[ -x "$BIN" ]]; then
     echo "llama-server already built: $BIN"
@@ -31,7 +33,7 @@ if [[ ! -d "$SRC/vendor/llama.cpp" ]]; then
     tar -xzf "$SDIST_DIR"/llama_cpp_python-"$VERSION".tar.gz -C "$CACHE/src"
 fi
 
-echo "[3/3] building llama-server (nice 15, -j$JOBS; about 10-20 minutes on 2 cores)"
+echo "[3/3] building llama-server (nice 15, -j$JOBS; 10 to 40 minutes on 2 busy cores)"
 BUILD="$CACHE/build"
 nice -n 15 cmake -S "$SRC/vendor/llama.cpp" -B "$BUILD" \
     -DCMAKE_BUILD_TYPE=Release \

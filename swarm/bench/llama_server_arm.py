@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -25,7 +26,6 @@ from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, inte
 
 log = logging.getLogger(__name__)
 
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the pin in pyproject.toml: its vendored llama.cpp is the one compared
 CONTEXT_PER_SLOT = 1024  # what `swarm bench` gives its worker
 DEFAULT_LEVELS = "1,8"
 TARGETS = {1: 0.97, 8: 1.0}  # issue 14: swarm / llama-server at 1 and 8 clients
@@ -37,10 +37,16 @@ def llama_server_binary(explicit: Path | None = None) -> Path | None:
         return explicit if explicit.is_file() else None
     candidates = [
         os.environ.get("SWARM_LLAMA_SERVER", ""),
-        str(cache_dir() / "llama-server" / LLAMA_CPP_PYTHON_VERSION / "bin" / "llama-server"),
+        str(built_llama_server()),
         shutil.which("llama-server") or "",
     ]
     return next((Path(c) for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def built_llama_server() -> Path:
+    """Where scripts/build_llama_server.sh puts the llama-server of the installed llama-cpp-python's llama.cpp."""
+    version = importlib.metadata.version("llama-cpp-python")
+    return cache_dir() / "llama-server" / version / "bin" / "llama-server"
 
 
 def llama_server_argv(binary: Path, model: Path, port: int, threads: int, slots: int, context: int) -> list[str]:
@@ -175,7 +181,10 @@ def run_against_llama_server(args: argparse.Namespace) -> int:
             server.start()
             swarm_port = free_port()
             start_swarm(swarm, Path(scratch), model, args.threads, args.slots, http=f"127.0.0.1:{swarm_port}")
-            wait_until(lambda: http_ok("127.0.0.1", server_port, "/health"), 120, "llama-server's /health")
+            wait_until(lambda: http_ok("127.0.0.1", server_port, "/health") or not server.alive, 120, "llama-server")
+            if not server.alive:
+                tail = (Path(scratch) / "llama-server.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"swarm bench: llama-server exited at startup:\n{tail}")
             arms = {"llama-server": Arm("llama-server", server_port), "swarm": Arm("swarm", swarm_port)}
             measured = measure_arms(arms, levels, args.repeats, args.max_tokens)
         finally:

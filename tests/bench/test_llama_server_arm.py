@@ -18,6 +18,7 @@ from swarm.bench.completions_load import (
 from swarm.bench.llama_server_arm import (
     Level,
     arm_order,
+    built_llama_server,
     format_levels,
     http_ok,
     llama_server_argv,
@@ -87,7 +88,8 @@ def test_binary_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SWARM_LLAMA_SERVER", raising=False)
     assert llama_server_binary() is None
     assert llama_server_binary(tmp_path / "missing") is None
-    built = tmp_path / "cache" / "swarm" / "llama-server" / "0.3.36" / "bin" / "llama-server"
+    built = built_llama_server()
+    assert built.is_relative_to(tmp_path / "cache" / "swarm" / "llama-server")
     built.parent.mkdir(parents=True)
     built.write_text("#!/bin/sh\n")
     built.chmod(0o755)
