@@ -61,21 +61,41 @@ def median_run(runs: list[T], key: Callable[[T], float]) -> T:
 
 
 def add_parser(commands: Any) -> None:
-    p = commands.add_parser("bench", help="benchmark a local swarm against bare llama.cpp, side by side")
+    p = commands.add_parser(
+        "bench", help="benchmark a local swarm against bare llama.cpp (or llama-server), side by side"
+    )
     p.add_argument("--model", default="default", help="GGUF path or 'default' (Gemma 3 270M)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--slots", type=int, default=8)
     p.add_argument("--stages", type=int, default=1, help="serve the model as a pipeline of K local stage workers")
     p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--concurrency", default="1,2,4,8,16", help="comma-separated stream counts")
+    p.add_argument(
+        "--concurrency",
+        default=None,
+        help="comma-separated stream counts (default 1,2,4,8,16; against llama-server 1,8)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     p.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    p.add_argument(
+        "--against",
+        choices=("bare", "llama-server"),
+        default="bare",
+        help="bare: llama.cpp called in-process (default); llama-server: llama.cpp's own server, "
+        "both driven by one OpenAI client over HTTP (build it with scripts/build_llama_server.sh)",
+    )
+    p.add_argument(
+        "--llama-server", type=Path, default=None, help="the llama-server binary (default: the build script's)"
+    )
     p.set_defaults(run=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.against == "llama-server":
+        from swarm.bench.llama_server_arm import run_against_llama_server  # it imports this module
+
+        return run_against_llama_server(args)
     model_path = resolve_model(args.model)
-    levels = [int(c) for c in args.concurrency.split(",")]
+    levels = [int(c) for c in (args.concurrency or "1,2,4,8,16").split(",")]
     if max(levels) > len(PROMPTS) or min(levels) < 1:
         raise SystemExit(f"swarm bench: --concurrency levels must be in 1..{len(PROMPTS)}")
     interrupt_on_stop_signals()
@@ -93,10 +113,14 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, threads: int, slots: int, stages: int = 1) -> str:
+def start_swarm(
+    swarm: LocalSwarm, scratch: Path, model: Path, threads: int, slots: int, stages: int = 1, http: str = ""
+) -> str:
+    """Starts redis-server, a coordinator (with its OpenAI HTTP API on `http`, if given) and the workers;
+    returns the coordinator's gRPC address once a worker is up."""
     swarm.start_redis(scratch / "redis")
     address = f"127.0.0.1:{free_port()}"
-    swarm.start_coordinator(address, "")
+    swarm.start_coordinator(address, http)
     worker_args = ["--threads", str(threads), "--slots", str(slots), "--context", "1024"]
     if stages > 1:
         swarm.start_pipeline(address, cached_split(model, stages, scratch / "stages"), *worker_args)
