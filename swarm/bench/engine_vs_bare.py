@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from swarm.bench.bare import DecodeRun, batched_decode, llama_cpp_python_single
-from swarm.bench.swarm_load import SwarmRun, measure_swarm
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.bench.swarm_load import SwarmRun, measure_swarm, wait_for_a_worker
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.default_model import resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals, wait_until
+from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +126,7 @@ def start_swarm(
     else:
         swarm.start_worker(address, model, *worker_args)
 
-    def worker_up() -> bool:
-        try:
-            with SwarmClient(address, retries=0) as client:
-                return any(w.up for w in client.status().workers)
-        except SwarmCallError:
-            return False
-
-    wait_until(worker_up, 120, "the benchmark worker")
+    wait_for_a_worker(address)
     return address
 
 

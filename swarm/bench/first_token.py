@@ -18,7 +18,8 @@ import llama_cpp
 from opentelemetry.sdk.trace import TracerProvider
 
 from swarm.bench.span_receiver import ReceivedSpan, SpanReceiver
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.bench.swarm_load import wait_for_a_worker
+from swarm.client import SwarmClient
 from swarm.gguf_files.default_model import resolve_model
 from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals, wait_until
 from swarm.shared.types import TextPiece
@@ -128,14 +129,7 @@ def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, threads: int, rec
     swarm.start_coordinator(address, "", *tracing)
     swarm.start_worker(address, model, "--threads", str(threads), "--slots", "1", "--context", str(CONTEXT), *tracing)
 
-    def worker_up() -> bool:
-        try:
-            with SwarmClient(address, retries=0) as client:
-                return any(w.up for w in client.status().workers)
-        except SwarmCallError:
-            return False
-
-    wait_until(worker_up, 120, "the benchmark worker")
+    wait_for_a_worker(address)
     return address
 
 

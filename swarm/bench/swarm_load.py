@@ -7,7 +7,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from swarm.client import AsyncSwarmClient
+from swarm.client import AsyncSwarmClient, SwarmCallError, SwarmClient
+from swarm.launch.local_swarm import wait_until
 from swarm.shared.types import TextPiece
 
 
@@ -75,3 +76,16 @@ async def measure_swarm(address: str, prompts: list[str], max_tokens: int) -> Sw
         first_token_p50_s=percentile(firsts, 0.5),
         first_token_p95_s=percentile(firsts, 0.95),
     )
+
+
+def wait_for_a_worker(address: str, timeout_s: float = 120.0) -> None:
+    """Until the coordinator at address reports a worker up: a benchmark's swarm is ready."""
+
+    def worker_up() -> bool:
+        try:
+            with SwarmClient(address, retries=0) as client:
+                return any(w.up for w in client.status().workers)
+        except SwarmCallError:
+            return False
+
+    wait_until(worker_up, timeout_s, "the benchmark worker")
