@@ -47,6 +47,7 @@ class Round:
     tokens: list[int]
     finished: Finished | None
     path: list[tuple[str, int]]  # each coordinator the client read from, with the tokens it had by then
+    gap_s: float | None  # from the kill to the next token the client got (through the other coordinator)
 
     @property
     def failed_over(self) -> bool:
@@ -58,6 +59,7 @@ def run_round(index: int, holder: Coordinator, other: Coordinator, kill_after: i
     tokens: list[int] = []
     finished = None
     killed = False
+    killed_at = resumed_at = 0.0
     path: list[tuple[str, int]] = []
     with SwarmClient([holder.address, other.address], retries=10) as client:
         stream = client.stream(PROMPT, max_tokens=MAX_TOKENS, temperature=0.0, request_id=f"round-{index}")
@@ -66,14 +68,17 @@ def run_round(index: int, holder: Coordinator, other: Coordinator, kill_after: i
                 path.append((client.address, len(tokens)))
             if isinstance(event, TextPiece):
                 tokens.extend(event.token_ids)
+                if killed and not resumed_at:
+                    resumed_at = time.monotonic()
                 if not killed and len(tokens) >= kill_after:
                     assert client.address == holder.address, "the stream starts on the first address"
                     holder.process.kill()
+                    killed_at = time.monotonic()
                     killed = True
                     holder.process.start()  # the swarm has two coordinators again by the next round
             elif isinstance(event, Finished):
                 finished = event
-        return Round(kill_after, tokens, finished, path)
+        return Round(kill_after, tokens, finished, path, resumed_at - killed_at if resumed_at else None)
 
 
 def test_ten_sigkills_of_the_coordinator_holding_a_stream_each_finish_through_the_other_exactly(
@@ -106,8 +111,15 @@ def test_ten_sigkills_of_the_coordinator_holding_a_stream_each_finish_through_th
         holder, other = (a, b) if index % 2 == 0 else (b, a)
         wait_until(other.answers, 30, f"{other.address} back up before round {index}")
         rounds.append(run_round(index, holder, other, rng.randint(1, MAX_TOKENS - END_MARGIN)))
-        print(f"round {index}: SIGKILLed after {rounds[-1].kill_after} tokens, {time.monotonic() - started:.1f} s")
+        gap = rounds[-1].gap_s
+        print(
+            f"round {index}: SIGKILLed after {rounds[-1].kill_after} tokens, {time.monotonic() - started:.1f} s; "
+            f"next token {'-' if gap is None else f'{gap:.2f} s'} after the kill"
+        )
 
+    gaps = sorted(r.gap_s for r in rounds if r.failed_over and r.gap_s is not None)
+    if gaps:
+        print(f"kill to next token: median {gaps[len(gaps) // 2]:.2f} s, max {gaps[-1]:.2f} s over {len(gaps)} kills")
     for index, played in enumerate(rounds):
         where = f"round {index} (seed {seed}), killed after {played.kill_after} tokens"
         assert played.finished is not None, f"{where}: no finish"

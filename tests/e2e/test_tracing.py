@@ -105,7 +105,10 @@ def test_a_pipeline_request_s_trace_reaches_every_later_stage(
     def stage_spans() -> list[str]:
         return [s.attributes.get("stage", "") for s in receiver.all_spans(trace_id) if s.name == "stage.first_step"]
 
-    wait_until(lambda: sorted(stage_spans()) == ["last", "middle"], 20, "a first-step span from stages 2 and 3")
+    def arrived() -> bool:  # each process exports on its own schedule
+        return sorted(stage_spans()) == ["last", "middle"] and "worker.Run" in receiver.spans(trace_id)
+
+    wait_until(arrived, 20, "a first-step span from stages 2 and 3, and the first stage's worker.Run")
     spans = receiver.spans(trace_id)
     for span in receiver.all_spans(trace_id):
         if span.name == "stage.first_step":  # the first stage's request span, carried in SessionOpen
