@@ -87,6 +87,16 @@ def serving_worker(redis_url: str, request_id: str) -> str:
         client.close()
 
 
+def coordinator_answers(address: str, **client_options: object) -> bool:
+    """True once the coordinator at address answers a status call (no retries)."""
+    with SwarmClient(address, **{**client_options, "retries": 0}) as client:  # type: ignore[arg-type]
+        try:
+            client.status()
+        except SwarmCallError:
+            return False
+    return True
+
+
 @dataclass
 class RunningSwarm:
     """A coordinator and workers started as real processes; logs land in the test's tmp dir."""
@@ -118,12 +128,7 @@ class RunningSwarm:
                 return []
 
     def answers(self) -> bool:
-        with self.client(retries=0) as client:
-            try:
-                client.status()
-            except SwarmCallError:
-                return False
-        return True
+        return coordinator_answers(self.address, **self.client_options)
 
     def wait_for_coordinator(self, timeout_s: float = 30) -> None:
         wait_until(self.answers, timeout_s, f"coordinator on {self.address}")

@@ -90,7 +90,7 @@ def request_assignment(
                         coordinators[rotation.index],
                         delay,
                     )
-                    _pause(delay)
+                    time.sleep(delay)
                     continue
                 raise ValueError(f"the coordinator refused to assign work: {exc.details()}") from None
             rotation.answered()
@@ -111,15 +111,7 @@ def request_assignment(
             if reply.message != waiting_reason:
                 waiting_reason = reply.message
                 log.info("waiting for work: %s", reply.message)
-            _pause(reply.retry_after_s or 1.0)
+            time.sleep(reply.retry_after_s or 1.0)
     finally:
         for opened in channels:
             opened.close()
-
-
-def _pause(seconds: float) -> None:
-    """Sleeps in short slices: a stop signal that lands on another thread (gRPC's) is only acted on by the
-    main thread between two sleeps, and a spare's wait between offers may be long."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.2))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.client import SwarmClient
 from swarm.launch.local_swarm import ManagedProcess, free_port, wait_until
 from swarm.shared.types import Finished, TextPiece
-from tests.conftest import RunningSwarm
+from tests.conftest import RunningSwarm, coordinator_answers
 from tests.e2e.test_coordinator_restart import MakeSwarm
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,12 +33,7 @@ class Coordinator:
     process: ManagedProcess
 
     def answers(self) -> bool:
-        with SwarmClient(self.address, retries=0, timeout_s=1) as client:
-            try:
-                client.status()
-            except SwarmCallError:
-                return False
-        return True
+        return coordinator_answers(self.address, timeout_s=1)
 
 
 @dataclass

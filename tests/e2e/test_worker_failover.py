@@ -6,7 +6,7 @@ import time
 
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.launch.local_swarm import free_port, wait_until
-from tests.conftest import RunningSwarm
+from tests.conftest import RunningSwarm, coordinator_answers
 from tests.e2e.test_coordinator_restart import MakeSwarm
 
 HEARTBEAT_TTL_S = 3.0  # the coordinators' default
@@ -28,7 +28,7 @@ def test_a_worker_whose_coordinator_is_sigkilled_heartbeats_through_another_and_
     swarm: RunningSwarm = make_swarm(workers=0)  # coordinator A, the first address: the worker joins through it
     b_address = f"127.0.0.1:{free_port()}"
     swarm.processes.start_coordinator(b_address, "", name="coordinator-b")
-    wait_until(lambda: answers(b_address), 30, "coordinator B")
+    wait_until(lambda: coordinator_answers(b_address), 30, "coordinator B")
     worker = swarm.processes.start_worker(
         f"{swarm.address},{b_address}",
         swarm.model,
@@ -60,12 +60,3 @@ def test_a_worker_whose_coordinator_is_sigkilled_heartbeats_through_another_and_
     with SwarmClient(b_address) as client:
         completion = client.generate("Once upon a time", max_tokens=8, temperature=0.0)
     assert len(completion.token_ids) == 8
-
-
-def answers(address: str) -> bool:
-    with SwarmClient(address, retries=0) as client:
-        try:
-            client.status()
-        except SwarmCallError:
-            return False
-    return True

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.client import SwarmClient
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.launch.local_swarm import ManagedProcess, free_port, wait_until
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.worker.membership import JoinRefused, Membership
-from tests.conftest import RunningSwarm
+from tests.conftest import RunningSwarm, coordinator_answers
 
 MakeSwarm = Callable[..., RunningSwarm]
 
@@ -41,22 +41,13 @@ asyncio.run(serve_coordinator(config))
 """
 
 
-def answers(address: str) -> bool:
-    with SwarmClient(address, retries=0) as client:
-        try:
-            client.status()
-        except SwarmCallError:
-            return False
-    return True
-
-
 @pytest.fixture
 def coordinator_at_200ms(redis_url: str, tmp_path: Path) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
     argv = [sys.executable, "-c", COORDINATOR_WITH_INTERVAL, address, redis_url, "0.2"]
     process = ManagedProcess("coordinator", argv, tmp_path / "coordinator.log").start()
     try:
-        wait_until(lambda: answers(address) or not process.alive, 30, f"coordinator on {address}")
+        wait_until(lambda: coordinator_answers(address) or not process.alive, 30, f"coordinator on {address}")
         assert process.alive, (tmp_path / "coordinator.log").read_text()[-3000:]
         yield address
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +48,20 @@ class RunHandle:
         return self._read()
 
     async def _read(self) -> AsyncIterator[pb.GenerateResponse]:
-        try:
-            while True:
-                while self._events:
-                    message = self._events.popleft()
-                    if message.HasField("finished"):
-                        self._ended = True
-                    yield message
-                    if self._ended:
-                        return
-                if self._error is not None:
+        """The run's events until its Finished; a reader that leaves early calls `cancel` (worker_relay does)."""
+        while True:
+            while self._events:
+                message = self._events.popleft()
+                if message.HasField("finished"):
                     self._ended = True
-                    raise self._error
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
-        finally:
-            if not self._ended:  # the reader left early (its client went away): free the worker's slot
-                self.cancel()
+                yield message
+                if self._ended:
+                    return
+            if self._error is not None:
+                self._ended = True
+                raise self._error
+            self._wakeup = asyncio.get_running_loop().create_future()
+            await self._wakeup
 
     def cancel(self, reason: str = "cancelled by the coordinator") -> None:
         """Stops the run on the worker; a reader still waiting gets RunBroken(CANCELLED)."""
@@ -156,10 +154,11 @@ def _status(name: str) -> grpc.StatusCode:
 
 
 class WorkerChannel:
-    """The current Relay stream to one worker, opened anew after one ends."""
+    """The gRPC channel to one worker and its current Relay stream, opened anew after one ends."""
 
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...], address: str) -> None:
-        self._stub = stub
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], address: str) -> None:
+        self._channel = channel
+        self._stub = pb_grpc.WorkerStub(channel)
         self._metadata = metadata
         self._address = address
         self._stream: _RelayStream | None = None
@@ -177,3 +176,4 @@ class WorkerChannel:
     async def close(self) -> None:
         if self._stream is not None:
             await self._stream.close()
+        await self._channel.close()
