@@ -90,6 +90,20 @@ def add_parsers(commands: Any) -> None:
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics at /metrics here; a bare PORT listens on 127.0.0.1 only",
     )
+    p.add_argument(
+        "--when",
+        default=_default("hours").text,
+        help='when this PC\'s owner lets it take work: "always", "idle" (to back off while the owner works; '
+        'not built yet, so for now the same as always) or day/hour rules such as "mon-fri 19:00-07:00, sat-sun" '
+        "(local time; a range past midnight belongs to the day it starts on). Outside them it finishes what "
+        "it runs and takes nothing new (default %(default)s)",
+    )
+    p.add_argument(
+        "--watts",
+        type=float,
+        default=_default("watts"),
+        help="what this PC draws beyond idle while the worker is busy, so `swarm local` can estimate energy used",
+    )
     add_otlp_flag(p)
     p.set_defaults(run=run_join)
 

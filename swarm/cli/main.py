@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     CommandModule("swarm.cli.up_command", ("up",)),
     CommandModule("swarm.cli.client_commands", ("generate", "status", "models", "top")),
     CommandModule("swarm.cli.drain_commands", ("drain", "leave")),
+    CommandModule("swarm.cli.owner_commands", ("local", "pause", "resume")),
     CommandModule("swarm.cli.batch_commands", ("batch",)),
     CommandModule("swarm.cli.split_command", ("split",)),
     CommandModule("swarm.cli.certs_command", ("certs",)),

@@ -17,6 +17,7 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import UNREACHABLE, coordinator_list
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
+from swarm.worker.owner_hours import parse_owner_hours
 from swarm.worker.process import build_engine, serve_worker
 from swarm.worker.stage_process import build_stage, serve_stage
 
@@ -40,6 +41,8 @@ def join_config(
         drain_timeout_s=args.drain_timeout,
         hidden_bfloat16=args.hidden_bfloat16,
         metrics=args.metrics,
+        hours=parse_owner_hours(args.when),
+        watts=args.watts,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

@@ -166,6 +166,7 @@ def worker_load_to_wire(load: WorkerLoad) -> pb.WorkerLoad:
         tokens_generated=load.tokens_generated,
         prompt_tokens=load.prompt_tokens,
         cached_prompt_tokens=load.cached_prompt_tokens,
+        away=load.away,
     )
 
 
@@ -178,6 +179,7 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
         tokens_generated=msg.tokens_generated,
         prompt_tokens=msg.prompt_tokens,
         cached_prompt_tokens=msg.cached_prompt_tokens,
+        away=msg.away,
     )
 
 

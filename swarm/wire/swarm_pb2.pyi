@@ -181,7 +181,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., model: _Optional[str] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ..., threads: _Optional[int] = ..., hostname: _Optional[str] = ..., model_bytes: _Optional[int] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class WorkerLoad(_message.Message):
-    __slots__ = ("slots_busy", "tokens_per_second", "rss_bytes", "ram_available_bytes", "tokens_generated", "prompt_tokens", "cached_prompt_tokens")
+    __slots__ = ("slots_busy", "tokens_per_second", "rss_bytes", "ram_available_bytes", "tokens_generated", "prompt_tokens", "cached_prompt_tokens", "away")
     SLOTS_BUSY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,7 @@ class WorkerLoad(_message.Message):
     TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    AWAY_FIELD_NUMBER: _ClassVar[int]
     slots_busy: int
     tokens_per_second: float
     rss_bytes: int
@@ -196,7 +197,8 @@ class WorkerLoad(_message.Message):
     tokens_generated: int
     prompt_tokens: int
     cached_prompt_tokens: int
-    def __init__(self, slots_busy: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., ram_available_bytes: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ...) -> None: ...
+    away: str
+    def __init__(self, slots_busy: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., ram_available_bytes: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., away: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("info",)

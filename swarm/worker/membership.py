@@ -71,6 +71,7 @@ class Membership:
         self.interval_s = FIRST_HEARTBEAT_INTERVAL_S
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
         self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
+        self._beat_now = asyncio.Event()  # its load changed in a way the coordinators must learn at once
 
     @property
     def coordinator(self) -> str:
@@ -175,7 +176,9 @@ class Membership:
         """
         delay = self.interval_s
         while True:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), delay)
+            self._beat_now.clear()
             delay = self.interval_s
             address = self.coordinator
             load = worker_load_to_wire(self._load())
@@ -213,6 +216,10 @@ class Membership:
             elif reply.drain and not stop.is_set():
                 log.info("coordinator asked this worker to drain: finishing its work, then leaving")
                 stop.set()
+
+    def heartbeat_soon(self) -> None:
+        """Sends the next heartbeat now (e.g. its owner paused it), not at the end of the interval."""
+        self._beat_now.set()
 
     def _refuse(self, refusal: JoinRefused, stop: asyncio.Event) -> None:
         log.error("%s; stopping: this worker would serve on without ever being routed to", refusal)

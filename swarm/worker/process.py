@@ -25,6 +25,8 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
+from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
+from swarm.worker.owner_state import OwnerState, Usage
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
 
@@ -96,11 +98,53 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
 
+def owner_actions(
+    config: WorkerConfig, info: WorkerInfo, owner: OwnerState, servicer: WorkerServicer, membership: Membership
+) -> OwnerActions:
+    """What `swarm local`, `swarm pause` and `swarm resume` do to this worker."""
+
+    def status() -> LocalStatus:
+        today = owner.today()
+        return LocalStatus(
+            worker_id=servicer.worker_id or info.worker_id,
+            model=info.model,
+            coordinator=membership.coordinator,
+            state="leaving" if servicer.draining else owner.away() or "serving",
+            when=config.hours.text,
+            running=servicer.active,
+            slots=config.slots,
+            tokens_today=today.tokens,
+            cpu_hours_today=today.cpu_hours,
+            energy_wh_today=today.energy_wh,
+        )
+
+    def pause() -> int:
+        # Refuse new runs first, so a handed-back request cannot land here again.
+        owner.paused = True
+        membership.heartbeat_soon()
+        handed_back = servicer.hand_back()
+        log.info("paused by its owner: handed %d running requests back", handed_back)
+        return handed_back
+
+    def resume() -> None:
+        owner.paused = False
+        membership.heartbeat_soon()
+        log.info("resumed by its owner: taking work again")
+
+    return OwnerActions(status, pause, resume)
+
+
 async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     """Serves until stopped or moved by the coordinator's plan; True when moved."""
     started = time.monotonic()
     process = psutil.Process()
-    servicer = WorkerServicer(engine, config.served_model_name, config.token)
+
+    def usage() -> Usage:
+        cpu = process.cpu_times()
+        return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
+
+    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads)
+    servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
@@ -108,6 +152,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     info = describe_worker(config, engine.model, port, engine.context_per_slot)
 
     def current_load() -> WorkerLoad:
+        owner.mark_day()  # so "today" starts within a heartbeat of midnight
         stats = engine.stats()
         return WorkerLoad(
             slots_busy=stats.slots_busy,
@@ -117,6 +162,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
             tokens_generated=stats.tokens_generated,
             prompt_tokens=stats.prompt_tokens,
             cached_prompt_tokens=stats.cached_prompt_tokens,
+            away=owner.away(),
         )
 
     def counters() -> WorkerCounters:
@@ -126,9 +172,13 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls)
     stop = stop_on_signals()
+    actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     try:
-        async with membership.joined(stop) as worker_id:
+        async with (
+            owner_socket(default_control_dir(), info.worker_id, actions),
+            membership.joined(stop) as worker_id,
+        ):
             if worker_id is not None:
                 servicer.worker_id = worker_id
                 await stop.wait()
