@@ -10,6 +10,7 @@ from swarm.cli.auto_join import run_auto_join
 from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
 from swarm.cli.security_flags import add_tls_flags, tls_from_args
+from swarm.cli.service_flags import add_install_flags, run_install
 from swarm.cli.tracing_flag import add_otlp_flag
 from swarm.cli.worker_launch import join_config, model_path, serve_model
 from swarm.shared import tracing
@@ -105,12 +106,15 @@ def add_parsers(commands: Any) -> None:
         help="what this PC draws beyond idle while the worker is busy, so `swarm local` can estimate energy used",
     )
     add_otlp_flag(p)
+    add_install_flags(p)
     p.set_defaults(run=run_join)
 
 
 def run_join(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.auto):
         return fail("join", "give either --model MODEL or --auto")
+    if args.install:
+        return run_install(args)
     with tracing.on_for("swarm-worker", tracing.endpoint_from(args.otlp_endpoint)):
         return _join(args)
 

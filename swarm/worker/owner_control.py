@@ -52,11 +52,10 @@ class OwnerActions:
 
 
 def default_control_dir() -> Path:
-    """$SWARM_CONTROL_DIR, else $XDG_RUNTIME_DIR/swarm, else ~/.cache/swarm/control."""
+    """$SWARM_CONTROL_DIR, else ~/.cache/swarm/control: the same for a worker started by systemd (a user unit, or a
+    system unit run as the owner) as for the owner's shell, where $XDG_RUNTIME_DIR may differ."""
     if chosen := os.environ.get("SWARM_CONTROL_DIR"):
         return Path(chosen)
-    if runtime := os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(runtime) / "swarm"
     return Path.home() / ".cache" / "swarm" / "control"
 
 
