@@ -31,7 +31,7 @@ Deliver = Callable[[GenerationEvent | SwarmError], None]  # called on the event 
 
 
 class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
-    def __init__(self, engine: BatchEngine, model_name: str, token: str, away: Callable[[], str] = str) -> None:
+    def __init__(self, engine: BatchEngine, model_name: str, token: str, away: Callable[[], str] = lambda: "") -> None:
         self._engine = engine
         self._model_name = model_name
         self._gate = TokenGate(token, "Run call")
