@@ -17,6 +17,7 @@ from swarm.shared import tracing
 from swarm.shared.discovery import DiscoveryError, discover_coordinator
 from swarm.worker.config import WorkerConfig
 from swarm.worker.model_download import DownloadFailed
+from swarm.worker.owner_hours import parse_owner_hours
 
 
 def _default(name: str) -> Any:
@@ -113,6 +114,10 @@ def add_parsers(commands: Any) -> None:
 def run_join(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.auto):
         return fail("join", "give either --model MODEL or --auto")
+    try:
+        parse_owner_hours(args.when)  # a bad schedule fails now: not after an assignment, nor at every boot
+    except ValueError as exc:
+        return fail("join", str(exc))
     if args.install:
         return run_install(args)
     with tracing.on_for("swarm-worker", tracing.endpoint_from(args.otlp_endpoint)):

@@ -9,7 +9,6 @@ from typing import Any
 
 from swarm.cli.errors import fail
 from swarm.deploy.join_service import Scope, install, join_service, python_command, uninstall, unit_text
-from swarm.worker.owner_hours import parse_owner_hours
 
 # Flags of `swarm join` that install rather than join, so the service's own command line leaves them out.
 INSTALL_FLAGS = ("--install", "--user", "--system", "--dry-run")
@@ -59,10 +58,6 @@ def service_argv(argv: list[str]) -> list[str]:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    try:
-        parse_owner_hours(args.when)  # a bad schedule fails now, not at every boot
-    except ValueError as exc:
-        return fail("join", str(exc))
     service = join_service(args.scope)
     env = {"SWARM_TOKEN": args.token} if args.token else {}
     if not args.coordinator and os.environ.get("SWARM_COORDINATOR"):
