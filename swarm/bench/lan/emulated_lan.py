@@ -32,6 +32,7 @@ from swarm.launch.local_swarm import (
 )
 
 COORDINATOR_PC = 0
+LINK_PREFIX = "link-"  # names of the relay processes
 
 
 def pin_to_cores(pid: int, cores: set[int]) -> None:
@@ -44,6 +45,12 @@ def pin_to_cores(pid: int, cores: set[int]) -> None:
 def allowed_cores(pid: int) -> set[int]:
     """The cores every thread of the process may run on (the union over its threads)."""
     return {core for tid in os.listdir(f"/proc/{pid}/task") for core in os.sched_getaffinity(int(tid))}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _accepts(address: str) -> bool:
@@ -83,6 +90,14 @@ class EmulatedLan:
         self.placed.setdefault(pc, []).append(process)
         return process
 
+    def restart(self, process: ManagedProcess) -> ManagedProcess:
+        """SIGKILLs a placed process (a PC losing power) and starts it again on the same PC, same flags and ports."""
+        pc = next(pc for pc, processes in self.placed.items() if process in processes)
+        process.kill()
+        process.start()
+        pin_to_cores(process.pid, self.pcs[pc])
+        return process
+
     def reach(self, from_pc: int, to_pc: int, address: str) -> str:
         """The address a process on from_pc dials for `address` on to_pc: itself within a PC, else a link relay's."""
         if from_pc == to_pc:
@@ -94,7 +109,7 @@ class EmulatedLan:
 
     def _start_relay(self, from_pc: int, to_pc: int, target: str) -> str:
         listen = f"127.0.0.1:{free_port()}"
-        name = f"link-pc{from_pc}-to-pc{to_pc}-{target.rsplit(':', 1)[1]}"
+        name = f"{LINK_PREFIX}pc{from_pc}-to-pc{to_pc}-{target.rsplit(':', 1)[1]}"
         argv = [sys.executable, "-m", "swarm.bench.lan.link_relay", "--listen", listen, "--target", target]
         argv += ["--delay-ms", str(self.delay_s * 1e3), "--gbps", str(self.bandwidth_bps / 1e9)]
         log_path = self.swarm.log_dir / f"{name}.log" if self.swarm.log_dir is not None else None
@@ -154,6 +169,11 @@ class EmulatedLan:
         coordinator = self.reach(pc, COORDINATOR_PC, self.coordinator)
         process = self.swarm.start_worker(coordinator, model, *extra, *wiring, name=name, tier=tier)
         return self.place(process, pc)
+
+    def link_cpu_seconds(self) -> float:
+        """CPU time all link relays have used so far: what the emulation itself costs the PCs."""
+        relays = [p for processes in self.placed.values() for p in processes if p.name.startswith(LINK_PREFIX)]
+        return sum(cpu_seconds(p.pid) for p in relays if p.alive)
 
     def stop(self) -> list[ManagedProcess]:
         """Stops every process (see LocalSwarm.stop); returns those that had to be SIGKILLed."""

@@ -167,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         lan = EmulatedLan(pcs, args.delay_ms / 1e3, args.gbps * 1e9, LocalSwarm(log_dir=Path(scratch)))
         try:
             start_arms(lan, Path(scratch), model, args)
+            link_cpu, started = lan.link_cpu_seconds(), time.monotonic()
             figures = measure(lan, model, args)
+            link_cpu, wall = lan.link_cpu_seconds() - link_cpu, time.monotonic() - started
         finally:
             lan.stop()
     table = report(figures, model, lan, args)
+    share = f"{link_cpu / wall:.1%} of a core"
+    table += f"\n\nlink relays used {link_cpu:.1f} s of CPU in {wall:.0f} s of measuring ({share})"
     print(table)
     if args.markdown:
         args.markdown.write_text(table + "\n")

@@ -15,6 +15,7 @@ from swarm.client import SwarmClient
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import LocalSwarm, wait_until
+from swarm.shared.types import TextPiece
 from tests.conftest import coordinator_answers, stop_cleanly
 from tests.greedy_check import GreedyReference
 
@@ -58,10 +59,10 @@ def four_layers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Pa
 def test_a_pcs_processes_run_only_on_its_cores_and_links_go_through_relays(
     lan: EmulatedLan, four_layers: tuple[Path, list[Path]]
 ) -> None:
-    lan.start_pipeline(four_layers[1], *WORKER_ARGS, pcs=[0, 1])
+    first = lan.start_pipeline(four_layers[1], *WORKER_ARGS, pcs=[0, 1])[-1]
     wait_until(lambda: up_workers(lan.coordinator) == 2, 60, "both stages up")
-    relays = [p for processes in lan.placed.values() for p in processes if p.name.startswith("link-")]
-    assert relays, "the stages on two PCs must talk through a link relay"
+    next_stage = first.argv[first.argv.index("--next-stage") + 1]
+    assert next_stage in lan.links.values(), "stage 0 must dial stage 1 through the link relay"
     for pc, processes in lan.placed.items():
         expected = str(CORES[pc])
         for process in processes:  # threads started since launch (gRPC, llama.cpp) inherited the pinning
@@ -102,3 +103,28 @@ def test_a_whole_model_on_another_pc_is_reached_through_the_link(
     assert address in lan.links.values(), "the coordinator must dial the worker through the link"
     assert len(got.token_ids) == 8
     assert cpus_allowed(worker.pid) == {str(CORES[1])}
+
+
+def test_a_stage_killed_behind_a_link_looks_dead_and_its_stream_continues_unchanged(
+    lan: EmulatedLan, slow_model: Path, tmp_path: Path
+) -> None:
+    stage_files = [tmp_path / "split" / s.file for s in split_model(slow_model, 2, tmp_path / "split").stages]
+    started = lan.start_pipeline(stage_files, "--threads", "1", "--context", "1024", pcs=[0, 1])
+    last = next(p for p in started if p.name == "stage-1")
+    wait_until(lambda: up_workers(lan.coordinator) == 2, 60, "both stages up")
+    with SwarmClient(lan.coordinator) as client:
+        reference = client.generate("Once upon a time", max_tokens=120, temperature=0.0)
+        for round_ in range(2):
+            text, tokens, killed = "", 0, False
+            for event in client.stream("Once upon a time", max_tokens=120, temperature=0.0, request_id=f"lan-{round_}"):
+                if isinstance(event, TextPiece):
+                    text += event.text
+                    tokens += len(event.token_ids)
+                    if not killed and tokens >= 20 + 30 * round_:
+                        lan.restart(last)  # behind its link relay, on the same port: stage 0 dials it again
+                        killed = True
+            assert text == reference.text, f"round {round_}: text differs after the last stage died"
+            assert cpus_allowed(last.pid) == {str(CORES[1])}, "the restarted stage is pinned to its PC again"
+    coordinator_log = next(p for p in lan.swarm.processes if p.name == "coordinator").log_path
+    assert coordinator_log is not None
+    assert coordinator_log.read_text().count("resuming it elsewhere") >= 2, "a kill came after the end"
