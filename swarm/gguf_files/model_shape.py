@@ -18,6 +18,7 @@ class ModelShape:
     input_bytes: int  # only the first stage holds these: token embeddings
     output_bytes: int  # only the last stage holds these: output norm and head
     kv_bytes_per_token: int  # KV cache of one layer for one token; a worker holds slots x context tokens
+    hidden_size: int = 0  # values of the hidden state one token carries across a cut between stages
 
     def __post_init__(self) -> None:
         if not self.layer_bytes:
@@ -58,7 +59,8 @@ def model_shape(path: Path, name: str) -> ModelShape:
             head = int(tensor.n_bytes)
         else:
             other += int(tensor.n_bytes)
-    head_dim = _field(reader, f"{arch}.embedding_length") // _field(reader, f"{arch}.attention.head_count")
+    hidden_size = _field(reader, f"{arch}.embedding_length")
+    head_dim = hidden_size // _field(reader, f"{arch}.attention.head_count")
     if f"{arch}.attention.key_length" in reader.fields:
         head_dim = _field(reader, f"{arch}.attention.key_length")
     kv_heads = _field(reader, f"{arch}.attention.head_count_kv")
@@ -68,4 +70,5 @@ def model_shape(path: Path, name: str) -> ModelShape:
         input_bytes=embeddings + other,
         output_bytes=(head or embeddings) + other,
         kv_bytes_per_token=2 * kv_heads * head_dim * KV_BYTES_PER_VALUE,
+        hidden_size=hidden_size,
     )

@@ -17,14 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.coordinator.planning.planner import (
-    ModelPlan,
-    NodeCapacity,
-    PlanError,
-    holds_a_layer,
-    plan_model,
-    replan,
-)
+from swarm.coordinator.planning.model_plan import plan_model, replan
+from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, holds_a_layer
 from swarm.gguf_files.model_shape import ModelShape, model_shape
 from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
 from swarm.shared.plan_messages import AssignmentReply, Layout, NodeAssignment, NodeOffer, planned_node

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from swarm.coordinator.planning.model_plan import plan_model, plan_throughput, replan
 from swarm.coordinator.planning.planner import (
     EXACT_NODES,
     ModelPlan,
@@ -15,9 +16,6 @@ from swarm.coordinator.planning.planner import (
     PlanError,
     StageAssignment,
     holds_a_layer,
-    plan_model,
-    plan_throughput,
-    replan,
     split_layers,
     stage_bytes,
 )
