@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from swarm.coordinator.planning.measurement_book import MeasurementBook
 from swarm.coordinator.planning.model_plan import plan_model, replan
 from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, holds_a_layer
-from swarm.coordinator.planning.recut import RECUT_MIN_GAIN, RecutWatch, propose_recut
+from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
 from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
 from swarm.shared.plan_messages import (
@@ -173,7 +174,8 @@ class StageAssigner:
     def _replan(self) -> None:
         nodes = [_capacity(offer) for offer, _ in self._offers.values()]
         measured = self._book.measurements()
-        min_gain = RECUT_MIN_GAIN if measured is not None else 0.0  # measured times are noisy: move when it pays
+        # One snapshot of noisy measurements moves no layers of a pipeline that still stands: only rounds do (observe).
+        min_gain = math.inf if measured is not None else 0.0
         try:
             plan = (
                 replan(self._plan, self._shape, nodes, self._stages, measured, min_gain)
@@ -190,6 +192,7 @@ class StageAssigner:
     def _adopt(self, plan: ModelPlan) -> None:
         if plan != self._plan:
             log.info("plan for %s: %s", self.model, describe_plan(plan))
+            self._watch.restart()  # rounds proposing to move away from another plan count no more
         self._plan = plan
         addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
         self._parts = node_assignments(plan, self._shape.n_layers, addresses)

@@ -51,6 +51,9 @@ class RecutWatch:
         self._rounds = rounds
         self.streak = 0
 
+    def restart(self) -> None:
+        self.streak = 0
+
     def observe(self, current: ModelPlan, offer: RecutOffer) -> ModelPlan | None:
         """The plan to move to now, or None to stay."""
         if offer.plan == current:
