@@ -29,14 +29,18 @@ class Link:
 @dataclass(frozen=True)
 class Measurements:
     """What the workers measured, as the planner reads it. A node without a layer time is estimated from its
-    offered speed; a pair without a link is taken as free."""
+    offered speed. A pair without a link is taken as its reverse, else as the slowest link measured (free when
+    none was): an unmeasured pair must not look better than the measured ones, or plans would chase it."""
 
     layer_seconds: Mapping[NodeId, float] = field(default_factory=dict)  # per layer per token, under load
     links: Mapping[tuple[NodeId, NodeId], Link] = field(default_factory=dict)  # (from, to)
     cut_bytes: int = 0  # bytes crossing a cut per token: hidden size x CUT_BYTES_PER_VALUE
 
     def link_seconds(self, source: NodeId, target: NodeId) -> float:
-        return self.links.get((source, target), Link()).seconds(self.cut_bytes)
+        link = self.links.get((source, target)) or self.links.get((target, source))
+        if link is not None:
+            return link.seconds(self.cut_bytes)
+        return max((known.seconds(self.cut_bytes) for known in self.links.values()), default=0.0)
 
 
 def cut_bytes(shape: ModelShape, bfloat16: bool = False) -> int:

@@ -80,9 +80,17 @@ def test_the_pipeline_goes_through_the_fast_links() -> None:
     shape = synthetic()
     nodes = [node("a", 120), node("b", 120), node("c", 120)]
     slow = Link(rtt_s=20 * MS, bytes_per_s=1e6)
-    costs = measured({"a": 1.0, "b": 1.0, "c": 1.01}, {("a", "b"): slow})
+    costs = measured({"a": 1.0, "b": 1.0, "c": 1.01}, {("a", "b"): slow, ("a", "c"): Link(), ("b", "c"): Link()})
     split = split_layers(shape, nodes, measured=costs)
     assert len(split) == 2 and "c" in layers(split)
+
+
+def test_an_unmeasured_pair_is_taken_as_its_reverse_else_as_the_slowest_measured_link() -> None:
+    slow, fast = Link(rtt_s=8 * MS), Link(rtt_s=2 * MS)
+    costs = Measurements({}, {(NodeId("a"), NodeId("b")): slow, (NodeId("b"), NodeId("c")): fast}, 0)
+    assert costs.link_seconds(NodeId("b"), NodeId("a")) == pytest.approx(4 * MS)
+    assert costs.link_seconds(NodeId("a"), NodeId("c")) == pytest.approx(4 * MS)  # unknown: no better than the worst
+    assert Measurements().link_seconds(NodeId("a"), NodeId("c")) == 0
 
 
 def test_bandwidth_counts_the_bytes_crossing_the_cut() -> None:
