@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm.coordinator.planning.link_costs import Measurements
 from swarm.coordinator.planning.measurement_book import MeasurementBook
-from swarm.coordinator.planning.model_plan import plan_model, replan
+from swarm.coordinator.planning.model_plan import feeds, plan_model, replan
 from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, holds_a_layer
 from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
@@ -51,16 +52,19 @@ class PlanState:
     plan: ModelPlan | None = None
 
 
-def node_assignments(plan: ModelPlan, n_layers: int, addresses: Mapping[NodeId, str]) -> dict[NodeId, NodeAssignment]:
-    """Every node's part in plan. Replicas of a stage feed replicas of the next stage round-robin."""
+def node_assignments(
+    plan: ModelPlan, n_layers: int, addresses: Mapping[NodeId, str], measured: Measurements | None = None
+) -> dict[NodeId, NodeAssignment]:
+    """Every node's part in plan. Replicas of a stage feed replicas of the next stage evenly, each over its
+    fastest measured link where that leaves the load even (round-robin when nothing was measured)."""
     parts = {node: NodeAssignment(((0, n_layers),), 0, "") for node in plan.whole_replicas}
     for pipeline in plan.pipelines:
         layout = tuple((stage.layer_start, stage.layer_end) for stage in pipeline)
         for index, stage in enumerate(pipeline):
             following = pipeline[index + 1].node_ids if index + 1 < len(pipeline) else ()
-            for j, node in enumerate(stage.node_ids):
-                next_stage = addresses[following[j % len(following)]] if following else ""
-                parts[node] = NodeAssignment(layout, index, next_stage)
+            fed = feeds(stage.node_ids, following, measured) if following else {}
+            for node in stage.node_ids:
+                parts[node] = NodeAssignment(layout, index, addresses[fed[node]] if fed else "")
     return parts
 
 
@@ -195,7 +199,7 @@ class StageAssigner:
             self._watch.restart()  # rounds proposing to move away from another plan count no more
         self._plan = plan
         addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
-        self._parts = node_assignments(plan, self._shape.n_layers, addresses)
+        self._parts = node_assignments(plan, self._shape.n_layers, addresses, self._book.measurements())
 
     async def _prepare(self, split: str, layout: Layout) -> None:
         """Cuts the layout's stage files from the model the first time (off the event loop)."""

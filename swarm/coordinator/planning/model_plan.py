@@ -28,6 +28,19 @@ def _rate(shape: ModelShape, node: NodeCapacity, start: int, end: int, measured:
     return 1 / compute_seconds(shape, layer_seconds(shape, measured, node.node_id, node.speed), start, end)
 
 
+def feeds(stage: Sequence[NodeId], following: Sequence[NodeId], measured: Measurements | None) -> dict[NodeId, NodeId]:
+    """Which replica of the next stage each replica of a stage feeds: the least fed so far, then the one behind
+    the fastest link, then the first (round-robin when nothing was measured)."""
+    fed = dict.fromkeys(following, 0)
+    chosen = {}
+    for node in stage:
+        links = {t: measured.link_seconds(node, t) if measured is not None else 0.0 for t in following}
+        target = min(following, key=lambda t: (fed[t], links[t]))
+        fed[target] += 1
+        chosen[node] = target
+    return chosen
+
+
 def _stage_time(
     shape: ModelShape,
     pipe: Sequence[StageAssignment],
@@ -36,18 +49,18 @@ def _stage_time(
     measured: Measurements | None,
 ) -> float:
     """Seconds per token of a stage; replicas share its work, so their rates add up. With measurements, each
-    replica's time includes the link to the next-stage replica it feeds (round-robin, as assigned)."""
+    replica's time includes the link to the next-stage replica it feeds (see feeds)."""
     stage = pipe[index]
     if measured is None:
         return 1 / sum(_rate(shape, by_id[i], stage.layer_start, stage.layer_end, None) for i in stage.node_ids)
-    following = pipe[index + 1].node_ids if index + 1 < len(pipe) else ()
+    fed = feeds(stage.node_ids, pipe[index + 1].node_ids, measured) if index + 1 < len(pipe) else {}
     rates = (
         1
         / (
             1 / _rate(shape, by_id[i], stage.layer_start, stage.layer_end, measured)
-            + (measured.link_seconds(i, following[j % len(following)]) if following else 0.0)
+            + (measured.link_seconds(i, fed[i]) if fed else 0.0)
         )
-        for j, i in enumerate(stage.node_ids)
+        for i in stage.node_ids
     )
     return 1 / sum(rates)
 
