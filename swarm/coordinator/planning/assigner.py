@@ -199,7 +199,8 @@ class StageAssigner:
             self._watch.restart()  # rounds proposing to move away from another plan count no more
         self._plan = plan
         addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
-        self._parts = node_assignments(plan, self._shape.n_layers, addresses, self._book.measurements())
+        parts = node_assignments(plan, self._shape.n_layers, addresses, self._book.measurements())
+        self._parts = {node: kept_feed(self._serving.get(node), part, parts, addresses) for node, part in parts.items()}
 
     async def _prepare(self, split: str, layout: Layout) -> None:
         """Cuts the layout's stage files from the model the first time (off the event loop)."""
@@ -209,6 +210,22 @@ class StageAssigner:
                 return
             log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
             await asyncio.to_thread(split_model, self._path, list(layout), folder)
+
+
+def kept_feed(
+    serving: NodeAssignment | None,
+    part: NodeAssignment,
+    parts: Mapping[NodeId, NodeAssignment],
+    addresses: Mapping[NodeId, str],
+) -> NodeAssignment:
+    """What a node serves now, if the plan gives it the same layers and the replica it feeds still serves the
+    next stage: a better-paired replica is not worth a restart."""
+    if serving is None or (serving.layout, serving.stage_index) != (part.layout, part.stage_index):
+        return part
+    following = {
+        addresses[n] for n, p in parts.items() if (p.layout, p.stage_index) == (part.layout, part.stage_index + 1)
+    }
+    return serving if serving.next_stage in following else part
 
 
 def _capacity(offer: NodeOffer) -> NodeCapacity:
