@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gguf
 
+from swarm.gguf_files.stage_files import sliding_window_layers
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -19,6 +21,7 @@ class ModelShape:
     output_bytes: int  # only the last stage holds these: output norm and head
     kv_bytes_per_token: int  # KV cache of one layer for one token; a worker holds slots x context tokens
     hidden_size: int = 0  # values of the hidden state one token carries across a cut between stages
+    sliding_window: tuple[bool, ...] = ()  # per layer, for models that mix sliding-window and global layers
 
     def __post_init__(self) -> None:
         if not self.layer_bytes:
@@ -27,6 +30,11 @@ class ModelShape:
     @property
     def n_layers(self) -> int:
         return len(self.layer_bytes)
+
+    def loadable(self, start: int, end: int) -> bool:
+        """Whether llama.cpp loads a stage of layers [start, end): one of a model with sliding-window layers
+        needs at least one of them (Gemma 3's layer 17 alone is refused)."""
+        return not self.sliding_window or any(self.sliding_window[start:end])
 
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
@@ -71,4 +79,5 @@ def model_shape(path: Path, name: str) -> ModelShape:
         output_bytes=(head or embeddings) + other,
         kv_bytes_per_token=2 * kv_heads * head_dim * KV_BYTES_PER_VALUE,
         hidden_size=hidden_size,
+        sliding_window=sliding_window_layers(reader, arch, n_layers),
     )

@@ -19,6 +19,7 @@ class StageCosts:
     head_layers: float  # the last stage's head, in layers of its node's work
     link_s: Sequence[Sequence[float]]  # [from][to]: one token's activations crossing the link
     fits: Callable[[int, int, int], bool]  # whether node holds layers [start, end) in memory
+    loadable: Callable[[int, int], bool]  # whether layers [start, end) make a stage llama.cpp loads
 
     def stage_seconds(self, node: int, start: int, end: int, following: int | None) -> float:
         """A stage's time per token: its layers (and the head if last), then the link to the next stage."""
@@ -62,7 +63,8 @@ def _within(costs: StageCosts, memory: list[list[int]], k: int, limit: float) ->
         for last in (j for j in range(m) if mask >> j & 1 and (mask, j) in start):
             begin = start[(mask, last)]
             if used == k:
-                if costs.fits(last, begin, n) and costs.stage_seconds(last, begin, n, None) <= limit:
+                fits = costs.fits(last, begin, n) and costs.loadable(begin, n)
+                if fits and costs.stage_seconds(last, begin, n, None) <= limit:
                     return _walk_back(came_from, start, mask, last, n)
                 continue
             for j in (j for j in range(m) if not mask >> j & 1):
@@ -72,7 +74,8 @@ def _within(costs: StageCosts, memory: list[list[int]], k: int, limit: float) ->
                 layers = n if math.isinf(room) else math.floor(room)
                 end = min(memory[last][begin], begin + layers, n - (k - used))
                 key = (mask | 1 << j, j)
-                if end > begin and end > start.get(key, -1):
+                # A shorter stage from begin holds a subset of these layers: if this one cannot load, none can.
+                if end > begin and end > start.get(key, -1) and costs.loadable(begin, end):
                     start[key], came_from[key] = end, (mask, last)
     return None
 

@@ -94,7 +94,12 @@ def _reach(shape: ModelShape, node: NodeCapacity, start: int, last: int, limit: 
             lo = mid
         else:
             hi = mid - 1
-    return lo
+    return lo if shape.loadable(start, lo) else start  # a shorter stage holds a subset of its layers: none loads
+
+
+def _first_loadable_end(shape: ModelShape, start: int) -> int:
+    """The shortest stage from start that llama.cpp loads ends here (n + 1: none does); every longer one loads."""
+    return next((end for end in range(start + 1, shape.n_layers + 1) if shape.loadable(start, end)), shape.n_layers + 1)
 
 
 def _bits(mask: int) -> list[int]:
@@ -106,6 +111,7 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
     boundaries their stages can end at (a bit mask of positions), then a walk back for one placement."""
     n = shape.n_layers
     far = [[_reach(shape, node, start, n, limit) for start in range(n)] for node in nodes]
+    shortest = [_first_loadable_end(shape, start) - 1 for start in range(n)]  # ends above this one load
     ends = {0: 1}  # node set (bit mask) -> the boundaries its stages, in some order, can cover layers up to
     for mask in range(1, 1 << len(nodes)):
         used = mask.bit_count()
@@ -114,8 +120,8 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
         last = n - (k - used)  # leave a layer for each stage still to come
         for j in _bits(mask):
             for start in _bits(ends.get(mask & ~(1 << j), 0)):
-                end = min(far[j][start], last)
-                ends[mask] = ends.get(mask, 0) | ((1 << (end + 1)) - (1 << (start + 1)) if end > start else 0)
+                end, low = min(far[j][start], last), max(start, shortest[start])
+                ends[mask] = ends.get(mask, 0) | ((1 << (end + 1)) - (1 << (low + 1)) if end > low else 0)
         if used == k and ends.get(mask, 0) >> n & 1:
             stages: list[tuple[NodeCapacity, int, int]] = []
             end = n
@@ -124,7 +130,7 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
                     (j, start)
                     for j in reversed(_bits(mask))
                     for start in _bits(ends.get(mask & ~(1 << j), 0))
-                    if start < end and _fits(shape, nodes[j], start, end, limit)
+                    if start < end and _fits(shape, nodes[j], start, end, limit) and shape.loadable(start, end)
                 )
                 stages.append((nodes[j], start, end))
                 mask, end = mask & ~(1 << j), start
@@ -226,6 +232,7 @@ def _costs(shape: ModelShape, nodes: Sequence[NodeCapacity], measured: Measureme
         head_layers(shape),
         [[0.0 if a is b else measured.link_seconds(a.node_id, b.node_id) for b in nodes] for a in nodes],
         lambda i, start, end: bytes_on(shape, nodes[i], start, end) <= nodes[i].free_bytes,
+        shape.loadable,
     )
 
 

@@ -123,6 +123,19 @@ def test_a_slow_link_means_fewer_cuts() -> None:
     assert len(pipe) == 2 and sorted(len(s.node_ids) for s in pipe) == [1, 2]
 
 
+def test_no_stage_is_only_global_layers_of_a_sliding_window_model() -> None:
+    """Like Gemma 3: every sixth layer is global, and the head reads as much as 47 layers. The head's stage
+    wants one layer, but llama.cpp refuses a stage of global layers alone (layer 17)."""
+    window = tuple((i + 1) % 6 != 0 for i in range(18))
+    shape = ModelShape("gemma-like", (10 * MB,) * 18, 0, 470 * MB, 0, 640, window)
+    assert not shape.loadable(17, 18) and shape.loadable(16, 18) and shape.loadable(5, 7)
+    nodes = [node("a", 10**6), node("b", 10**6)]
+    first, last = split_layers(shape, nodes, stages=2, measured=measured({"a": 1.0, "b": 1.0}))
+    assert (first.layer_end, last.layer_start) == (16, 16)  # not 17: the last stage keeps a sliding layer
+    unwindowed = ModelShape("plain", shape.layer_bytes, 0, 470 * MB, 0, 640)
+    assert split_layers(unwindowed, nodes, stages=2, measured=measured({"a": 1.0, "b": 1.0}))[0].layer_end == 17
+
+
 def test_unmeasured_nodes_are_estimated_from_their_offered_speed() -> None:
     shape = synthetic()
     nodes = [NodeCapacity(NodeId("a"), 120 * MB, 2e10, 1), NodeCapacity(NodeId("b"), 120 * MB, 1e10, 1)]
