@@ -50,46 +50,66 @@ def _memory_reach(costs: StageCosts) -> list[list[int]]:
     return reach
 
 
-def _within(costs: StageCosts, memory: list[list[int]], k: int, limit: float) -> Placement | None:
-    """k stages each within limit seconds, over every subset and order of the nodes: a DP over (nodes used,
-    the last of them) of the latest layer the last one's stage may start at (a later start leaves it less)."""
+def _first_loadable_ends(costs: StageCosts) -> list[int]:
+    """For each start, the end of the shortest stage from it that loads (n + 1: none); every longer one loads."""
+    n = costs.n_layers
+    return [next((e for e in range(s + 1, n + 1) if costs.loadable(s, e)), n + 1) for s in range(n)]
+
+
+def _within(
+    costs: StageCosts, memory: list[list[int]], loads_from: list[int], k: int, limit: float
+) -> Placement | None:
+    """k stages each within limit seconds, over every subset and order of the nodes: a DP over (nodes used, the
+    last of them) of the layers the last one's stage may start at (a bit mask), then a walk back for one placement.
+    Every start is kept, not just the latest: a later start leaves less work, but may leave a stage that cannot
+    load (a sliding-window model's global layer alone)."""
     n, m = costs.n_layers, len(costs.per_layer_s)
-    start = {(1 << j, j): 0 for j in range(m)}
-    came_from: dict[tuple[int, int], tuple[int, int]] = {}
+    starts = {(1 << j, j): 1 for j in range(m)}
+    came_from: dict[tuple[int, int, int], tuple[int, int, int]] = {}  # (mask, last, start) -> the stage before
     for mask in range(1, 1 << m):
         used = mask.bit_count()
         if used > k:
             continue
-        for last in (j for j in range(m) if mask >> j & 1 and (mask, j) in start):
-            begin = start[(mask, last)]
+        for last in (j for j in range(m) if (mask, j) in starts):
+            begins = _bits(starts[(mask, last)])
             if used == k:
-                fits = costs.fits(last, begin, n) and costs.loadable(begin, n)
-                if fits and costs.stage_seconds(last, begin, n, None) <= limit:
-                    return _walk_back(came_from, start, mask, last, n)
+                for begin in begins:
+                    fits = costs.fits(last, begin, n) and costs.loadable(begin, n)
+                    if fits and costs.stage_seconds(last, begin, n, None) <= limit:
+                        return _walk_back(came_from, (mask, last, begin), n)
                 continue
             for j in (j for j in range(m) if not mask >> j & 1):
                 room = (limit - costs.link_s[last][j]) / costs.per_layer_s[last] * (1 + 1e-12)
                 if room < 1:
                     continue
                 layers = n if math.isinf(room) else math.floor(room)
-                end = min(memory[last][begin], begin + layers, n - (k - used))
                 key = (mask | 1 << j, j)
-                # A shorter stage from begin holds a subset of these layers: if this one cannot load, none can.
-                if end > begin and end > start.get(key, -1) and costs.loadable(begin, end):
-                    start[key], came_from[key] = end, (mask, last)
+                for begin in begins:
+                    low, high = (
+                        max(begin + 1, loads_from[begin]),
+                        min(memory[last][begin], begin + layers, n - (k - used)),
+                    )
+                    new = ((1 << (high + 1)) - (1 << low)) & ~starts.get(key, 0) if high >= low else 0
+                    if new:
+                        starts[key] = starts.get(key, 0) | new
+                        came_from.update(((*key, end), (mask, last, begin)) for end in _bits(new))
     return None
 
 
+def _bits(mask: int) -> list[int]:
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
 def _walk_back(
-    came_from: dict[tuple[int, int], tuple[int, int]], start: dict[tuple[int, int], int], mask: int, last: int, n: int
+    came_from: dict[tuple[int, int, int], tuple[int, int, int]], key: tuple[int, int, int], n: int
 ) -> Placement:
-    stages, key, end = [], (mask, last), n
+    stages, end = [], n
     while True:
-        stages.append((key[1], start[key], end))
-        end = start[key]
+        _, node, begin = key
+        stages.append((node, begin, end))
         if key not in came_from:
             return tuple(reversed(stages))
-        key = came_from[key]
+        key, end = came_from[key], begin
 
 
 def _candidate_limits(costs: StageCosts) -> list[float]:
@@ -102,12 +122,12 @@ def _candidate_limits(costs: StageCosts) -> list[float]:
 
 def fastest_pipeline(costs: StageCosts, k: int) -> Placement | None:
     """k stages on k of the nodes with the smallest bottleneck; None when memory allows no k-stage pipeline."""
-    memory = _memory_reach(costs)
-    if _within(costs, memory, k, math.inf) is None:
+    memory, loads_from = _memory_reach(costs), _first_loadable_ends(costs)
+    if _within(costs, memory, loads_from, k, math.inf) is None:
         return None
     limits = _candidate_limits(costs)
     lo, hi = 0, len(limits) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _within(costs, memory, k, limits[mid]) is not None else (mid + 1, hi)
-    return _within(costs, memory, k, limits[lo]) or _within(costs, memory, k, math.inf)
+        lo, hi = (lo, mid) if _within(costs, memory, loads_from, k, limits[mid]) is not None else (mid + 1, hi)
+    return _within(costs, memory, loads_from, k, limits[lo]) or _within(costs, memory, loads_from, k, math.inf)
