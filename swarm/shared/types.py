@@ -75,6 +75,9 @@ class GenerationRequest:
     fingerprint: str = ""
     # The W3C traceparent of the span that accepted it ("" untraced): its later hops' spans are its children.
     traceparent: str = ""
+    # How long its worker may hold pieces before sending them: 0 for a client reading token by token;
+    # a client that reads only the whole answer lets them gather, which costs every hop fewer messages.
+    piece_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
         sampling=sampling_to_wire(request.sampling),
         stop=request.stop,
         resume_tokens=request.resume_tokens,
+        piece_interval_ms=round(request.piece_interval_s * 1000),
     )
 
 
@@ -116,6 +117,7 @@ def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
         sampling=sampling_from_wire(msg.sampling),
         stop=tuple(msg.stop),
         resume_tokens=tuple(msg.resume_tokens),
+        piece_interval_s=msg.piece_interval_ms / 1000,
     )
 
 

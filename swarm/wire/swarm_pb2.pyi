@@ -359,7 +359,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent")
+    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +367,7 @@ class RunRequest(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    PIECE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     max_tokens: int
@@ -374,7 +375,8 @@ class RunRequest(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     resume_tokens: _containers.RepeatedScalarFieldContainer[int]
     traceparent: str
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    piece_interval_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ..., piece_interval_ms: _Optional[int] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
     __slots__ = ("model",)
