@@ -60,18 +60,17 @@ def _within(
     costs: StageCosts, memory: list[list[int]], loads_from: list[int], k: int, limit: float
 ) -> Placement | None:
     """k stages each within limit seconds, over every subset and order of the nodes: a DP over (nodes used, the
-    last of them) of the layers the last one's stage may start at (a bit mask), then a walk back for one placement.
-    Every start is kept, not just the latest: a later start leaves less work, but may leave a stage that cannot
-    load (a sliding-window model's global layer alone)."""
+    last of them) of the layers the last one's stage may start at (a bit mask), then a walk back for one placement."""
     n, m = costs.n_layers, len(costs.per_layer_s)
     starts = {(1 << j, j): 1 for j in range(m)}
-    came_from: dict[tuple[int, int, int], tuple[int, int, int]] = {}  # (mask, last, start) -> the stage before
+    # (mask, last) -> (low, high, the stage before) for each range of its starts that stage reached
+    came_from: dict[tuple[int, int], list[tuple[int, int, tuple[int, int, int]]]] = {}
     for mask in range(1, 1 << m):
         used = mask.bit_count()
         if used > k:
             continue
         for last in (j for j in range(m) if (mask, j) in starts):
-            begins = _bits(starts[(mask, last)])
+            begins = _useful_begins(starts[(mask, last)], loads_from)
             if used == k:
                 for begin in begins:
                     fits = costs.fits(last, begin, n) and costs.loadable(begin, n)
@@ -85,31 +84,38 @@ def _within(
                 layers = n if math.isinf(room) else math.floor(room)
                 key = (mask | 1 << j, j)
                 for begin in begins:
-                    low, high = (
-                        max(begin + 1, loads_from[begin]),
-                        min(memory[last][begin], begin + layers, n - (k - used)),
-                    )
-                    new = ((1 << (high + 1)) - (1 << low)) & ~starts.get(key, 0) if high >= low else 0
-                    if new:
-                        starts[key] = starts.get(key, 0) | new
-                        came_from.update(((*key, end), (mask, last, begin)) for end in _bits(new))
+                    low = max(begin + 1, loads_from[begin])
+                    high = min(memory[last][begin], begin + layers, n - (k - used))
+                    if high >= low and ((1 << (high + 1)) - (1 << low)) & ~starts.get(key, 0):
+                        starts[key] = starts.get(key, 0) | ((1 << (high + 1)) - (1 << low))
+                        came_from.setdefault(key, []).append((low, high, (mask, last, begin)))
     return None
 
 
-def _bits(mask: int) -> list[int]:
-    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+def _useful_begins(starts: int, loads_from: list[int]) -> list[int]:
+    """The starts worth trying, latest first: a later start leaves its stage less work, but may leave it unable
+    to load (a sliding-window model's global layer alone), so earlier ones are kept down to the first start from
+    which every stage loads; that one serves better than any before it."""
+    begins = []
+    for begin in range(starts.bit_length() - 1, -1, -1):
+        if starts >> begin & 1:
+            begins.append(begin)
+            if loads_from[begin] == begin + 1:
+                break
+    return begins
 
 
 def _walk_back(
-    came_from: dict[tuple[int, int, int], tuple[int, int, int]], key: tuple[int, int, int], n: int
+    came_from: dict[tuple[int, int], list[tuple[int, int, tuple[int, int, int]]]], key: tuple[int, int, int], n: int
 ) -> Placement:
     stages, end = [], n
     while True:
-        _, node, begin = key
+        mask, node, begin = key
         stages.append((node, begin, end))
-        if key not in came_from:
+        parent = next((p for low, high, p in came_from.get((mask, node), []) if low <= begin <= high), None)
+        if parent is None:
             return tuple(reversed(stages))
-        key, end = came_from[key], begin
+        key, end = parent, begin
 
 
 def _candidate_limits(costs: StageCosts) -> list[float]:
