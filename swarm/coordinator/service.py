@@ -20,7 +20,7 @@ from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
+from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
 from swarm.shared.types import (
     GenerationEvent,
     ModelSummary,
@@ -196,10 +196,16 @@ class InferenceService:
         await self._dispatcher.workers_changed()
         return worker_id, secret
 
-    async def heartbeat(self, worker_id: WorkerId, secret: str, load: WorkerLoad) -> tuple[Standing, bool]:
-        """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
+    async def heartbeat(
+        self, worker_id: WorkerId, secret: str, load: WorkerLoad, measured: StageMeasurement | None = None
+    ) -> tuple[Standing, bool]:
+        """The worker's standing, and whether the plan moved it (it must leave and ask Assign again). A stage's
+        measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._prune_assigner()
+        planner = self._assigner if standing is Standing.MEMBER else None
+        if planner is not None and measured is not None and planner.observe(worker_id, measured):
+            await self._save_plan()
         return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:

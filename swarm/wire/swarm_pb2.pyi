@@ -217,14 +217,36 @@ class JoinResponse(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., worker_secret: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "load", "worker_secret")
+    __slots__ = ("worker_id", "load", "worker_secret", "measured")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     WORKER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     load: WorkerLoad
     worker_secret: str
-    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ..., worker_secret: _Optional[str] = ...) -> None: ...
+    measured: StageMeasurement
+    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[WorkerLoad, _Mapping]] = ..., worker_secret: _Optional[str] = ..., measured: _Optional[_Union[StageMeasurement, _Mapping]] = ...) -> None: ...
+
+class StageMeasurement(_message.Message):
+    __slots__ = ("decode_seconds_per_token", "decode_tokens", "links")
+    DECODE_SECONDS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    decode_seconds_per_token: float
+    decode_tokens: int
+    links: _containers.RepeatedCompositeFieldContainer[LinkMeasurement]
+    def __init__(self, decode_seconds_per_token: _Optional[float] = ..., decode_tokens: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkMeasurement, _Mapping]]] = ...) -> None: ...
+
+class LinkMeasurement(_message.Message):
+    __slots__ = ("peer", "rtt_s", "bytes_per_s")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    RTT_S_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    rtt_s: float
+    bytes_per_s: float
+    def __init__(self, peer: _Optional[str] = ..., rtt_s: _Optional[float] = ..., bytes_per_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("rejoin", "drain", "reassign")
@@ -391,6 +413,16 @@ class FileChunk(_message.Message):
     total_bytes: int
     sha256: str
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class StagePing(_message.Message):
+    __slots__ = ("payload",)
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
+
+class StagePong(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SessionOpen(_message.Message):
     __slots__ = ("session", "sampling", "prompt", "keep", "traceparent")

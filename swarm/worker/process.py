@@ -7,6 +7,8 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
+from functools import partial
 
 import grpc
 import psutil
@@ -17,6 +19,7 @@ from swarm.engine.stage_executor import StageExecutor
 from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
+from swarm.shared.plan_messages import StageMeasurement
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
@@ -29,6 +32,7 @@ from swarm.worker.owner_control import LocalStatus, OwnerActions, default_contro
 from swarm.worker.owner_state import OwnerState, Usage
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
+from swarm.worker.stage_measuring import DecodeMeter, TimedStageExecutor, probing, stage_measurement
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,11 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
     )
 
 
-def stage_executor(config: WorkerConfig, model: LlamaModel, *, first: bool, last: bool) -> StageExecutor:
-    return StageExecutor(
+def stage_executor(
+    config: WorkerConfig, model: LlamaModel, *, first: bool, last: bool, meter: DecodeMeter | None = None
+) -> StageExecutor:
+    """A stage's executor; with a meter, one that times its decode steps into it."""
+    return (StageExecutor if meter is None else partial(TimedStageExecutor, meter))(
         model,
         first=first,
         last=last,
@@ -78,7 +85,7 @@ def stage_fields(model: LlamaModel) -> dict[str, int]:
     }
 
 
-def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
+def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | None = None) -> BatchEngine:
     """The engine of a whole model, or of a pipeline's first stage feeding config.next_stage."""
     engine_config = EngineConfig(
         slots=config.slots,
@@ -93,7 +100,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         raise ValueError(
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
-    executor = stage_executor(config, model, first=True, last=False)
+    executor = stage_executor(config, model, first=True, last=False, meter=meter)
     link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
 
@@ -134,8 +141,17 @@ def owner_actions(
     return OwnerActions(status, pause, resume)
 
 
-async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
-    """Serves until stopped or moved by the coordinator's plan; True when moved."""
+async def serve_worker(config: WorkerConfig, engine: BatchEngine, meter: DecodeMeter | None = None) -> bool:
+    """Serves until stopped or moved by the coordinator's plan; True when moved. A first stage's meter and
+    link to the next stage are reported with its heartbeats."""
+    async with probing(config.next_stage if meter is not None else "", config.token, config.tls) as prober:
+        measure = None if meter is None else partial(stage_measurement, meter, prober)
+        return await _serve_worker(config, engine, measure)
+
+
+async def _serve_worker(
+    config: WorkerConfig, engine: BatchEngine, measure: Callable[[], StageMeasurement] | None
+) -> bool:
     started = time.monotonic()
     process = psutil.Process()
 
@@ -170,7 +186,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
         return WorkerCounters(current_load(), servicer.accepted, servicer.active, stats.steps, stats.step_seconds)
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
-    membership = Membership(config.coordinator, config.token, info, current_load, config.tls)
+    membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)
     stop = stop_on_signals()
     actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
