@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-OWNER_BUSY = "backing off: its owner is busy"
-MEMORY_SHORT = "backing off: memory is short"
+OWNER_BUSY = "its owner is busy"
+MEMORY_SHORT = "memory is short"
 
 
 @dataclass(frozen=True)
