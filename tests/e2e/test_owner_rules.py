@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from swarm.client import SwarmClient
+from swarm.client import SwarmCallError, SwarmClient
 from swarm.launch.local_swarm import ManagedProcess, swarm_argv, wait_until
 from swarm.shared.types import Finished, TextPiece
 from swarm.wire import swarm_pb2 as pb
@@ -31,6 +31,7 @@ from tests.greedy_check import GreedyReference
 
 MakeSwarm = Callable[..., RunningSwarm]
 MAX_TOKENS = 400  # seconds of work on the slow model
+LONG_TOKENS = 900  # on a quiet core the desk makes about 60 tokens/s per stream: still running when the hog starts
 OWNER_CPU = 0.60  # a hog takes all of the desk's core; a shared machine's other processes come and go
 OWNER_QUIET_S = 2.0
 
@@ -119,18 +120,22 @@ class TokensInBackground:
         self.prompt = prompt
         self.tokens: list[int] = []
         self.finished: Finished | None = None
+        self.error: SwarmCallError | None = None
         self.started = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(swarm, max_tokens, request_id))
         self._thread.start()
 
     def _read(self, swarm: RunningSwarm, max_tokens: int, request_id: str) -> None:
         with swarm.client() as client:
-            for event in client.stream(self.prompt, max_tokens=max_tokens, temperature=0.0, request_id=request_id):
-                if isinstance(event, TextPiece):
-                    self.tokens.extend(event.token_ids)
-                    self.started.set()
-                elif isinstance(event, Finished):
-                    self.finished = event
+            try:
+                for event in client.stream(self.prompt, max_tokens=max_tokens, temperature=0.0, request_id=request_id):
+                    if isinstance(event, TextPiece):
+                        self.tokens.extend(event.token_ids)
+                        self.started.set()
+                    elif isinstance(event, Finished):
+                        self.finished = event
+            except SwarmCallError as exc:  # kept for the test to see (a skipped test's swarm stops under it)
+                self.error = exc
 
     def join(self, timeout_s: float) -> None:
         self._thread.join(timeout_s)
@@ -183,12 +188,12 @@ def test_a_worker_whose_owner_gets_busy_hands_its_streams_on_and_serves_again_on
     pin(desk.pid, cores[0])
     pin(spare.pid, cores[1])
     assert owner("pause", control_dir, "--worker-id", "spare").returncode == 0  # so the streams begin on the desk
-    streams = [TokensInBackground(swarm, f"Once upon a time {i}", MAX_TOKENS, f"desk-{i}") for i in range(2)]
+    streams = [TokensInBackground(swarm, f"Once upon a time {i}", LONG_TOKENS, f"desk-{i}") for i in range(2)]
     served_by_desk = all(stream.started.wait(30) for stream in streams)
     assert owner("resume", control_dir, "--worker-id", "spare").returncode == 0
     with swarm.client() as client:
         wait_until(lambda: shown_state(client, "spare") == "up", 10, "spare to serve")
-        desk_serving = shown_state(client, "desk") == "up"
+    desk_serving = "desk: serving" in owner("local", control_dir, "--worker-id", "desk").stdout  # its own word: no lag
     if not (served_by_desk and desk_serving):
         pytest.skip("other processes on this shared machine kept the desk's core busy before the hog started")
     assert {serving_worker(redis_url, f"desk-{i}") for i in range(2)} == {"desk"}
@@ -199,12 +204,12 @@ def test_a_worker_whose_owner_gets_busy_hands_its_streams_on_and_serves_again_on
             wait_until(lambda: shown_state(client, "desk") == "away: its owner is busy", 10, "desk to back off")
             for stream in streams:
                 stream.join(90)
-                assert stream.finished is not None and stream.finished.worker_id == "spare"
-                assert stream.finished.completion_tokens == len(stream.tokens) == MAX_TOKENS  # none lost or twice
+                assert stream.error is None and stream.finished is not None and stream.finished.worker_id == "spare"
+                assert stream.finished.completion_tokens == len(stream.tokens) == LONG_TOKENS  # none lost or twice
     finally:
         hog.kill()
         hog.wait()
-    reference = GreedyReference(slow_model)
+    reference = GreedyReference(slow_model, n_ctx=1024)
     try:
         for stream in streams:  # batched on both workers: greedy up to near ties, never mixed up
             reference.check(stream.prompt, stream.tokens)
