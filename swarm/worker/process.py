@@ -180,11 +180,13 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     stop = stop_on_signals()
     actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
-    watching = watch.watching(servicer.hand_back, membership.heartbeat_soon)
+    watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    if config.hours.mode is WhenMode.IDLE:
+        watching = watch.watching(servicer.hand_back, membership.heartbeat_soon)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),
-            watching if config.hours.mode is WhenMode.IDLE else contextlib.nullcontext(),
+            watching,
             membership.joined(stop) as worker_id,
         ):
             if worker_id is not None:
