@@ -93,7 +93,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         )
     executor = stage_executor(config, model, first=True, last=False)
     link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
-    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
+    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16, stage.count))
 
 
 async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
