@@ -21,6 +21,7 @@ from pathlib import Path
 
 from swarm.bench.completions_load import CompletionBody, LoadRun, measure_completions
 from swarm.bench.engine_vs_bare import fresh_prompts, start_swarm
+from swarm.engine import OPENMP_SET_BY_SWARM
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, interrupt_on_stop_signals, wait_until
 
@@ -176,7 +177,8 @@ def run_against_llama_server(args: argparse.Namespace) -> int:
         swarm = LocalSwarm(log_dir=Path(scratch))
         server_port = free_port()
         argv = llama_server_argv(binary, model, server_port, args.threads, args.slots, CONTEXT_PER_SLOT)
-        server = ManagedProcess("llama-server", argv, Path(scratch) / "llama-server.log")
+        # llama-server runs as a user would start it: without the OpenMP settings swarm gave this process.
+        server = ManagedProcess("llama-server", argv, Path(scratch) / "llama-server.log", unset_env=OPENMP_SET_BY_SWARM)
         try:
             server.start()
             swarm_port = free_port()

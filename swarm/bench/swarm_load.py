@@ -53,21 +53,22 @@ def aggregate_decode_rate(traces: list[StreamTrace]) -> float:
     return counted / (end - start)
 
 
-async def _one_stream(client: AsyncSwarmClient, prompt: str, max_tokens: int) -> StreamTrace:
+async def _one_stream(client: AsyncSwarmClient, prompt: str, max_tokens: int, model: str) -> StreamTrace:
     sent = time.perf_counter()
     stamps: list[float] = []
-    async for event in client.stream(prompt, max_tokens=max_tokens, temperature=0.0):
+    async for event in client.stream(prompt, model=model, max_tokens=max_tokens, temperature=0.0):
         if isinstance(event, TextPiece):
             now = time.perf_counter()
             stamps.extend([now] * max(1, len(event.token_ids)))
     return StreamTrace(sent, stamps)
 
 
-async def measure_swarm(address: str, prompts: list[str], max_tokens: int) -> SwarmRun:
+async def measure_swarm(address: str, prompts: list[str], max_tokens: int, model: str = "") -> SwarmRun:
+    """model: the name the workers serve (empty: the coordinator's default)."""
     async with AsyncSwarmClient(address, retries=0) as client:
         # Connected first, as a long-lived client is: first tokens then time the swarm, not a TCP and HTTP/2 handshake.
         await client.status()
-        traces = await asyncio.gather(*(_one_stream(client, p, max_tokens) for p in prompts))
+        traces = await asyncio.gather(*(_one_stream(client, p, max_tokens, model) for p in prompts))
     firsts = [t.first_token_s for t in traces]
     return SwarmRun(
         streams=len(prompts),

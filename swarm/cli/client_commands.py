@@ -99,7 +99,7 @@ def status_table(status: SwarmStatus) -> str:
             w.info.address,
             w.info.model,
             w.info.role,
-            w.state,
+            w.shown_state,
             f"{w.load.slots_busy}/{w.info.slots}",
             f"{w.load.tokens_per_second:.1f}",
             f"{w.heartbeat_age_s:.1f}s ago" if w.heartbeat_age_s >= 0 else "never",

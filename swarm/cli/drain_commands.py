@@ -11,6 +11,7 @@ from typing import Any
 
 from swarm.cli.client_commands import open_client
 from swarm.cli.security_flags import add_client_flags
+from swarm.cli.service_flags import add_uninstall_flags, run_uninstall
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.shared.addresses import DEFAULT_COORDINATOR
 
@@ -36,6 +37,7 @@ def add_parsers(commands: Any) -> None:
         )
         p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for them to leave (0: don't wait)")
         add_client_flags(p)
+    add_uninstall_flags(leave)
     d.set_defaults(run=run_drain)
     leave.set_defaults(run=run_leave)
 
@@ -46,6 +48,8 @@ def run_drain(args: argparse.Namespace) -> int:
 
 
 def run_leave(args: argparse.Namespace) -> int:
+    if args.uninstall:
+        return run_uninstall(args)  # stopping the service makes its worker drain and leave
     with open_client(args) as client:
         workers = list(args.worker_id)
         if not workers:

@@ -10,12 +10,14 @@ from swarm.cli.auto_join import run_auto_join
 from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
 from swarm.cli.security_flags import add_tls_flags, tls_from_args
+from swarm.cli.service_flags import add_install_flags, run_install
 from swarm.cli.tracing_flag import add_otlp_flag
 from swarm.cli.worker_launch import join_config, model_path, serve_model
 from swarm.shared import tracing
 from swarm.shared.discovery import DiscoveryError, discover_coordinator
 from swarm.worker.config import WorkerConfig
 from swarm.worker.model_download import DownloadFailed
+from swarm.worker.owner_hours import parse_owner_hours
 
 
 def _default(name: str) -> Any:
@@ -96,13 +98,34 @@ def add_parsers(commands: Any) -> None:
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics at /metrics here; a bare PORT listens on 127.0.0.1 only",
     )
+    p.add_argument(
+        "--when",
+        default=_default("hours").text,
+        help='when this PC\'s owner lets it take work: "always", "idle" (to back off while the owner works; '
+        'not built yet, so for now the same as always) or day/hour rules such as "mon-fri 19:00-07:00, sat-sun" '
+        "(local time; a range past midnight belongs to the day it starts on). Outside them it finishes what "
+        "it runs and takes nothing new (default %(default)s)",
+    )
+    p.add_argument(
+        "--watts",
+        type=float,
+        default=_default("watts"),
+        help="what this PC draws beyond idle while the worker is busy, so `swarm local` can estimate energy used",
+    )
     add_otlp_flag(p)
+    add_install_flags(p)
     p.set_defaults(run=run_join)
 
 
 def run_join(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.auto):
         return fail("join", "give either --model MODEL or --auto")
+    try:
+        parse_owner_hours(args.when)  # a bad schedule fails now: not after an assignment, nor at every boot
+    except ValueError as exc:
+        return fail("join", str(exc))
+    if args.install:
+        return run_install(args)
     with tracing.on_for("swarm-worker", tracing.endpoint_from(args.otlp_endpoint)):
         return _join(args)
 

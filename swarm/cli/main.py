@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     CommandModule("swarm.cli.up_command", ("up",)),
     CommandModule("swarm.cli.client_commands", ("generate", "status", "models", "top")),
     CommandModule("swarm.cli.drain_commands", ("drain", "leave")),
+    CommandModule("swarm.cli.owner_commands", ("local", "pause", "resume")),
     CommandModule("swarm.cli.batch_commands", ("batch",)),
     CommandModule("swarm.cli.split_command", ("split",)),
     CommandModule("swarm.cli.certs_command", ("certs",)),
@@ -69,6 +70,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # what `swarm join --install` writes into its service
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

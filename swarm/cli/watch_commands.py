@@ -93,7 +93,7 @@ def top_table(status: SwarmStatus) -> str:
             w.info.hostname or w.info.address,
             w.info.model,
             w.info.role,
-            w.state,
+            w.shown_state,
             f"{w.load.slots_busy}/{w.info.slots}",
             f"{100 * w.load.slots_busy / w.info.slots:.0f}%" if w.info.slots else "-",
             f"{w.load.tokens_per_second:.1f}",

@@ -17,7 +17,9 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import UNREACHABLE, coordinator_list
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
+from swarm.worker.owner_hours import parse_owner_hours
 from swarm.worker.process import build_engine, serve_worker
+from swarm.worker.stage_measuring import DecodeMeter
 from swarm.worker.stage_process import build_stage, serve_stage
 
 
@@ -41,6 +43,8 @@ def join_config(
         hidden_bfloat16=args.hidden_bfloat16,
         steps_in_flight=args.steps_in_flight,
         metrics=args.metrics,
+        hours=parse_owner_hours(args.when),
+        watts=args.watts,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})
@@ -51,15 +55,16 @@ def serve_model(config: WorkerConfig) -> tuple[int, bool]:
     try:
         model = LlamaModel(config.model_path)
         stage = model.stage
+        meter = DecodeMeter() if stage is not None and stage.count > 1 else None  # a stage measures itself
         if stage is not None and stage.index > 0:  # a later stage serves the stage before it, not clients
-            executor = build_stage(config, model)
-            return 0, uvloop.run(serve_stage(config, executor))
-        engine = build_engine(config, model)
+            executor = build_stage(config, model, meter)
+            return 0, uvloop.run(serve_stage(config, executor, meter))
+        engine = build_engine(config, model, meter)
     except (ValueError, ModelLoadError, OSError) as exc:
         return fail("join", str(exc)), False
     engine.start()
     try:
-        return 0, uvloop.run(serve_worker(config, engine))
+        return 0, uvloop.run(serve_worker(config, engine, meter))
     except (JoinRefused, OSError) as exc:
         return fail("join", str(exc)), False
     finally:

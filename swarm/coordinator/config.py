@@ -40,6 +40,9 @@ class CoordinatorConfig:
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
     lease_ttl_s: float = 2.0  # a request whose coordinator renewed nothing this long is taken over by another
+    # A request read only as a whole (non-streaming HTTP, a batch line) gets its pieces from the worker
+    # this often instead of every step: a message per second instead of per token on every hop.
+    whole_answer_piece_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         split_host_port(self.listen)
@@ -51,6 +54,11 @@ class CoordinatorConfig:
         check_api_key_format(self.api_keys)
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat TTL must be longer than the heartbeat interval")
+        if not 0 <= self.whole_answer_piece_interval_s < self.worker_idle_timeout_s / 2:
+            raise ValueError(
+                "whole_answer_piece_interval_s must be >= 0 and well under worker_idle_timeout_s "
+                f"(a held worker would look stalled), got {self.whole_answer_piece_interval_s}"
+            )
         if self.lease_ttl_s <= 0:
             raise ValueError(f"lease_ttl_s must be > 0 seconds, got {self.lease_ttl_s}")
         if self.batch_reclaim_after_s <= 0:

@@ -9,8 +9,13 @@ from swarm.shared.types import WorkerView
 
 
 def candidates(workers: Iterable[WorkerView], model: str) -> list[WorkerView]:
-    """Workers that are up and take requests for the model (whole or first stage), busy or not."""
-    return [w for w in workers if w.up and not w.draining and w.info.model == model and w.info.takes_requests]
+    """Workers that are up and take requests for the model (whole or first stage), busy or not; a worker its
+    owner keeps from new work (paused, outside its hours) takes none."""
+    return [
+        w
+        for w in workers
+        if w.up and not w.draining and not w.load.away and w.info.model == model and w.info.takes_requests
+    ]
 
 
 # A shared prefix shorter than this is not worth routing for (about a dozen tokens).

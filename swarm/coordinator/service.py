@@ -20,7 +20,7 @@ from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.plan_messages import AssignmentReply, NodeOffer, offer_problem
+from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
 from swarm.shared.types import (
     GenerationEvent,
     ModelSummary,
@@ -56,8 +56,12 @@ class InferenceService:
 
     # ------------------------------------------------------------ clients
 
-    async def generate(self, raw: RawRequest, api_key: str = "") -> AsyncIterator[GenerationEvent]:
+    async def generate(
+        self, raw: RawRequest, api_key: str = "", *, whole_answer: bool = False
+    ) -> AsyncIterator[GenerationEvent]:
         """Runs the request, or follows the one its id already names among api_key's requests.
+
+        whole_answer: the caller reads only the complete answer, so its worker may send pieces in bunches.
 
         api_key is the key the caller was let in with ("": the batch runner, or a coordinator
         without keys); its requests' ids are its own (request_identity).
@@ -66,10 +70,10 @@ class InferenceService:
         def model() -> str:
             return metric_model(raw.model, self._dispatcher.views(), self._config.default_model)
 
-        async for event in self.metrics.observe(self._generate(raw, api_key), model):
+        async for event in self.metrics.observe(self._generate(raw, api_key, whole_answer), model):
             yield event
 
-    async def _generate(self, raw: RawRequest, api_key: str) -> AsyncIterator[GenerationEvent]:
+    async def _generate(self, raw: RawRequest, api_key: str, whole_answer: bool) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
         except InvalidRequest as exc:
@@ -82,6 +86,7 @@ class InferenceService:
             request_id=scoped_request_id(owner, request.request_id),
             fingerprint=request_fingerprint(raw),
             traceparent=tracing.traceparent(),
+            piece_interval_s=self._config.whole_answer_piece_interval_s if whole_answer else 0.0,
         )
         waiting: int | None = None
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
@@ -191,10 +196,16 @@ class InferenceService:
         await self._dispatcher.workers_changed()
         return worker_id, secret
 
-    async def heartbeat(self, worker_id: WorkerId, secret: str, load: WorkerLoad) -> tuple[Standing, bool]:
-        """The worker's standing, and whether the plan moved it (it must leave and ask Assign again)."""
+    async def heartbeat(
+        self, worker_id: WorkerId, secret: str, load: WorkerLoad, measured: StageMeasurement | None = None
+    ) -> tuple[Standing, bool]:
+        """The worker's standing, and whether the plan moved it (it must leave and ask Assign again). A stage's
+        measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._prune_assigner()
+        planner = self._assigner if standing is Standing.MEMBER else None
+        if planner is not None and measured is not None and planner.observe(worker_id, measured):
+            await self._save_plan()
         return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:

@@ -15,7 +15,7 @@ from swarm.shared.types import WorkerId
 from swarm.shared.validation import check_client_request_id, new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
-from swarm.wire.assignment_convert import assignment_to_wire, offer_from_wire
+from swarm.wire.assignment_convert import assignment_to_wire, measurement_from_wire, offer_from_wire
 from swarm.wire.convert import (
     event_to_wire,
     models_to_wire,
@@ -75,7 +75,8 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
         await self._gate.check(context)
         worker_id = WorkerId(request.worker_id)
         load = worker_load_from_wire(request.load)
-        standing, reassign = await self._service.heartbeat(worker_id, request.worker_secret, load)
+        measured = measurement_from_wire(request.measured) if request.HasField("measured") else None
+        standing, reassign = await self._service.heartbeat(worker_id, request.worker_secret, load, measured)
         return pb.HeartbeatResponse(
             rejoin=standing is Standing.UNKNOWN, drain=standing is Standing.DRAINING, reassign=reassign
         )

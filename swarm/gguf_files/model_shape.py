@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gguf
 
+from swarm.gguf_files.stage_files import sliding_window_layers
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -18,6 +20,8 @@ class ModelShape:
     input_bytes: int  # only the first stage holds these: token embeddings
     output_bytes: int  # only the last stage holds these: output norm and head
     kv_bytes_per_token: int  # KV cache of one layer for one token; a worker holds slots x context tokens
+    hidden_size: int = 0  # values of the hidden state one token carries across a cut between stages
+    sliding_window: tuple[bool, ...] = ()  # per layer, for models that mix sliding-window and global layers
 
     def __post_init__(self) -> None:
         if not self.layer_bytes:
@@ -26,6 +30,11 @@ class ModelShape:
     @property
     def n_layers(self) -> int:
         return len(self.layer_bytes)
+
+    def loadable(self, start: int, end: int) -> bool:
+        """Whether llama.cpp loads a stage of layers [start, end): one of a model with sliding-window layers
+        needs at least one of them (Gemma 3's layer 17 alone is refused)."""
+        return not self.sliding_window or any(self.sliding_window[start:end])
 
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
@@ -58,7 +67,8 @@ def model_shape(path: Path, name: str) -> ModelShape:
             head = int(tensor.n_bytes)
         else:
             other += int(tensor.n_bytes)
-    head_dim = _field(reader, f"{arch}.embedding_length") // _field(reader, f"{arch}.attention.head_count")
+    hidden_size = _field(reader, f"{arch}.embedding_length")
+    head_dim = hidden_size // _field(reader, f"{arch}.attention.head_count")
     if f"{arch}.attention.key_length" in reader.fields:
         head_dim = _field(reader, f"{arch}.attention.key_length")
     kv_heads = _field(reader, f"{arch}.attention.head_count_kv")
@@ -68,4 +78,6 @@ def model_shape(path: Path, name: str) -> ModelShape:
         input_bytes=embeddings + other,
         output_bytes=(head or embeddings) + other,
         kv_bytes_per_token=2 * kv_heads * head_dim * KV_BYTES_PER_VALUE,
+        hidden_size=hidden_size,
+        sliding_window=sliding_window_layers(reader, arch, n_layers),
     )

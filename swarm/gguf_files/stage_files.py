@@ -222,6 +222,12 @@ def _swa_pattern(metadata: dict[str, _Value], arch: str, n_layers: int) -> list[
     return [period == 0 or il % period < period - 1 for il in range(n_layers)]
 
 
+def sliding_window_layers(reader: gguf.GGUFReader, arch: str, n_layers: int) -> tuple[bool, ...]:
+    """Which layers attend through a sliding window; empty when the architecture has none. llama.cpp refuses to
+    load a stage of such a model whose layers are all global."""
+    return tuple(_swa_pattern(_read_metadata(reader), arch, n_layers) or ())
+
+
 def _stage_metadata(
     metadata: dict[str, _Value],
     arch: str,

@@ -27,10 +27,10 @@ REDIS_MISSING = (
 )
 
 
-# Stages on one machine take turns on the same cores. llama.cpp's OpenMP threads spin for
-# a long while after each decode (libgomp's default spin count), so a waiting stage would
-# burn the cores the computing stage needs: 0.65x the whole model on 2 cores instead of
-# 0.94x with a short spin (docs/benchmarks.md). Separate PCs keep the default.
+# Stages on one machine take turns on the same cores. A waiting stage's spinning OpenMP threads
+# burn the cores the computing stage needs: with libgomp's default spin 0.65x the whole model on
+# 2 cores, 0.94x with this shorter one (docs/benchmarks.md); a whole model's worker spins longer
+# (swarm.engine). Separate PCs keep the worker's default.
 SHARED_CORES_ENV = {"GOMP_SPINCOUNT": "5000"}
 
 
@@ -66,6 +66,7 @@ class ManagedProcess:
     stopped_on_purpose: bool = False  # killed or stopped by us: its exit is no failure
     ignored_sigterm: bool = False  # the last stop() had to SIGKILL it: it outlived its grace period
     env: dict[str, str] | None = None  # extra environment variables for the child
+    unset_env: tuple[str, ...] = ()  # variables of this process the child must not inherit
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
@@ -76,10 +77,16 @@ class ManagedProcess:
             stdout=self._log_file or subprocess.DEVNULL,
             stderr=self._log_file,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env} if self.env else None,
+            env=self._child_env(),
             start_new_session=True,
         )
         return self
+
+    def _child_env(self) -> dict[str, str] | None:
+        if not self.env and not self.unset_env:
+            return None
+        inherited = {name: value for name, value in os.environ.items() if name not in self.unset_env}
+        return {**inherited, **(self.env or {})}
 
     @property
     def alive(self) -> bool:

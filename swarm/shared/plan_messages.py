@@ -64,3 +64,21 @@ class AssignmentReply:
     assignment: NodeAssignment | None = None
     split: str = ""  # the ModelFiles model key of the layout
     message: str = ""
+
+
+@dataclass(frozen=True)
+class LinkSample:
+    """A stage's measured link to the stage it feeds."""
+
+    peer: str  # host:port of the stage it feeds
+    rtt_s: float  # round trip of an empty ping
+    bytes_per_s: float  # of a large ping's payload
+
+
+@dataclass(frozen=True)
+class StageMeasurement:
+    """What a pipeline stage measured since its last heartbeat: its decode speed under load and its link."""
+
+    decode_seconds_per_token: float = 0.0  # its layers, and the head on a last stage
+    decode_tokens: int = 0  # the tokens that average covers; 0: nothing decoded, no figure
+    links: tuple[LinkSample, ...] = ()

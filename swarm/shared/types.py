@@ -75,6 +75,9 @@ class GenerationRequest:
     fingerprint: str = ""
     # The W3C traceparent of the span that accepted it ("" untraced): its later hops' spans are its children.
     traceparent: str = ""
+    # How long its worker may hold pieces before sending them: 0 for a client reading token by token;
+    # a client that reads only the whole answer lets them gather, which costs every hop fewer messages.
+    piece_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class WorkerLoad:
     tokens_generated: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
+    away: str = ""  # why its owner lets it take no new work now ("outside its hours"); empty: it takes work
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,11 @@ class WorkerView:
     def draining(self) -> bool:
         """Finishing its work before it leaves: takes no new requests."""
         return self.state is WorkerState.DRAINING
+
+    @property
+    def shown_state(self) -> str:
+        """Its state for people: an up worker its owner keeps from new work says why."""
+        return self.load.away if self.state is WorkerState.UP and self.load.away else self.state.value
 
     @property
     def free_slots(self) -> int:

@@ -104,6 +104,7 @@ def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
         sampling=sampling_to_wire(request.sampling),
         stop=request.stop,
         resume_tokens=request.resume_tokens,
+        piece_interval_ms=round(request.piece_interval_s * 1000),
     )
 
 
@@ -116,6 +117,7 @@ def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
         sampling=sampling_from_wire(msg.sampling),
         stop=tuple(msg.stop),
         resume_tokens=tuple(msg.resume_tokens),
+        piece_interval_s=msg.piece_interval_ms / 1000,
     )
 
 
@@ -164,6 +166,7 @@ def worker_load_to_wire(load: WorkerLoad) -> pb.WorkerLoad:
         tokens_generated=load.tokens_generated,
         prompt_tokens=load.prompt_tokens,
         cached_prompt_tokens=load.cached_prompt_tokens,
+        away=load.away,
     )
 
 
@@ -176,6 +179,7 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
         tokens_generated=msg.tokens_generated,
         prompt_tokens=msg.prompt_tokens,
         cached_prompt_tokens=msg.cached_prompt_tokens,
+        away=msg.away,
     )
 
 

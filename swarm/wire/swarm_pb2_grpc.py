@@ -720,6 +720,11 @@ class StageStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.StageStep.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.StageStepResult.FromString,
                 _registered_method=True)
+        self.Ping = channel.unary_unary(
+                '/swarm.v1.Stage/Ping',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.StagePing.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.StagePong.FromString,
+                _registered_method=True)
 
 
 class StageServicer:
@@ -737,6 +742,13 @@ class StageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Ping(self, request, context):
+        """Answered at once: the stage before times it to measure the link (RTT, then throughput with a payload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -744,6 +756,11 @@ def add_StageServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.StageStep.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.StageStepResult.SerializeToString,
+            ),
+            'Ping': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ping,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.StagePing.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.StagePong.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -779,6 +796,33 @@ class Stage:
             '/swarm.v1.Stage/Forward',
             swarm_dot_wire_dot_swarm__pb2.StageStep.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.StageStepResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Stage/Ping',
+            swarm_dot_wire_dot_swarm__pb2.StagePing.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.StagePong.FromString,
             options,
             channel_credentials,
             insecure,

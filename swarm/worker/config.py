@@ -10,6 +10,7 @@ from swarm.shared.addresses import split_host_port
 from swarm.shared.tls import TlsFiles
 from swarm.worker.coordinators import coordinator_list
 from swarm.worker.metrics import metrics_bind_address
+from swarm.worker.owner_hours import ALWAYS, OwnerHours
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class WorkerConfig:
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
+    hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
+    watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)
@@ -43,6 +46,8 @@ class WorkerConfig:
             metrics_bind_address(self.metrics)
         if self.tls is not None:
             self.tls.require_server()
+        if self.watts < 0:
+            raise ValueError("--watts cannot be negative")
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

@@ -12,10 +12,12 @@ import grpc
 
 from swarm.client.failover import channel_options
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.plan_messages import StageMeasurement
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.types import WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.assignment_convert import measurement_to_wire
 from swarm.wire.convert import worker_info_to_wire, worker_load_to_wire
 from swarm.worker.coordinators import UNREACHABLE, CoordinatorRotation, coordinator_list
 
@@ -57,6 +59,7 @@ class Membership:
         info: WorkerInfo,
         load: Callable[[], WorkerLoad],
         tls: TlsFiles | None = None,
+        measure: Callable[[], StageMeasurement] | None = None,
     ) -> None:
         given = coordinators if isinstance(coordinators, str) else ",".join(coordinators)
         self.addresses = coordinator_list(given)
@@ -66,11 +69,13 @@ class Membership:
         self._metadata = bearer_metadata(token)
         self._info = info
         self._load = load
+        self._measure = measure  # a pipeline stage's measurements for the planner, sent with each heartbeat
         self.worker_id = info.worker_id
         self._secret = ""  # issued by the coordinator at each join; proves this worker on heartbeats and its leave
         self.interval_s = FIRST_HEARTBEAT_INTERVAL_S
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
         self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
+        self._beat_now = asyncio.Event()  # its load changed in a way the coordinators must learn at once
 
     @property
     def coordinator(self) -> str:
@@ -175,11 +180,15 @@ class Membership:
         """
         delay = self.interval_s
         while True:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), delay)
+            self._beat_now.clear()
             delay = self.interval_s
             address = self.coordinator
             load = worker_load_to_wire(self._load())
             request = pb.HeartbeatRequest(worker_id=self.worker_id, load=load, worker_secret=self._secret)
+            if self._measure is not None:
+                request.measured.CopyFrom(measurement_to_wire(self._measure()))
             try:
                 reply = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=self._heartbeat_timeout_s)
             except grpc.aio.AioRpcError as exc:
@@ -213,6 +222,10 @@ class Membership:
             elif reply.drain and not stop.is_set():
                 log.info("coordinator asked this worker to drain: finishing its work, then leaving")
                 stop.set()
+
+    def heartbeat_soon(self) -> None:
+        """Sends the next heartbeat now (e.g. its owner paused it), not at the end of the interval."""
+        self._beat_now.set()
 
     def _refuse(self, refusal: JoinRefused, stop: asyncio.Event) -> None:
         log.error("%s; stopping: this worker would serve on without ever being routed to", refusal)

@@ -7,6 +7,8 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
+from functools import partial
 
 import grpc
 import psutil
@@ -17,6 +19,7 @@ from swarm.engine.stage_executor import StageExecutor
 from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
+from swarm.shared.plan_messages import StageMeasurement
 from swarm.shared.serving import start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
@@ -25,8 +28,11 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
+from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
+from swarm.worker.owner_state import OwnerState, Usage
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
+from swarm.worker.stage_measuring import DecodeMeter, TimedStageExecutor, probing, stage_measurement
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,11 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
     )
 
 
-def stage_executor(config: WorkerConfig, model: LlamaModel, *, first: bool, last: bool) -> StageExecutor:
-    return StageExecutor(
+def stage_executor(
+    config: WorkerConfig, model: LlamaModel, *, first: bool, last: bool, meter: DecodeMeter | None = None
+) -> StageExecutor:
+    """A stage's executor; with a meter, one that times its decode steps into it."""
+    return (StageExecutor if meter is None else partial(TimedStageExecutor, meter))(
         model,
         first=first,
         last=last,
@@ -76,7 +85,7 @@ def stage_fields(model: LlamaModel) -> dict[str, int]:
     }
 
 
-def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
+def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | None = None) -> BatchEngine:
     """The engine of a whole model, or of a pipeline's first stage feeding config.next_stage."""
     engine_config = EngineConfig(
         slots=config.slots,
@@ -91,17 +100,68 @@ def build_engine(config: WorkerConfig, model: LlamaModel) -> BatchEngine:
         raise ValueError(
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
-    executor = stage_executor(config, model, first=True, last=False)
+    executor = stage_executor(config, model, first=True, last=False, meter=meter)
     in_flight = config.steps_in_flight or stage.count
     link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
     return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16, in_flight))
 
 
-async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
-    """Serves until stopped or moved by the coordinator's plan; True when moved."""
+def owner_actions(
+    config: WorkerConfig, info: WorkerInfo, owner: OwnerState, servicer: WorkerServicer, membership: Membership
+) -> OwnerActions:
+    """What `swarm local`, `swarm pause` and `swarm resume` do to this worker."""
+
+    def status() -> LocalStatus:
+        today = owner.today()
+        return LocalStatus(
+            worker_id=servicer.worker_id or info.worker_id,
+            model=info.model,
+            coordinator=membership.coordinator,
+            state="leaving" if servicer.draining else owner.away() or "serving",
+            when=config.hours.text,
+            running=servicer.active,
+            slots=config.slots,
+            tokens_today=today.tokens,
+            cpu_hours_today=today.cpu_hours,
+            energy_wh_today=today.energy_wh,
+        )
+
+    def pause() -> int:
+        # Refuse new runs first, so a handed-back request cannot land here again.
+        owner.paused = True
+        membership.heartbeat_soon()
+        handed_back = servicer.hand_back()
+        log.info("paused by its owner: handed %d running requests back", handed_back)
+        return handed_back
+
+    def resume() -> None:
+        owner.paused = False
+        membership.heartbeat_soon()
+        log.info("resumed by its owner: taking work again")
+
+    return OwnerActions(status, pause, resume)
+
+
+async def serve_worker(config: WorkerConfig, engine: BatchEngine, meter: DecodeMeter | None = None) -> bool:
+    """Serves until stopped or moved by the coordinator's plan; True when moved. A first stage's meter and
+    link to the next stage are reported with its heartbeats."""
+    async with probing(config.next_stage if meter is not None else "", config.token, config.tls) as prober:
+        measure = None if meter is None else partial(stage_measurement, meter, prober)
+        return await _serve_worker(config, engine, measure)
+
+
+async def _serve_worker(
+    config: WorkerConfig, engine: BatchEngine, measure: Callable[[], StageMeasurement] | None
+) -> bool:
     started = time.monotonic()
     process = psutil.Process()
-    servicer = WorkerServicer(engine, config.served_model_name, config.token)
+
+    def usage() -> Usage:
+        cpu = process.cpu_times()
+        return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
+
+    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads)
+    servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
@@ -109,6 +169,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
     info = describe_worker(config, engine.model, port, engine.context_per_slot)
 
     def current_load() -> WorkerLoad:
+        owner.mark_day()  # so "today" starts within a heartbeat of midnight
         stats = engine.stats()
         return WorkerLoad(
             slots_busy=stats.slots_busy,
@@ -118,6 +179,7 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
             tokens_generated=stats.tokens_generated,
             prompt_tokens=stats.prompt_tokens,
             cached_prompt_tokens=stats.cached_prompt_tokens,
+            away=owner.away(),
         )
 
     def counters() -> WorkerCounters:
@@ -125,11 +187,15 @@ async def serve_worker(config: WorkerConfig, engine: BatchEngine) -> bool:
         return WorkerCounters(current_load(), servicer.accepted, servicer.active, stats.steps, stats.step_seconds)
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
-    membership = Membership(config.coordinator, config.token, info, current_load, config.tls)
+    membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)
     stop = stop_on_signals()
+    actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     try:
-        async with membership.joined(stop) as worker_id:
+        async with (
+            owner_socket(default_control_dir(), info.worker_id, actions),
+            membership.joined(stop) as worker_id,
+        ):
             if worker_id is not None:
                 servicer.worker_id = worker_id
                 await stop.wait()

@@ -3,8 +3,11 @@
 The engine emits each sequence's events from its thread; they gather in one outbox, and
 whatever gathered while the last message was being sent (one engine step's tokens for every
 sequence, or several steps' when the coordinator reads slowly) goes out as one RelayBatch,
-each request's pieces merged. Requests end with their Finished, a refusal (RunEnded), a
-cancel from the coordinator, or the stream's end, which frees the slots of all still running.
+each request's pieces merged. A run read only as a whole answer (its piece_interval_ms) sends
+its first piece at once and holds the rest up to that long (all held pieces go together, or
+with the run's end): the coordinator then handles its tokens a bunch at a time. Requests end
+with their Finished, a refusal (RunEnded), a cancel from the coordinator, or the stream's
+end, which frees the slots of all still running.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 from swarm.shared.errors import SwarmError
 from swarm.shared.pieces import coalesce
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire.convert import event_to_wire
 
@@ -33,6 +36,8 @@ class RelayChannel:
         self._open: set[str] = set()  # requests running for this stream
         self._outbox: list[_Outgoing] = []
         self._ready = asyncio.Event()
+        self._held: dict[str, list[TextPiece]] = {}  # whole-answer runs' pieces not yet due
+        self._held_due: asyncio.TimerHandle | None = None  # moves them to the outbox
         self._commands_ended = False
 
     async def serve(self, commands: AsyncIterator[pb.RelayCommand]) -> AsyncIterator[pb.RelayBatch]:
@@ -50,6 +55,8 @@ class RelayChannel:
                 elif self._commands_ended and not self._open:
                     return
         finally:
+            if self._held_due is not None:
+                self._held_due.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -64,6 +71,7 @@ class RelayChannel:
                     self._start(command.run)
                 elif command.cancel_request_id in self._open:
                     self._open.discard(command.cancel_request_id)
+                    self._held.pop(command.cancel_request_id, None)
                     self._release(command.cancel_request_id, True)
         finally:
             self._commands_ended = True
@@ -71,13 +79,21 @@ class RelayChannel:
 
     def _start(self, run: pb.RunRequest) -> None:
         request_id = run.request_id
+        hold_s = run.piece_interval_ms / 1000
+        first_sent = False
 
         def deliver(event: GenerationEvent | SwarmError) -> None:
+            nonlocal first_sent
             if request_id not in self._open:
                 return  # cancelled or ended: the engine's last words for it are nobody's
             if isinstance(event, (Finished, SwarmError)):
                 self._open.discard(request_id)
                 self._release(request_id, False)
+                self._outbox.extend((request_id, piece) for piece in self._held.pop(request_id, ()))
+            if hold_s and isinstance(event, TextPiece) and first_sent:
+                self._hold(request_id, event, hold_s)
+                return
+            first_sent = True  # the first piece goes at once: time to first token is measured by it
             self._send(request_id, event)
 
         try:
@@ -89,6 +105,23 @@ class RelayChannel:
 
     def _send(self, request_id: str, event: GenerationEvent | SwarmError) -> None:
         self._outbox.append((request_id, event))
+        self._ready.set()
+
+    def _hold(self, request_id: str, piece: TextPiece, hold_s: float) -> None:
+        """Keeps the piece back; it is sent, with every piece held meanwhile, at the latest hold_s from now."""
+        self._held.setdefault(request_id, []).append(piece)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + hold_s
+        if self._held_due is None or due < self._held_due.when():
+            if self._held_due is not None:
+                self._held_due.cancel()
+            self._held_due = loop.call_at(due, self._release_held)
+
+    def _release_held(self) -> None:
+        self._held_due = None
+        for request_id, pieces in self._held.items():
+            self._outbox.extend((request_id, piece) for piece in pieces)
+        self._held.clear()
         self._ready.set()
 
 

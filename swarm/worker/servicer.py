@@ -31,12 +31,13 @@ Deliver = Callable[[GenerationEvent | SwarmError], None]  # called on the event 
 
 
 class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
-    def __init__(self, engine: BatchEngine, model_name: str, token: str) -> None:
+    def __init__(self, engine: BatchEngine, model_name: str, token: str, away: Callable[[], str] = lambda: "") -> None:
         self._engine = engine
         self._model_name = model_name
         self._gate = TokenGate(token, "Run call")
         self.worker_id = ""
         self.draining = False
+        self._away = away  # why the PC's owner lets it take nothing new now; "" when it may
         self.accepted = 0  # requests taken since start, for the worker's metrics
         self.idle = asyncio.Event()
         self.idle.set()
@@ -53,6 +54,8 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         """Checks the run and hands it to the engine; its events go to deliver until `_release`."""
         if self.draining:
             raise SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving the swarm")
+        if away := self._away():
+            raise SwarmError(ErrorCode.UNAVAILABLE, f"worker is {away}")
         if self.active >= self._engine.config.slots:
             raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, "all slots are busy")
         generation = run_request_from_wire(request, self._model_name)
@@ -88,7 +91,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
             self.idle.set()
 
     def hand_back(self) -> int:
-        """Leaving: ends every running request with UNAVAILABLE so the coordinator resumes it elsewhere."""
+        """Leaving or paused: ends every running request with UNAVAILABLE so the coordinator resumes it elsewhere."""
         running = list(self._running.items())
         for request_id, deliver in running:
             self._engine.cancel(request_id)

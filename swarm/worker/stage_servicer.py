@@ -173,3 +173,9 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         if self._channel is not None:
             await self._channel.close()
         self._engine_thread.shutdown(wait=True)
+
+    @error_boundary
+    async def Ping(self, request: pb.StagePing, context: grpc.aio.ServicerContext) -> pb.StagePong:
+        """Answered at once, off the engine thread: the stage before times it to measure the link."""
+        await self._gate.check(context)
+        return pb.StagePong()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import pytest
@@ -25,6 +28,17 @@ from tests.coordinator.core_harness import (
 
 pytestmark = pytest.mark.timeout(60)
 LEASE_TTL_S = 0.5
+
+
+@asynccontextmanager
+async def two_cores(redis_url: str, workers: list[FakeWorker], **config: Any) -> AsyncIterator[tuple[Core, Core]]:
+    """Coordinators A and B on one Redis with a short lease; the workers joined through A."""
+    settings = core_config(**{"lease_ttl_s": LEASE_TTL_S, **config})
+    async with (
+        running_core(redis_url, workers, settings) as a,
+        running_core(redis_url, workers, settings, join=False) as b,
+    ):
+        yield a, b
 
 
 async def lease_owner(core: Core, request_id: str) -> str:
@@ -70,11 +84,7 @@ def test_a_dead_coordinator_s_request_is_taken_over_within_the_lease_and_resumes
 ) -> None:
     async def scenario() -> None:
         worker = FakeWorker("w", hold_at=3)
-        config = core_config(lease_ttl_s=LEASE_TTL_S)
-        async with (
-            running_core(redis_url, [worker], config) as a,
-            running_core(redis_url, [worker], config, join=False) as b,
-        ):
+        async with two_cores(redis_url, [worker]) as (a, b):
             events = a.service.generate(request("r"))
             received: list[int] = []  # the tokens the client has from A
             while len(received) < 3:
@@ -104,11 +114,7 @@ def test_a_dead_coordinator_s_request_is_taken_over_within_the_lease_and_resumes
 def test_a_queued_request_of_a_dead_coordinator_is_taken_over_and_run(redis_url: str) -> None:
     async def scenario() -> None:
         busy = FakeWorker("w", slots=1, hold_at=1)
-        config = core_config(lease_ttl_s=LEASE_TTL_S, no_worker_wait_s=10.0)
-        async with (
-            running_core(redis_url, [busy], config) as a,
-            running_core(redis_url, [busy], config, join=False) as b,
-        ):
+        async with two_cores(redis_url, [busy], no_worker_wait_s=10.0) as (a, b):
             first = a.service.generate(request("first"))
             await anext(first)
             await wait_for(lambda: busy.reached.get("first") == 1, "A's first request holds the only slot")
@@ -135,11 +141,7 @@ def test_a_client_following_through_a_peer_gets_every_piece_once_even_after_the_
 ) -> None:
     async def scenario() -> None:
         worker = FakeWorker("w", hold_at=2)
-        config = core_config(lease_ttl_s=LEASE_TTL_S)
-        async with (
-            running_core(redis_url, [worker], config) as a,
-            running_core(redis_url, [worker], config, join=False) as b,
-        ):
+        async with two_cores(redis_url, [worker]) as (a, b):
             own = a.service.generate(request("r"))
             assert isinstance(await anext(own), TextPiece)
             await wait_for(lambda: worker.reached.get("r") == 2, "the run on A held at 2 tokens")
@@ -179,11 +181,7 @@ def test_a_coordinator_too_slow_to_renew_whose_request_a_peer_took_stops_its_run
 ) -> None:
     async def scenario() -> None:
         worker = FakeWorker("w", hold_at=3)
-        config = core_config(lease_ttl_s=LEASE_TTL_S)
-        async with (
-            running_core(redis_url, [worker], config) as a,
-            running_core(redis_url, [worker], config, join=False) as b,
-        ):
+        async with two_cores(redis_url, [worker]) as (a, b):
             events = a.service.generate(request("r"))
             received: list[int] = []
             while len(received) < 3:

@@ -82,6 +82,22 @@ def test_a_failed_worker_s_request_resumes_elsewhere_after_the_tokens_sent(redis
     run(scenario)
 
 
+def test_a_whole_answer_request_lets_each_worker_it_runs_on_hold_pieces_and_a_streamed_one_not(
+    redis_url: str,
+) -> None:
+    async def scenario() -> None:
+        dying, spare = FakeWorker("dying", fail_at=3), FakeWorker("spare", slots=1)
+        config = core_config(whole_answer_piece_interval_s=0.75)
+        async with running_core(redis_url, [dying, spare], config) as core:
+            tokens, _, _ = await collect(core.service.generate(request("whole", max_tokens=8), whole_answer=True))
+            assert tokens == expected_tokens(8)
+            assert [r.piece_interval_ms for r in (*dying.runs, *spare.runs)] == [750, 750]  # the resumed run too
+            await collect(core.service.generate(request("streamed", max_tokens=2)))
+            assert spare.runs[-1].request_id == "streamed" and spare.runs[-1].piece_interval_ms == 0
+
+    run(scenario)
+
+
 def test_workers_failing_in_a_row_without_progress_fail_the_request_after_max_attempts(redis_url: str) -> None:
     async def scenario() -> None:
         workers = [FakeWorker(f"w{i}", fail_at=0) for i in range(3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -31,10 +32,14 @@ class RelayCall:
         while (command := self._commands.get()) is not None:
             yield command
 
-    def run(self, request_id: str, max_tokens: int) -> None:
+    def run(self, request_id: str, max_tokens: int, piece_interval_ms: int = 0) -> None:
         sampling = pb.SamplingParams(top_p=1.0)
         request = pb.RunRequest(
-            request_id=request_id, prompt="Once upon a time", max_tokens=max_tokens, sampling=sampling
+            request_id=request_id,
+            prompt="Once upon a time",
+            max_tokens=max_tokens,
+            sampling=sampling,
+            piece_interval_ms=piece_interval_ms,
         )
         self._commands.put(pb.RelayCommand(run=request))
 
@@ -77,6 +82,33 @@ def test_runs_on_one_stream_come_back_together_a_message_per_step(make_swarm: Ma
     assert all(tokens[i] == finished[i].completion_tokens > 0 for i in ids), (tokens, finished)
     # Four sequences decode in the same steps: their tokens share messages.
     assert messages < events * 0.75, f"{messages} messages for {events} events: not one message per step"
+
+
+def test_a_whole_answer_run_sends_its_pieces_in_bunches_beside_a_streamed_one(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=1)
+    relay = RelayCall(worker_address(swarm))
+    relay.run("streamed", max_tokens=120)
+    relay.run("whole", max_tokens=120, piece_interval_ms=400)
+    messages: Counter[str] = Counter()
+    tokens: Counter[str] = Counter()
+    finished: dict[str, pb.Finished] = {}
+    started = time.monotonic()
+    for batch in relay.batches:
+        assert not batch.ended, f"a run was refused or broken: {batch.ended}"
+        for event in batch.events:
+            if event.HasField("piece"):
+                messages[event.request_id] += 1
+                tokens[event.request_id] += len(event.piece.token_ids)
+            else:
+                finished[event.request_id] = event.finished
+        if len(finished) == 2:
+            break
+    elapsed = time.monotonic() - started
+    relay.close()
+    assert all(tokens[i] == finished[i].completion_tokens > 0 for i in ("streamed", "whole")), (tokens, finished)
+    # The first piece at once, then one message per 0.4 s at most, and the rest with the Finished.
+    assert messages["whole"] <= 2 + elapsed / 0.4, f"{messages['whole']} messages in {elapsed:.1f} s: not held"
+    assert messages["whole"] < messages["streamed"] / 2, messages
 
 
 def test_a_cancel_frees_the_slot_and_a_full_worker_refuses_only_that_run(make_swarm: MakeSwarm) -> None:

@@ -169,7 +169,7 @@ class BatchRunner:
     async def _collect(self, request: RawRequest, events: list[GenerationEvent]) -> None:
         """Runs the request, appending its events; raises _Stalled when none comes for the stall timeout."""
         # Every way out of this loop ends the generator: it is exhausted, raised, or was cancelled by wait_for.
-        stream = self._service.generate(request)
+        stream = self._service.generate(request, whole_answer=True)
         while True:
             try:
                 events.append(await asyncio.wait_for(anext(stream), self._stall_timeout_s))

@@ -27,6 +27,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
         "layer_start": info.layer_start,
         "layer_end": info.layer_end,
         "state": view.state.value,
+        "away": load.away,
         "slots_busy": load.slots_busy,
         "slots": info.slots,
         "tokens_per_second": round(load.tokens_per_second, 2),

@@ -95,7 +95,9 @@ class OpenAIRoutes:
     ) -> web.StreamResponse:
         # The answer's id doubles as the swarm's request id, so logs and Redis keys name it too.
         # generate() is an async generator function, whatever its declared type: it has aclose().
-        generation = self._service.generate(replace(raw, request_id=shape.id), caller_key(request))
+        generation = self._service.generate(
+            replace(raw, request_id=shape.id), caller_key(request), whole_answer=not stream
+        )
         events = cast(AsyncGenerator[GenerationEvent, None], generation)
         # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
         # Reading it to its end (past Finished) tells the swarm the answer was delivered.

@@ -1,33 +1,40 @@
 """StageAssigner: turns the workers' offers (memory, speed) into a plan and tells each worker what to serve.
 
 Workers that join with `--auto` ask Assign for work. The assigner keeps every live offer,
-re-plans with stage_planner when one arrives or a node goes away (keeping the previous plan
-where it is as fast), cuts the model into the stage files of each pipeline layout (cached on
-disk, served by ModelFiles), and answers: a whole replica, a stage of a pipeline with the
-address of the next stage, or "wait" with the reason. A worker whose part changed is told by
-its next heartbeat to leave and ask again.
+re-plans when one arrives or a node goes away (keeping the previous plan where it is as fast),
+cuts the model into the stage files of each pipeline layout (cached on disk, served by
+ModelFiles), and answers: a whole replica, a stage of a pipeline with the address of the next
+stage, or "wait" with the reason. Stages report their measured speed and links with their
+heartbeats: once per round of reports the plan is re-cut if the measurements call for it,
+with hysteresis (recut.py). A worker whose part changed is told by its next heartbeat to leave
+and ask again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.coordinator.planning.planner import (
-    ModelPlan,
-    NodeCapacity,
-    PlanError,
-    holds_a_layer,
-    plan_model,
-    replan,
-)
+from swarm.coordinator.planning.link_costs import Measurements
+from swarm.coordinator.planning.measurement_book import MeasurementBook
+from swarm.coordinator.planning.model_plan import feeds, plan_model, replan
+from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, holds_a_layer
+from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
 from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
-from swarm.shared.plan_messages import AssignmentReply, Layout, NodeAssignment, NodeOffer, planned_node
+from swarm.shared.plan_messages import (
+    AssignmentReply,
+    Layout,
+    NodeAssignment,
+    NodeOffer,
+    StageMeasurement,
+    planned_node,
+)
 from swarm.shared.types import NodeId, WorkerId
 
 log = logging.getLogger(__name__)
@@ -45,16 +52,19 @@ class PlanState:
     plan: ModelPlan | None = None
 
 
-def node_assignments(plan: ModelPlan, n_layers: int, addresses: Mapping[NodeId, str]) -> dict[NodeId, NodeAssignment]:
-    """Every node's part in plan. Replicas of a stage feed replicas of the next stage round-robin."""
+def node_assignments(
+    plan: ModelPlan, n_layers: int, addresses: Mapping[NodeId, str], measured: Measurements | None = None
+) -> dict[NodeId, NodeAssignment]:
+    """Every node's part in plan. Replicas of a stage feed replicas of the next stage evenly, each over its
+    fastest measured link where that leaves the load even (round-robin when nothing was measured)."""
     parts = {node: NodeAssignment(((0, n_layers),), 0, "") for node in plan.whole_replicas}
     for pipeline in plan.pipelines:
         layout = tuple((stage.layer_start, stage.layer_end) for stage in pipeline)
         for index, stage in enumerate(pipeline):
             following = pipeline[index + 1].node_ids if index + 1 < len(pipeline) else ()
-            for j, node in enumerate(stage.node_ids):
-                next_stage = addresses[following[j % len(following)]] if following else ""
-                parts[node] = NodeAssignment(layout, index, next_stage)
+            fed = feeds(stage.node_ids, following, measured) if following else {}
+            for node in stage.node_ids:
+                parts[node] = NodeAssignment(layout, index, addresses[fed[node]] if fed else "")
     return parts
 
 
@@ -76,6 +86,8 @@ class StageAssigner:
         self._parts: dict[NodeId, NodeAssignment] = {}  # the plan's part for each node
         self._serving: dict[NodeId, NodeAssignment] = {}  # what each node was told to serve
         self._splitting = asyncio.Lock()
+        self._book = MeasurementBook(self._shape)
+        self._watch = RecutWatch()
 
     @property
     def plan(self) -> ModelPlan | None:
@@ -137,28 +149,58 @@ class StageAssigner:
             log.info("node %s is gone; re-planning %s without it", node, self.model)
             del self._offers[node]
             self._serving.pop(node, None)
+            self._book.forget(node)
         if gone:
             self._replan()
         return bool(gone)
 
+    def observe(self, worker_id: WorkerId, measured: StageMeasurement) -> bool:
+        """Takes a serving stage's measurements; re-cuts the plan when a closed round of them calls for it with
+        hysteresis (returns True: the moved workers learn it from their next heartbeat)."""
+        node = planned_node(worker_id)
+        part = self._serving.get(node)
+        if part is None or self._plan is None:
+            return False
+        node_at = {offer.address: node for node, (offer, _) in self._offers.items()}
+        self._book.record(node, part, measured, node_at)
+        measurements = self._book.measurements()
+        if measurements is None or not self._book.round_closed(self._plan):
+            return False
+        nodes = [_capacity(offer) for offer, _ in self._offers.values()]
+        offer = propose_recut(self._plan, self._shape, nodes, measurements, self._stages)
+        moved = self._watch.observe(self._plan, offer)
+        if moved is None:
+            return False
+        log.info("measured stage times drifted: re-cutting %s for %.2fx the throughput", self.model, offer.gain)
+        self._adopt(moved)
+        return True
+
     def _replan(self) -> None:
         nodes = [_capacity(offer) for offer, _ in self._offers.values()]
+        measured = self._book.measurements()
+        # One snapshot of noisy measurements moves no layers of a pipeline that still stands: only rounds do (observe).
+        min_gain = math.inf if measured is not None else 0.0
         try:
             plan = (
-                replan(self._plan, self._shape, nodes, self._stages)
+                replan(self._plan, self._shape, nodes, self._stages, measured, min_gain)
                 if self._plan is not None
-                else plan_model(self._shape, nodes, self._stages)
+                else plan_model(self._shape, nodes, self._stages, measured)
             )
         except PlanError as exc:
             if self._plan is not None:
                 log.warning("cannot serve %s any more: %s", self.model, exc)
             self._plan, self._parts, self._why = None, {}, str(exc)
             return
+        self._adopt(plan)
+
+    def _adopt(self, plan: ModelPlan) -> None:
         if plan != self._plan:
             log.info("plan for %s: %s", self.model, describe_plan(plan))
+            self._watch.restart()  # rounds proposing to move away from another plan count no more
         self._plan = plan
         addresses = {node: offer.address for node, (offer, _) in self._offers.items()}
-        self._parts = node_assignments(plan, self._shape.n_layers, addresses)
+        parts = node_assignments(plan, self._shape.n_layers, addresses, self._book.measurements())
+        self._parts = {node: kept_feed(self._serving.get(node), part, parts, addresses) for node, part in parts.items()}
 
     async def _prepare(self, split: str, layout: Layout) -> None:
         """Cuts the layout's stage files from the model the first time (off the event loop)."""
@@ -168,6 +210,22 @@ class StageAssigner:
                 return
             log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
             await asyncio.to_thread(split_model, self._path, list(layout), folder)
+
+
+def kept_feed(
+    serving: NodeAssignment | None,
+    part: NodeAssignment,
+    parts: Mapping[NodeId, NodeAssignment],
+    addresses: Mapping[NodeId, str],
+) -> NodeAssignment:
+    """What a node serves now, if the plan gives it the same layers and the replica it feeds still serves the
+    next stage: a better-paired replica is not worth a restart."""
+    if serving is None or (serving.layout, serving.stage_index) != (part.layout, part.stage_index):
+        return part
+    following = {
+        addresses[n] for n, p in parts.items() if (p.layout, p.stage_index) == (part.layout, part.stage_index + 1)
+    }
+    return serving if serving.next_stage in following else part
 
 
 def _capacity(offer: NodeOffer) -> NodeCapacity:

@@ -1,11 +1,13 @@
-"""Pure pipeline planning: split a model's layers into contiguous stages over nodes, and place replicas."""
+"""Pure pipeline planning: split a model's layers into contiguous stages over nodes, the slowest stage fastest."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from swarm.coordinator.planning.link_costs import Measurements, head_layers, layer_seconds
+from swarm.coordinator.planning.link_planner import StageCosts, fastest_pipeline
 from swarm.gguf_files.model_shape import ModelShape
 from swarm.shared.types import NodeId
 
@@ -59,16 +61,16 @@ def stage_bytes(shape: ModelShape, start: int, end: int, kv_tokens: int) -> int:
     return total + (shape.input_bytes if start == 0 else 0) + (shape.output_bytes if end == shape.n_layers else 0)
 
 
-def _bytes_on(shape: ModelShape, node: NodeCapacity, start: int, end: int) -> int:
+def bytes_on(shape: ModelShape, node: NodeCapacity, start: int, end: int) -> int:
     return stage_bytes(shape, start, end, node.kv_tokens)
 
 
 def holds_a_layer(shape: ModelShape, node: NodeCapacity) -> bool:
     """Whether the node can serve any stage at all: some single layer with its KV cache fits it."""
-    return any(_bytes_on(shape, node, i, i + 1) <= node.free_bytes for i in range(shape.n_layers))
+    return any(bytes_on(shape, node, i, i + 1) <= node.free_bytes for i in range(shape.n_layers))
 
 
-def _usable(nodes: Sequence[NodeCapacity]) -> list[NodeCapacity]:
+def usable_nodes(nodes: Sequence[NodeCapacity]) -> list[NodeCapacity]:
     """Nodes able to serve anything, in a canonical order (fastest, then largest, then by id)."""
     ids = [node.node_id for node in nodes]
     if len(set(ids)) != len(ids):
@@ -79,7 +81,7 @@ def _usable(nodes: Sequence[NodeCapacity]) -> list[NodeCapacity]:
 
 
 def _fits(shape: ModelShape, node: NodeCapacity, start: int, end: int, limit: float) -> bool:
-    size = _bytes_on(shape, node, start, end)
+    size = bytes_on(shape, node, start, end)
     return size <= node.free_bytes and size / node.speed <= limit
 
 
@@ -92,7 +94,12 @@ def _reach(shape: ModelShape, node: NodeCapacity, start: int, last: int, limit: 
             lo = mid
         else:
             hi = mid - 1
-    return lo
+    return lo if shape.loadable(start, lo) else start  # a shorter stage holds a subset of its layers: none loads
+
+
+def _first_loadable_end(shape: ModelShape, start: int) -> int:
+    """The shortest stage from start that llama.cpp loads ends here (n + 1: none does); every longer one loads."""
+    return next((end for end in range(start + 1, shape.n_layers + 1) if shape.loadable(start, end)), shape.n_layers + 1)
 
 
 def _bits(mask: int) -> list[int]:
@@ -104,6 +111,7 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
     boundaries their stages can end at (a bit mask of positions), then a walk back for one placement."""
     n = shape.n_layers
     far = [[_reach(shape, node, start, n, limit) for start in range(n)] for node in nodes]
+    shortest = [_first_loadable_end(shape, start) - 1 for start in range(n)]  # ends above this one load
     ends = {0: 1}  # node set (bit mask) -> the boundaries its stages, in some order, can cover layers up to
     for mask in range(1, 1 << len(nodes)):
         used = mask.bit_count()
@@ -112,8 +120,8 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
         last = n - (k - used)  # leave a layer for each stage still to come
         for j in _bits(mask):
             for start in _bits(ends.get(mask & ~(1 << j), 0)):
-                end = min(far[j][start], last)
-                ends[mask] = ends.get(mask, 0) | ((1 << (end + 1)) - (1 << (start + 1)) if end > start else 0)
+                end, low = min(far[j][start], last), max(start, shortest[start])
+                ends[mask] = ends.get(mask, 0) | ((1 << (end + 1)) - (1 << (low + 1)) if end > low else 0)
         if used == k and ends.get(mask, 0) >> n & 1:
             stages: list[tuple[NodeCapacity, int, int]] = []
             end = n
@@ -122,7 +130,7 @@ def _exact(shape: ModelShape, nodes: Sequence[NodeCapacity], k: int, limit: floa
                     (j, start)
                     for j in reversed(_bits(mask))
                     for start in _bits(ends.get(mask & ~(1 << j), 0))
-                    if start < end and _fits(shape, nodes[j], start, end, limit)
+                    if start < end and _fits(shape, nodes[j], start, end, limit) and shape.loadable(start, end)
                 )
                 stages.append((nodes[j], start, end))
                 mask, end = mask & ~(1 << j), start
@@ -170,8 +178,8 @@ def _why(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -
         free = f"the {len(nodes)} free nodes hold {_size(held)}"
         return f"model {name} needs at least {_size(total)} across stages ({kv}) but {free}"
     for start, end, extra in ((0, 1, "embeddings"), (n - 1, n, "head")):
-        if nodes and all(_bytes_on(shape, node, start, end) > node.free_bytes for node in nodes):
-            least = min(_bytes_on(shape, node, start, end) for node in nodes)
+        if nodes and all(bytes_on(shape, node, start, end) > node.free_bytes for node in nodes):
+            least = min(bytes_on(shape, node, start, end) for node in nodes)
             return (
                 f"an end stage of model {name} needs at least {_size(least)} (a layer with the {extra}, {kv}) "
                 f"but the largest free node holds {_size(largest)}"
@@ -183,12 +191,17 @@ def _why(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -
     )
 
 
-def _split(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -> _Placement:
+def _check_stages(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -> None:
     n = shape.n_layers
     if stages is not None and not 1 <= stages <= n:
         raise PlanError(f"model {shape.name} has {n} layers, so it cannot run in {stages} stages")
     if stages is not None and stages > len(nodes):
         raise PlanError(f"model {shape.name} asks for {stages} stages but only {len(nodes)} free nodes are left")
+
+
+def _split(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None) -> _Placement:
+    n = shape.n_layers
+    _check_stages(shape, nodes, stages)
     counts = [stages] if stages is not None else range(1, min(n, len(nodes)) + 1)
     k = next((c for c in counts if _search(shape, nodes, c, math.inf) is not None), None)
     if k is None:
@@ -200,7 +213,7 @@ def _split(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None)
             for node in nodes
             for s in range(n)
             for e in range(s + 1, n + 1)
-            if (b := _bytes_on(shape, node, s, e)) <= node.free_bytes
+            if (b := bytes_on(shape, node, s, e)) <= node.free_bytes
         }
     )
     lo, hi = 0, len(times) - 1
@@ -212,107 +225,44 @@ def _split(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None)
     return placement
 
 
+def _costs(shape: ModelShape, nodes: Sequence[NodeCapacity], measured: Measurements) -> StageCosts:
+    return StageCosts(
+        shape.n_layers,
+        [layer_seconds(shape, measured, node.node_id, node.speed) for node in nodes],
+        head_layers(shape),
+        [[0.0 if a is b else measured.link_seconds(a.node_id, b.node_id) for b in nodes] for a in nodes],
+        lambda i, start, end: bytes_on(shape, nodes[i], start, end) <= nodes[i].free_bytes,
+        shape.loadable,
+    )
+
+
+def _measured_split(
+    shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None, measured: Measurements
+) -> _Placement:
+    """The fewest stages (or exactly stages) that hold the model, among the EXACT_NODES fastest nodes, with
+    the slowest stage including its outgoing link as fast as possible."""
+    _check_stages(shape, nodes, stages)
+    fastest = sorted(
+        nodes, key=lambda n: (layer_seconds(shape, measured, n.node_id, n.speed), -n.free_bytes, n.node_id)
+    )
+    candidates = fastest[:EXACT_NODES]
+    costs = _costs(shape, candidates, measured)
+    for k in [stages] if stages is not None else range(1, min(shape.n_layers, len(candidates)) + 1):
+        placement = fastest_pipeline(costs, k)
+        if placement is not None:
+            return tuple((candidates[i], start, end) for i, start, end in placement)
+    return _split(shape, nodes, stages)  # memory needs more than EXACT_NODES nodes: links go unweighed
+
+
 def split_layers(
-    shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None = None
+    shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None = None, measured: Measurements | None = None
 ) -> tuple[StageAssignment, ...]:
     """One pipeline: contiguous layer ranges on some of the nodes, each fitting its node's memory, with the
-    slowest stage (stage bytes / node speed: seconds per token) as fast as possible.
+    slowest stage as fast as possible: stage bytes / node speed (seconds per token), or with measurements,
+    its layers x the node's measured seconds per layer plus the link into the next stage.
 
     With stages, exactly that many; otherwise the fewest nodes that hold the model. Raises PlanError.
     """
-    placement = _split(shape, _usable(nodes), stages)
+    usable = usable_nodes(nodes)
+    placement = _split(shape, usable, stages) if measured is None else _measured_split(shape, usable, stages, measured)
     return tuple(StageAssignment(start, end, (node.node_id,)) for node, start, end in placement)
-
-
-def _rate(shape: ModelShape, node: NodeCapacity, start: int, end: int) -> float:
-    """Tokens per second a node serves layers [start, end) at."""
-    return node.speed / _bytes_on(shape, node, start, end)
-
-
-def _stage_time(shape: ModelShape, stage: StageAssignment, by_id: Mapping[NodeId, NodeCapacity]) -> float:
-    """Seconds per token of a stage; replicas share its work, so their rates add up."""
-    return 1 / sum(_rate(shape, by_id[i], stage.layer_start, stage.layer_end) for i in stage.node_ids)
-
-
-def plan_throughput(shape: ModelShape, plan: ModelPlan, nodes: Sequence[NodeCapacity]) -> float:
-    """Tokens per second the plan serves with every replica and pipeline busy (a pipeline runs at its bottleneck)."""
-    by_id = {node.node_id: node for node in nodes}
-    whole = sum(_rate(shape, by_id[i], 0, shape.n_layers) for i in plan.whole_replicas)
-    return whole + sum(1 / max(_stage_time(shape, stage, by_id) for stage in pipe) for pipe in plan.pipelines)
-
-
-def _complete(
-    shape: ModelShape,
-    whole: Sequence[NodeId],
-    pipelines: Sequence[tuple[StageAssignment, ...]],
-    nodes: Sequence[NodeCapacity],
-    stages: int | None,
-) -> ModelPlan:
-    """Give the nodes not yet in whole or pipelines work: whole replicas (unless stages), pipelines, stage replicas."""
-    taken = {*whole, *(i for pipe in pipelines for stage in pipe for i in stage.node_ids)}
-    free = [node for node in nodes if node.node_id not in taken]
-    by_id = {node.node_id: node for node in nodes}
-    whole_ids, pipes = list(whole), [list(pipe) for pipe in pipelines]
-    if stages is None:
-        whole_ids += [node.node_id for node in free if node.free_bytes >= _bytes_on(shape, node, 0, shape.n_layers)]
-        free = [node for node in free if node.node_id not in whole_ids]
-    error = PlanError(f"model {shape.name} has no free node to run on")
-    while free:
-        try:
-            new = split_layers(shape, free, stages)
-        except PlanError as exc:
-            error = exc
-            break
-        pipes.append(list(new))
-        free = [node for node in free if all(node.node_id not in stage.node_ids for stage in new)]
-    for node in free:  # fastest first: each joins the slowest pipeline's bottleneck stage if it can hold it
-        for pipe in sorted(pipes, key=lambda p: -max(_stage_time(shape, stage, by_id) for stage in p)):
-            i = max(range(len(pipe)), key=lambda i: _stage_time(shape, pipe[i], by_id))
-            if _bytes_on(shape, node, pipe[i].layer_start, pipe[i].layer_end) <= node.free_bytes:
-                pipe[i] = replace(pipe[i], node_ids=(*pipe[i].node_ids, node.node_id))
-                break
-    if not whole_ids and not pipes:
-        raise error
-    return ModelPlan(shape.name, tuple(whole_ids), tuple(tuple(pipe) for pipe in pipes))
-
-
-def plan_model(shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None = None) -> ModelPlan:
-    """Serve a model with the nodes: those that hold it whole are replicas, the rest form as many pipelines
-    as they can, and leftovers replicate bottleneck stages. With stages, only pipelines of that many stages.
-
-    Raises PlanError when nothing can serve the model.
-    """
-    return _complete(shape, (), (), _usable(nodes), stages)
-
-
-def replan(
-    previous: ModelPlan, shape: ModelShape, nodes: Sequence[NodeCapacity], stages: int | None = None
-) -> ModelPlan:
-    """Re-plan after nodes joined or left, moving layers only when that pays.
-
-    The previous plan is cut down to the nodes still present that still hold their part (a
-    pipeline left without a node for some stage dissolves), then completed with the free
-    nodes as plan_model would. That kept plan wins when it serves at least the throughput
-    of a fresh plan_model (plan_throughput); otherwise the fresh plan is returned.
-    """
-    usable = _usable(nodes)
-    fresh = plan_model(shape, usable, stages)
-    if previous.model != shape.name:
-        return fresh
-    by_id = {node.node_id: node for node in usable}
-
-    def kept(ids: tuple[NodeId, ...], start: int, end: int) -> tuple[NodeId, ...]:
-        return tuple(i for i in ids if i in by_id and by_id[i].free_bytes >= _bytes_on(shape, by_id[i], start, end))
-
-    n = shape.n_layers
-    whole = kept(previous.whole_replicas, 0, n) if stages is None else ()
-    pipes: list[tuple[StageAssignment, ...]] = []
-    for pipe in previous.pipelines:
-        bounds = [0, *(stage.layer_end for stage in pipe)]
-        if [s.layer_start for s in pipe] != bounds[:-1] or bounds[-1] != n or sorted(set(bounds)) != bounds:
-            continue  # not a pipeline of this shape
-        cut = tuple(replace(s, node_ids=kept(s.node_ids, s.layer_start, s.layer_end)) for s in pipe)
-        if all(stage.node_ids for stage in cut) and (stages is None or len(cut) == stages):
-            pipes.append(cut)
-    plan = _complete(shape, whole, pipes, usable, stages)
-    return plan if plan_throughput(shape, plan, usable) >= plan_throughput(shape, fresh, usable) * (1 - 1e-9) else fresh

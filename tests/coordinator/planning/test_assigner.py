@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from swarm.coordinator.planning.assigner import StageAssigner, node_assignments
+from swarm.coordinator.planning.assigner import StageAssigner, kept_feed, node_assignments
+from swarm.coordinator.planning.link_costs import Link, Measurements
 from swarm.coordinator.planning.plan_store import state_from_json, state_to_json
 from swarm.coordinator.planning.planner import ModelPlan, StageAssignment, stage_bytes
 from swarm.gguf_files.stage_files import MANIFEST_NAME
 from swarm.gguf_files.synthetic_model import write_tiny_llama
-from swarm.shared.plan_messages import NodeOffer, offer_problem
+from swarm.shared.plan_messages import NodeAssignment, NodeOffer, offer_problem
 from swarm.shared.types import NodeId
 
 
@@ -32,6 +33,31 @@ def test_replicas_of_a_stage_feed_the_next_stage_round_robin() -> None:
     assert parts["a1"].next_stage == parts["a2"].next_stage == "h3:1"
     assert parts["b"].stage_index == 1 and parts["b"].next_stage == ""
     assert parts["a1"].layout == ((0, 2), (2, 4))
+
+
+def test_replicas_of_a_stage_feed_the_next_stage_replica_behind_the_faster_link_keeping_the_load_even() -> None:
+    plan = ModelPlan("m", (), ((StageAssignment(0, 2, ("a1", "a2")), StageAssignment(2, 4, ("b1", "b2"))),))
+    addresses = {"a1": "h1:1", "a2": "h2:1", "b1": "h3:1", "b2": "h4:1"}
+    slow, fast = Link(rtt_s=0.01), Link(rtt_s=0.0001)
+    links = {("a1", "b1"): slow, ("a1", "b2"): fast, ("a2", "b1"): fast, ("a2", "b2"): fast}
+    measured = Measurements({}, {(NodeId(a), NodeId(b)): link for (a, b), link in links.items()}, 0)
+    parts = node_assignments(plan, 4, addresses, measured)
+    assert (parts["a1"].next_stage, parts["a2"].next_stage) == ("h4:1", "h3:1")  # not in turn: a1 -> b1 is slow
+    unmeasured = node_assignments(plan, 4, addresses)
+    assert (unmeasured["a1"].next_stage, unmeasured["a2"].next_stage) == ("h3:1", "h4:1")
+
+
+def test_a_node_keeps_feeding_its_next_stage_replica_while_that_one_still_serves_the_next_stage() -> None:
+    layout = ((0, 2), (2, 4))
+    serving = NodeAssignment(layout, 0, "b1:1")
+    addresses = {NodeId(n): f"{n}:1" for n in ("a", "b1", "b2")}
+    both = {NodeId("b1"): NodeAssignment(layout, 1, ""), NodeId("b2"): NodeAssignment(layout, 1, "")}
+    better = NodeAssignment(layout, 0, "b2:1")  # the plan now pairs it with b2, over a faster link
+    assert kept_feed(serving, better, {NodeId("a"): better, **both}, addresses) == serving  # no restart for that
+    only_b2 = {NodeId("a"): better, NodeId("b2"): NodeAssignment(layout, 1, "")}
+    assert kept_feed(serving, better, only_b2, addresses) == better  # b1 left the next stage
+    moved = NodeAssignment(((0, 3), (3, 4)), 0, "b2:1")
+    assert kept_feed(serving, moved, {NodeId("a"): moved, **both}, addresses) == moved  # new layers: new part
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from swarm.coordinator.planning.model_plan import plan_model, plan_throughput, replan
 from swarm.coordinator.planning.planner import (
     EXACT_NODES,
     ModelPlan,
@@ -15,9 +16,6 @@ from swarm.coordinator.planning.planner import (
     PlanError,
     StageAssignment,
     holds_a_layer,
-    plan_model,
-    plan_throughput,
-    replan,
     split_layers,
     stage_bytes,
 )
@@ -290,6 +288,16 @@ def test_many_nodes_use_the_heuristic_search() -> None:
     assert_valid_plan(shape, plan, nodes)
     assert len(plan.pipelines) >= 3
     assert len(split_layers(shape, nodes, stages=EXACT_NODES + 2)) == EXACT_NODES + 2
+
+
+def test_no_stage_is_only_global_layers_of_a_sliding_window_model() -> None:
+    window = (True, False, True, False)  # layers 1 and 3 are global: neither makes a stage alone
+    shape = ModelShape("windowed", (10 * MB,) * 4, 0, 0, 0, 64, window)
+    nodes = [node(n, 25) for n in "abcd"]  # each holds at most 2 layers
+    assert [(s.layer_start, s.layer_end) for s in split_layers(shape, nodes, 2)] == [(0, 2), (2, 4)]
+    for stages in (3, 4):  # some one-layer stage would hold layer 1 or 3 alone
+        with pytest.raises(PlanError):
+            split_layers(shape, nodes, stages)
 
 
 def test_duplicate_node_ids_are_refused() -> None:

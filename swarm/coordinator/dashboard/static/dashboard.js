@@ -227,7 +227,7 @@
         el("td", {}, w.host),
         el("td", {}, w.model),
         el("td", {}, serves),
-        el("td", {}, badge(w.state)),
+        el("td", {}, badge(w.away || w.state)),
         el("td", {}, el("span", { class: "slotbar" }, el("span", { style: `width:${share}%` })), `${w.slots_busy} / ${w.slots}`),
         el("td", { class: "num" }, fmtNumber(w.tokens_per_second, 1)),
         el("td", { class: "num" }, fmtBytes(w.rss_bytes)),
