@@ -95,6 +95,12 @@ def add_parsers(commands: Any) -> None:
         help="a first stage: send hidden states as bfloat16 (half the bytes)",
     )
     p.add_argument(
+        "--steps-in-flight",
+        type=int,
+        default=_default("steps_in_flight"),
+        help="a first stage: groups of streams in the pipeline at once (0: one per stage; 1: lock-step)",
+    )
+    p.add_argument(
         "--metrics",
         default=_default("metrics"),
         metavar="[HOST:]PORT",

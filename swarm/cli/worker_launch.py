@@ -41,6 +41,7 @@ def join_config(
         next_stage=args.next_stage,
         drain_timeout_s=args.drain_timeout,
         hidden_bfloat16=args.hidden_bfloat16,
+        steps_in_flight=args.steps_in_flight,
         metrics=args.metrics,
         hours=parse_owner_hours(args.when),
         watts=args.watts,

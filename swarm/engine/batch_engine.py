@@ -2,7 +2,9 @@
 
 All llama.cpp calls happen on the engine's own thread. Requests join between steps,
 finished or cancelled ones leave at once, and a long prompt is prefilled in chunks
-so that running streams wait at most one chunk.
+so that running streams wait at most one chunk. A pipeline's Forward takes several steps
+in flight: each step carries the sequences not waiting for a token, about an equal share
+of them, so while the last stage computes one group the first computes the next.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ class _Cancel:
     request_id: str
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One sequence's rows in a step in flight; its token is dropped if the sequence ended meanwhile."""
+
+    slot: Slot
+    sequence: Sequence
+    sample: bool
+
+
 class BatchEngine:
     RATE_WINDOW_S = 10.0
 
@@ -88,6 +99,7 @@ class BatchEngine:
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[_Submit | _Cancel | None] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
+        self._in_flight: deque[list[_Row]] = deque()  # steps sent, oldest first
         self._running = False
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
         self._steps = 0
@@ -144,20 +156,23 @@ class BatchEngine:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while self._running:
             self.round_listener()  # the last round's events go out before this one's work (or wait)
-            self._drain_inbox(block=not self._active() and not self._waiting)
+            self._drain_inbox(block=not self._active() and not self._waiting and not self._in_flight)
             try:
                 self._admit_waiting()
             except Exception as exc:  # e.g. a sampler llama.cpp refused: fail that request, not the worker
                 log.exception("could not start a request")
                 self._waiting.popleft().emit(SwarmError(ErrorCode.INTERNAL, f"could not start the request: {exc}"))
                 continue
-            if not self._active():
+            if not self._active() and not self._in_flight:
                 continue
             started = time.monotonic()
             try:
-                self._step()
+                if len(self._in_flight) >= self._forward.max_in_flight or not self._send_step():
+                    self._receive_step()
             except Exception as exc:  # a failed decode must not kill the worker: fail its sequences
                 log.exception("engine step failed")
+                self._in_flight.clear()
+                self._forward.discard()
                 for slot in self._slots:
                     if slot.sequence is not None:
                         slot.sequence.emit(SwarmError(ErrorCode.INTERNAL, f"engine step failed: {exc}"))
@@ -253,48 +268,54 @@ class BatchEngine:
             return Finished(FinishReason.LENGTH, len(prompt), sequence.generated)
         return None
 
-    def _step(self) -> None:
-        """One forward pass: a token for every decoding sequence, then prompt chunks in the room left."""
+    def _send_step(self) -> bool:
+        """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
+        chunks in the room left; False when no sequence is ready."""
+        occupied = [(slot, slot.sequence) for slot in self._slots if slot.sequence is not None]
+        decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
+        ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
+        share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
         work: list[StageWork] = []
-        stepped: list[Slot] = []
-        prefilling: list[Slot] = []
-        for slot in self._slots:
-            sequence = slot.sequence
-            if sequence is None:
-                continue
-            if sequence.prefilling:
-                prefilling.append(slot)
-                continue
+        rows: list[_Row] = []
+        for slot, sequence in ready[:share]:
             fed = sequence.replay.pop(0) if sequence.replay else sequence.next_token
-            work.append(StageWork(slot.seq_id, sequence.position, (fed,), sample=not sequence.replay))
-            stepped.append(slot)
-            slot.cached.append(fed)
-            sequence.position += 1
+            _add(work, rows, slot, sequence, (fed,), sample=not sequence.replay)
         budget = self._forward.batch_capacity - len(work)
         if work:
             budget = min(budget, self.config.prefill_chunk)
-        for slot in prefilling:
+        for slot, sequence in occupied:
             if budget <= 0:
                 break
-            sequence = slot.sequence
-            assert sequence is not None  # prefilling holds only occupied slots
+            if not sequence.prefilling:
+                continue
+            # A prompt's next chunk need not wait for the last one's step: the stages take steps in order.
             chunk = sequence.pending[:budget]
-            last = len(chunk) == len(sequence.pending)
-            work.append(StageWork(slot.seq_id, sequence.position, tuple(chunk), sample=last and not sequence.replay))
-            stepped.append(slot)
-            slot.cached.extend(chunk)
-            sequence.position += len(chunk)
             sequence.pending = sequence.pending[len(chunk) :]
+            _add(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
             budget -= len(chunk)
-        tokens = self._forward.run(work)
+        if not work:
+            return False
+        self._forward.send(work)
+        self._in_flight.append(rows)
+        return True
+
+    def _receive_step(self) -> None:
+        """Takes the oldest step's tokens; those of sequences that ended meanwhile are dropped."""
+        if not self._in_flight:
+            return
+        tokens = self._forward.receive()
+        rows = self._in_flight.popleft()
         self._steps += 1
         produced = 0
-        for slot, token in zip(stepped, tokens, strict=True):
-            sequence = slot.sequence
-            if token is None or sequence is None:
+        for row, token in zip(rows, tokens, strict=True):
+            if not row.sample or row.slot.sequence is not row.sequence:
                 continue
+            if token is None:
+                raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
+            row.sequence.awaiting_token = False
+            row.sequence.ready_at = self._steps
             produced += 1
-            self._accept(slot, sequence, token)
+            self._accept(row.slot, row.sequence, token)
         self._tokens_generated += produced
         self._rate.append((time.monotonic(), produced))
         while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
@@ -343,6 +364,17 @@ class BatchEngine:
         slot.last_used = self._steps
         if not keep_cache:
             slot.cached = []
+
+
+def _add(
+    work: list[StageWork], rows: list[_Row], slot: Slot, sequence: Sequence, tokens: tuple[int, ...], sample: bool
+) -> None:
+    """Puts a sequence's tokens into the step being formed; they are in its cache from now on."""
+    work.append(StageWork(slot.seq_id, sequence.position, tokens, sample=sample))
+    rows.append(_Row(slot, sequence, sample))
+    slot.cached.extend(tokens)
+    sequence.position += len(tokens)
+    sequence.awaiting_token = sample
 
 
 def _nothing() -> None:

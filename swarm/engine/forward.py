@@ -7,6 +7,7 @@ pipeline whose later stages run on other PCs.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
@@ -27,8 +28,21 @@ class Forward(Protocol):
         traceparent: the request's trace ("" when off), for whatever computes its steps elsewhere."""
         ...
 
-    def run(self, work: list[StageWork]) -> list[int | None]:
-        """Decodes every row of the step; returns the sampled token of each work item that asked for one."""
+    @property
+    def max_in_flight(self) -> int:
+        """How many steps may be sent before the oldest one's tokens are received."""
+        ...
+
+    def send(self, work: list[StageWork]) -> None:
+        """Starts a step: every row decodes after the rows of the steps sent before it."""
+        ...
+
+    def receive(self) -> list[int | None]:
+        """The oldest step's sampled token of each work item that asked for one (None for the others)."""
+        ...
+
+    def discard(self) -> None:
+        """Forgets every step in flight (after a failure): their tokens never come."""
         ...
 
     def release(self, slot: int, keep_cache: bool) -> None: ...
@@ -44,6 +58,7 @@ class WholeModel:
         self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads)
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
+        self._done: deque[list[int | None]] = deque()
 
     @property
     def batch_capacity(self) -> int:
@@ -61,7 +76,12 @@ class WholeModel:
         self._samplers[slot] = sampler
         return keep
 
-    def run(self, work: list[StageWork]) -> list[int | None]:
+    @property
+    def max_in_flight(self) -> int:
+        return 1  # one context computes one step at a time: nothing would overlap
+
+    def send(self, work: list[StageWork]) -> None:
+        # Sampled at once, so a sequence released before its tokens are received needs no sampler then.
         batch = self._batch
         batch.clear()
         last_rows = []
@@ -70,10 +90,18 @@ class WholeModel:
                 index = batch.add(token, w.position + k, w.session, w.sample and k == len(w.tokens) - 1)
             last_rows.append(index)
         self._context.decode(batch)
-        return [
-            self._samplers[w.session].sample(self._context, row) if w.sample else None
-            for w, row in zip(work, last_rows, strict=True)
-        ]
+        self._done.append(
+            [
+                self._samplers[w.session].sample(self._context, row) if w.sample else None
+                for w, row in zip(work, last_rows, strict=True)
+            ]
+        )
+
+    def receive(self) -> list[int | None]:
+        return self._done.popleft()
+
+    def discard(self) -> None:
+        self._done.clear()
 
     def release(self, slot: int, keep_cache: bool) -> None:
         sampler = self._samplers.pop(slot, None)

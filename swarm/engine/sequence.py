@@ -25,6 +25,8 @@ class Sequence:
     replay: list[int] = field(default_factory=list)  # a failover's resume tokens not yet decoded again
     position: int = 0  # tokens of this sequence in the KV cache
     next_token: int = -1  # sampled, to be decoded next step
+    awaiting_token: bool = False  # a step that samples its next token is in flight: it cannot step again yet
+    ready_at: int = 0  # the step whose token made it ready: the longest ready go first
     generated: int = 0  # includes a failover's resume tokens
     prompt_tokens: int = 0  # of the request's own prompt, without resume tokens
     cached_prompt_tokens: int = 0

@@ -27,6 +27,7 @@ class WorkerConfig:
     worker_id: str = ""
     next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
     hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
+    steps_in_flight: int = 0  # a first stage: steps sent before the oldest one's tokens are back; 0: one per stage
     tls: TlsFiles | None = None  # None: plaintext; else TLS on its server and on every channel it opens
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none
@@ -57,6 +58,8 @@ class WorkerConfig:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:
             raise ValueError("--slots must be at least 1")
+        if self.steps_in_flight < 0:
+            raise ValueError("--steps-in-flight must be 0 (one per stage) or more")
         if self.context_per_slot < 16:
             raise ValueError("--context must be at least 16 tokens")
 

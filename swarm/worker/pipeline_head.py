@@ -2,13 +2,16 @@
 
 BatchEngine schedules the sessions as for a whole model; each step runs through this
 stage's layers, its hidden states go to the next stage over one gRPC stream, and the
-tokens the last stage sampled come back on it.
+tokens the last stage sampled come back on it. Up to one step per stage is in flight:
+every stage takes its steps in order, so while the later stages compute one step this
+one computes the next.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from typing import Any
 
 import grpc
@@ -37,7 +40,7 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 class StageLink:
-    """A stream to the next stage: send one step, wait for its tokens (called on the engine thread)."""
+    """A stream to the next stage: send steps, receive their tokens in order (called on the engine thread)."""
 
     def __init__(
         self, address: str, token: str = "", step_timeout_s: float = 30.0, tls: TlsFiles | None = None
@@ -51,6 +54,7 @@ class StageLink:
         self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
         self._replies: Any = None  # the open stream; None until a step needs one
         self._streams_opened = 0
+        self._unanswered = 0  # steps sent on the open stream whose tokens have not been received
 
     @property
     def stream(self) -> int:
@@ -75,21 +79,34 @@ class StageLink:
         reader = threading.Thread(target=_read_replies, args=(self._replies, self._inbox), daemon=True)
         reader.start()
 
-    def exchange(self, step: pb.StageStep) -> dict[int, int]:
-        """The tokens of the step; raises ConnectionError, and opens a fresh stream for the next step."""
+    def send(self, step: pb.StageStep) -> None:
+        """Sends a step, opening a stream if none is open; raises ConnectionError if none can be."""
         if self._replies is None:
             self._open()
         self._outbox.put(step)
+        self._unanswered += 1
+
+    def receive(self) -> dict[int, int]:
+        """The tokens of the oldest step sent; raises ConnectionError, and the next step opens a fresh stream."""
+        if not self._unanswered:
+            raise RuntimeError("no step is waiting for its tokens")
         try:
             reply = self._inbox.get(timeout=self._step_timeout_s)
         except queue.Empty:
             reply = f"no answer within {self._step_timeout_s:.0f} s"
         if isinstance(reply, str):
+            self.abandon()
+            raise ConnectionError(f"next stage {self.address} failed: {reply}")
+        self._unanswered -= 1
+        return tokens_from_wire(reply)
+
+    def abandon(self) -> None:
+        """Cancels the open stream and the steps on it; the next stages forget its sessions."""
+        if self._replies is not None:
             self._replies.cancel()
             self._outbox.put(None)
             self._replies = None
-            raise ConnectionError(f"next stage {self.address} failed: {reply}")
-        return tokens_from_wire(reply)
+        self._unanswered = 0
 
     def close(self) -> None:
         self._outbox.put(None)
@@ -97,9 +114,14 @@ class StageLink:
 
 
 class PipelineHead:
-    def __init__(self, executor: StageExecutor, link: StageLink, bfloat16: bool = False) -> None:
+    def __init__(self, executor: StageExecutor, link: StageLink, bfloat16: bool = False, in_flight: int = 2) -> None:
+        """in_flight: steps sent before the oldest one's tokens are awaited; about one per stage keeps them busy."""
         if not executor.first or executor.last:
             raise ValueError("a pipeline head runs a first stage that is not also the last")
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
+        self._in_flight = in_flight
+        self._sent: deque[list[tuple[int, bool]]] = deque()  # each step in flight: (session, sampled) per item
         self._executor = executor
         self._link = link
         self._bfloat16 = bfloat16  # hidden states cross the network as bfloat16: half the bytes, some accuracy
@@ -115,6 +137,10 @@ class PipelineHead:
     def context_per_slot(self) -> int:
         return self._executor.context_per_slot
 
+    @property
+    def max_in_flight(self) -> int:
+        return self._in_flight
+
     def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
         # Every stage keeps the same prefix of the slot's last run, but only over the stream that
         # built it: a broken stream may mean a restarted next stage, whose cache is gone.
@@ -124,7 +150,7 @@ class PipelineHead:
         self._opens.append(SessionOpen(slot, sampling, tuple(prompt), keep, traceparent))
         return keep
 
-    def run(self, work: list[StageWork]) -> list[int | None]:
+    def send(self, work: list[StageWork]) -> None:
         hidden = self._executor.step(work)
         onward = PipelineStep(
             tuple(self._opens),
@@ -136,10 +162,18 @@ class PipelineHead:
         )
         self._opens.clear()
         self._releases.clear()
-        tokens = self._link.exchange(step_to_wire(onward, self._bfloat16))
+        self._link.send(step_to_wire(onward, self._bfloat16))
+        self._sent.append([(w.session, w.sample) for w in work])
         for w in work:
             self._cached_on[w.session] = self._link.stream
-        return [tokens.get(w.session) if w.sample else None for w in work]
+
+    def receive(self) -> list[int | None]:
+        tokens = self._link.receive()
+        return [tokens.get(session) if sampled else None for session, sampled in self._sent.popleft()]
+
+    def discard(self) -> None:
+        self._sent.clear()
+        self._link.abandon()
 
     def release(self, slot: int, keep_cache: bool) -> None:
         unsent = [o for o in self._opens if o.session == slot]

@@ -106,8 +106,9 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
         )
     executor = stage_executor(config, model, first=True, last=False, meter=meter)
+    in_flight = config.steps_in_flight or stage.count
     link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
-    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16))
+    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16, in_flight))
 
 
 def owner_actions(

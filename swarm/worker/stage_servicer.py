@@ -1,8 +1,10 @@
 """StageServicer: a later pipeline stage; runs each step's rows through its layers and passes them on.
 
 A middle stage forwards its hidden states to the next stage over one stream and hands the
-tokens that come back to the stage before it; the last stage samples them itself. The
-llama.cpp work runs on the stage's one engine thread, never on the event loop.
+tokens that come back to the stage before it; the last stage samples them itself. A middle
+stage takes the next step while the stages after it compute the last one: steps and their
+replies keep their order. The llama.cpp work runs on the stage's one engine thread, never
+on the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from swarm.engine.stage_executor import CacheLost, StageExecutor
 from swarm.shared import tracing
 from swarm.shared.auth import TokenGate, bearer_metadata
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import PipelineStep, StageWork
+from swarm.shared.stage_messages import PipelineStep, StageResult, StageWork
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -60,29 +62,60 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         await self._gate.check(context)
         downstream = self._open_downstream()
         loop = asyncio.get_running_loop()
-        n_embd = self._executor.model.n_embd
         stream = object()  # this call's session namespace
         try:
+            if downstream is None:
+                async for message in requests:
+                    step, results = await self._apply(stream, message)
+                    yield self._to_upstream(tokens_to_wire(results), self._upstream_ids(step))
+                return
+            # Steps sent on and not yet answered, oldest first; the feeder's end (or failure) comes last.
+            sent: asyncio.Queue[dict[int, int] | BaseException | None] = asyncio.Queue()
+            feeder = asyncio.create_task(self._feed(stream, requests, downstream, sent))
+            try:
+                while (upstream_ids := await sent.get()) is not None:
+                    if isinstance(upstream_ids, BaseException):
+                        raise upstream_ids
+                    yield self._to_upstream(await self._next_reply(downstream), upstream_ids)
+            finally:
+                feeder.cancel()
+        finally:
+            if downstream is not None:
+                downstream.cancel()
+            ended = self._sessions.drop(stream)
+            await loop.run_in_executor(self._engine_thread, self._close_sessions, ended)
+
+    async def _apply(self, stream: object, message: pb.StageStep) -> tuple[PipelineStep, list[StageResult]]:
+        """Runs a step through this stage's layers; returns it in local ids with its results."""
+        try:
+            step = self._sessions.translate(stream, step_from_wire(message, self._executor.model.n_embd))
+        except ValueError as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        except NoFreeSession as exc:
+            raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, str(exc)) from exc
+        except CacheLost as exc:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
+        started_ns = time.time_ns()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self._executor.apply, step)
+        except CacheLost as exc:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
+        for opened in step.opens:  # each request's trace gets this stage's part of its first step
+            if opened.traceparent:
+                tracing.past_span("stage.first_step", opened.traceparent, started_ns, stage=self._role)
+        return step, results
+
+    async def _feed(
+        self,
+        stream: object,
+        requests: AsyncIterator[pb.StageStep],
+        downstream: Any,
+        sent: asyncio.Queue[dict[int, int] | BaseException | None],
+    ) -> None:
+        """Runs each step and sends it on without waiting for the replies to the steps before it."""
+        try:
             async for message in requests:
-                try:
-                    step = self._sessions.translate(stream, step_from_wire(message, n_embd))
-                except ValueError as exc:
-                    raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-                except NoFreeSession as exc:
-                    raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, str(exc)) from exc
-                except CacheLost as exc:
-                    raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
-                started_ns = time.time_ns()
-                try:
-                    results = await loop.run_in_executor(self._engine_thread, self._executor.apply, step)
-                except CacheLost as exc:
-                    raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
-                for opened in step.opens:  # each request's trace gets this stage's part of its first step
-                    if opened.traceparent:
-                        tracing.past_span("stage.first_step", opened.traceparent, started_ns, stage=self._role)
-                if downstream is None:
-                    yield self._to_upstream(tokens_to_wire(results))
-                    continue
+                step, results = await self._apply(stream, message)
                 onward = PipelineStep(
                     step.opens,
                     step.releases,
@@ -93,26 +126,35 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 )
                 try:
                     await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))
-                    reply = await asyncio.wait_for(downstream.read(), self._step_timeout_s)
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-                    reply, cause = grpc.aio.EOF, str(exc)
-                except TimeoutError:  # a stalled next stage must not hang every session behind it
-                    reply, cause = grpc.aio.EOF, f"no answer within {self._step_timeout_s:.0f} s"
-                else:
-                    cause = "it closed the stream"
-                if reply is grpc.aio.EOF:
-                    raise SwarmError(ErrorCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
-                yield self._to_upstream(reply)
-        finally:
-            if downstream is not None:
-                downstream.cancel()
-            ended = self._sessions.drop(stream)
-            await loop.run_in_executor(self._engine_thread, self._close_sessions, ended)
+                    raise SwarmError(ErrorCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {exc}") from exc
+                # The ids now, not when the reply comes: a later step may give a local id to another session.
+                sent.put_nowait(self._upstream_ids(step))
+        except Exception as exc:
+            sent.put_nowait(exc)
+        else:
+            sent.put_nowait(None)
 
-    def _to_upstream(self, result: pb.StageStepResult) -> pb.StageStepResult:
+    async def _next_reply(self, downstream: Any) -> pb.StageStepResult:
+        try:
+            reply = await asyncio.wait_for(downstream.read(), self._step_timeout_s)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            reply, cause = grpc.aio.EOF, str(exc)
+        except TimeoutError:  # a stalled next stage must not hang every session behind it
+            reply, cause = grpc.aio.EOF, f"no answer within {self._step_timeout_s:.0f} s"
+        else:
+            cause = "it closed the stream"
+        if reply is grpc.aio.EOF:
+            raise SwarmError(ErrorCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {cause}")
+        return reply  # type: ignore[no-any-return]
+
+    def _upstream_ids(self, step: PipelineStep) -> dict[int, int]:
+        return {w.session: self._sessions.upstream(w.session) for w in step.work}
+
+    def _to_upstream(self, result: pb.StageStepResult, upstream_ids: dict[int, int]) -> pb.StageStepResult:
         """A step's tokens under the session ids the stage before this one uses."""
         for token in result.tokens:
-            token.session = self._sessions.upstream(token.session)
+            token.session = upstream_ids[token.session]
         return result
 
     def _close_sessions(self, sessions: list[int]) -> None:

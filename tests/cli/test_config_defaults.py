@@ -59,3 +59,12 @@ def test_a_field_without_a_default_is_named() -> None:
         default_of(WorkerConfig, "coordinator")
     with pytest.raises(TypeError, match="has no field nope"):
         default_of(WorkerConfig, "nope")
+
+
+def test_steps_in_flight_default_to_one_per_stage_and_take_lock_step_on_request(tmp_path: Path) -> None:
+    model = tmp_path / "m.stage0-of-2.gguf"
+    args = build_parser().parse_args(["join", "127.0.0.1:50051", "--model", str(model), "--steps-in-flight", "1"])
+    assert join_config(args, "127.0.0.1:50051", None, model).steps_in_flight == 1
+    assert WorkerConfig("127.0.0.1:50051", model).steps_in_flight == 0  # build_engine: one per stage
+    with pytest.raises(ValueError, match="steps-in-flight"):
+        WorkerConfig("127.0.0.1:50051", model, steps_in_flight=-1)

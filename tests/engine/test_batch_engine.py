@@ -213,9 +213,19 @@ class RecordingForward:
     def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
         return self.inner.open(slot, sampling, prompt, keep, traceparent)
 
-    def run(self, work: list[StageWork]) -> list[int | None]:
+    @property
+    def max_in_flight(self) -> int:
+        return self.inner.max_in_flight
+
+    def send(self, work: list[StageWork]) -> None:
         self.steps.append({w.session: w.rows for w in work})
-        return self.inner.run(work)
+        self.inner.send(work)
+
+    def receive(self) -> list[int | None]:
+        return self.inner.receive()
+
+    def discard(self) -> None:
+        self.inner.discard()
 
     def release(self, slot: int, keep_cache: bool) -> None:
         self.inner.release(slot, keep_cache)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.forward import Forward
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.gguf_files.stage_files import StageManifest, split_model
@@ -38,7 +39,7 @@ def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class StageServers:
     """Stages 1..K-1 served by grpc.aio on one event loop in a background thread."""
 
-    def __init__(self, directory: Path, manifest: StageManifest, token: str = "") -> None:
+    def __init__(self, directory: Path, manifest: StageManifest, token: str = "", slots: int = SLOTS) -> None:
         self.ports = [free_port() for _ in manifest.stages]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -51,7 +52,7 @@ class StageServers:
                 LlamaModel(directory / stage.file),
                 first=False,
                 last=stage.index == count - 1,
-                slots=SLOTS,
+                slots=slots,
                 context_per_slot=128,
                 threads=1,
             )
@@ -81,15 +82,22 @@ class StageServers:
 
 
 def start_head(
-    directory: Path, manifest: StageManifest, servers: StageServers, token: str = "", bfloat16: bool = False
+    directory: Path,
+    manifest: StageManifest,
+    servers: StageServers,
+    token: str = "",
+    bfloat16: bool = False,
+    slots: int = SLOTS,
+    wrap: Callable[[Forward], Forward] = lambda forward: forward,
 ) -> BatchEngine:
+    """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
-    executor = StageExecutor(first, first=True, last=False, slots=SLOTS, context_per_slot=128, threads=1)
+    executor = StageExecutor(first, first=True, last=False, slots=slots, context_per_slot=128, threads=1)
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
         first,
-        EngineConfig(slots=SLOTS, context_per_slot=128, threads=1),
-        forward=PipelineHead(executor, link, bfloat16),
+        EngineConfig(slots=slots, context_per_slot=128, threads=1),
+        forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
     )
     engine.start()
     return engine

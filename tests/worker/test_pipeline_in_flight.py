@@ -1,0 +1,190 @@
+"""A pipeline with one step in flight per stage: groups of streams overlap, and every stream keeps its text.
+
+Streams decode in shared batches, which round differently from a prompt decoded alone, and the
+synthetic model has near ties (lock-step pipelines meet them too on these prompts), so the text
+is checked as greedy up to a rounding tie (tests/greedy_check.py), not character for character.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from swarm.engine.forward import Forward
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.shared.errors import SwarmError
+from swarm.shared.stage_messages import StageWork
+from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
+from tests.greedy_check import GreedyReference
+from tests.worker.test_pipeline import StageServers, start_head
+
+PROMPTS = [
+    "Hello world",
+    "The quick brown fox jumps over",
+    "Once upon a time there",
+    "good morning to you",
+    "the sea and the sky",
+    "one two three four five",
+    "a cat sat on the mat",
+    "rain falls in the valley",
+]
+MAX_TOKENS = 24
+
+
+class WatchedForward:
+    """Passes everything to a pipeline head, counting the steps in flight and who each step carried."""
+
+    def __init__(self, inner: Forward) -> None:
+        self.inner = inner
+        self.batch_capacity = inner.batch_capacity
+        self.context_per_slot = inner.context_per_slot
+        self.max_in_flight = inner.max_in_flight
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.decode_rows: list[int] = []  # per step: the sessions that fed one token and sampled
+        self.prompts: dict[int, tuple[int, ...]] = {}  # slot -> the prompt last opened on it
+        self.on_send: Callable[[list[StageWork]], None] = lambda work: None
+
+    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
+        self.prompts[slot] = tuple(prompt)
+        return self.inner.open(slot, sampling, prompt, keep, traceparent)
+
+    def send(self, work: list[StageWork]) -> None:
+        self.inner.send(work)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.decode_rows.append(sum(1 for w in work if w.rows == 1 and w.sample))
+        self.on_send(work)
+
+    def receive(self) -> list[int | None]:
+        tokens = self.inner.receive()
+        self.in_flight -= 1
+        return tokens
+
+    def discard(self) -> None:
+        self.in_flight = 0
+        self.inner.discard()
+
+    def release(self, slot: int, keep_cache: bool) -> None:
+        self.inner.release(slot, keep_cache)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def watching(watched: list[WatchedForward]) -> Callable[[Forward], Forward]:
+    def wrap(forward: Forward) -> Forward:
+        watched.append(WatchedForward(forward))
+        return watched[-1]
+
+    return wrap
+
+
+@pytest.fixture(scope="module")
+def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("in-flight") / "four.gguf", seed=0, n_layer=4)
+
+
+@pytest.fixture(scope="module")
+def reference(four_layers: Path) -> Iterator[GreedyReference]:
+    """The whole model, scoring a stream's tokens against its greedy choices."""
+    scorer = GreedyReference(four_layers, n_ctx=256)
+    yield scorer
+    scorer.close()
+
+
+class Streams:
+    """Events of many requests to one engine, gathered per request id."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[tuple[str, GenerationEvent | SwarmError]] = queue.SimpleQueue()
+        self.tokens: dict[str, list[int]] = {}
+        self.finished: dict[str, Finished] = {}
+        self.after_finish: list[tuple[str, GenerationEvent | SwarmError]] = []  # must stay empty
+
+    def emit_for(self, request_id: str) -> Callable[[GenerationEvent | SwarmError], None]:
+        self.tokens[request_id] = []
+        return lambda event: self.events.put((request_id, event))
+
+    def until_finished(self, count: int) -> None:
+        while len(self.finished) < count:
+            request_id, event = self.events.get(timeout=30)
+            if request_id in self.finished:
+                self.after_finish.append((request_id, event))
+                continue
+            if isinstance(event, SwarmError):
+                raise event
+            if isinstance(event, TextPiece):
+                self.tokens[request_id] += event.token_ids
+            elif isinstance(event, Finished):
+                self.finished[request_id] = event
+
+
+def greedy(request_id: str, prompt: str, max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(request_id, "tiny", prompt, max_tokens, SamplingParams(temperature=0.0))
+
+
+@pytest.mark.parametrize("stages", [2, 3])
+def test_eight_streams_in_overlapping_groups_each_equal_the_whole_model_alone(
+    stages: int, four_layers: Path, reference: GreedyReference, tmp_path: Path
+) -> None:
+    manifest = split_model(four_layers, stages, tmp_path)
+    servers = StageServers(tmp_path, manifest, slots=len(PROMPTS))
+    watched: list[WatchedForward] = []
+    engine = start_head(tmp_path, manifest, servers, slots=len(PROMPTS), wrap=watching(watched))
+    streams = Streams()
+    try:
+        for prompt in PROMPTS:
+            engine.submit(greedy(prompt, prompt, MAX_TOKENS), streams.emit_for(prompt))
+        streams.until_finished(len(PROMPTS))
+    finally:
+        engine.stop()
+        servers.stop()
+    for prompt in PROMPTS:
+        assert len(streams.tokens[prompt]) == MAX_TOKENS
+        reference.check(prompt, streams.tokens[prompt])
+    head = watched[0]
+    assert head.most_in_flight == stages  # every stage had a step to compute...
+    assert max(head.decode_rows) <= math.ceil(len(PROMPTS) / stages)  # ...each carrying one group's share
+
+
+def test_a_stream_cancelled_while_its_step_is_in_flight_gives_its_slot_to_the_next_request(
+    four_layers: Path, reference: GreedyReference, tmp_path: Path
+) -> None:
+    manifest = split_model(four_layers, 2, tmp_path)
+    servers = StageServers(tmp_path, manifest, slots=2)
+    watched: list[WatchedForward] = []
+    engine = start_head(tmp_path, manifest, servers, slots=2, wrap=watching(watched))
+    head = watched[0]
+    streams = Streams()
+    cancelled_prompt = engine.model.tokenize(PROMPTS[0])
+    cancelled_on: list[int] = []  # the slot of the stream cancelled while its step was in flight
+
+    def cancel_once_in_flight(work: list[StageWork]) -> None:
+        for w in work:
+            if w.sample and head.prompts.get(w.session) == tuple(cancelled_prompt) and not cancelled_on:
+                cancelled_on.append(w.session)
+                engine.cancel("cancelled")  # handled before this step's tokens are received
+
+    try:
+        engine.submit(greedy("cancelled", PROMPTS[0], 100), streams.emit_for("cancelled"))
+        engine.submit(greedy("beside", PROMPTS[1], 40), streams.emit_for("beside"))
+        engine.submit(greedy("next", PROMPTS[2], MAX_TOKENS), streams.emit_for("next"))  # waits for a slot
+        head.on_send = cancel_once_in_flight
+        streams.until_finished(3)
+    finally:
+        engine.stop()
+        servers.stop()
+    assert cancelled_on, "the cancelled stream never had a step in flight"
+    assert streams.finished["cancelled"].reason == FinishReason.CANCELLED
+    assert not streams.after_finish  # its in-flight token was dropped, not sent after its end
+    assert head.prompts[cancelled_on[0]] == tuple(engine.model.tokenize(PROMPTS[2]))  # "next" took its slot...
+    assert len(streams.tokens["next"]) == MAX_TOKENS
+    reference.check(PROMPTS[2], streams.tokens["next"])  # ...and got none of its in-flight tokens
+    assert len(streams.tokens["beside"]) == 40
+    reference.check(PROMPTS[1], streams.tokens["beside"])
