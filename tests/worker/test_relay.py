@@ -6,6 +6,7 @@ import queue
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -111,12 +112,15 @@ def test_a_whole_answer_run_sends_its_pieces_in_bunches_beside_a_streamed_one(ma
     assert messages["whole"] < messages["streamed"] / 2, messages
 
 
-def test_a_cancel_frees_the_slot_and_a_full_worker_refuses_only_that_run(make_swarm: MakeSwarm) -> None:
-    swarm = make_swarm(workers=0)
-    swarm.add_worker("--slots", "1")
+def test_a_cancel_frees_the_slot_and_a_full_worker_refuses_only_that_run(
+    make_swarm: MakeSwarm, slow_model: Path
+) -> None:
+    # The slow model: its 900 tokens take seconds, so the cancel lands mid-run even on a loaded machine.
+    swarm = make_swarm(workers=0, model=slow_model)
+    swarm.add_worker("--slots", "1", "--context", "1024")
     swarm.wait_for_workers(1)
     relay = RelayCall(worker_address(swarm))
-    relay.run("first", max_tokens=400)
+    relay.run("first", max_tokens=900)
     relay.run("refused", max_tokens=4)
     ended: dict[str, pb.RunEnded] = {}
     finished: dict[str, pb.Finished] = {}
