@@ -109,6 +109,17 @@ class LlamaModel:
             return buffer.raw[:n]
         return self._piece_buffer.raw[:n]
 
+    @property
+    def vocab(self) -> Any:
+        """The llama_vocab handle, for samplers that read token texts (a grammar)."""
+        return self._vocab
+
+    @property
+    def end_token(self) -> int:
+        """The end-of-sequence token (its end-of-turn token if it has none)."""
+        eos = int(llama_cpp.llama_vocab_eos(self._vocab))
+        return eos if eos >= 0 else int(llama_cpp.llama_vocab_eot(self._vocab))
+
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
