@@ -51,6 +51,7 @@ class Sampler:
         # Only the penalties remember accepted tokens: without them, the chain may sample (and so accept)
         # a token the grammar then refuses, and the fast C path serves the first draw too.
         self._chain_remembers = params.repeat_penalty != 1.0
+        self._plain_greedy = params.greedy and not self._chain_remembers
         self._end_token = model.end_token
         if params.grammar:
             try:
@@ -70,7 +71,7 @@ class Sampler:
         else:
             token = int(llama_cpp.llama_sampler_sample(self._chain, context.handle, batch_index))
         if not self._grammar.allows(token):
-            token = self._candidates.choose(context, batch_index, self._grammar.handle, self._chain)
+            token = self._resample(context, batch_index, self._grammar, self._candidates)
             if not self._grammar.allows(token):
                 # The grammar allows no token of this vocabulary here: end the sequence, not the worker.
                 log.warning("the grammar allows no token of this model's vocabulary here: ending the sequence")
@@ -78,6 +79,17 @@ class Sampler:
         llama_cpp.llama_sampler_accept(self._chain, token)
         self._grammar.accept(token)
         return token
+
+    def _resample(
+        self, context: LlamaContext, batch_index: int, grammar: GrammarGate, candidates: TokenCandidates
+    ) -> int:
+        """The chain's choice among the tokens the grammar allows. Plain greedy needs only the likeliest
+        allowed token, usually among the first few; other chains see the whole vocabulary, filtered."""
+        if self._plain_greedy:
+            best = candidates.best_allowed(context, batch_index, grammar.handle)
+            if best is not None:
+                return best
+        return candidates.choose(context, batch_index, grammar.handle, self._chain)
 
     def close(self) -> None:
         if self._grammar is not None:
