@@ -1,6 +1,6 @@
 """Decode rate under a JSON-schema grammar against the same requests unconstrained, side by side in one run.
 
-Both arms run the same prompts through one BatchEngine (the worker's engine, no network), greedy, with
+Both arms run the same prompts through one BatchEngine (the worker's engine, no network), greedy or not, with
 S streams at once; the arms alternate round by round and each round's rate is its generated tokens
 over its wall time from first to last token. Prints each round, the medians and their ratio.
 
@@ -50,11 +50,13 @@ class Round:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def run_round(engine: BatchEngine, streams: int, grammar: str, max_tokens: int, tag: str) -> Round:
+def run_round(
+    engine: BatchEngine, streams: int, grammar: str, max_tokens: int, tag: str, temperature: float = 0.0
+) -> Round:
     """streams requests at once; tokens after each stream's first, over the time from the first first token."""
     inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
     for i in range(streams):
-        params = SamplingParams(temperature=0.0, grammar=grammar)
+        params = SamplingParams(temperature=temperature, seed=i, grammar=grammar)
         request = GenerationRequest(f"{tag}-{i}", "bench", PROMPT, max_tokens, params)
         engine.submit(request, _stamped(inbox, i))
     firsts: dict[int, float] = {}
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (each stream seeded by its index)")
     args = parser.parse_args(argv)
     model = LlamaModel(args.model or default_model_path(progress=False))
     engine = BatchEngine(model, EngineConfig(slots=max(args.streams, 1), context_per_slot=512, threads=args.threads))
@@ -100,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         arms: dict[str, list[Round]] = {"free": [], "schema": []}
         for n in range(args.rounds):
             for arm, arm_grammar in (("free", ""), ("schema", grammar)):
-                measured = run_round(engine, args.streams, arm_grammar, args.max_tokens, f"{arm}{n}")
+                measured = run_round(engine, args.streams, arm_grammar, args.max_tokens, f"{arm}{n}", args.temperature)
                 arms[arm].append(measured)
                 rate = f"{measured.tokens} tokens in {measured.seconds:.2f} s = {measured.rate:.1f} tok/s"
                 print(f"round {n} {arm:6}: {rate}")
         free = statistics.median(r.rate for r in arms["free"])
         constrained = statistics.median(r.rate for r in arms["schema"])
         print(
-            f"streams {args.streams}, threads {args.threads}: median unconstrained {free:.1f} tok/s, "
+            f"streams {args.streams}, threads {args.threads}, temperature {args.temperature}: "
+            f"median unconstrained {free:.1f} tok/s, "
             f"schema {constrained:.1f} tok/s, ratio {constrained / free:.2f}"
         )
     finally:
