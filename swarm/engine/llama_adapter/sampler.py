@@ -51,7 +51,7 @@ class Sampler:
         # Only the penalties remember accepted tokens: without them, the chain may sample (and so accept)
         # a token the grammar then refuses, and the fast C path serves the first draw too.
         self._chain_remembers = params.repeat_penalty != 1.0
-        self._plain_greedy = params.greedy and not self._chain_remembers
+        self._temperature = params.temperature
         self._end_token = model.end_token
         if params.grammar:
             try:
@@ -83,13 +83,18 @@ class Sampler:
     def _resample(
         self, context: LlamaContext, batch_index: int, grammar: GrammarGate, candidates: TokenCandidates
     ) -> int:
-        """The chain's choice among the tokens the grammar allows. Plain greedy needs only the likeliest
-        allowed token, usually among the first few; other chains see the whole vocabulary, filtered."""
-        if self._plain_greedy:
+        """The chain's choice among the tokens the grammar allows, looked for among the likeliest first:
+        exact for greedy, and for a draw whenever the tokens left out weigh next to nothing. A chain with
+        penalties (which remember tokens) sees the whole vocabulary, filtered, as llama.cpp would show it."""
+        if self._chain_remembers:
+            return candidates.choose(context, batch_index, grammar.handle, self._chain)
+        if self._temperature == 0.0:
             best = candidates.best_allowed(context, batch_index, grammar.handle)
-            if best is not None:
-                return best
-        return candidates.choose(context, batch_index, grammar.handle, self._chain)
+        else:
+            best = candidates.sample_among_likeliest(
+                context, batch_index, grammar.handle, self._chain, self._temperature
+            )
+        return best if best is not None else candidates.choose(context, batch_index, grammar.handle, self._chain)
 
     def close(self) -> None:
         if self._grammar is not None:

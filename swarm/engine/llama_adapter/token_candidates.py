@@ -23,7 +23,11 @@ TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 class TokenCandidates:
     """Every token of the vocabulary with its logit at one batch row; chains applied to it pick one."""
 
-    TOP = 64  # the likeliest tokens a greedy choice under a grammar looks at before the whole vocabulary
+    GREEDY_TOP = 64  # the likeliest tokens a greedy choice under a grammar looks at first
+    SAMPLED_TOP = 1024  # and a sampled one
+    # A sampled choice among the likeliest tokens stands when everything less likely weighs (at the
+    # temperature) under this fraction of the allowed tokens among them; else the whole vocabulary is used.
+    TAIL_TOLERANCE = 1e-3
 
     def __init__(self, vocab_size: int) -> None:
         if TOKEN_DATA.itemsize != ctypes.sizeof(llama_cpp.llama_token_data):
@@ -31,30 +35,52 @@ class TokenCandidates:
         self._vocab_size = vocab_size
         self._ids = np.arange(vocab_size, dtype=np.int32)
         self._data = np.zeros(vocab_size, dtype=TOKEN_DATA)
-        self._array = llama_cpp.llama_token_data_array(
-            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
-            size=vocab_size,
-            selected=-1,
-            sorted=False,
-        )
-        self._top = np.zeros(self.TOP, dtype=TOKEN_DATA)
-        self._top_array = llama_cpp.llama_token_data_array(
-            data=self._top.ctypes.data_as(llama_cpp.llama_token_data_p), size=self.TOP, selected=-1, sorted=False
-        )
+        self._array = _array_over(self._data)
+        self._top = np.zeros(min(self.SAMPLED_TOP, vocab_size), dtype=TOKEN_DATA)
+        self._top_array = _array_over(self._top)
 
     def best_allowed(self, context: LlamaContext, batch_index: int, grammar: Any) -> int | None:
         """Greedy under a grammar without a pass over the whole vocabulary: the highest-logit token among the
-        TOP most likely that the grammar allows, or None when it allows none of them."""
+        GREEDY_TOP likeliest that the grammar allows, or None when it allows none of them."""
         logits = self._logits(context, batch_index)
-        top = np.argpartition(logits, -self.TOP)[-self.TOP :]
-        order = top[np.argsort(-logits[top], kind="stable")]
-        self._top["id"] = order
-        self._top["logit"] = logits[order]
-        self._top["p"] = 0.0
-        self._top_array.size, self._top_array.selected, self._top_array.sorted = self.TOP, -1, False
-        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._top_array))
-        allowed = np.isfinite(self._top["logit"])
+        allowed = self._likeliest_allowed(logits, self.GREEDY_TOP, grammar, ordered=True)
         return int(self._top["id"][np.argmax(allowed)]) if allowed.any() else None
+
+    def sample_among_likeliest(
+        self, context: LlamaContext, batch_index: int, grammar: Any, chain: Any, temperature: float
+    ) -> int | None:
+        """The chain's draw among the SAMPLED_TOP likeliest tokens the grammar allows; None when the tokens
+        left out could weigh more than TAIL_TOLERANCE of those allowed, where only the whole vocabulary is fair."""
+        logits = self._logits(context, batch_index)
+        allowed = self._likeliest_allowed(logits, self.SAMPLED_TOP, grammar, ordered=False)
+        if not allowed.any():
+            return None
+        weights = np.exp((logits - logits.max()) / temperature)
+        likeliest = weights[self._top["id"]]
+        left_out = weights.sum() - likeliest.sum()
+        if left_out > self.TAIL_TOLERANCE * likeliest[allowed].sum():
+            return None
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(self._top_array))
+        if not 0 <= self._top_array.selected < self._top_array.size:
+            raise RuntimeError("the sampler chain selected no token")
+        return int(self._top_array.data[self._top_array.selected].id)
+
+    def _likeliest_allowed(
+        self, logits: npt.NDArray[np.float32], count: int, grammar: Any, ordered: bool
+    ) -> npt.NDArray[np.bool_]:
+        """Fills the small array with the `count` highest logits (in descending order if `ordered`), applies
+        the grammar to it, and returns which of them it allows."""
+        count = min(count, self._vocab_size)
+        top = np.argpartition(logits, -count)[-count:]
+        if ordered:
+            top = top[np.argsort(-logits[top], kind="stable")]
+        self._top["id"][:count] = top
+        self._top["logit"][:count] = logits[top]
+        self._top["p"][:count] = 0.0
+        _reset(self._top_array, self._top, count)
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._top_array))
+        allowed: npt.NDArray[np.bool_] = np.isfinite(self._top["logit"][:count])
+        return allowed
 
     def choose(self, context: LlamaContext, batch_index: int, *samplers: Any) -> int:
         """Applies the samplers in order to the row's fresh logits (the last of them selects); no sampler accepts."""
@@ -62,16 +88,27 @@ class TokenCandidates:
         self._data["id"] = self._ids
         self._data["logit"] = self._logits(context, batch_index)
         self._data["p"] = 0.0
-        self._array.size = self._vocab_size
-        self._array.selected = -1
-        self._array.sorted = False
+        _reset(self._array, self._data, self._vocab_size)
         for sampler in samplers:
             llama_cpp.llama_sampler_apply(sampler, ctypes.byref(self._array))
         if not 0 <= self._array.selected < self._array.size:
             raise RuntimeError("the sampler chain selected no token")
-        return int(self._data["id"][self._array.selected])
+        return int(self._array.data[self._array.selected].id)
 
     def _logits(self, context: LlamaContext, batch_index: int) -> npt.NDArray[np.float32]:
         """The row's logits in llama.cpp's own buffer (valid until the next decode)."""
         pointer = llama_cpp.llama_get_logits_ith(context.handle, batch_index)
         return np.ctypeslib.as_array(pointer, shape=(self._vocab_size,))
+
+
+def _reset(array: llama_cpp.llama_token_data_array, data: npt.NDArray[np.void], size: int) -> None:
+    """Points the array at its buffer again, unsorted and unselected: samplers may have moved it to their own."""
+    array.data = data.ctypes.data_as(llama_cpp.llama_token_data_p)  # type: ignore[assignment]  # a pointer in C
+    array.size, array.selected, array.sorted = size, -1, False
+
+
+def _array_over(data: npt.NDArray[np.void]) -> llama_cpp.llama_token_data_array:
+    """llama.cpp's view of a TOKEN_DATA buffer (the buffer must outlive it)."""
+    return llama_cpp.llama_token_data_array(
+        data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(data), selected=-1, sorted=False
+    )
