@@ -7,6 +7,7 @@ import json
 import queue
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def model(tiny_model: Path) -> Iterator[LlamaModel]:
 
 @pytest.fixture(scope="module")
 def engine(model: LlamaModel) -> Iterator[BatchEngine]:
-    engine = BatchEngine(model, EngineConfig(slots=4, context_per_slot=1024, threads=2))
+    engine = BatchEngine(model, EngineConfig(slots=4, context_per_slot=1024, threads=1))
     engine.start()
     yield engine
     engine.stop()
@@ -65,15 +66,23 @@ def text_of(model: LlamaModel, tokens: list[int]) -> str:
     return b"".join(model.token_bytes(t) for t in tokens).decode()
 
 
-def test_random_schemas_hold_for_greedy_and_sampled_answers_decoded_together(
-    engine: BatchEngine, model: LlamaModel
-) -> None:
+# Every way a redraw under the grammar is made: greedy, temperature alone, top-k, top-p with min-p, a penalty.
+CHAINS = [
+    SamplingParams(temperature=0.0),
+    SamplingParams(temperature=1.0),
+    SamplingParams(temperature=0.7, top_k=40),
+    SamplingParams(temperature=1.2, top_p=0.9, min_p=0.05),
+    SamplingParams(temperature=0.8, repeat_penalty=1.2),
+]
+
+
+def test_random_schemas_hold_for_every_kind_of_chain_decoded_together(engine: BatchEngine, model: LlamaModel) -> None:
     rng = random.Random(17)
-    schemas = [random_schema(rng) for _ in range(16)]
-    answers = [
-        Answer(engine, constrained(f"schema-{i}", schema_grammar(s, "schema"), temperature=1.0 * (i % 2), seed=i))
-        for i, s in enumerate(schemas)
-    ]
+    schemas = [random_schema(rng) for _ in range(15)]
+    answers = []
+    for i, schema in enumerate(schemas):
+        params = replace(CHAINS[i % len(CHAINS)], seed=i, grammar=schema_grammar(schema, "schema"))
+        answers.append(Answer(engine, GenerationRequest(f"schema-{i}", "tiny", "Here is the answer:", 600, params)))
     for i, (schema, answer) in enumerate(zip(schemas, answers, strict=True)):
         tokens, finished = answer.result()
         assert finished.reason is FinishReason.STOP, f"schema {i} ran out of tokens: {json.dumps(schema)}"

@@ -24,8 +24,8 @@ class TokenCandidates:
     """Every token of the vocabulary with its logit at one batch row; chains applied to it pick one."""
 
     GREEDY_TOP = 64  # the likeliest tokens a greedy choice under a grammar looks at first
-    SAMPLED_TOP = 1024  # and a sampled one
-    # A sampled choice among the likeliest tokens stands when everything less likely weighs (at the
+    SAMPLED_TOP = 1024  # and a top-k, top-p or min-p draw
+    # A top-p/min-p draw among the likeliest tokens stands when everything less likely weighs (at the
     # temperature) under this fraction of the allowed tokens among them; else the whole vocabulary is used.
     TAIL_TOLERANCE = 1e-3
 
@@ -47,23 +47,34 @@ class TokenCandidates:
         return int(self._top["id"][np.argmax(allowed)]) if allowed.any() else None
 
     def sample_among_likeliest(
-        self, context: LlamaContext, batch_index: int, grammar: Any, chain: Any, temperature: float
+        self, context: LlamaContext, batch_index: int, grammar: Any, chain: Any, temperature: float, enough_allowed: int
     ) -> int | None:
-        """The chain's draw among the SAMPLED_TOP likeliest tokens the grammar allows; None when the tokens
-        left out could weigh more than TAIL_TOLERANCE of those allowed, where only the whole vocabulary is fair."""
+        """The chain's draw among the SAMPLED_TOP likeliest tokens the grammar allows, or None where only the
+        whole vocabulary gives the chain's answer: for a top-k chain (enough_allowed = k), when fewer than k
+        of them are allowed; else when the tokens left out could weigh over TAIL_TOLERANCE of those allowed."""
         logits = self._logits(context, batch_index)
         allowed = self._likeliest_allowed(logits, self.SAMPLED_TOP, grammar, ordered=False)
-        if not allowed.any():
+        count = int(allowed.sum())
+        if count == 0 or (enough_allowed > 0 and count < enough_allowed):
             return None
-        weights = np.exp((logits - logits.max()) / temperature)
-        likeliest = weights[self._top["id"]]
-        left_out = weights.sum() - likeliest.sum()
-        if left_out > self.TAIL_TOLERANCE * likeliest[allowed].sum():
-            return None
+        if enough_allowed == 0:
+            weights = np.exp((logits - logits.max()) / temperature)
+            likeliest = weights[self._top["id"][: len(allowed)]]
+            if weights.sum() - likeliest.sum() > self.TAIL_TOLERANCE * likeliest[allowed].sum():
+                return None
         llama_cpp.llama_sampler_apply(chain, ctypes.byref(self._top_array))
         if not 0 <= self._top_array.selected < self._top_array.size:
             raise RuntimeError("the sampler chain selected no token")
         return int(self._top_array.data[self._top_array.selected].id)
+
+    def draws(
+        self, context: LlamaContext, batch_index: int, temperature: float, rng: np.random.Generator, count: int
+    ) -> list[int]:
+        """`count` independent draws from the row's softmax at `temperature` (what a temperature-only chain draws)."""
+        scaled = self._logits(context, batch_index).astype(np.float64) / temperature
+        cumulative = np.cumsum(np.exp(scaled - scaled.max()))
+        picks = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
+        return [int(token) for token in np.minimum(picks, self._vocab_size - 1)]
 
     def _likeliest_allowed(
         self, logits: npt.NDArray[np.float32], count: int, grammar: Any, ordered: bool
