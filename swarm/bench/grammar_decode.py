@@ -1,8 +1,9 @@
 """Decode rate under a JSON-schema grammar against the same requests unconstrained, side by side in one run.
 
 Both arms run the same prompts through one BatchEngine (the worker's engine, no network), greedy or not, with
-S streams at once; the arms alternate round by round and each round's rate is its generated tokens
-over its wall time from first to last token. Prints each round, the medians and their ratio.
+S streams at once; the arms alternate round by round and a round's rate is the sum of its streams'
+own rates (tokens after the first over the time from first token to finish). Prints each round,
+the medians and their ratio.
 
     python -m swarm.bench.grammar_decode --streams 1 --rounds 3
 """
@@ -44,36 +45,36 @@ PROMPT = (
 class Round:
     tokens: int
     seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+    rate: float  # the sum of each stream's own decode rate
 
 
 def run_round(
     engine: BatchEngine, streams: int, grammar: str, max_tokens: int, tag: str, temperature: float = 0.0
 ) -> Round:
-    """streams requests at once; tokens after each stream's first, over the time from the first first token."""
+    """streams requests at once. Each stream's rate is its tokens after the first over its own time from first
+    token to finish; a round's rate is their sum, so streams ending at different times (answers of different
+    lengths) do not count the tail where fewer of them run as slowness."""
     inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
     for i in range(streams):
         params = SamplingParams(temperature=temperature, seed=i, grammar=grammar)
         request = GenerationRequest(f"{tag}-{i}", "bench", PROMPT, max_tokens, params)
         engine.submit(request, _stamped(inbox, i))
     firsts: dict[int, float] = {}
-    last = 0.0
+    rates: list[float] = []
     tokens = 0
-    done = 0
-    while done < streams:
+    last = 0.0
+    while len(rates) < streams:
         stream, event, stamp = inbox.get(timeout=600)
         if isinstance(event, Exception):
             raise event
         if isinstance(event, Finished):
-            done += 1
-            tokens += max(event.completion_tokens - 1, 0)
+            after_first = max(event.completion_tokens - 1, 0)
+            tokens += after_first
             last = max(last, stamp)
+            rates.append(after_first / (stamp - firsts[stream]) if stamp > firsts.get(stream, stamp) else 0.0)
         else:
             firsts.setdefault(stream, stamp)
-    return Round(tokens, last - min(firsts.values()))
+    return Round(tokens, last - min(firsts.values()), sum(rates))
 
 
 def _stamped(

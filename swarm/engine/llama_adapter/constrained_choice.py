@@ -5,7 +5,7 @@ refuses does the choice need the tokens the grammar allows; applying the grammar
 vocabulary (262,144 tokens on Gemma 3) costs more than a small model's decode step, so the redraw
 first tries ways that give the same answer from far fewer tokens:
 
-- greedy: the likeliest allowed token is almost always among the 64 likeliest tokens;
+- greedy: the likeliest allowed token is almost always among the 1,024 likeliest tokens;
 - temperature alone: drawing again from the same distribution until a draw is allowed is
   exactly a draw from the allowed tokens (rejection sampling), at a cost of one check per draw;
 - top-k: when the 1,024 likeliest tokens hold k allowed ones, they are the allowed top k;

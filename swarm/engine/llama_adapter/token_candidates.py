@@ -23,7 +23,7 @@ TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 class TokenCandidates:
     """Every token of the vocabulary with its logit at one batch row; chains applied to it pick one."""
 
-    GREEDY_TOP = 64  # the likeliest tokens a greedy choice under a grammar looks at first
+    GREEDY_TOP = 1024  # the likeliest tokens a greedy choice under a grammar looks at first
     SAMPLED_TOP = 1024  # and a top-k, top-p or min-p draw
     # A top-p/min-p draw among the likeliest tokens stands when everything less likely weighs (at the
     # temperature) under this fraction of the allowed tokens among them; else the whole vocabulary is used.
