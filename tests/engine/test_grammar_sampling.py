@@ -137,7 +137,7 @@ def test_a_complete_grammar_lets_the_end_through_and_one_allowing_only_the_end_e
 @pytest.mark.slow
 def test_json_object_answers_of_gemma_parse(gemma_model: Path) -> None:
     gemma = LlamaModel(gemma_model)
-    engine = BatchEngine(gemma, EngineConfig(slots=2, context_per_slot=512, threads=2))
+    engine = BatchEngine(gemma, EngineConfig(slots=1, context_per_slot=512, threads=1))
     engine.start()
     try:
         prompt = (
