@@ -14,6 +14,7 @@ import pytest
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.llama_adapter.grammar_gate import GrammarGate
 from swarm.shared.errors import SwarmError
 from swarm.shared.json_schema_grammar import json_object_grammar, schema_grammar
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
@@ -86,6 +87,13 @@ def test_random_schemas_hold_for_every_kind_of_chain_decoded_together(engine: Ba
     for i, (schema, answer) in enumerate(zip(schemas, answers, strict=True)):
         tokens, finished = answer.result()
         assert finished.reason is FinishReason.STOP, f"schema {i} ran out of tokens: {json.dumps(schema)}"
+        # The tokens themselves, in the order they came, through a fresh grammar (raises on the first misfit),
+        # and their text, read on this thread while the engine's thread detokenizes other answers.
+        fresh = GrammarGate(model.vocab, schema_grammar(schema, "schema"), model.is_end_of_generation)
+        try:
+            fresh.replay(tokens)
+        finally:
+            fresh.close()
         check_answer(text_of(model, tokens), schema)
 
 
