@@ -42,7 +42,7 @@ def batched_decode(model: LlamaModel, prompts: list[str], max_tokens: int, threa
     streams = len(prompts)
     context = LlamaContext(model, streams, 512, 512, threads)
     batch = TokenBatch(context.batch_size)
-    samplers = [Sampler(SamplingParams(temperature=0.0), [], model.vocab_size) for _ in prompts]
+    samplers = [Sampler(SamplingParams(temperature=0.0), [], model) for _ in prompts]
     try:
         # A new context builds its compute graph on the first decode: do that before timing,
         # as a long-running worker has long done it.

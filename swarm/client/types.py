@@ -27,6 +27,7 @@ class GenerateOptions:
     request_id: str = ""
     min_p: float | None = None
     repeat_penalty: float | None = None
+    grammar: str = ""  # GBNF (root rule `root`) the output must match
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -36,6 +37,7 @@ class GenerateOptions:
             top_k=self.top_k,
             stop=list(self.stop),
             request_id=request_id,
+            grammar=self.grammar,
         )
         if self.temperature is not None:
             msg.temperature = self.temperature

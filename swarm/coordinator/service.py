@@ -20,6 +20,7 @@ from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
+from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
 from swarm.shared.types import (
     GenerationEvent,
@@ -76,6 +77,8 @@ class InferenceService:
     async def _generate(self, raw: RawRequest, api_key: str, whole_answer: bool) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
+            if request.sampling.grammar:
+                await asyncio.to_thread(check_grammar, request.sampling.grammar)
         except InvalidRequest as exc:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         # Keyless calls share one namespace: the batch runner's (ids starting with batch-, which no client

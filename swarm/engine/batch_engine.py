@@ -227,7 +227,8 @@ class BatchEngine:
                 return
             slot, keep = choice
             trace = tracing.traceparent(sequence.trace) if sequence.trace is not None else ""
-            keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace)
+            resumed = len(sequence.request.resume_tokens)
+            keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace, resumed)
             self._waiting.popleft()
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence

@@ -22,10 +22,19 @@ class Forward(Protocol):
     @property
     def context_per_slot(self) -> int: ...
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
+    def open(
+        self,
+        slot: int,
+        sampling: SamplingParams,
+        prompt: list[int],
+        keep: int,
+        traceparent: str = "",
+        generated: int = 0,
+    ) -> int:
         """Starts a sequence on a slot whose cache holds `keep` prompt tokens; returns how many it really kept.
 
-        traceparent: the request's trace ("" when off), for whatever computes its steps elsewhere."""
+        traceparent: the request's trace ("" when off), for whatever computes its steps elsewhere.
+        generated: how many of prompt's last tokens the sequence generated before (a failover's resume tokens)."""
         ...
 
     @property
@@ -68,8 +77,16 @@ class WholeModel:
     def context_per_slot(self) -> int:
         return self._context.context_per_slot
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
-        sampler = Sampler(sampling, prompt, self._model.vocab_size)  # may raise: nothing changed yet
+    def open(
+        self,
+        slot: int,
+        sampling: SamplingParams,
+        prompt: list[int],
+        keep: int,
+        traceparent: str = "",
+        generated: int = 0,
+    ) -> int:
+        sampler = Sampler(sampling, prompt, self._model, generated)  # may raise: nothing changed yet
         if keep == 0 or not self._context.forget(slot, keep):
             self._context.forget(slot)
             keep = 0

@@ -50,7 +50,12 @@ class StageExecutor:
         return self._context.batch_size
 
     def open(
-        self, session: int, sampling: SamplingParams | None = None, keep: int = 0, history: list[int] | None = None
+        self,
+        session: int,
+        sampling: SamplingParams | None = None,
+        keep: int = 0,
+        history: list[int] | None = None,
+        generated: int = 0,
     ) -> int:
         """Starts a session on a slot, keeping its first `keep` cached positions (a shared prefix) where the
         cache can cut there; returns how many it kept (keep or 0)."""
@@ -61,7 +66,7 @@ class StageExecutor:
             keep = 0
         if self.last:
             self.close(session)
-            self._samplers[session] = Sampler(sampling or SamplingParams(), history or [], self.model.vocab_size)
+            self._samplers[session] = Sampler(sampling or SamplingParams(), history or [], self.model, generated)
         return keep
 
     def close(self, session: int) -> None:
@@ -74,7 +79,8 @@ class StageExecutor:
         for session in step.releases:
             self.close(session)
         for opened in step.opens:
-            if self.open(opened.session, opened.sampling, opened.keep, history=list(opened.prompt)) != opened.keep:
+            kept = self.open(opened.session, opened.sampling, opened.keep, list(opened.prompt), opened.generated)
+            if kept != opened.keep:
                 raise CacheLost(f"session {opened.session}: this stage's cache cannot keep {opened.keep} positions")
         return self.step(list(step.work)) if step.work else []
 

@@ -36,6 +36,7 @@ class SessionOpen:
     prompt: tuple[int, ...] = ()  # the repetition penalty's history
     keep: int = 0  # cached positions of the session's last run to keep (a shared prompt prefix)
     traceparent: str = ""  # the request's trace, for each stage's span of the session's first step
+    generated: int = 0  # prompt's last tokens the session generated before (a failover's): the grammar replays them
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class SamplingParams:
     seed: int = 0
     min_p: float = 0.0
     repeat_penalty: float = 1.0  # 1 disables the penalty
+    grammar: str = ""  # GBNF (root rule `root`) the output must match; "" leaves it unconstrained
 
     @property
     def greedy(self) -> bool:
@@ -56,6 +57,7 @@ class RawRequest:
     min_p: float | None = None
     repeat_penalty: float | None = None
     resume_after_tokens: int = 0
+    grammar: str = ""  # GBNF, given as such or made from an OpenAI response_format
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class RequestLimits:
     max_stop_chars: int = 64
     default_temperature: float = 0.8
     max_temperature: float = 10.0
+    max_grammar_bytes: int = 64 * 1024
 
     @property
     def max_message_bytes(self) -> int:
@@ -79,6 +80,7 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
         seed=secrets.randbits(32) if raw.seed is None else raw.seed,
         min_p=0.0 if raw.min_p is None else raw.min_p,
         repeat_penalty=1.0 if raw.repeat_penalty is None else raw.repeat_penalty,
+        grammar=raw.grammar,
     )
     check_sampling(sampling, limits)
     return GenerationRequest(
@@ -109,6 +111,8 @@ def check_sampling(sampling: SamplingParams, limits: RequestLimits) -> None:
     repeat_penalty = _float32(sampling.repeat_penalty)
     if not math.isfinite(repeat_penalty) or not 0.0 < repeat_penalty <= 10.0:
         raise InvalidRequest("repeat_penalty", f"must be in (0, 10], got {sampling.repeat_penalty}")
+    if len(sampling.grammar.encode()) > limits.max_grammar_bytes:
+        raise InvalidRequest("grammar", f"is longer than {limits.max_grammar_bytes} bytes")
 
 
 def check_run(request: GenerationRequest, limits: RequestLimits, context_length: int) -> None:

@@ -42,6 +42,7 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         min_p=msg.min_p if msg.HasField("min_p") else None,
         repeat_penalty=msg.repeat_penalty if msg.HasField("repeat_penalty") else None,
         resume_after_tokens=msg.resume_after_tokens,
+        grammar=msg.grammar,
     )
 
 
@@ -82,6 +83,7 @@ def sampling_to_wire(s: SamplingParams) -> pb.SamplingParams:
         seed=s.seed,
         min_p=s.min_p,
         repeat_penalty=s.repeat_penalty,
+        grammar=s.grammar,
     )
 
 
@@ -93,6 +95,7 @@ def sampling_from_wire(s: pb.SamplingParams) -> SamplingParams:
         seed=s.seed,
         min_p=s.min_p,
         repeat_penalty=s.repeat_penalty or 1.0,
+        grammar=s.grammar,
     )
 
 

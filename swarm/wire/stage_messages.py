@@ -41,6 +41,7 @@ def step_to_wire(step: PipelineStep, bfloat16: bool = False) -> pb.StageStep:
                 prompt=o.prompt,
                 keep=o.keep,
                 traceparent=o.traceparent,
+                generated=o.generated,
             )
             for o in step.opens
         ],
@@ -72,7 +73,7 @@ def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
         hidden = decode_hidden(rows.hidden, rows.rows, n_embd, msg.bfloat16)
         work.append(StageWork(rows.session, rows.position, hidden=hidden, sample=rows.sample))
     opens = tuple(
-        SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt), o.keep, o.traceparent)
+        SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt), o.keep, o.traceparent, o.generated)
         for o in msg.opens
     )
     return PipelineStep(opens=opens, releases=tuple(msg.releases), work=tuple(work))

@@ -41,7 +41,7 @@ BATCH_STATE_DONE: BatchState
 BATCH_STATE_CANCELLED: BatchState
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "request_id", "min_p", "repeat_penalty", "resume_after_tokens")
+    __slots__ = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "request_id", "min_p", "repeat_penalty", "resume_after_tokens", "grammar")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class GenerateRequest(_message.Message):
     MIN_P_FIELD_NUMBER: _ClassVar[int]
     REPEAT_PENALTY_FIELD_NUMBER: _ClassVar[int]
     RESUME_AFTER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GRAMMAR_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     max_tokens: int
@@ -66,7 +67,8 @@ class GenerateRequest(_message.Message):
     min_p: float
     repeat_penalty: float
     resume_after_tokens: int
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., resume_after_tokens: _Optional[int] = ...) -> None: ...
+    grammar: str
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., resume_after_tokens: _Optional[int] = ..., grammar: _Optional[str] = ...) -> None: ...
 
 class TextPiece(_message.Message):
     __slots__ = ("text", "token_ids")
@@ -345,20 +347,22 @@ class RelayBatch(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[GenerateResponse, _Mapping]]] = ..., ended: _Optional[_Iterable[_Union[RunEnded, _Mapping]]] = ...) -> None: ...
 
 class SamplingParams(_message.Message):
-    __slots__ = ("temperature", "top_p", "top_k", "seed", "min_p", "repeat_penalty")
+    __slots__ = ("temperature", "top_p", "top_k", "seed", "min_p", "repeat_penalty", "grammar")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MIN_P_FIELD_NUMBER: _ClassVar[int]
     REPEAT_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    GRAMMAR_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_p: float
     top_k: int
     seed: int
     min_p: float
     repeat_penalty: float
-    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ...) -> None: ...
+    grammar: str
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., grammar: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms")
@@ -425,18 +429,20 @@ class StagePong(_message.Message):
     def __init__(self) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("session", "sampling", "prompt", "keep", "traceparent")
+    __slots__ = ("session", "sampling", "prompt", "keep", "traceparent", "generated")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     KEEP_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
     session: int
     sampling: SamplingParams
     prompt: _containers.RepeatedScalarFieldContainer[int]
     keep: int
     traceparent: str
-    def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ..., keep: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    generated: int
+    def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ..., keep: _Optional[int] = ..., traceparent: _Optional[str] = ..., generated: _Optional[int] = ...) -> None: ...
 
 class SessionRows(_message.Message):
     __slots__ = ("session", "position", "rows", "hidden", "sample")

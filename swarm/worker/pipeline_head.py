@@ -141,13 +141,21 @@ class PipelineHead:
     def max_in_flight(self) -> int:
         return self._in_flight
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
+    def open(
+        self,
+        slot: int,
+        sampling: SamplingParams,
+        prompt: list[int],
+        keep: int,
+        traceparent: str = "",
+        generated: int = 0,
+    ) -> int:
         # Every stage keeps the same prefix of the slot's last run, but only over the stream that
         # built it: a broken stream may mean a restarted next stage, whose cache is gone.
         if not self._link.stream or self._cached_on.get(slot) != self._link.stream:
             keep = 0
         keep = self._executor.open(slot, keep=keep)
-        self._opens.append(SessionOpen(slot, sampling, tuple(prompt), keep, traceparent))
+        self._opens.append(SessionOpen(slot, sampling, tuple(prompt), keep, traceparent, generated))
         return keep
 
     def send(self, work: list[StageWork]) -> None:

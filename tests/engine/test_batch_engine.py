@@ -210,8 +210,16 @@ class RecordingForward:
         self.batch_capacity = inner.batch_capacity
         self.context_per_slot = inner.context_per_slot
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
-        return self.inner.open(slot, sampling, prompt, keep, traceparent)
+    def open(
+        self,
+        slot: int,
+        sampling: SamplingParams,
+        prompt: list[int],
+        keep: int,
+        traceparent: str = "",
+        generated: int = 0,
+    ) -> int:
+        return self.inner.open(slot, sampling, prompt, keep, traceparent, generated)
 
     @property
     def max_in_flight(self) -> int:

@@ -13,7 +13,9 @@ N_EMBD = 8
 def step() -> PipelineStep:
     rows = np.random.default_rng(0).standard_normal((3, N_EMBD)).astype(np.float32)
     return PipelineStep(
-        opens=(SessionOpen(1, SamplingParams(temperature=0.0, top_k=5), (1, 2, 3)),),
+        opens=(
+            SessionOpen(1, SamplingParams(temperature=0.0, top_k=5, grammar='root ::= "a"'), (1, 2, 3), generated=2),
+        ),
         releases=(0,),
         work=(StageWork(1, 4, hidden=rows, sample=True),),
     )

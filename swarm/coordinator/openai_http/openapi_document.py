@@ -35,6 +35,15 @@ _SAMPLING = {
     "seed": {"type": "integer", "minimum": 0, "description": "unset: random"},
     "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 8}]},
     "n": {"type": "integer", "enum": [1]},
+    "response_format": {
+        "type": "object",
+        "description": "text, json_object or json_schema {name, schema, strict}: a grammar holds the output to it",
+        "properties": {"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}},
+    },
+    "grammar": {
+        "type": "string",
+        "description": "llama.cpp extension: GBNF with a root rule; not with response_format",
+    },
     "stream": {"type": "boolean", "description": "answer with server-sent events, ending with data: [DONE]"},
     "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
 }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm.coordinator.openai_http.chat_template import ChatMessage
+from swarm.coordinator.openai_http.response_format import output_grammar
 from swarm.shared.types import RawRequest
 from swarm.shared.validation import UINT64_MAX, InvalidRequest
 
@@ -134,6 +135,7 @@ def _common(body: Mapping[str, Any], prompt: str) -> tuple[RawRequest, bool, boo
         stop=_stop(body.get("stop")),
         min_p=_optional_number(body, "min_p"),
         repeat_penalty=_optional_number(body, "repeat_penalty"),
+        grammar=output_grammar(body),
     )
     stream = _optional_bool(body, "stream") or False
     options = body.get("stream_options")

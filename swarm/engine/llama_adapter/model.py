@@ -58,7 +58,6 @@ class LlamaModel:
         self.vocab_size = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.context_length_trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.size_bytes = int(llama_cpp.llama_model_size(self._model))
-        self._piece_buffer = ctypes.create_string_buffer(256)
 
     @property
     def handle(self) -> Any:
@@ -102,12 +101,25 @@ class LlamaModel:
         return list(tokens[:n])
 
     def token_bytes(self, token: int) -> bytes:
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer, 256, 0, False)
+        """The token's text. Safe on any thread: the engine thread detokenizes while others read answers,
+        and llama.cpp writes the piece with the GIL released, so a buffer shared between calls is not."""
+        buffer = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
         if n < 0:
             buffer = ctypes.create_string_buffer(-n)
             n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -n, 0, False)
-            return buffer.raw[:n]
-        return self._piece_buffer.raw[:n]
+        return buffer.raw[:n]
+
+    @property
+    def vocab(self) -> Any:
+        """The llama_vocab handle, for samplers that read token texts (a grammar)."""
+        return self._vocab
+
+    @property
+    def end_token(self) -> int:
+        """The end-of-sequence token (its end-of-turn token if it has none)."""
+        eos = int(llama_cpp.llama_vocab_eos(self._vocab))
+        return eos if eos >= 0 else int(llama_cpp.llama_vocab_eot(self._vocab))
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))

@@ -1,10 +1,13 @@
-"""A llama.cpp sampler chain per sequence: greedy, or top-k/top-p/min-p/temperature with a seed, in C."""
+"""A llama.cpp sampler chain per sequence: greedy, or top-k/top-p/min-p/temperature with a seed, in C;
+with a grammar, its choices go through a ConstrainedChoice."""
 
 from __future__ import annotations
 
 import llama_cpp
 
+from swarm.engine.llama_adapter.constrained_choice import ConstrainedChoice
 from swarm.engine.llama_adapter.context import LlamaContext
+from swarm.engine.llama_adapter.model import LlamaModel
 from swarm.shared.types import SamplingParams
 
 
@@ -13,12 +16,14 @@ class Sampler:
 
     PENALTY_WINDOW = 64  # tokens the repetition penalty looks back over
 
-    def __init__(self, params: SamplingParams, history: list[int], vocab_size: int) -> None:
+    def __init__(self, params: SamplingParams, history: list[int], model: LlamaModel, generated: int = 0) -> None:
+        """history: the sequence so far, whose last `generated` tokens it generated before (a failover's
+        resume tokens): the grammar, if any, replays exactly those."""
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
         if params.repeat_penalty != 1.0:
             penalties = llama_cpp.llama_sampler_init_penalties(
-                vocab_size, self.PENALTY_WINDOW, params.repeat_penalty, 0.0, 0.0
+                model.vocab_size, self.PENALTY_WINDOW, params.repeat_penalty, 0.0, 0.0
             )
             add(chain, penalties)
         if params.greedy:
@@ -36,12 +41,28 @@ class Sampler:
             for token in history[-self.PENALTY_WINDOW :]:
                 llama_cpp.llama_sampler_accept(chain, token)
         self._chain = chain
+        self._constrained: ConstrainedChoice | None = None
+        if params.grammar:
+            try:
+                self._constrained = ConstrainedChoice(
+                    params, model, history[len(history) - generated :] if generated else []
+                )
+            except Exception:
+                self.close()
+                raise
 
     def sample(self, context: LlamaContext, batch_index: int) -> int:
         """Samples from the logits at batch_index and records the token in the chain's history."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, context.handle, batch_index))
+        if self._constrained is None:
+            return int(llama_cpp.llama_sampler_sample(self._chain, context.handle, batch_index))
+        token = self._constrained.choose(context, batch_index, self._chain)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
 
     def close(self) -> None:
+        if self._constrained is not None:
+            self._constrained.close()
+            self._constrained = None
         if self._chain:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None

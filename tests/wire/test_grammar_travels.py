@@ -1,0 +1,19 @@
+"""A request's grammar reaches the worker unchanged: client to coordinator, coordinator to worker, and Redis."""
+
+from swarm.client import GenerateOptions
+from swarm.shared.codec import request_from_json, to_json
+from swarm.shared.types import GenerationRequest, SamplingParams
+from swarm.wire.convert import raw_request_from_wire, run_request_from_wire, run_request_to_wire
+
+GRAMMAR = 'root ::= "{" [a-z]+ "}"'
+
+
+def test_the_grammar_travels_every_hop_and_a_record_without_one_reads_as_unconstrained() -> None:
+    assert raw_request_from_wire(GenerateOptions(grammar=GRAMMAR).to_wire("hi", "r1")).grammar == GRAMMAR
+    request = GenerationRequest(
+        "r1", "tiny", "hi", 8, SamplingParams(temperature=0.5, grammar=GRAMMAR), resume_tokens=(4, 5)
+    )
+    assert run_request_from_wire(run_request_to_wire(request), "tiny") == request
+    assert request_from_json(to_json(request)) == request
+    older = to_json(GenerationRequest("r2", "tiny", "hi", 8, SamplingParams())).replace(',"grammar":""', "")
+    assert "grammar" not in older and request_from_json(older).sampling.grammar == ""
