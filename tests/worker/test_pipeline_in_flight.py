@@ -50,9 +50,17 @@ class WatchedForward:
         self.prompts: dict[int, tuple[int, ...]] = {}  # slot -> the prompt last opened on it
         self.on_send: Callable[[list[StageWork]], None] = lambda work: None
 
-    def open(self, slot: int, sampling: SamplingParams, prompt: list[int], keep: int, traceparent: str = "") -> int:
+    def open(
+        self,
+        slot: int,
+        sampling: SamplingParams,
+        prompt: list[int],
+        keep: int,
+        traceparent: str = "",
+        generated: int = 0,
+    ) -> int:
         self.prompts[slot] = tuple(prompt)
-        return self.inner.open(slot, sampling, prompt, keep, traceparent)
+        return self.inner.open(slot, sampling, prompt, keep, traceparent, generated)
 
     def send(self, work: list[StageWork]) -> None:
         self.inner.send(work)
