@@ -22,13 +22,12 @@ from pathlib import Path
 from swarm.bench.engine_vs_bare import fresh_prompts
 from swarm.bench.lan.emulated_lan import EmulatedLan, pin_to_cores
 from swarm.bench.swarm_load import measure_swarm
-from swarm.client import SwarmCallError, SwarmClient
 from swarm.coordinator.planning.link_costs import Link, Measurements, cut_bytes
 from swarm.coordinator.planning.planner import NodeCapacity, split_layers
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.model_shape import model_shape
 from swarm.gguf_files.stage_files import cached_split, split_model
-from swarm.launch.local_swarm import LocalSwarm, wait_until
+from swarm.launch.local_swarm import LocalSwarm
 from swarm.shared.types import NodeId
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,7 @@ def start_arms(lan: EmulatedLan, scratch: Path, model: Path, layout: list[tuple[
     files = [scratch / "planned" / stage.file for stage in manifest.stages]
     pcs = [pc for pc, _, _ in layout]
     lan.start_pipeline(files, *worker_args, "--model-name", "planned", pcs=pcs, name="planned")
-
-    def all_up() -> bool:
-        dead = lan.swarm.failed()
-        if dead is not None:
-            raise RuntimeError(f"{dead.name} exited:\n{dead.log_tail()}")
-        try:
-            with SwarmClient(lan.coordinator, retries=0) as client:
-                return sum(1 for w in client.status().workers if w.up) == 4
-        except SwarmCallError:
-            return False
-
-    wait_until(all_up, 180, "both pipelines")
+    lan.wait_for_workers(4, "both pipelines")
 
 
 def measure(address: str, args: argparse.Namespace) -> dict[str, list[float]]:

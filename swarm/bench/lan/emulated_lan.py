@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarm.client import SwarmCallError, SwarmClient
 from swarm.launch.local_swarm import (
     LATER_STAGE_TIER,
     REDIS_TIER,
@@ -169,6 +170,21 @@ class EmulatedLan:
         coordinator = self.reach(pc, COORDINATOR_PC, self.coordinator)
         process = self.swarm.start_worker(coordinator, model, *extra, *wiring, name=name, tier=tier)
         return self.place(process, pc)
+
+    def wait_for_workers(self, count: int, what: str, timeout_s: float = 180.0) -> None:
+        """Returns once `count` workers are up at the coordinator; raises with its log if a process exited."""
+
+        def all_up() -> bool:
+            dead = self.swarm.failed()
+            if dead is not None:
+                raise RuntimeError(f"{dead.name} exited:\n{dead.log_tail()}")
+            try:
+                with SwarmClient(self.coordinator, retries=0) as client:
+                    return sum(1 for w in client.status().workers if w.up) == count
+            except SwarmCallError:
+                return False
+
+        wait_until(all_up, timeout_s, what)
 
     def link_cpu_seconds(self) -> float:
         """CPU time all link relays have used so far: what the emulation itself costs the PCs."""

@@ -23,10 +23,10 @@ import llama_cpp
 from swarm.bench.engine_vs_bare import fresh_prompts
 from swarm.bench.lan.emulated_lan import EmulatedLan
 from swarm.bench.swarm_load import measure_swarm
-from swarm.client import AsyncSwarmClient, SwarmCallError, SwarmClient
+from swarm.client import AsyncSwarmClient
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals, wait_until
+from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals
 from swarm.shared.types import Finished, TextPiece
 
 log = logging.getLogger(__name__)
@@ -76,18 +76,7 @@ def start_arms(lan: EmulatedLan, scratch: Path, model: Path, args: argparse.Name
     lan.start_whole_model(model, *worker_args, "--model-name", ARMS[0], pc=0, name="whole")
     stage_files = cached_split(model, 2, cache_dir() / "stages")
     lan.start_pipeline(stage_files, *worker_args, "--model-name", ARMS[1], pcs=[0, 1])
-
-    def all_up() -> bool:
-        dead = lan.swarm.failed()
-        if dead is not None:
-            raise RuntimeError(f"{dead.name} exited:\n{dead.log_tail()}")
-        try:
-            with SwarmClient(lan.coordinator, retries=0) as client:
-                return sum(1 for w in client.status().workers if w.up) == 3
-        except SwarmCallError:
-            return False
-
-    wait_until(all_up, 180, "the whole model and both stages")
+    lan.wait_for_workers(3, "the whole model and both stages")
 
 
 def in_turns(repeat: int) -> tuple[str, ...]:
