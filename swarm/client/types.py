@@ -28,6 +28,7 @@ class GenerateOptions:
     min_p: float | None = None
     repeat_penalty: float | None = None
     grammar: str = ""  # GBNF (root rule `root`) the output must match
+    grammar_trigger: str = ""  # with a grammar: it holds only from this text's first appearance in the output on
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -38,6 +39,7 @@ class GenerateOptions:
             stop=list(self.stop),
             request_id=request_id,
             grammar=self.grammar,
+            grammar_trigger=self.grammar_trigger,
         )
         if self.temperature is not None:
             msg.temperature = self.temperature

@@ -35,6 +35,9 @@ class SamplingParams:
     min_p: float = 0.0
     repeat_penalty: float = 1.0  # 1 disables the penalty
     grammar: str = ""  # GBNF (root rule `root`) the output must match; "" leaves it unconstrained
+    # Literal text from whose first appearance in the output on the grammar holds (free text before it:
+    # a tool call the model may or may not begin); "" holds the grammar from the first token.
+    grammar_trigger: str = ""
 
     @property
     def greedy(self) -> bool:
@@ -58,6 +61,7 @@ class RawRequest:
     repeat_penalty: float | None = None
     resume_after_tokens: int = 0
     grammar: str = ""  # GBNF, given as such or made from an OpenAI response_format
+    grammar_trigger: str = ""  # see SamplingParams.grammar_trigger
 
 
 @dataclass(frozen=True)

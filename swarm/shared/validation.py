@@ -18,6 +18,8 @@ BATCH_REQUEST_ID_PREFIX = "batch-"
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 FLOAT32_MAX = 3.4028234663852886e38
+# A trigger is a marker such as "<tool_call>", not a text: llama.cpp searches the output for it after each token.
+MAX_GRAMMAR_TRIGGER_BYTES = 256
 
 
 class InvalidRequest(ValueError):
@@ -81,6 +83,7 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
         min_p=0.0 if raw.min_p is None else raw.min_p,
         repeat_penalty=1.0 if raw.repeat_penalty is None else raw.repeat_penalty,
         grammar=raw.grammar,
+        grammar_trigger=raw.grammar_trigger,
     )
     check_sampling(sampling, limits)
     return GenerationRequest(
@@ -113,6 +116,10 @@ def check_sampling(sampling: SamplingParams, limits: RequestLimits) -> None:
         raise InvalidRequest("repeat_penalty", f"must be in (0, 10], got {sampling.repeat_penalty}")
     if len(sampling.grammar.encode()) > limits.max_grammar_bytes:
         raise InvalidRequest("grammar", f"is longer than {limits.max_grammar_bytes} bytes")
+    if sampling.grammar_trigger and not sampling.grammar:
+        raise InvalidRequest("grammar_trigger", "needs a grammar to trigger")
+    if len(sampling.grammar_trigger.encode()) > MAX_GRAMMAR_TRIGGER_BYTES:
+        raise InvalidRequest("grammar_trigger", f"is longer than {MAX_GRAMMAR_TRIGGER_BYTES} bytes")
 
 
 def check_run(request: GenerationRequest, limits: RequestLimits, context_length: int) -> None:

@@ -43,6 +43,7 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         repeat_penalty=msg.repeat_penalty if msg.HasField("repeat_penalty") else None,
         resume_after_tokens=msg.resume_after_tokens,
         grammar=msg.grammar,
+        grammar_trigger=msg.grammar_trigger,
     )
 
 
@@ -84,6 +85,7 @@ def sampling_to_wire(s: SamplingParams) -> pb.SamplingParams:
         min_p=s.min_p,
         repeat_penalty=s.repeat_penalty,
         grammar=s.grammar,
+        grammar_trigger=s.grammar_trigger,
     )
 
 
@@ -96,6 +98,7 @@ def sampling_from_wire(s: pb.SamplingParams) -> SamplingParams:
         min_p=s.min_p,
         repeat_penalty=s.repeat_penalty or 1.0,
         grammar=s.grammar,
+        grammar_trigger=s.grammar_trigger,
     )
 
 

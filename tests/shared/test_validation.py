@@ -111,3 +111,14 @@ def test_a_worker_refuses_a_run_out_of_range(sampling: SamplingParams, max_token
 def test_a_worker_runs_what_a_coordinator_validated() -> None:
     request = validate_request(RawRequest(prompt="hi", max_tokens=512, temperature=10.0, min_p=0.5), LIMITS)
     check_run(request, LIMITS, context_length=512)
+
+
+def test_a_grammar_trigger_needs_a_grammar_and_stays_short() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validate_request(RawRequest(prompt="hi", grammar_trigger="<tool_call>"), RequestLimits())
+    assert refused.value.field == "grammar_trigger"
+    with pytest.raises(InvalidRequest) as refused:
+        validate_request(RawRequest(prompt="hi", grammar='root ::= "x"', grammar_trigger="<" * 257), RequestLimits())
+    assert refused.value.field == "grammar_trigger"
+    accepted = validate_request(RawRequest(prompt="hi", grammar='root ::= "x"', grammar_trigger="x"), RequestLimits())
+    assert accepted.sampling.grammar_trigger == "x"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -15,13 +15,39 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 @dataclass(frozen=True)
+class PastToolCall:
+    """A call an earlier assistant turn made, as the chat repeats it."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+    def for_template(self) -> dict[str, Any]:
+        # Templates (Qwen's, Hermes's) write arguments with `tojson`: an object, as Transformers passes it.
+        try:
+            arguments: Any = json.loads(self.arguments)
+        except json.JSONDecodeError:
+            arguments = self.arguments
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: str
     content: str
     name: str = ""
+    tool_calls: tuple[PastToolCall, ...] = ()  # an assistant turn's calls
+    tool_call_id: str = ""  # a tool turn: the call it answers
 
-    def for_template(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content, **({"name": self.name} if self.name else {})}
+    def for_template(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            message["name"] = self.name
+        if self.tool_calls:
+            message["tool_calls"] = [call.for_template() for call in self.tool_calls]
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        return message
 
 
 class ChatRejected(ValueError):
@@ -64,8 +90,10 @@ def _compile(template: str) -> jinja2.Template:
         raise BrokenChatTemplate(f"the chat template does not compile: {exc}") from exc
 
 
-def render_chat(template: str, messages: Sequence[ChatMessage]) -> str:
-    """The prompt for the assistant's next turn.
+def render_chat(
+    template: str, messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+) -> str:
+    """The prompt for the assistant's next turn; tools: the functions it may call, as OpenAI's tool objects.
 
     bos_token is empty: the worker's tokenizer puts BOS in front of every prompt itself (as
     llama.cpp's completion path does), so rendering it too would double it. eos_token is empty
@@ -76,6 +104,7 @@ def render_chat(template: str, messages: Sequence[ChatMessage]) -> str:
     try:
         return compiled.render(
             messages=[m.for_template() for m in messages],
+            tools=[dict(tool) for tool in tools] if tools else None,
             add_generation_prompt=True,
             bos_token="",
             eos_token="",

@@ -53,7 +53,43 @@ _USAGE = {
     "properties": {name: {"type": "integer"} for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
 }
 
-_FINISH_REASON = {"type": "string", "enum": ["stop", "length", "cancelled"]}
+_FINISH_REASON = {"type": "string", "enum": ["stop", "length", "cancelled", "tool_calls"]}
+
+
+# Tool calls: the functions offered, how the model must use them, and a call as answers carry it.
+_FUNCTION = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "description": {"type": "string"},
+        "parameters": {"type": "object", "description": "JSON schema of the arguments (structured output's keywords)"},
+    },
+}
+_TOOLS = {
+    "tools": {
+        "type": "array",
+        "items": {"type": "object", "properties": {"type": {"enum": ["function"]}, "function": _FUNCTION}},
+    },
+    "tool_choice": {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {"type": "object", "properties": {"type": {"enum": ["function"]}, "function": {"type": "object"}}},
+        ]
+    },
+    "parallel_tool_calls": {"type": "boolean", "default": True},
+}
+_TOOL_CALL = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string", "description": "JSON"}},
+        },
+    },
+}
 
 
 def _answer(obj: str, choice: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +195,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
                         **_SAMPLING,
+                        **_TOOLS,
                     },
                 },
                 "ChatMessage": {
@@ -182,8 +219,11 @@ def openapi_document() -> dict[str, Any]:
                             ]
                         },
                         "name": {"type": "string"},
+                        "tool_calls": {"type": "array", "items": _ref("ToolCall")},
+                        "tool_call_id": {"type": "string", "description": "a tool message: the call it answers"},
                     },
                 },
+                "ToolCall": _TOOL_CALL,
                 "Completion": _answer(
                     "text_completion",
                     {"index": {"type": "integer"}, "text": {"type": "string"}, "finish_reason": _FINISH_REASON},

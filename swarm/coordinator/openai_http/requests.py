@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.coordinator.openai_http.chat_template import ChatMessage
+from swarm.coordinator.openai_http.chat_template import ChatMessage, PastToolCall
 from swarm.coordinator.openai_http.response_format import output_grammar
+from swarm.coordinator.openai_http.tool_request import ToolRequest, parse_tools
 from swarm.shared.types import RawRequest
 from swarm.shared.validation import UINT64_MAX, InvalidRequest
 
@@ -30,8 +31,7 @@ _UNSUPPORTED_UNLESS_OFF: dict[str, tuple[Any, ...]] = {
     "frequency_penalty": (None, 0, 0.0),
     "presence_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
-    "tools": (None, []),
-    "functions": (None, []),
+    "functions": (None, []),  # the deprecated form of tools
     "audio": (None,),
 }
 
@@ -49,6 +49,7 @@ class ChatCall:
     messages: tuple[ChatMessage, ...]
     stream: bool = False
     include_usage: bool = False
+    tools: ToolRequest | None = None  # None: no functions offered, or tool_choice "none"
 
 
 def parse_json_body(data: bytes) -> Mapping[str, Any]:
@@ -92,6 +93,9 @@ def _check_text(text: str) -> None:
 
 
 def parse_completion(body: Mapping[str, Any]) -> CompletionCall:
+    for field in ("tools", "tool_choice", "parallel_tool_calls"):
+        if body.get(field) is not None:
+            raise InvalidRequest(field, "is for /v1/chat/completions; completions call no tools")
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
@@ -103,7 +107,10 @@ def parse_completion(body: Mapping[str, Any]) -> CompletionCall:
 
 def parse_chat(body: Mapping[str, Any]) -> ChatCall:
     raw, stream, include_usage = _common(body, "")
-    return ChatCall(raw, _messages(body.get("messages")), stream, include_usage)
+    tools = parse_tools(body)
+    if tools is not None and raw.grammar:
+        raise InvalidRequest("tools", "cannot be combined with response_format or grammar (the calls have their own)")
+    return ChatCall(raw, _messages(body.get("messages")), stream, include_usage, tools)
 
 
 def _common(body: Mapping[str, Any], prompt: str) -> tuple[RawRequest, bool, bool]:
@@ -159,8 +166,34 @@ def _messages(value: Any) -> tuple[ChatMessage, ...]:
         name = message.get("name")
         if name is not None and not isinstance(name, str):
             raise InvalidRequest(f"{where}.name", "must be a string")
-        messages.append(ChatMessage(role, _content(message.get("content"), f"{where}.content"), name or ""))
+        content = _content(message.get("content"), f"{where}.content")
+        calls = _past_calls(message.get("tool_calls"), f"{where}.tool_calls") if role == "assistant" else ()
+        call_id = message.get("tool_call_id")
+        if role == "tool" and not isinstance(call_id, str):
+            raise InvalidRequest(f"{where}.tool_call_id", "must name the call a tool message answers")
+        messages.append(ChatMessage(role, content, name or "", calls, call_id if isinstance(call_id, str) else ""))
     return tuple(messages)
+
+
+def _past_calls(value: Any, where: str) -> tuple[PastToolCall, ...]:
+    """An assistant turn's tool calls, as the client repeats them from an earlier answer."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest(where, "must be a list of tool calls")
+    calls = []
+    for i, call in enumerate(value):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidRequest(f"{where}[{i}].function", "must be an object with a name and arguments")
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            raise InvalidRequest(f"{where}[{i}].function.arguments", "must be a string of JSON")
+        call_id = call.get("id", "")
+        if not isinstance(call_id, str):
+            raise InvalidRequest(f"{where}[{i}].id", "must be a string")
+        calls.append(PastToolCall(call_id, function["name"], arguments))
+    return tuple(calls)
 
 
 def _content(value: Any, where: str) -> str:

@@ -86,6 +86,13 @@ class CompletionShape:
     def text_chunk(self, text: str) -> dict[str, Any]:
         return self._chunk({"index": 0, "text": text, "logprobs": None, "finish_reason": None})
 
+    def text_chunks(self, text: str) -> list[dict[str, Any]]:
+        """The chunks one piece of the answer's text makes (none for empty text)."""
+        return [self.text_chunk(text)] if text else []
+
+    def finish_reason(self, finished: Finished) -> str:
+        return finished.reason.value
+
     def final_chunks(self, finished: Finished) -> list[dict[str, Any]]:
         choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": finished.reason.value}
         return [self._chunk(choice), *self._usage_chunk(finished)]
@@ -113,7 +120,7 @@ class ChatShape(CompletionShape):
             "index": 0,
             "message": {"role": "assistant", "content": text},
             "logprobs": None,
-            "finish_reason": finished.reason.value,
+            "finish_reason": self.finish_reason(finished),
         }
         return {**self._envelope("chat.completion"), "choices": [choice], "usage": usage(finished)}
 
@@ -125,5 +132,5 @@ class ChatShape(CompletionShape):
         return self._chunk({"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None})
 
     def final_chunks(self, finished: Finished) -> list[dict[str, Any]]:
-        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finished.reason.value}
+        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason(finished)}
         return [self._chunk(choice), *self._usage_chunk(finished)]

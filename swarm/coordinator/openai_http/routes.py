@@ -22,6 +22,8 @@ from swarm.coordinator.openai_http.responses import (
     error_body,
     models_body,
 )
+from swarm.coordinator.openai_http.tool_dialect import ToolsUnsupported, call_grammar, check_template_calls_tools
+from swarm.coordinator.openai_http.tool_responses import ToolChatShape
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.web.errors import openai_error
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -77,18 +79,28 @@ class OpenAIRoutes:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             call = parse_chat(await _body(request))
-            shape = ChatShape(await self._service.resolve_model(call.raw.model), call.include_usage)
-            template = await self._service.chat_template(shape.model)
+            model = await self._service.resolve_model(call.raw.model)
+            template = await self._service.chat_template(model)
             if not template:
-                message = f"model {shape.model!r} has no chat template; use /v1/completions"
+                message = f"model {model!r} has no chat template; use /v1/completions"
                 return _reply(ErrorReply(400, error_body(message, "invalid_request_error", "model")))
-            prompt = render_chat(template, call.messages)
+            raw = replace(call.raw, model=model)
+            shape = ChatShape(model, call.include_usage)
+            if call.tools is not None:
+                check_template_calls_tools(template, model)
+                grammar, trigger = call_grammar(call.tools)
+                raw = replace(raw, grammar=grammar, grammar_trigger=trigger)
+                shape = ToolChatShape(model, call.include_usage)
+            offered = [f.definition for f in call.tools.functions] if call.tools is not None else None
+            prompt = render_chat(template, call.messages, offered)
+        except ToolsUnsupported as exc:
+            return _reply(ErrorReply(400, error_body(str(exc), "invalid_request_error", "tools")))
         except ChatRejected as exc:
             return _reply(ErrorReply(400, error_body(str(exc), "invalid_request_error", "messages")))
         except BrokenChatTemplate as exc:
-            log.warning("model %s: %s", shape.model, exc)
-            return _reply(ErrorReply(500, error_body(f"model {shape.model!r}: {exc}", "server_error")))
-        return await self._answer(request, replace(call.raw, model=shape.model, prompt=prompt), shape, call.stream)
+            log.warning("model %s: %s", model, exc)
+            return _reply(ErrorReply(500, error_body(f"model {model!r}: {exc}", "server_error")))
+        return await self._answer(request, replace(raw, prompt=prompt), shape, call.stream)
 
     async def _answer(
         self, request: web.Request, raw: RawRequest, shape: CompletionShape, stream: bool
@@ -139,7 +151,7 @@ class OpenAIRoutes:
         def chunks(event: GenerationEvent) -> list[dict[str, Any]]:
             if isinstance(event, Finished):
                 return shape.final_chunks(event)
-            return [shape.text_chunk(event.text)] if event.text else []
+            return shape.text_chunks(event.text)
 
         try:
             for chunk in [*shape.opening_chunks(), *chunks(first)]:

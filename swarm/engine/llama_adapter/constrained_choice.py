@@ -37,7 +37,7 @@ class ConstrainedChoice:
 
     def __init__(self, params: SamplingParams, model: LlamaModel, generated: list[int]) -> None:
         """generated: tokens the sequence generated before (a failover's), replayed into the grammar."""
-        self._gate = GrammarGate(model.vocab, params.grammar, model.is_end_of_generation)
+        self._gate = GrammarGate(model.vocab, params.grammar, model.is_end_of_generation, params.grammar_trigger)
         try:
             self._gate.replay(generated)
         except Exception:

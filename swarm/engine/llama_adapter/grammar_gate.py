@@ -15,6 +15,13 @@ from typing import Any
 import llama_cpp
 
 GRAMMAR_ROOT = b"root"
+# Characters with a meaning in an ECMAScript regex (llama.cpp's std::regex): a trigger is literal text.
+_REGEX_SPECIAL = frozenset("^$\\.*+?()[]{}|/")
+
+
+def literal_pattern(text: str) -> bytes:
+    """A regex matching exactly `text`, for llama.cpp's lazy grammar (which takes patterns)."""
+    return "".join("\\" + char if char in _REGEX_SPECIAL else char for char in text).encode()
 
 
 class GrammarRefused(ValueError):
@@ -22,9 +29,19 @@ class GrammarRefused(ValueError):
 
 
 class GrammarGate:
-    def __init__(self, vocab: Any, grammar: str, is_end: Any) -> None:
-        """vocab: the model's llama_vocab; is_end(token): whether a token ends generation."""
-        self.handle = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
+    def __init__(self, vocab: Any, grammar: str, is_end: Any, trigger: str = "") -> None:
+        """vocab: the model's llama_vocab; is_end(token): whether a token ends generation; trigger: text from
+        whose first appearance in the output on the grammar holds (llama.cpp's lazy grammar); "": from the start.
+
+        Before its trigger a lazy grammar allows every token (an end token too), and once the trigger
+        appears llama.cpp replays the tokens that spelled it into the grammar, which must begin with it."""
+        if trigger:
+            patterns = (ctypes.c_char_p * 1)(literal_pattern(trigger))
+            self.handle = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+                vocab, grammar.encode(), GRAMMAR_ROOT, patterns, 1, None, 0
+            )
+        else:
+            self.handle = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT)
         if not self.handle:
             raise GrammarRefused("grammar: llama.cpp cannot parse it")
         self._is_end = is_end
