@@ -1,6 +1,7 @@
 """Tool calls through a real swarm and the official `openai` package: required and named calls that always
 match their functions' schemas, streamed and whole; a chat that goes on with the tools' results; the model
-free to answer in text under "auto"; and clear 400s for a model whose template calls no tools."""
+free to answer in text under "auto"; clear 400s for a model whose template calls no tools; and `instructor`,
+a common client built on them, unchanged."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import instructor
 import jsonschema
 import openai
+import pydantic
 import pytest
 
 from swarm.gguf_files.synthetic_model import write_tiny_llama
@@ -135,3 +138,25 @@ def test_a_model_whose_template_calls_no_tools_is_refused_clearly(make_swarm: Ma
         model="", messages=[{"role": "user", "content": "hi"}], tools=tools, tool_choice="none", max_tokens=4
     )
     assert chat.choices[0].message.content
+
+
+class Person(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=8)
+    age: int
+    # Bounded strings: a random model's string would go on until max_tokens.
+    tags: list[Annotated[str, pydantic.Field(max_length=4)]] = pydantic.Field(max_length=2)
+
+
+@pytest.mark.parametrize("mode", [instructor.Mode.TOOLS, instructor.Mode.JSON_SCHEMA])
+def test_instructor_gets_its_pydantic_model_back_unchanged(api: openai.OpenAI, mode: instructor.Mode) -> None:
+    # instructor asks for a named tool call (TOOLS) or a json_schema response_format: both are held to the schema.
+    client = instructor.from_openai(api, mode=mode)
+    person = client.chat.completions.create(
+        model="",
+        response_model=Person,
+        messages=[{"role": "user", "content": "Alice is 30."}],
+        max_tokens=300,
+        temperature=0.0,
+        max_retries=0,
+    )
+    assert isinstance(person, Person)

@@ -65,7 +65,10 @@ def parse_tools(body: Mapping[str, Any]) -> ToolRequest | None:
     if not isinstance(parallel, bool):
         raise InvalidRequest("parallel_tool_calls", "must be true or false")
     resolved = _choice(choice, names)
-    return None if resolved == "none" else ToolRequest(functions, resolved, parallel)
+    if resolved == "none":
+        return None
+    # Forcing a function asks for exactly one call of it, as OpenAI's forced function does.
+    return ToolRequest(functions, resolved, parallel and resolved in ("auto", "required"))
 
 
 def _function(tool: Any, where: str) -> FunctionTool:

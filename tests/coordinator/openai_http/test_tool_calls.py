@@ -46,6 +46,7 @@ def test_tools_and_choice_are_read_with_their_defaults() -> None:
     assert [f.name for f in tools.callable_functions()] == ["get_weather", "get_time"]
     named = parse_tools(chat(tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}}))
     assert named is not None and named.must_call and [f.name for f in named.callable_functions()] == ["get_time"]
+    assert not named.parallel  # a forced function is called once
     assert parse_tools(chat(tools=[WEATHER], tool_choice="none")) is None
     assert parse_tools(chat()) is None
 
@@ -120,7 +121,7 @@ def test_the_calls_grammar_parses_and_is_lazy_only_when_the_model_may_answer_in_
     grammar, trigger = call_grammar(tools)
     check_grammar(grammar)
     assert trigger == ("<tool_call>" if choice == "auto" else "")
-    assert ('("\\n" swarm-tool-call)*' in grammar) is parallel
+    assert ('("\\n" swarm-tool-call)*' in grammar) is (parallel and not isinstance(choice, dict))
 
 
 ANSWER = (
