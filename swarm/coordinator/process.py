@@ -25,9 +25,8 @@ from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.request_leases import new_coordinator_id
-from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.fleet_setup import build_fleet
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
-from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.request_store import RequestStore
@@ -35,7 +34,7 @@ from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
 from swarm.coordinator.web.http_tracing import http_spans
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
-from swarm.gguf_files.default_model import cache_dir, resolve_model
+from swarm.gguf_files.default_model import cache_dir
 from swarm.shared import tracing
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
@@ -72,16 +71,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
     library_root = stage_library_root(config)
-    assigner, plans = None, None
-    if config.plan_model:
-        model = resolve_model(config.plan_model)
-        name = config.plan_model_name or model.name.removesuffix(".gguf")
-        assigner = StageAssigner(model, name, library_root, config.plan_stages or None)
-        plans = PlanStore(redis, name)
-        previous = await plans.load()
-        if previous is not None:
-            assigner.restore(previous)
-    service = InferenceService(config, dispatcher, registry, store, assigner, plans)
+    fleet, plans = await build_fleet(config, redis, library_root)
+    service = InferenceService(config, dispatcher, registry, store, fleet, plans)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
-from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
@@ -43,15 +43,15 @@ class InferenceService:
         dispatcher: Dispatcher,
         registry: WorkerRegistry,
         store: RequestStore,
-        assigner: StageAssigner | None = None,
-        plans: PlanStore | None = None,
+        fleet: ModelFleet | None = None,
+        plans: Mapping[str, PlanStore] | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
-        self._assigner = assigner
-        self._plans = plans
+        self._fleet = fleet
+        self._plans = dict(plans or {})  # model -> where its plan is kept
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
@@ -138,6 +138,10 @@ class InferenceService:
         return next((v.info.chat_template for v in views if v.info.chat_template), "")
 
     async def _resolve_model(self, requested: str) -> str:
+        if self._fleet is not None and requested in self._fleet.models:
+            self._fleet.used(requested)
+            await self._wait_for_load(requested)
+            return requested
         if requested:
             known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
             if requested not in known:  # a worker may have joined since the last registry poll
@@ -158,6 +162,31 @@ class InferenceService:
                 )
             await asyncio.sleep(self._config.poll_interval_s)
 
+    async def _wait_for_load(self, model: str) -> None:
+        """Returns once a worker serves the planned model, having asked the fleet to load it if none did."""
+        fleet = self._fleet
+        if fleet is None or self._serves(model):
+            return
+        deadline = time.monotonic() + self._config.model_load_wait_s
+        log.info("model %s is asked for and no worker serves it: loading it", model)
+        while not self._serves(model):
+            if fleet.too_large(model):
+                raise SwarmError(
+                    ErrorCode.FAILED_PRECONDITION,
+                    f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more "
+                    "memory, or serve it as pipeline stages (swarm split)",
+                )
+            if time.monotonic() >= deadline:
+                raise SwarmError(
+                    ErrorCode.UNAVAILABLE,
+                    f"model {model!r} is still loading (waited {self._config.model_load_wait_s:.0f} s); retry shortly",
+                )
+            fleet.want(model)
+            await asyncio.sleep(self._config.poll_interval_s)
+
+    def _serves(self, model: str) -> bool:
+        return any(v.up and v.info.takes_requests and v.info.model == model for v in self._dispatcher.views())
+
     async def _context_length(self, model: str) -> int:
         """The smallest per-sequence context among the model's workers; 0 when none has joined."""
         lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
@@ -169,14 +198,18 @@ class InferenceService:
         views = await self._dispatcher.fresh_views()
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
+        planned = {m.name: m for m in self._fleet.describe(views)} if self._fleet is not None else {}
         return [
             ModelSummary(
                 name=name,
                 context_length=min((v.info.context_length for v in views if v.info.model == name), default=0),
                 workers_up=sum(1 for v in views if v.up and v.info.model == name and v.info.takes_requests),
                 is_default=name == default,
+                state=planned[name].state if name in planned else "",
+                pinned=name in planned and planned[name].pinned,
+                workers=tuple(sorted(v.info.worker_id for v in views if v.up and v.info.model == name)),
             )
-            for name in sorted(names)
+            for name in sorted(names | set(planned))
         ]
 
     async def status(self) -> SwarmStatus:
@@ -206,14 +239,16 @@ class InferenceService:
         measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._prune_assigner()
-        planner = self._assigner if standing is Standing.MEMBER else None
-        if planner is not None and measured is not None and planner.observe(worker_id, measured):
+        if self._fleet is None:
+            return standing, False
+        if standing is Standing.MEMBER and measured is not None and self._fleet.observe(worker_id, measured):
             await self._save_plan()
-        return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
+        self._fleet.rebalance(self._dispatcher.views())
+        return standing, self._fleet.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
         """What a worker that joined without a model should serve, from the plan of every offer so far."""
-        if self._assigner is None:
+        if self._fleet is None:
             raise SwarmError(
                 ErrorCode.FAILED_PRECONDITION,
                 "this coordinator plans no model: start it with --plan-model MODEL.gguf, or join with --model",
@@ -221,24 +256,26 @@ class InferenceService:
         if problem := offer_problem(offer):
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, problem)
         await self._prune_assigner()
-        reply = await self._assigner.assign(offer)
+        reply = await self._fleet.assign(offer)
         await self._save_plan()
         return reply
 
     async def _prune_assigner(self) -> None:
-        if self._assigner is not None:
+        if self._fleet is not None:
             views = self._dispatcher.views()
             # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it),
             # and counted from this coordinator's start: no heartbeat can land while no coordinator runs.
             up_for = time.monotonic() - self._started
             ttl = self._config.heartbeat_ttl_s
             dead = (v.info.worker_id for v in views if not v.up and min(v.heartbeat_age_s, up_for) > ttl)
-            if self._assigner.prune(dead, (v.info.worker_id for v in views)):
+            if self._fleet.prune(dead, (v.info.worker_id for v in views)):
                 await self._save_plan()
 
     async def _save_plan(self) -> None:
-        if self._assigner is not None and self._plans is not None:
-            await self._plans.save(self._assigner.snapshot())
+        if self._fleet is not None:
+            for model, state in self._fleet.snapshot().items():
+                if model in self._plans:
+                    await self._plans[model].save(state)
 
     async def drain(self, worker_id: WorkerId) -> None:
         """Routes nothing new to the worker; its next heartbeat tells it to finish its work and leave."""

@@ -185,6 +185,9 @@ class ModelSummary:
     context_length: int
     workers_up: int
     is_default: bool
+    state: str = ""  # loaded, loading or available (a planned model); "" where the coordinator plans none
+    pinned: bool = False
+    workers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -192,14 +192,25 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
 def models_to_wire(models: list[ModelSummary]) -> pb.ListModelsResponse:
     return pb.ListModelsResponse(
         models=[
-            pb.ModelInfo(name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default)
+            pb.ModelInfo(
+                name=m.name,
+                context_length=m.context_length,
+                workers_up=m.workers_up,
+                is_default=m.is_default,
+                state=m.state,
+                pinned=m.pinned,
+                workers=m.workers,
+            )
             for m in models
         ]
     )
 
 
 def models_from_wire(msg: pb.ListModelsResponse) -> list[ModelSummary]:
-    return [ModelSummary(m.name, m.context_length, m.workers_up, m.is_default) for m in msg.models]
+    return [
+        ModelSummary(m.name, m.context_length, m.workers_up, m.is_default, m.state, m.pinned, tuple(m.workers))
+        for m in msg.models
+    ]
 
 
 _WORKER_STATE_TO_WIRE = {

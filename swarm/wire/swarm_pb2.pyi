@@ -109,16 +109,22 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "context_length", "workers_up", "is_default")
+    __slots__ = ("name", "context_length", "workers_up", "is_default", "state", "pinned", "workers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     WORKERS_UP_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     context_length: int
     workers_up: int
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., context_length: _Optional[int] = ..., workers_up: _Optional[int] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    state: str
+    pinned: bool
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., context_length: _Optional[int] = ..., workers_up: _Optional[int] = ..., is_default: _Optional[bool] = ..., state: _Optional[str] = ..., pinned: _Optional[bool] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

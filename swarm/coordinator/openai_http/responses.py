@@ -50,7 +50,18 @@ def swarm_error_reply(exc: SwarmError) -> ErrorReply:
 def models_body(models: list[ModelSummary]) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [{"id": m.name, "object": "model", "created": 0, "owned_by": "swarm"} for m in models],
+        "data": [
+            {
+                "id": m.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "swarm",
+                # Extensions: where it runs, and whether a request for it must wait for it to load.
+                "workers": list(m.workers),
+                **({"state": m.state, "pinned": m.pinned} if m.state else {}),
+            }
+            for m in models
+        ],
     }
 
 
