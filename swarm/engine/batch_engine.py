@@ -280,6 +280,10 @@ class BatchEngine:
         budget = self._forward.batch_capacity - len(work)
         if work:
             budget = min(budget, self.config.prefill_chunk)
+        else:
+            # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
+            # first computes chunk 2 while the next computes chunk 1), so stages add up less to the first token.
+            budget = max(budget // self._forward.max_in_flight, self.config.prefill_chunk)
         for slot, sequence in occupied:
             if budget <= 0:
                 break
