@@ -74,13 +74,10 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     raise unavailable or ValueError("--coordinator names no coordinator")
 
 
-def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
-    try:
-        return _call(args, method, request)
-    except ValueError as exc:  # a bad flag (TLS files, an empty --coordinator)
-        raise SystemExit(fail(f"keys {args.keys_command}", str(exc))) from None
-    except grpc.RpcError as exc:
-        raise SystemExit(fail(f"keys {args.keys_command}", f"{exc.code().name}: {exc.details()}")) from None
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """Exit status 2 with one line: a bad flag (TLS files, an empty --coordinator) or the coordinator's refusal."""
+    message = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
+    return fail(f"keys {args.keys_command}", message)
 
 
 def key_to_json(key: pb.ApiKey) -> dict[str, Any]:
@@ -140,7 +137,10 @@ def run_create(args: argparse.Namespace) -> int:
         admin=args.admin,
         weight=args.weight,
     )
-    answer = _run(args, "CreateKey", request)
+    try:
+        answer = _call(args, "CreateKey", request)
+    except (ValueError, grpc.RpcError) as exc:
+        return _failed(args, exc)
     if args.json:
         print(json.dumps({**key_to_json(answer.key), "secret": answer.secret}, indent=2))
     else:
@@ -151,7 +151,10 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    keys = _run(args, "ListKeys", pb.ListKeysRequest()).keys
+    try:
+        keys = _call(args, "ListKeys", pb.ListKeysRequest()).keys
+    except (ValueError, grpc.RpcError) as exc:
+        return _failed(args, exc)
     if args.json:
         print(json.dumps([key_to_json(k) for k in keys], indent=2))
     else:
@@ -162,6 +165,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    key = _run(args, "RevokeKey", pb.RevokeKeyRequest(name=args.name))
+    try:
+        key = _call(args, "RevokeKey", pb.RevokeKeyRequest(name=args.name))
+    except (ValueError, grpc.RpcError) as exc:
+        return _failed(args, exc)
     print(f"revoked {key.name}: every coordinator refuses it from its next call on", file=sys.stderr)
     return 0
