@@ -141,6 +141,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             config.limits.max_message_bytes,
             batch_service.list,
             redis_ping=redis.ping,
+            key_admin=key_admin,
         )
         http_runner = web.AppRunner(
             http_app,

@@ -223,6 +223,23 @@ def test_key_management_needs_an_admin_key_and_names_bad_fields(
     assert main(["keys", "list", *cli]) == 0
     assert "team-a  REVOKED" in capsys.readouterr().out
 
+    # The same over HTTP.
+    assert http_post(two.http_b, "/admin/keys", {"name": "web"}, "wrong-key")[0] == 401
+    assert http_post(two.http_b, "/admin/keys", {"name": "web"}, secret)[0] == 401  # revoked above
+    web_key = http_post(two.http_b, "/admin/keys", {"name": "web", "max_streams": 2}, boss)
+    assert web_key[0] == 201 and web_key[2]["key"]["max_streams"] == 2
+    assert http_post(two.http_b, "/admin/keys", {"name": "plain"}, web_key[2]["secret"])[0] == 403
+    status, _, body = http_post(two.http_a, "/admin/keys", {"name": "web"}, boss)
+    assert status == 409 and body["error"].startswith("name: ")
+    status, _, body = http_post(two.http_a, "/admin/keys", {"name": "x", "expires": "soon"}, boss)
+    assert status == 400 and body["error"].startswith("expires: ")
+    status, _, body = http_post(two.http_a, "/admin/keys", {"name": "x", "max_streams": "2"}, boss)
+    assert status == 400 and body["error"].startswith("max_streams: ")
+    assert _http("DELETE", two.http_a, "/admin/keys/nobody", boss, None)[0] == 404
+    assert _http("DELETE", two.http_a, "/admin/keys/web", boss, None)[2]["key"]["revoked"] is True
+    listed_http = http_get(two.http_a, "/admin/keys", ADMIN_KEY)[2]["keys"]
+    assert {k["name"] for k in listed_http} == {"team-a", "boss", "web"}
+
 
 def http_post(http: str, path: str, body: dict[str, Any], key: str) -> tuple[int, dict[str, str], Any]:
     return _http("POST", http, path, key, json.dumps(body).encode())

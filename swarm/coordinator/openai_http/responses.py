@@ -16,6 +16,7 @@ _ERROR_SHAPES: dict[ErrorCode, tuple[int, str, str | None]] = {
     ErrorCode.INVALID_ARGUMENT: (400, "invalid_request_error", None),
     ErrorCode.FAILED_PRECONDITION: (400, "invalid_request_error", None),
     ErrorCode.NOT_FOUND: (404, "invalid_request_error", "model_not_found"),
+    ErrorCode.ALREADY_EXISTS: (409, "invalid_request_error", "already_exists"),
     ErrorCode.UNAUTHENTICATED: (401, "invalid_request_error", "invalid_api_key"),
     ErrorCode.PERMISSION_DENIED: (403, "invalid_request_error", "permission_denied"),
     ErrorCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error", "rate_limit_exceeded"),
