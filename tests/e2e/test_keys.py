@@ -19,9 +19,10 @@ import grpc
 import pytest
 
 from swarm.cli.main import main
-from swarm.client import SwarmCallError, SwarmClient
+from swarm.client import BatchClient, SwarmCallError, SwarmClient
 from swarm.launch.local_swarm import free_port, wait_until
-from swarm.shared.types import TextPiece
+from swarm.shared.batch_types import BatchLine
+from swarm.shared.types import RawRequest, TextPiece
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from tests.conftest import RunningSwarm, coordinator_answers
@@ -153,6 +154,14 @@ def test_models_expiry_and_revocation_bite_on_both_coordinators_at_once(make_swa
     allowed = two.create("this-model", models=[two.model])
     with two.client(two.b, allowed) as client:
         assert generate(client) == 4
+    # Batch lines too: each names an allowed model (its own or the job's), checked at submission.
+    line = BatchLine(RawRequest(prompt="Hi", max_tokens=2), "a")
+    with BatchClient(two.a, api_key=other_model) as batches:
+        refused = refusal(lambda: batches.submit([line], model=two.model))
+        assert refused.code is grpc.StatusCode.PERMISSION_DENIED and two.model in refused.details
+    with BatchClient(two.b, api_key=allowed) as batches:
+        assert refusal(lambda: batches.submit([line])).code is grpc.StatusCode.PERMISSION_DENIED  # names no model
+        assert batches.submit([line], model=two.model).total == 1
 
     expires = (datetime.now(UTC) + timedelta(seconds=4)).isoformat(timespec="seconds")
     short_lived = two.create("short-lived", expires=expires)

@@ -8,6 +8,7 @@ new client API cannot be left open by mistake. A call let in runs with its calle
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ from swarm.shared.auth import AUTH_HEADER
 from swarm.shared.errors import SwarmError
 from swarm.shared.method_handlers import Behavior, rebuilt_handler
 from swarm.wire.grpc_errors import call_status
+
+log = logging.getLogger(__name__)
 
 OPEN_SERVICES = frozenset(
     {
@@ -45,6 +48,8 @@ def _refusing(handler: Any, resolver: CallerResolver, failure: Exception) -> Any
     async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
         if isinstance(failure, SwarmError):
             resolver.static.log_refusal("client call", context.peer())
+        else:
+            log.warning("could not check a client call's API key: %s", status.details, exc_info=failure)
         await context.abort(status.code, status.details, trailing_metadata=status.trailers)
 
     return rebuilt_handler(handler, lambda _original, _requests_stream: refuse)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from swarm.coordinator.batch.service import BatchService
+from swarm.coordinator.tenancy.admission import check_batch_models
 from swarm.coordinator.tenancy.caller import current_access
 from swarm.shared.batch_types import BatchLine
 from swarm.wire import swarm_pb2 as pb
@@ -30,7 +31,9 @@ class BatchServicer(pb_grpc.BatchServicer):  # type: ignore[misc]
             size_bytes += chunk.ByteSize()
             lines.extend(batch_line_from_wire(line) for line in chunk.lines)
             self._service.check_upload(len(lines), size_bytes)
-        return batch_summary_to_wire(await self._service.submit(model, lines, current_access().caller))
+        access = current_access()
+        check_batch_models(access, model, (line.request.model for line in lines))
+        return batch_summary_to_wire(await self._service.submit(model, lines, access.caller))
 
     @error_boundary
     async def GetBatch(self, request: pb.BatchGetRequest, context: grpc.aio.ServicerContext) -> pb.BatchJob:

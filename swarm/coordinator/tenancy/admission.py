@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 
 from swarm.coordinator.tenancy.caller import Access
 from swarm.coordinator.tenancy.key_limits import STREAM_LEASE_MS, KeyLimits, Limits
@@ -36,6 +37,24 @@ def check_model(access: Access, model: str) -> None:
             ErrorCode.PERMISSION_DENIED,
             f"model: API key {record.name!r} may not use model {model!r} (allowed: {', '.join(record.models)})",
         )
+
+
+def check_batch_models(access: Access, job_model: str, models: Iterable[str]) -> None:
+    """PERMISSION_DENIED naming the first batch line model (its own, else the job's) the caller's key may not use.
+
+    A key held to a model list must name the model: the swarm's default may change before a line runs."""
+    record = access.record
+    if record is None or not record.models:
+        return
+    for number, model in enumerate(models, start=1):
+        chosen = model or job_model
+        if not chosen:
+            raise SwarmError(
+                ErrorCode.PERMISSION_DENIED,
+                f"model: line {number} names no model, and API key {record.name!r} may use only "
+                f"{', '.join(record.models)}: name one for the job or the line",
+            )
+        check_model(access, chosen)
 
 
 class Ticket:
