@@ -83,7 +83,8 @@ def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_
         # The dashboard shows bob his own job only, and no workers; an admin key everything.
         everything = dashboard_snapshot(swarm.http, ADMIN_KEY, jobs=3)
         mine = dashboard_snapshot(swarm.http, bob, jobs=1)
-        assert [j["job_id"] for j in mine["batch_jobs"]] == [bobs.job_id] and mine["workers"] == []
+        assert [j["job_id"] for j in mine["batch_jobs"]] == [bobs.job_id]
+        assert mine["workers"] == mine["models"] == mine["problems"] == []
         assert len(everything["workers"]) == 1 and len(everything["batch_jobs"]) == 3
 
     # A request id names the request of the key that sent it: bob cannot resume (attach to) alice's.

@@ -89,4 +89,6 @@ def _own_snapshot(
     if caller.admin:
         return snapshot_json(status, list(samples), batch_jobs, with_history=with_history)
     own_jobs = [job for job in batch_jobs if job.owner == caller.owner]
-    return snapshot_json(replace(status, workers=[]), [], own_jobs, with_history=with_history)
+    snapshot = snapshot_json(replace(status, workers=[]), [], own_jobs, with_history=with_history)
+    # Problems and models are read off the workers, which this key does not see.
+    return {**snapshot, "models": [], "problems": []}
