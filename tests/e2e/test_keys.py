@@ -99,16 +99,27 @@ def test_requests_and_tokens_per_minute_are_spent_across_both_coordinators(make_
         assert refused.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "'rpm' is over its limit of 3 requests per minute" in refused.details
         assert refusal(lambda: generate(on_a)).code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The refusal tells when to come back: a request comes back every 20 s (60 s / 3).
+    with grpc.insecure_channel(two.b) as channel, pytest.raises(grpc.RpcError) as raw_refusal:
+        request = pb.GenerateRequest(prompt="Hi", max_tokens=2)
+        list(pb_grpc.InferenceStub(channel).Generate(request, metadata=(("authorization", f"Bearer {key}"),)))
+    retry_after = dict(raw_refusal.value.trailing_metadata() or ())["retry-after"]
+    assert 1 <= int(retry_after) <= 20
 
-    # 120 tokens a minute: a request reserving 100 is let in while the bucket is not empty, and
-    # settles to what it used (prompt + 4 completion tokens), so several fit before the bucket is spent.
-    tokens_key = two.create("tpm", tokens_per_minute=120)
+    # Tokens: one greedy request (decoding alone, so every run of it is the same) uses `used` tokens,
+    # prompt + completion; a key allowed that many a minute is let in while its bucket is not empty
+    # and charged what it used: the first request empties the bucket, the second (let in on the
+    # trickle refilled since) puts it a whole request in debt, and the third is refused.
+    with two.swarm.client() as as_admin:
+        finished = as_admin.generate("Once upon a time", max_tokens=24, temperature=0.0).finished
+    used = finished.prompt_tokens + finished.completion_tokens
+    tokens_key = two.create("tpm", tokens_per_minute=used)
     with two.client(two.a, tokens_key) as on_a, two.client(two.b, tokens_key) as on_b:
-        generate(on_a, max_tokens=100)  # about 100 tokens used: about 20 left
-        generate(on_b, max_tokens=100)  # let in while not empty; the bucket is in debt after it
-        refused = refusal(lambda: generate(on_a))
+        assert generate(on_a, max_tokens=24) == finished.completion_tokens
+        generate(on_b, max_tokens=24)
+        refused = refusal(lambda: generate(on_a, max_tokens=24))
         assert refused.code is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "'tpm' is over its limit of 120 tokens per minute" in refused.details
+        assert f"'tpm' is over its limit of {used} tokens per minute" in refused.details
         assert refusal(lambda: generate(on_b)).code is grpc.StatusCode.RESOURCE_EXHAUSTED
 
     # Over HTTP the same refusal is a 429 in OpenAI's shape, with retry-after.
