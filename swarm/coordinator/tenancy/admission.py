@@ -95,13 +95,20 @@ class KeyAdmission:
         self._open: dict[str, set[str]] = {}  # key digest -> stream members this coordinator relays
 
     async def admit(self, access: Access, request: GenerationRequest) -> Ticket | None:
-        """A ticket to close when the request ends; None for a key without limits. RESOURCE_EXHAUSTED over a limit."""
+        """A ticket to close when the request ends; None for a static key or one without limits.
+
+        Every created key's request passes the admission script, which reads the key's record in
+        Redis: UNAUTHENTICATED once it is revoked or expired (whatever the resolver's cache holds),
+        RESOURCE_EXHAUSTED over a limit."""
         record = access.record
-        if record is None or not record.limited:
+        if record is None:
             return None
         limits = Limits(record.requests_per_minute, record.tokens_per_minute, record.max_streams)
         stream = f"{request.request_id}#{secrets.token_hex(4)}"
         refusal = await self.limits.admit(access.digest, limits, request.max_tokens, stream, _now_ms())
+        if refusal is not None and refusal.limit in ("revoked", "expired"):
+            why = "was revoked" if refusal.limit == "revoked" else "has expired"
+            raise SwarmError(ErrorCode.UNAUTHENTICATED, f"API key {record.name!r} {why}")
         if refusal is not None:
             allowed = {
                 "requests": limits.requests_per_minute,
@@ -114,6 +121,8 @@ class KeyAdmission:
                 f"retry in {refusal.retry_after_s:g} s",
                 retry_after_s=refusal.retry_after_s,
             )
+        if not record.limited:
+            return None
         if limits.max_streams:
             self._open.setdefault(access.digest, set()).add(stream)
         return Ticket(self, access.digest, limits, stream, request.max_tokens)

@@ -27,10 +27,16 @@ from swarm.coordinator import redis_keys as keys
 
 STREAM_LEASE_MS = 30_000  # a crashed coordinator's stream slots free themselves after this
 
-# KEYS: buckets hash, streams zset. ARGV: now ms, requests/min, tokens/min, max streams, tokens to reserve,
-# stream member, lease end ms. Returns {1} when admitted, else {0, limit, retry-after ms}.
+# First checks the key itself, so a key revoked or expired a moment ago is refused here whatever its
+# coordinator's cached record says; then its limits. KEYS: buckets hash, streams zset, the key's record.
+# ARGV: now ms, requests/min, tokens/min, max streams, tokens to reserve, stream member, lease end ms.
+# Returns {1} when admitted, else {0, limit or "revoked" or "expired", retry-after ms}.
 _ADMIT = """
 local now = tonumber(ARGV[1])
+local key = redis.call('HMGET', KEYS[3], 'revoked', 'expires_ms')
+if key[1] ~= '0' then return {0, 'revoked', 0} end
+local expires = tonumber(key[2]) or 0
+if expires > 0 and expires <= now then return {0, 'expired', 0} end
 local rpm, tpm, max_streams = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function level(name, per_minute)
   local saved = redis.call('HMGET', KEYS[1], name, name .. '_ms')
@@ -81,7 +87,7 @@ return 1
 
 @dataclass(frozen=True)
 class Refusal:
-    limit: str  # "requests", "tokens" or "streams"
+    limit: str  # "requests", "tokens" or "streams"; "revoked" or "expired" for the key itself
     retry_after_s: float
 
 
@@ -99,9 +105,10 @@ class KeyLimits:
         self._settle = redis.register_script(_SETTLE)
 
     async def admit(self, digest: str, limits: Limits, reserve: int, stream: str, now_ms: int) -> Refusal | None:
-        """Takes a request and reserve tokens from the key's buckets and a stream slot, all or nothing."""
+        """Checks the key is neither revoked nor expired, then takes a request and reserve tokens from its buckets
+        and a stream slot, all or nothing (limits of 0 take nothing)."""
         answer = await self._admit(
-            keys=[keys.key_buckets_key(digest), keys.key_streams_key(digest)],
+            keys=[keys.key_buckets_key(digest), keys.key_streams_key(digest), keys.api_key_key(digest)],
             args=[
                 now_ms,
                 limits.requests_per_minute,

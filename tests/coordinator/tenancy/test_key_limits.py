@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.tenancy.key_limits import STREAM_LEASE_MS, KeyLimits, Limits, Refusal
+from swarm.coordinator.tenancy.key_record import KeyRecord
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,6 +21,8 @@ def with_limits(redis_url: str, scenario: Callable[[KeyLimits, Redis], Awaitable
     async def run() -> None:
         redis = Redis.from_url(redis_url, decode_responses=True)
         try:
+            for digest in ("k", "other"):  # the keys' records, as KeyStore keeps them
+                await redis.hset(keys.api_key_key(digest), mapping=KeyRecord(name=digest).to_hash())
             await scenario(KeyLimits(redis), redis)
         finally:
             await redis.aclose()
@@ -94,5 +97,20 @@ def test_a_refused_request_takes_nothing_from_any_limit(redis_url: str) -> None:
         assert await key_limits.admit("k", limits, 10, "b", T0) == Refusal("requests", 60)
         assert float(await redis.hget(keys.key_buckets_key("k"), "tokens")) == pytest.approx(90)
         assert await redis.zcard(keys.key_streams_key("k")) == 1
+
+    with_limits(redis_url, scenario)
+
+
+def test_a_revoked_expired_or_unknown_key_is_refused_before_any_limit(redis_url: str) -> None:
+    unlimited = Limits(requests_per_minute=0, tokens_per_minute=0, max_streams=0)
+
+    async def scenario(key_limits: KeyLimits, redis: Redis) -> None:
+        assert await key_limits.admit("k", unlimited, 10, "a", T0) is None
+        await redis.hset(keys.api_key_key("k"), "expires_ms", T0 + 1000)
+        assert await key_limits.admit("k", unlimited, 10, "b", T0 + 999) is None
+        assert await key_limits.admit("k", unlimited, 10, "c", T0 + 1000) == Refusal("expired", 0)
+        await redis.hset(keys.api_key_key("other"), "revoked", "1")
+        assert await key_limits.admit("other", unlimited, 10, "a", T0) == Refusal("revoked", 0)
+        assert await key_limits.admit("nobody", unlimited, 10, "a", T0) == Refusal("revoked", 0)
 
     with_limits(redis_url, scenario)
