@@ -283,3 +283,15 @@ def _http(method: str, http: str, path: str, key: str, data: bytes | None) -> tu
     except urllib.error.HTTPError as exc:
         text = exc.read().decode()
         return exc.code, dict(exc.headers), json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def test_a_coordinator_that_requires_no_key_manages_none(
+    make_swarm: MakeSwarm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swarm: RunningSwarm = make_swarm(workers=0)
+    assert main(["keys", "create", "team-a", "--coordinator", swarm.address]) == 2
+    error = capsys.readouterr().err
+    assert "FAILED_PRECONDITION" in error and "--api-key" in error
+    with pytest.raises(grpc.RpcError) as refused:
+        AdminCalls(swarm.address, "").call("ListKeys", pb.ListKeysRequest())
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
