@@ -18,6 +18,8 @@ from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
+from swarm.coordinator.tenancy.admission import KeyAdmission, check_model
+from swarm.coordinator.tenancy.caller import OPEN_ACCESS, Access
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.grammar_check import check_grammar
@@ -45,6 +47,7 @@ class InferenceService:
         store: RequestStore,
         fleet: ModelFleet | None = None,
         plans: Mapping[str, PlanStore] | None = None,
+        admission: KeyAdmission | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
@@ -52,29 +55,33 @@ class InferenceService:
         self._store = store
         self._fleet = fleet
         self._plans = dict(plans or {})  # model -> where its plan is kept
+        self._admission = admission
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
 
     async def generate(
-        self, raw: RawRequest, api_key: str = "", *, whole_answer: bool = False
+        self, raw: RawRequest, api_key: str = "", *, whole_answer: bool = False, access: Access = OPEN_ACCESS
     ) -> AsyncIterator[GenerationEvent]:
         """Runs the request, or follows the one its id already names among api_key's requests.
 
         whole_answer: the caller reads only the complete answer, so its worker may send pieces in bunches.
 
         api_key is the key the caller was let in with ("": the batch runner, or a coordinator
-        without keys); its requests' ids are its own (request_identity).
+        without keys); its requests' ids are its own (request_identity). access holds a created key's new
+        requests to its model list and limits (tenancy.admission).
         """
 
         def model() -> str:
             return metric_model(raw.model, self._dispatcher.views(), self._config.default_model)
 
-        async for event in self.metrics.observe(self._generate(raw, api_key, whole_answer), model):
+        async for event in self.metrics.observe(self._generate(raw, api_key, whole_answer, access), model):
             yield event
 
-    async def _generate(self, raw: RawRequest, api_key: str, whole_answer: bool) -> AsyncIterator[GenerationEvent]:
+    async def _generate(
+        self, raw: RawRequest, api_key: str, whole_answer: bool, access: Access
+    ) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
             if request.sampling.grammar:
@@ -109,6 +116,7 @@ class InferenceService:
                     "for good or expired); send it again from the start, with resume_after_tokens 0",
                 )
         model = await self._resolve_model(request.model)
+        check_model(access, model)
         request = replace(request, model=model)
         context = await self._context_length(model)
         if context:
@@ -123,8 +131,17 @@ class InferenceService:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
             )
-        async for event in await self._dispatcher.submit(request):
-            yield event
+        ticket = await self._admission.admit(access, request) if self._admission is not None else None
+        if ticket is None:
+            async for event in await self._dispatcher.submit(request):
+                yield event
+            return
+        try:
+            async for event in await self._dispatcher.submit(request):
+                ticket.observe(event)
+                yield event
+        finally:
+            await ticket.close()
 
     async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""

@@ -569,3 +569,75 @@ class BatchResult(_message.Message):
     completion_tokens: int
     error: str
     def __init__(self, line: _Optional[int] = ..., custom_id: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CreateKeyRequest(_message.Message):
+    __slots__ = ("name", "models", "expires", "tokens_per_minute", "requests_per_minute", "max_streams", "priority", "admin", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    expires: str
+    tokens_per_minute: int
+    requests_per_minute: int
+    max_streams: int
+    priority: str
+    admin: bool
+    weight: float
+    def __init__(self, name: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., expires: _Optional[str] = ..., tokens_per_minute: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., max_streams: _Optional[int] = ..., priority: _Optional[str] = ..., admin: _Optional[bool] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("name", "models", "expires_ms", "tokens_per_minute", "requests_per_minute", "max_streams", "priority", "admin", "revoked", "created_ms", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    expires_ms: int
+    tokens_per_minute: int
+    requests_per_minute: int
+    max_streams: int
+    priority: int
+    admin: bool
+    revoked: bool
+    created_ms: int
+    weight: float
+    def __init__(self, name: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., expires_ms: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., max_streams: _Optional[int] = ..., priority: _Optional[int] = ..., admin: _Optional[bool] = ..., revoked: _Optional[bool] = ..., created_ms: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class CreateKeyResponse(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+
+class RevokeKeyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from swarm.coordinator.auth.http_auth import caller_key
+from swarm.coordinator.auth.http_auth import caller_access, caller_key
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
 from swarm.coordinator.openai_http.openapi_document import openapi_document
 from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
@@ -108,7 +108,10 @@ class OpenAIRoutes:
         # The answer's id doubles as the swarm's request id, so logs and Redis keys name it too.
         # generate() is an async generator function, whatever its declared type: it has aclose().
         generation = self._service.generate(
-            replace(raw, request_id=shape.id), caller_key(request), whole_answer=not stream
+            replace(raw, request_id=shape.id),
+            caller_key(request),
+            whole_answer=not stream,
+            access=caller_access(request),
         )
         events = cast(AsyncGenerator[GenerationEvent, None], generation)
         # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
