@@ -28,6 +28,8 @@ class GenerateOptions:
     min_p: float | None = None
     repeat_penalty: float | None = None
     grammar: str = ""  # GBNF (root rule `root`) the output must match
+    logprobs: bool = False  # each TextPiece carries its tokens' log-probabilities
+    top_logprobs: int = 0  # and the likeliest tokens' (0-20; needs logprobs)
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -38,6 +40,8 @@ class GenerateOptions:
             stop=list(self.stop),
             request_id=request_id,
             grammar=self.grammar,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
         )
         if self.temperature is not None:
             msg.temperature = self.temperature

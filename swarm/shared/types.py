@@ -35,6 +35,8 @@ class SamplingParams:
     min_p: float = 0.0
     repeat_penalty: float = 1.0  # 1 disables the penalty
     grammar: str = ""  # GBNF (root rule `root`) the output must match; "" leaves it unconstrained
+    logprobs: bool = False  # report each sampled token's log-probability
+    top_logprobs: int = 0  # and the likeliest tokens' at its place (needs logprobs)
 
     @property
     def greedy(self) -> bool:
@@ -58,6 +60,8 @@ class RawRequest:
     repeat_penalty: float | None = None
     resume_after_tokens: int = 0
     grammar: str = ""  # GBNF, given as such or made from an OpenAI response_format
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,20 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability at its place (log-softmax of the raw logits), and the likeliest tokens' there."""
+
+    token: int
+    logprob: float
+    text: bytes = b""  # the token's bytes; filled by the worker that detokenizes
+    top: tuple[TokenLogprob, ...] = ()  # likeliest first
+
+
+@dataclass(frozen=True)
 class TextPiece:
     text: str
     token_ids: tuple[int, ...]
+    logprobs: tuple[TokenLogprob, ...] = ()  # when asked for: one per token of token_ids
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ BATCH_REQUEST_ID_PREFIX = "batch-"
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 FLOAT32_MAX = 3.4028234663852886e38
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit on the likeliest tokens reported per generated token
 
 
 class InvalidRequest(ValueError):
@@ -81,6 +82,8 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
         min_p=0.0 if raw.min_p is None else raw.min_p,
         repeat_penalty=1.0 if raw.repeat_penalty is None else raw.repeat_penalty,
         grammar=raw.grammar,
+        logprobs=raw.logprobs,
+        top_logprobs=raw.top_logprobs,
     )
     check_sampling(sampling, limits)
     return GenerationRequest(
@@ -113,6 +116,9 @@ def check_sampling(sampling: SamplingParams, limits: RequestLimits) -> None:
         raise InvalidRequest("repeat_penalty", f"must be in (0, 10], got {sampling.repeat_penalty}")
     if len(sampling.grammar.encode()) > limits.max_grammar_bytes:
         raise InvalidRequest("grammar", f"is longer than {limits.max_grammar_bytes} bytes")
+    _check_integer("top_logprobs", sampling.top_logprobs, 0, MAX_TOP_LOGPROBS)
+    if sampling.top_logprobs and not sampling.logprobs:
+        raise InvalidRequest("top_logprobs", "needs logprobs set to true")
 
 
 def check_run(request: GenerationRequest, limits: RequestLimits, context_length: int) -> None:

@@ -25,7 +25,7 @@ from swarm.coordinator.openai_http.responses import (
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.web.errors import openai_error
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.types import Finished, GenerationEvent, RawRequest
+from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece
 from swarm.shared.validation import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,19 @@ class OpenAIRoutes:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         call = parse_completion(await _body(request))
-        shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
+        shape = CompletionShape(
+            await self._service.resolve_model(call.raw.model),
+            call.include_usage,
+            logprobs=call.raw.logprobs,
+            prompt_chars=len(call.raw.prompt),
+        )
         return await self._answer(request, replace(call.raw, model=shape.model), shape, call.stream)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             call = parse_chat(await _body(request))
-            shape = ChatShape(await self._service.resolve_model(call.raw.model), call.include_usage)
+            model = await self._service.resolve_model(call.raw.model)
+            shape = ChatShape(model, call.include_usage, logprobs=call.raw.logprobs)
             template = await self._service.chat_template(shape.model)
             if not template:
                 message = f"model {shape.model!r} has no chat template; use /v1/completions"
@@ -118,16 +124,17 @@ class OpenAIRoutes:
     async def _whole(
         self, shape: CompletionShape, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
     ) -> web.Response:
-        pieces: list[str] = []
+        pieces: list[TextPiece] = []
         finished: Finished | None = None
         for event in [first, *[e async for e in events]]:
             if isinstance(event, Finished):
                 finished = event
             else:
-                pieces.append(event.text)
+                pieces.append(event)
         if finished is None:
             raise SwarmError(ErrorCode.INTERNAL, "the generation ended without finishing")
-        return web.json_response(shape.body("".join(pieces), finished))
+        logprobs = [lp for p in pieces for lp in p.logprobs]
+        return web.json_response(shape.body("".join(p.text for p in pieces), finished, logprobs))
 
     async def _stream(
         self,
@@ -136,10 +143,17 @@ class OpenAIRoutes:
         first: GenerationEvent,
         events: AsyncIterator[GenerationEvent],
     ) -> None:
+        sent_chars = 0
+
         def chunks(event: GenerationEvent) -> list[dict[str, Any]]:
+            nonlocal sent_chars
             if isinstance(event, Finished):
                 return shape.final_chunks(event)
-            return [shape.text_chunk(event.text)] if event.text else []
+            if not event.text:
+                return []
+            chunk = shape.text_chunk(event.text, event.logprobs, sent_chars)
+            sent_chars += len(event.text)
+            return [chunk]
 
         try:
             for chunk in [*shape.opening_chunks(), *chunks(first)]:
