@@ -49,6 +49,6 @@ def test_a_last_stages_logprobs_come_back_with_its_tokens() -> None:
 def test_the_request_for_logprobs_travels_to_the_worker_and_through_redis() -> None:
     raw = raw_request_from_wire(GenerateOptions(logprobs=True, top_logprobs=3).to_wire("hi", "r1"))
     assert (raw.logprobs, raw.top_logprobs) == (True, 3)
-    request = GenerationRequest("r1", "tiny", "hi", 8, SamplingParams(logprobs=True, top_logprobs=3))
+    request = GenerationRequest("r1", "tiny", "hi", 8, SamplingParams(temperature=0.5, logprobs=True, top_logprobs=3))
     assert run_request_from_wire(run_request_to_wire(request), "tiny") == request
     assert request_from_json(to_json(request)) == request
