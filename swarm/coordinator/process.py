@@ -23,6 +23,7 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.request_leases import new_coordinator_id
 from swarm.coordinator.planning.assigner import StageAssigner
@@ -81,7 +82,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         previous = await plans.load()
         if previous is not None:
             assigner.restore(previous)
-    service = InferenceService(config, dispatcher, registry, store, assigner, plans)
+    embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
+    service = InferenceService(config, dispatcher, registry, store, assigner, plans, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.plan_store import PlanStore
@@ -19,6 +20,7 @@ from swarm.coordinator.request_identity import owner_of_key, request_fingerprint
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.shared import tracing
+from swarm.shared.embedding_messages import EmbedRequest, EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
@@ -31,7 +33,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
-from swarm.shared.validation import InvalidRequest, check_fits_context, validate_request
+from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class InferenceService:
         store: RequestStore,
         assigner: StageAssigner | None = None,
         plans: PlanStore | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
@@ -52,6 +55,7 @@ class InferenceService:
         self._store = store
         self._assigner = assigner
         self._plans = plans
+        self._embeddings = embeddings
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
@@ -125,6 +129,18 @@ class InferenceService:
             )
         async for event in await self._dispatcher.submit(request):
             yield event
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        """The inputs' embeddings from a worker of the model (Embeddings routes them)."""
+        try:
+            check_inputs(request.inputs)
+        except InvalidRequest as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        if self._embeddings is None:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, "this coordinator serves no embeddings")
+        model = await self._resolve_model(request.model)
+        request_id = request.request_id or new_request_id()
+        return await self._embeddings.embed(replace(request, model=model, request_id=request_id))
 
     async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""

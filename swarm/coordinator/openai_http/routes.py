@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP routes (/v1/models, /v1/completions, /v1/chat/completions, /openapi.json)."""
+"""The OpenAI-compatible HTTP routes (/v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings,
+/openapi.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from swarm.coordinator.auth.http_auth import caller_key
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
+from swarm.coordinator.openai_http.embeddings_api import embeddings_body, parse_embeddings
 from swarm.coordinator.openai_http.openapi_document import openapi_document
 from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
 from swarm.coordinator.openai_http.responses import (
@@ -36,6 +38,7 @@ def add_openai_routes(app: web.Application, service: InferenceService) -> None:
     app.router.add_get("/v1/models", routes.models)
     app.router.add_post("/v1/completions", routes.completions)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
+    app.router.add_post("/v1/embeddings", routes.embeddings)
     app.router.add_get("/openapi.json", routes.openapi)
 
 
@@ -78,6 +81,10 @@ class OpenAIRoutes:
             prompt_chars=len(call.raw.prompt),
         )
         return await self._answer(request, replace(call.raw, model=shape.model), shape, call.stream)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        call = parse_embeddings(await _body(request))
+        return web.json_response(embeddings_body(call, await self._service.embed(call.request)))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
