@@ -75,3 +75,14 @@ def test_sampled_tokens_get_their_own_logprob_and_zero_top_means_none() -> None:
     chosen = token_logprob(logprobs, 0, 0)
     assert chosen.token == 0 and chosen.logprob == pytest.approx(float(logprobs[0])) and chosen.top == ()
     assert [t.token for t in token_logprob(logprobs, 0, 3).top] == [2, 3, 1]  # ties in token order
+
+
+@pytest.mark.parametrize("size", [5, 64, 1000, 262_144])
+def test_the_likeliest_are_exactly_a_full_sorts_first(size: int) -> None:
+    rng = np.random.default_rng(size)
+    logits = rng.standard_normal(size).astype(np.float32) * 4
+    logits[rng.integers(0, size, 8)] = logits.max()  # ties at the top, broken by token id
+    logprobs = log_softmax(logits)
+    for top in (1, 5, 20):
+        expected = np.argsort(-logprobs, kind="stable")[: min(top, size)]
+        assert [t.token for t in token_logprob(logprobs, 0, top).top] == expected.tolist()
