@@ -18,7 +18,7 @@ from llama_cpp import Llama
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.shared.types import TextPiece
-from tests.conftest import RunningSwarm
+from tests.conftest import RunningSwarm, serving_worker
 
 MakeSwarm = Callable[..., RunningSwarm]
 CHATML_TEMPLATE = (
@@ -149,3 +149,28 @@ def test_grpc_pieces_carry_logprobs_through_a_two_stage_pipeline(make_swarm: Mak
     assert [lp.text.decode() for lp in ours] == expected["tokens"]
     assert [lp.logprob for lp in ours] == pytest.approx(expected["token_logprobs"], **TOLERANCE)
     assert [len(lp.top) for lp in ours] == [2] * len(ours)
+
+
+def test_a_stream_whose_worker_is_sigkilled_keeps_a_logprob_for_every_token(
+    make_swarm: MakeSwarm, redis_url: str, slow_model: Path
+) -> None:
+    swarm = make_swarm(workers=0, model=slow_model)
+    workers = {name: swarm.add_worker("--worker-id", name, "--slots", "2", name=name) for name in ("w-a", "w-b")}
+    swarm.wait_for_workers(2)
+    request_id = "logprobs-failover"
+    pieces: list[TextPiece] = []
+    killed = ""
+    with swarm.client() as client:
+        for event in client.stream(
+            "Once", max_tokens=160, temperature=0.0, logprobs=True, top_logprobs=3, request_id=request_id
+        ):
+            if isinstance(event, TextPiece):
+                pieces.append(event)
+                if not killed and sum(len(p.token_ids) for p in pieces) >= 8:
+                    killed = serving_worker(redis_url, request_id)
+                    workers[killed].kill()
+            else:
+                assert killed and event.worker_id != killed, "the kill came after the end: no failover tested"
+    assert all(len(p.logprobs) == len(p.token_ids) for p in pieces)
+    assert [lp.token for p in pieces for lp in p.logprobs] == [t for p in pieces for t in p.token_ids]
+    assert all(len(lp.top) == 3 and lp.top[0].token == lp.token for p in pieces for lp in p.logprobs)  # greedy
