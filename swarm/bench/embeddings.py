@@ -1,10 +1,11 @@
 """Embedding throughput: /v1/embeddings of a real swarm against llama-cpp-python's embed, side by side in one run.
 
-Both arms embed the same inputs (32 texts of about 40-60 tokens each, by default) with the same threads,
-context size and inputs per decode: the swarm's worker packs them into its embedding context's decodes,
-llama-cpp-python's Llama(embedding=True, n_seq_max=32).embed does the same in-process. The swarm's arm pays
-for the HTTP request, the coordinator and the gRPC hop to the worker on top. Rounds alternate the arms;
-each prints tokens/s, then the medians and their ratio (swarm / llama-cpp-python).
+Both arms embed the same inputs (32 texts of 30-45 words, by default) with the same threads, context and
+batch size, and OpenMP spin: the swarm's worker packs them into its embedding context's decodes (32
+inputs each), llama-cpp-python's Llama(embedding=True).embed does the same in-process (all 32 in one
+decode). The swarm's arm pays for the HTTP request, the coordinator and the gRPC hop to the worker on
+top. Rounds alternate the arms; each prints tokens/s, then the medians and their ratio (swarm /
+llama-cpp-python).
 
     python -m swarm.bench.embeddings --inputs 32 --rounds 3 --threads 2
 """
@@ -18,11 +19,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-
-import llama_cpp
-from llama_cpp import Llama
+from typing import Any
 
 from swarm.bench.engine_vs_bare import start_swarm
+from swarm.engine.embedder import Embedder
 from swarm.gguf_files.default_model import default_model_path
 from swarm.launch.local_swarm import LocalSwarm, free_port
 
@@ -30,8 +30,6 @@ SENTENCE = (
     "swarm workers embed many texts in one decode while the coordinator routes each request to a worker "
     "of its model that has room and tries another when one fails the vectors are pooled as the model says"
 )
-CONTEXT_TOKENS = 4096  # the worker's embedding context (swarm.engine.embedder's default)
-SEQUENCES = 32  # inputs per decode on both arms
 
 
 def texts(count: int) -> list[str]:
@@ -50,7 +48,26 @@ def swarm_round(http: str, inputs: list[str]) -> tuple[int, float]:
     return int(answer["usage"]["prompt_tokens"]), time.perf_counter() - started
 
 
-def llama_round(llm: Llama, inputs: list[str]) -> tuple[int, float]:
+def llama_cpp_python(model: Path, threads: int) -> Any:
+    """llama-cpp-python's Llama set up as the worker's embedding context: mean pooling (what the swarm uses for
+    a causal LM), the same context, batch and threads. Imported here, after swarm.engine gave this process
+    the worker's OpenMP spin (libgomp reads it when llama.cpp loads), so both arms wait at barriers alike."""
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        str(model),
+        embedding=True,  # llama-cpp-python then unifies the cache and takes up to 256 inputs per decode
+        pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        n_ctx=Embedder.CONTEXT_TOKENS,
+        n_batch=Embedder.CONTEXT_TOKENS,
+        n_ubatch=Embedder.CONTEXT_TOKENS,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+
+
+def llama_round(llm: Any, inputs: list[str]) -> tuple[int, float]:
     started = time.perf_counter()
     _, tokens = llm.embed(inputs, normalize=True, return_count=True)
     return int(tokens), time.perf_counter() - started
@@ -65,18 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or default_model_path(progress=False)
     inputs = texts(args.inputs)
-    llm = Llama(
-        str(model),
-        embedding=True,
-        pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,  # what the swarm uses for a causal LM
-        n_ctx=CONTEXT_TOKENS,
-        n_batch=CONTEXT_TOKENS,
-        n_ubatch=CONTEXT_TOKENS,
-        n_seq_max=SEQUENCES,
-        n_threads=args.threads,
-        n_threads_batch=args.threads,
-        verbose=False,
-    )
+    llm = llama_cpp_python(model, args.threads)
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         http = f"127.0.0.1:{free_port()}"

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 
 
 class Embedder:
-    def __init__(self, model: LlamaModel, threads: int, tokens: int = 4096, sequences: int = 32) -> None:
+    CONTEXT_TOKENS = 4096  # the most tokens of one decode, and of one input
+    SEQUENCES = 32  # the most inputs of one decode
+
+    def __init__(
+        self, model: LlamaModel, threads: int, tokens: int = CONTEXT_TOKENS, sequences: int = SEQUENCES
+    ) -> None:
         if sequences < 1 or sequences & (sequences - 1):
             # llama.cpp's graph for other counts fails an assertion in its pooling (seen with 3), aborting the process
             raise ValueError(f"sequences must be a power of two, got {sequences}")
