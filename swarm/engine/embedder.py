@@ -1,17 +1,20 @@
 """Embedder: a worker's embeddings, batched many inputs per llama_decode on a thread of their own.
 
 The embedding context is opened on the first request (a worker that never embeds pays nothing) on
-the model the engine already loaded. Inputs are packed in order into decodes of at most
-`sequences` inputs and `tokens` tokens, as llama-cpp-python's embed does; each vector is
-L2-normalized, as OpenAI's and llama-server's are. The calls run on the embedder's own thread:
-never on the event loop, and beside the generation engine's thread rather than in its steps.
+the model the engine already loaded. The requests waiting when the thread takes work are embedded
+together: their inputs are packed in order into decodes of at most `sequences` inputs and `tokens`
+tokens, as llama-cpp-python's embed does, so many small requests share decodes as a large one does.
+Each vector is L2-normalized, as OpenAI's and llama-server's are. The thread is the embedder's own:
+never the event loop, and beside the generation engine's thread rather than in its steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +24,28 @@ from swarm.shared.embedding_messages import EmbedInput
 from swarm.shared.errors import ErrorCode, SwarmError
 
 log = logging.getLogger(__name__)
+
+Embedded = tuple[list[list[float]], int]  # a unit vector per input, and the tokens embedded
+
+
+@dataclass(frozen=True)
+class _Job:
+    inputs: tuple[EmbedInput, ...]
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[Embedded]
+
+    def settle(self, outcome: Embedded | BaseException) -> None:
+        """From the embedder's thread: the caller's loop sets the answer (unless the caller left)."""
+
+        def settle_now() -> None:
+            if self.answer.done():
+                return
+            if isinstance(outcome, BaseException):
+                self.answer.set_exception(outcome)
+            else:
+                self.answer.set_result(outcome)
+
+        self.loop.call_soon_threadsafe(settle_now)
 
 
 class Embedder:
@@ -38,22 +63,85 @@ class Embedder:
         self._tokens = min(tokens, model.context_length_trained or tokens)
         self._sequences = sequences
         self._context: EmbeddingContext | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarm-embed")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="swarm-embed", daemon=True)
+        self._lock = threading.Lock()  # starting the thread and closing do not cross
+        self._closed = False
+        self.decodes = 0  # llama_decode calls so far
 
-    async def embed(self, inputs: tuple[EmbedInput, ...]) -> tuple[list[list[float]], int]:
+    async def embed(self, inputs: tuple[EmbedInput, ...]) -> Embedded:
         """One unit vector per input, in order, and the tokens embedded; INVALID_ARGUMENT names a bad input."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self.embed_now, inputs)
+        loop = asyncio.get_running_loop()
+        job = _Job(inputs, loop, loop.create_future())
+        with self._lock:
+            if self._closed:
+                raise SwarmError(ErrorCode.UNAVAILABLE, "worker is shutting down")
+            if not self._thread.is_alive():
+                self._thread.start()
+            self._jobs.put(job)
+        return await job.answer
 
-    def embed_now(self, inputs: tuple[EmbedInput, ...]) -> tuple[list[list[float]], int]:
-        """embed() on the calling thread (the embedder's own, or a benchmark's)."""
-        sequences = [self._tokens_of(i, item) for i, item in enumerate(inputs)]
+    def close(self) -> None:
+        """Ends the thread after the work it has, then frees the context (before the model is freed)."""
+        with self._lock:
+            self._closed = True
+            started = self._thread.is_alive()
+            self._jobs.put(None)
+        if started:
+            self._thread.join()
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+
+    # ------------------------------------------------------------ the embedder's thread
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            jobs = [job]
+            while True:  # every request waiting now shares the decodes
+                try:
+                    following = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None:
+                    self._jobs.put(None)  # ends the loop once these are answered
+                    break
+                jobs.append(following)
+            self._answer(jobs)
+
+    def _answer(self, jobs: list[_Job]) -> None:
+        tokenized: list[tuple[_Job, list[list[int]]]] = []
+        for job in jobs:
+            try:
+                tokenized.append((job, [self._tokens_of(i, item) for i, item in enumerate(job.inputs)]))
+            except SwarmError as refusal:  # a bad input fails its own request only
+                job.settle(refusal)
+        try:
+            vectors = self._vectors([s for _, sequences in tokenized for s in sequences])
+        except Exception as exc:
+            log.exception("embedding failed")
+            for job, _ in tokenized:
+                job.settle(SwarmError(ErrorCode.INTERNAL, f"embedding failed: {exc}"))
+            return
+        start = 0
+        for job, sequences in tokenized:
+            job.settle((vectors[start : start + len(sequences)], sum(len(s) for s in sequences)))
+            start += len(sequences)
+
+    def _vectors(self, sequences: list[list[int]]) -> list[list[float]]:
+        if not sequences:
+            return []
         context = self._open()
         vectors: list[list[float]] = []
         for group in decode_groups([len(s) for s in sequences], self._sequences, context.tokens):
+            self.decodes += 1
             for vector in context.embed(sequences[group]):
                 norm = float(np.linalg.norm(vector))
                 vectors.append((vector / norm if norm > 0 else vector).tolist())
-        return vectors, sum(len(s) for s in sequences)
+        return vectors
 
     def _tokens_of(self, index: int, item: EmbedInput) -> list[int]:
         tokens = self._model.tokenize(item) if isinstance(item, str) else list(item)
@@ -77,13 +165,6 @@ class Embedder:
                 self._sequences,
             )
         return self._context
-
-    def close(self) -> None:
-        """Waits for the embedding under way, then frees the context (before the model is freed)."""
-        self._thread.shutdown(wait=True)
-        if self._context is not None:
-            self._context.close()
-            self._context = None
 
 
 def decode_groups(lengths: list[int], sequences: int, tokens: int) -> list[slice]:

@@ -41,7 +41,7 @@ def reference(path: Path, texts: tuple[str, ...]) -> list[list[float]]:
         verbose=False,
     )
     try:
-        return llm.embed(list(texts), normalize=True)  # type: ignore[return-value]
+        return llm.embed(list(texts), normalize=True)
     finally:
         llm.close()
 
@@ -64,18 +64,42 @@ def test_embeddings_equal_llama_cpp_pythons_for_the_same_texts(model: LlamaModel
 
 def test_token_inputs_embed_like_their_text_and_bad_ones_are_named(model: LlamaModel) -> None:
     embedder = Embedder(model, threads=1, tokens=64, sequences=4)
-    try:
-        (from_text, from_tokens), _ = embedder.embed_now(("Hello world", tuple(model.tokenize("Hello world"))))
+
+    async def run() -> None:
+        (from_text, from_tokens), _ = await embedder.embed(("Hello world", tuple(model.tokenize("Hello world"))))
         np.testing.assert_allclose(from_text, from_tokens, atol=1e-6)
-        for inputs, problem in (
-            (("ok", (model.vocab_size,)), "input[1]: "),
-            (("ok", "long " * 100), "input[1]: "),
-        ):
+        for inputs in (("ok", (model.vocab_size,)), ("ok", "long " * 100)):
             with pytest.raises(SwarmError) as raised:
-                embedder.embed_now(inputs)
-            assert raised.value.message.startswith(problem)
+                await embedder.embed(inputs)
+            assert raised.value.message.startswith("input[1]: ")
+
+    try:
+        asyncio.run(run())
     finally:
         embedder.close()
+
+
+def test_requests_waiting_together_share_decodes_and_a_bad_one_fails_alone(model: LlamaModel) -> None:
+    embedder = Embedder(model, threads=1, tokens=512, sequences=8)
+
+    async def run() -> None:
+        alone = [await embedder.embed((text,)) for text in TEXTS]
+        decodes = embedder.decodes
+        together = await asyncio.gather(
+            *(embedder.embed((text,)) for text in TEXTS), embedder.embed(((model.vocab_size,),)), return_exceptions=True
+        )
+        assert embedder.decodes - decodes <= 2  # the first perhaps alone, the others in one decode
+        assert isinstance(together[-1], SwarmError) and together[-1].message.startswith("input[0]: ")
+        for (vectors, tokens), (expected, expected_tokens) in zip(together[:-1], alone, strict=True):
+            assert tokens == expected_tokens
+            np.testing.assert_allclose(vectors, expected, atol=1e-3)
+
+    try:
+        asyncio.run(run())
+    finally:
+        embedder.close()
+    with pytest.raises(SwarmError):  # closed: refused, never queued for a thread that is gone
+        asyncio.run(embedder.embed(("late",)))
 
 
 def test_inputs_are_packed_in_order_by_count_and_tokens() -> None:
