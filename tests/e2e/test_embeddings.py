@@ -4,6 +4,7 @@ under a request is retried elsewhere; bad input gets a 400 naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -17,6 +18,8 @@ import openai
 import pytest
 from llama_cpp import Llama
 
+from swarm.client import AsyncSwarmClient
+from swarm.shared.embedding_messages import EmbedResult
 from tests.conftest import RunningSwarm
 
 MakeSwarm = Callable[..., RunningSwarm]
@@ -71,6 +74,12 @@ def test_embeddings_equal_llama_cpp_pythons_over_http_and_grpc(make_swarm: MakeS
     with swarm.client() as client:
         result = client.embed(TEXTS)
     close_to(result.vectors, expected)
+
+    async def embed_async() -> EmbedResult:
+        async with AsyncSwarmClient(swarm.address) as client:
+            return await client.embed([TEXTS[1]])
+
+    close_to(asyncio.run(embed_async()).vectors, expected[1:2])
     assert result.worker_id and result.prompt_tokens == answer.usage.prompt_tokens
     status, same_width = post(swarm, {"input": [[1, 2, 3], "x"], "dimensions": len(expected[0])})
     assert status == 200 and len(same_width["data"]) == 2
