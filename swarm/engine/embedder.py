@@ -145,6 +145,8 @@ class Embedder:
 
     def _tokens_of(self, index: int, item: EmbedInput) -> list[int]:
         tokens = self._model.tokenize(item) if isinstance(item, str) else list(item)
+        if not tokens:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, f"input[{index}]: makes no tokens for this model")
         bad = [t for t in tokens if not 0 <= t < self._model.vocab_size]
         if bad:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, f"input[{index}]: {bad[0]} is not a token of this model")
