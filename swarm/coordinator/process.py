@@ -23,6 +23,7 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.request_leases import new_coordinator_id
 from swarm.coordinator.planning.fleet_setup import build_fleet
@@ -80,7 +81,8 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     fleet, plans = await build_fleet(config, redis, library_root)
     key_store = KeyStore(redis)
     admission = KeyAdmission(KeyLimits(redis))
-    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission)
+    embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
+    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,

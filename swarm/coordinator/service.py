@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
@@ -21,6 +22,7 @@ from swarm.coordinator.routing import default_model
 from swarm.coordinator.tenancy.admission import KeyAdmission, check_model
 from swarm.coordinator.tenancy.caller import OPEN_ACCESS, Access
 from swarm.shared import tracing
+from swarm.shared.embedding_messages import EmbedRequest, EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
@@ -33,7 +35,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
-from swarm.shared.validation import InvalidRequest, check_fits_context, validate_request
+from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class InferenceService:
         fleet: ModelFleet | None = None,
         plans: Mapping[str, PlanStore] | None = None,
         admission: KeyAdmission | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
@@ -56,6 +59,7 @@ class InferenceService:
         self._fleet = fleet
         self._plans = dict(plans or {})  # model -> where its plan is kept
         self._admission = admission
+        self._embeddings = embeddings
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
@@ -142,6 +146,18 @@ class InferenceService:
                 yield event
         finally:
             await ticket.close()
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        """The inputs' embeddings from a worker of the model (Embeddings routes them)."""
+        try:
+            check_inputs(request.inputs)
+        except InvalidRequest as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        if self._embeddings is None:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, "this coordinator serves no embeddings")
+        model = await self._resolve_model(request.model)
+        request_id = request.request_id or new_request_id()
+        return await self._embeddings.embed(replace(request, model=model, request_id=request_id))
 
     async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""

@@ -26,6 +26,7 @@ from swarm.wire.convert import (
     worker_info_from_wire,
     worker_load_from_wire,
 )
+from swarm.wire.embedding_convert import embed_request_from_wire, embed_result_to_wire
 from swarm.wire.grpc_errors import error_boundary
 
 
@@ -57,6 +58,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
         require_admin(current_access(), "the swarm's status (its workers)")
         return status_to_wire(await self._service.status())
+
+    @error_boundary
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        return embed_result_to_wire(await self._service.embed(embed_request_from_wire(request)))
 
 
 class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]

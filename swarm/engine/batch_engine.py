@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry.context import Context
 
@@ -25,8 +25,8 @@ from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import StageWork
-from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
+from swarm.shared.stage_messages import Sampled, StageWork
+from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece, TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -308,21 +308,22 @@ class BatchEngine:
         rows = self._in_flight.popleft()
         self._steps += 1
         produced = 0
-        for row, token in zip(rows, tokens, strict=True):
+        for row, sampled in zip(rows, tokens, strict=True):
             if not row.sample or row.slot.sequence is not row.sequence:
                 continue
-            if token is None:
+            if sampled is None:
                 raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
             row.sequence.awaiting_token = False
             row.sequence.ready_at = self._steps
             produced += 1
-            self._accept(row.slot, row.sequence, token)
+            self._accept(row.slot, row.sequence, sampled)
         self._tokens_generated += produced
         self._rate.append((time.monotonic(), produced))
         while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
             self._rate.popleft()
 
-    def _accept(self, slot: Slot, sequence: Sequence, token: int) -> None:
+    def _accept(self, slot: Slot, sequence: Sequence, sampled: Sampled) -> None:
+        token = sampled.token
         sequence.generated += 1
         if sequence.trace is not None and sequence.generated == len(sequence.request.resume_tokens) + 1:
             tracing.past_span(
@@ -335,9 +336,11 @@ class BatchEngine:
         if self.model.is_end_of_generation(token):
             self._finish(slot, FinishReason.STOP)
             return
+        if sampled.logprob is not None:
+            sequence.logprobs.append(self._with_texts(sampled.logprob))
         release = sequence.text.feed(token, self.model.token_bytes(token))
         if release.text or release.token_ids:
-            sequence.emit(TextPiece(release.text, release.token_ids))
+            sequence.emit(TextPiece(release.text, release.token_ids, sequence.take_logprobs(len(release.token_ids))))
         if release.stopped:
             self._finish(slot, FinishReason.STOP, flush=False)
         elif sequence.generated >= sequence.request.max_tokens or sequence.position >= self.context_per_slot:
@@ -351,13 +354,18 @@ class BatchEngine:
         if flush:
             tail = sequence.text.flush()
             if tail.text:
-                sequence.emit(TextPiece(tail.text, tail.token_ids))
+                sequence.emit(TextPiece(tail.text, tail.token_ids, sequence.take_logprobs(len(tail.token_ids))))
         sequence.emit(
             Finished(
                 reason, sequence.prompt_tokens, sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
             )
         )
         self._release(slot, keep_cache=True)
+
+    def _with_texts(self, logprob: TokenLogprob) -> TokenLogprob:
+        """The log-probabilities with each token's bytes, which only a holder of the vocabulary can give."""
+        top = tuple(replace(t, text=self.model.token_bytes(t.token)) for t in logprob.top)
+        return replace(logprob, text=self.model.token_bytes(logprob.token), top=top)
 
     def _release(self, slot: Slot, keep_cache: bool) -> None:
         self._forward.release(slot.seq_id, keep_cache)

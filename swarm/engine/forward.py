@@ -11,7 +11,7 @@ from collections import deque
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import SamplingParams
 
 
@@ -46,7 +46,7 @@ class Forward(Protocol):
         """Starts a step: every row decodes after the rows of the steps sent before it."""
         ...
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         """The oldest step's sampled token of each work item that asked for one (None for the others)."""
         ...
 
@@ -67,7 +67,7 @@ class WholeModel:
         self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads)
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
-        self._done: deque[list[int | None]] = deque()
+        self._done: deque[list[Sampled | None]] = deque()
 
     @property
     def batch_capacity(self) -> int:
@@ -109,12 +109,12 @@ class WholeModel:
         self._context.decode(batch)
         self._done.append(
             [
-                self._samplers[w.session].sample(self._context, row) if w.sample else None
+                self._samplers[w.session].draw(self._context, row) if w.sample else None
                 for w, row in zip(work, last_rows, strict=True)
             ]
         )
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         return self._done.popleft()
 
     def discard(self) -> None:

@@ -9,7 +9,7 @@ from opentelemetry.context import Context
 
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import SwarmError
-from swarm.shared.types import GenerationEvent, GenerationRequest
+from swarm.shared.types import GenerationEvent, GenerationRequest, TokenLogprob
 
 # Called from the engine thread; must be thread-safe and must not block.
 EmitFn = Callable[[GenerationEvent | SwarmError], None]
@@ -33,6 +33,12 @@ class Sequence:
     trace: Context | None = None  # the span that submitted it (None: tracing is off)
     submitted_ns: int = 0  # time.time_ns() stamps for its trace
     admitted_ns: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens fed to `text` but not yet released
+
+    def take_logprobs(self, count: int) -> tuple[TokenLogprob, ...]:
+        """The log-probabilities of the next `count` tokens released ((): the request asked for none)."""
+        taken, self.logprobs = self.logprobs[:count], self.logprobs[count:]
+        return tuple(taken)
 
     @property
     def prefilling(self) -> bool:

@@ -51,6 +51,11 @@ class InferenceStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/swarm.v1.Inference/Embed',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -79,6 +84,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """One embedding per input, in input order, from a worker of the model (pooled as its metadata says).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +108,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +198,33 @@ class Inference:
             '/swarm.v1.Inference/GetStatus',
             swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Inference/Embed',
+            swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -469,6 +513,11 @@ class WorkerStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/swarm.v1.Worker/Embed',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -492,6 +541,13 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeds every input in batched decodes on a second, embedding context of the loaded model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -504,6 +560,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Relay,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +622,33 @@ class Worker:
             '/swarm.v1.Worker/Relay',
             swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Worker/Embed',
+            swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ from swarm.engine.forward import Forward
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.shared.errors import SwarmError
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
 from tests.greedy_check import GreedyReference
 from tests.worker.test_pipeline import StageServers, start_head
@@ -69,7 +69,7 @@ class WatchedForward:
         self.decode_rows.append(sum(1 for w in work if w.rows == 1 and w.sample))
         self.on_send(work)
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         tokens = self.inner.receive()
         self.in_flight -= 1
         return tokens
