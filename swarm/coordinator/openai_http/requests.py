@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from swarm.coordinator.openai_http.chat_template import ChatMessage, PastToolCall
-from swarm.coordinator.openai_http.response_format import output_grammar
 from swarm.coordinator.openai_http.tool_request import ToolRequest, parse_tools
+from swarm.shared.output_format import output_grammar
 from swarm.shared.types import RawRequest
 from swarm.shared.validation import UINT64_MAX, InvalidRequest
 
