@@ -11,38 +11,22 @@ then the steadier figure: the engine thread's CPU time per token in Sampler.draw
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from swarm.bench.engine_rounds import run_requests
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
 from swarm.gguf_files.default_model import default_model_path
-from swarm.shared.errors import SwarmError
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams
+from swarm.shared.types import GenerationRequest, SamplingParams
 
 PROMPT = "1, 2, 3, 4, 5, 6,"  # counting keeps Gemma going for every token asked
 
 
 def run_round(engine: BatchEngine, streams: int, sampling: SamplingParams, max_tokens: int, tag: str) -> float:
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | SwarmError, float]] = queue.SimpleQueue()
-    for i in range(streams):
-        request = GenerationRequest(f"{tag}-{i}", "bench", PROMPT, max_tokens, sampling)
-        engine.submit(request, _stamped(inbox, i))
-    firsts: dict[int, float] = {}
-    rates: list[float] = []
-    while len(rates) < streams:
-        stream, event, stamp = inbox.get(timeout=600)
-        if isinstance(event, SwarmError):
-            raise event
-        if isinstance(event, Finished):
-            after_first = max(event.completion_tokens - 1, 0)
-            rates.append(after_first / (stamp - firsts[stream]) if stamp > firsts.get(stream, stamp) else 0.0)
-        else:
-            firsts.setdefault(stream, stamp)
-    return sum(rates)
+    requests = [GenerationRequest(f"{tag}-{i}", "bench", PROMPT, max_tokens, sampling) for i in range(streams)]
+    return run_requests(engine, requests).rate
 
 
 def draw_cpu_ms(model: LlamaModel, sampling: SamplingParams, draws: int = 200) -> float:
@@ -65,15 +49,6 @@ def draw_cpu_ms(model: LlamaModel, sampling: SamplingParams, draws: int = 200) -
         sampler.close()
         batch.close()
         context.close()
-
-
-def _stamped(
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | SwarmError, float]], stream: int
-) -> Callable[[GenerationEvent | SwarmError], None]:
-    def emit(event: GenerationEvent | SwarmError) -> None:
-        inbox.put((stream, event, time.perf_counter()))
-
-    return emit
 
 
 def main(argv: list[str] | None = None) -> int:
