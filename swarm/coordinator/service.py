@@ -227,7 +227,8 @@ class InferenceService:
             lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if v.info.model == model]
         return min(lengths, default=0)
 
-    async def list_models(self) -> list[ModelSummary]:
+    async def list_models(self, access: Access = OPEN_ACCESS) -> list[ModelSummary]:
+        """The models served and planned; a key held to some models sees only those."""
         views = await self._dispatcher.fresh_views()
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
@@ -243,6 +244,7 @@ class InferenceService:
                 workers=tuple(sorted(v.info.worker_id for v in views if v.up and v.info.model == name)),
             )
             for name in sorted(names | set(planned))
+            if access.record is None or access.record.allows_model(name)
         ]
 
     async def status(self) -> SwarmStatus:

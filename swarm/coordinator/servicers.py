@@ -52,7 +52,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        return models_to_wire(await self._service.list_models())
+        return models_to_wire(await self._service.list_models(current_access()))
 
     @error_boundary
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:

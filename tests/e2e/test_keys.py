@@ -165,6 +165,11 @@ def test_models_expiry_and_revocation_bite_on_both_coordinators_at_once(make_swa
     allowed = two.create("this-model", models=[two.model])
     with two.client(two.b, allowed) as client:
         assert generate(client) == 4
+        assert [m.name for m in client.list_models()] == [two.model]
+    with two.client(two.a, other_model) as client:
+        assert client.list_models() == []  # it sees none of the models it may not use
+    status, _, body = http_get(two.http_b, "/v1/models", other_model)
+    assert status == 200 and body["data"] == []
     # Batch lines too: each names an allowed model (its own or the job's), checked at submission.
     line = BatchLine(RawRequest(prompt="Hi", max_tokens=2), "a")
     with BatchClient(two.a, api_key=other_model) as batches:

@@ -68,8 +68,8 @@ class OpenAIRoutes:
     def __init__(self, service: InferenceService) -> None:
         self._service = service
 
-    async def models(self, _request: web.Request) -> web.Response:
-        return web.json_response(models_body(await self._service.list_models()))
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(models_body(await self._service.list_models(caller_access(request))))
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
