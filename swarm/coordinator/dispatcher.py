@@ -23,11 +23,11 @@ from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
+from swarm.coordinator.fairness.slot_share import ACTIVE_TENANT_S, SlotShare
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
 from swarm.coordinator.ownership.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
-from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.piece_journal import PieceRefused
@@ -75,6 +75,7 @@ class Dispatcher:
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
+        self._tenant_seen: dict[str, float] = {}  # tenant -> time.monotonic() it last had a request admitted
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
@@ -117,7 +118,7 @@ class Dispatcher:
         else:
             record = self._admit(request, enqueued_ms=int(time.time() * 1000))
             try:
-                record.enqueued_ms = await self._store.enqueue(request)
+                record.enqueued_ms, record.queue_score = await self._store.enqueue(request)
             except BaseException:
                 self._drop(record)
                 record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
@@ -247,6 +248,7 @@ class Dispatcher:
     # ------------------------------------------------------------ the table
 
     def _admit(self, request: GenerationRequest, enqueued_ms: int) -> RequestRecord:
+        self._tenant_seen[request.tenant] = time.monotonic()
         record = self._requests[request.request_id] = RequestRecord(request, enqueued_ms)
         return record
 
@@ -254,6 +256,7 @@ class Dispatcher:
         """A request known only to Redis: its stream starts with the pieces already sent, its run after them."""
         resume = tuple(token for piece in stored.sent for token in piece.token_ids)
         record = self._admit(replace(stored.request, resume_tokens=resume), stored.enqueued_ms)
+        record.queue_score = stored.score
         for piece in stored.sent:
             record.stream.publish(piece)
         return record
@@ -290,15 +293,16 @@ class Dispatcher:
     # ------------------------------------------------------------ dispatching
 
     async def _dispatch_waiting(self) -> None:
-        """Dispatches the waiting requests this coordinator owns, oldest first (batch lines last)."""
+        """Dispatches the waiting requests this coordinator owns in fair queue order (fairness.queue_tags)."""
         owned = [r for r in self._requests.values() if r.run is None and not r.stream.done]
-        owned.sort(key=lambda r: queue_score(r.request_id, r.enqueued_ms))
+        owned.sort(key=lambda r: (r.queue_score, r.enqueued_ms))
         waiting = [
             WaitingRequest(
                 r.request_id,
                 r.request.model,
                 r.request.prompt,
                 max(r.enqueued_ms, self._started_ms, r.requeued_ms),
+                r.request.tenant,
             )
             for r in owned[:QUEUE_SCAN_LIMIT]
         ]
@@ -308,6 +312,7 @@ class Dispatcher:
             self._prefixes.matches,
             int(time.time() * 1000),
             self._config.no_worker_wait_s,
+            self._slot_share(),
         )
         for expiry in plan.expired:
             await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
@@ -319,6 +324,15 @@ class Dispatcher:
             record = self._requests.get(assignment.request_id)
             if won and record is not None:
                 self._start(record, assignment.worker)
+
+    def _slot_share(self) -> SlotShare:
+        """The running requests per tenant and model here, and the tenants active lately, for the slot rule."""
+        now = time.monotonic()
+        for tenant, seen in list(self._tenant_seen.items()):
+            if now - seen > ACTIVE_TENANT_S:
+                del self._tenant_seen[tenant]
+        running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
+        return SlotShare(running, len(self._tenant_seen))
 
     def _routing_views(self) -> list[WorkerView]:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""
@@ -355,7 +369,7 @@ class Dispatcher:
             except WorkerBusy:
                 self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
                 record.attempts -= 1  # refused before any work: no attempt at it
-                await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
+                await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
             else:
                 await self._completed(record, run)
         except SwarmError as exc:
@@ -416,7 +430,7 @@ class Dispatcher:
         self.failovers += 1
         record.request = replace(record.request, resume_tokens=delivered)
         record.requeued_ms = int(time.time() * 1000)
-        await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
+        await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
 
     async def _end(self, record: RequestRecord, error: SwarmError) -> None:
         """Fails the request for every follower and removes it here; in Redis, kept for a retry if it may succeed."""

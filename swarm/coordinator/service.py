@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.plan_store import PlanStore
@@ -85,7 +86,7 @@ class InferenceService:
         # may send) and, on a coordinator without keys, every client's.
         owner = owner_of_key(api_key) if api_key and self._config.api_keys else ""
         request = replace(
-            request,
+            with_tenant(request, owner),
             request_id=scoped_request_id(owner, request.request_id),
             fingerprint=request_fingerprint(raw),
             traceparent=tracing.traceparent(),

@@ -80,6 +80,11 @@ class GenerationRequest:
     # How long its worker may hold pieces before sending them: 0 for a client reading token by token;
     # a client that reads only the whole answer lets them gather, which costs every hop fewer messages.
     piece_interval_s: float = 0.0
+    # Whose it is, for fair queuing and usage: the caller's name ("" without keys), its priority class
+    # (0 interactive, 1 batch, higher later) and its weight (its share of turns within the class).
+    tenant: str = ""
+    priority: int = 0
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
