@@ -1,0 +1,99 @@
+"""The flood-and-quiet load: one tenant keeps many requests running and queued, another sends one at a time.
+
+Measures the quiet tenant's time to first token; fair queuing's benchmark and its end-to-end test
+both drive this, the one against a real model, the other against a tiny synthetic one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+from swarm.client.async_client import AsyncSwarmClient
+from swarm.shared.types import TextPiece
+
+# gRPC connections the flood spreads over, so no single HTTP/2 connection caps its concurrent streams.
+FLOOD_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
+class FloodLoad:
+    address: str
+    flood_key: str
+    quiet_key: str
+    flood_outstanding: int  # requests the flooding tenant keeps open at once: its running streams plus its queue
+    flood_max_tokens: int
+    quiet_requests: int
+    quiet_max_tokens: int
+    quiet_gap_s: float = 0.05  # between the quiet tenant's requests
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile by the nearest-rank method."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+async def quiet_first_tokens(load: FloodLoad, prompts: list[str]) -> list[float]:
+    """The quiet tenant's requests, one at a time: each one's seconds to its first piece of text."""
+    times: list[float] = []
+    async with AsyncSwarmClient(load.address, api_key=load.quiet_key, retries=0) as client:
+        for i in range(load.quiet_requests):
+            sent = time.perf_counter()
+            first: float | None = None
+            async for event in client.stream(prompts[i % len(prompts)], max_tokens=load.quiet_max_tokens):
+                if first is None and isinstance(event, TextPiece) and event.token_ids:
+                    first = time.perf_counter() - sent
+            times.append(first if first is not None else time.perf_counter() - sent)
+            await asyncio.sleep(load.quiet_gap_s)
+    return times
+
+
+async def _flood_one(client: AsyncSwarmClient, prompt: str, max_tokens: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        async for _ in client.stream(prompt, max_tokens=max_tokens):
+            pass
+
+
+async def flood_until(load: FloodLoad, prompts: list[str], stop: asyncio.Event, started: asyncio.Event) -> int:
+    """Keeps flood_outstanding requests of the flooding tenant open until stop; returns how many connections."""
+    clients = [
+        AsyncSwarmClient(load.address, api_key=load.flood_key, retries=0)
+        for _ in range(min(FLOOD_CONNECTIONS, load.flood_outstanding))
+    ]
+    tasks = [
+        asyncio.create_task(
+            _flood_one(clients[i % len(clients)], prompts[i % len(prompts)], load.flood_max_tokens, stop)
+        )
+        for i in range(load.flood_outstanding)
+    ]
+    started.set()
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in clients:
+            await client.close()
+    return len(clients)
+
+
+async def quiet_under_flood(load: FloodLoad, prompts: list[str], flood: bool, settle_s: float) -> list[float]:
+    """The quiet tenant's first-token times, with the flood running (after settle_s to fill the queue) or not."""
+    if not flood:
+        return await quiet_first_tokens(load, prompts)
+    stop, started = asyncio.Event(), asyncio.Event()
+    flooding = asyncio.create_task(flood_until(load, prompts, stop, started))
+    try:
+        await started.wait()
+        await asyncio.sleep(settle_s)
+        return await quiet_first_tokens(load, prompts)
+    finally:
+        stop.set()
+        await flooding
