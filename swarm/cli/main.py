@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     CommandModule("swarm.cli.certs_command", ("certs",)),
     CommandModule("swarm.bench.engine_vs_bare", ("bench",), register="add_parser"),
     CommandModule("swarm.bench.first_token", ("bench-first-token",)),
+    CommandModule("swarm.bench.fair_queue", ("bench-fair-queue",)),
     CommandModule("swarm.cli.ray_commands", ("ray",)),
 )
 

@@ -36,6 +36,7 @@ from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_
 from swarm.coordinator.request_identity import check_same_request
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
+from swarm.coordinator.usage.usage_types import finished_tokens
 from swarm.shared import tracing
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -196,6 +197,7 @@ class Dispatcher:
         if not record.stream.done:
             record.stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
         self._drop(record)
+        await self._count_cancelled(record)
         await self._forget(record.request_id)
 
     # ------------------------------------------------------------ background work
@@ -361,7 +363,9 @@ class Dispatcher:
         try:
             try:
                 run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
-                await relay_worker_stream(record, run, partial(self._save_piece, record.request_id))
+                await relay_worker_stream(
+                    record, run, partial(self._save_piece, record.request_id), partial(self._count_usage, record, run)
+                )
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
             except PieceRefused:  # its lease lapsed (Redis was away) and another coordinator took it over
@@ -393,6 +397,28 @@ class Dispatcher:
 
     async def _save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         await self._patiently(partial(self._store.save_piece, request_id, index, piece))
+
+    async def _count_usage(self, record: RequestRecord, run: WorkerRun, finished: Finished) -> None:
+        """Accounts the request once its worker finished it, before its end reaches any client."""
+        request = record.request
+        tokens = finished_tokens(record.stream.pieces, finished)
+        await self._patiently(
+            lambda: self._store.usage.count(
+                request.request_id, request.tenant, request.model, run.worker.worker_id, tokens
+            )
+        )
+
+    async def _count_cancelled(self, record: RequestRecord) -> None:
+        """Accounts the tokens a client got before it left (none: nothing to account)."""
+        tokens = finished_tokens(record.stream.pieces, None)
+        if not tokens.completion:
+            return
+        request = record.request
+        worker_id = record.run.worker.worker_id if record.run is not None else ""
+        try:
+            await self._store.usage.count(request.request_id, request.tenant, request.model, worker_id, tokens)
+        except RedisError as exc:
+            log.warning("cannot account the cancelled %s in Redis (%s)", request.request_id, exc)
 
     async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
         self.completed += 1

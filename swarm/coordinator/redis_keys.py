@@ -166,3 +166,21 @@ PLAN_PREFIX = "swarm:plan:"
 
 def plan_key(model: str) -> str:
     return PLAN_PREFIX + model
+
+
+# ---------------------------------------------------------------- usage (coordinator.usage)
+
+# Hash per hour (unix time // 3600): "tokens\t<tenant>\t<model>\t<worker>\t<kind>" -> tokens (kind: prompt,
+# cached_prompt, completion, requests) and "busy\t<worker>" -> busy seconds, moved only by HINCRBY in Lua
+# scripts so coordinators add up. Expires after usage_store.RETENTION_S.
+USAGE_HOUR_PREFIX = "swarm:usage:hour:"
+# Sorted set of the hours that have a bucket (score: the hour), to sum a window.
+USAGE_HOURS = "swarm:usage:hours"
+# Hash worker id -> the cumulative busy seconds its last heartbeat reported: the next one adds what is new.
+USAGE_BUSY_SEEN = "swarm:usage:busy-seen"
+# Hash worker id -> its stated watts and hourly cost as JSON, for energy and cost per token.
+USAGE_WORKER_RATES = "swarm:usage:worker-rates"
+
+
+def usage_hour_key(hour: int) -> str:
+    return f"{USAGE_HOUR_PREFIX}{hour}"

@@ -13,6 +13,7 @@ from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.fairness.queue_tags import class_base, tag_step
 from swarm.coordinator.ownership.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
 from swarm.coordinator.relay.piece_journal import PieceJournal, pieces_in_order
+from swarm.coordinator.usage.usage_store import UsageStore
 from swarm.shared import tracing
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
@@ -114,6 +115,7 @@ class RequestStore:
         self._delivered = redis.register_script(_DELIVERED)
         self.leases = RequestLeases(redis, owner or new_coordinator_id(), lease_ttl_s)
         self._journal = PieceJournal(redis, self.leases.owner, durable)
+        self.usage = UsageStore(redis)  # tokens accounted per request as it ends (coordinator.usage)
 
     async def enqueue(self, request: GenerationRequest) -> tuple[int, float]:
         """Queues the request, owned by this store's coordinator; returns when (ms) and its queue score."""
