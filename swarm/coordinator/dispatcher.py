@@ -36,12 +36,12 @@ from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_
 from swarm.coordinator.request_identity import check_same_request
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
-from swarm.coordinator.usage.usage_types import finished_tokens
 from swarm.shared import tracing
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
+from swarm.shared.usage_types import finished_tokens
 from swarm.wire.convert import run_request_to_wire
 
 log = logging.getLogger(__name__)

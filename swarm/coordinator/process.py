@@ -33,6 +33,7 @@ from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
+from swarm.coordinator.usage.usage_servicer import UsageServicer
 from swarm.coordinator.web.http_tracing import http_spans
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
 from swarm.gguf_files.default_model import cache_dir, resolve_model
@@ -106,11 +107,18 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token, config.heartbeat_interval_s), server)
     batch_service = BatchService(batch_store, config.batch_limits, config.limits)
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
+    pb_grpc.add_UsageServicer_to_server(UsageServicer(store.usage), server)
     if config.stages_dir or config.plan_model:
         add_model_files_servicer(server, StageLibrary(library_root), config.token)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    served = ("Inference", "Registry", "Batch", *(("ModelFiles",) if config.stages_dir or config.plan_model else ()))
+    served = (
+        "Inference",
+        "Registry",
+        "Batch",
+        "Usage",
+        *(("ModelFiles",) if config.stages_dir or config.plan_model else ()),
+    )
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     grpc_port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)

@@ -174,6 +174,8 @@ def plan_key(model: str) -> str:
 # cached_prompt, completion, requests) and "busy\t<worker>" -> busy seconds, moved only by HINCRBY in Lua
 # scripts so coordinators add up. Expires after usage_store.RETENTION_S.
 USAGE_HOUR_PREFIX = "swarm:usage:hour:"
+# Hash of the same fields as the hour buckets, never expiring: the all-time totals, for /metrics.
+USAGE_TOTAL = "swarm:usage:total"
 # Sorted set of the hours that have a bucket (score: the hour), to sum a window.
 USAGE_HOURS = "swarm:usage:hours"
 # Hash worker id -> the cumulative busy seconds its last heartbeat reported: the next one adds what is new.

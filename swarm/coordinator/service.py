@@ -32,6 +32,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
+from swarm.shared.usage_types import UsageReport
 from swarm.shared.validation import InvalidRequest, check_fits_context, validate_request
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,10 @@ class InferenceService:
             for name in sorted(names)
         ]
 
+    async def usage(self, since_hour: int = 0) -> UsageReport:
+        """Tokens per tenant, model and worker, and workers' busy time, from since_hour on (0: all time)."""
+        return await self._store.usage.report(since_hour)
+
     async def status(self) -> SwarmStatus:
         views = await self._dispatcher.fresh_views()
         return SwarmStatus(
@@ -206,6 +211,7 @@ class InferenceService:
         """The worker's standing, and whether the plan moved it (it must leave and ask Assign again). A stage's
         measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
+        await self._store.usage.busy(worker_id, load.busy_seconds, load.watts, load.cost_per_hour)
         await self._prune_assigner()
         planner = self._assigner if standing is Standing.MEMBER else None
         if planner is not None and measured is not None and planner.observe(worker_id, measured):

@@ -147,6 +147,11 @@ class WorkerLoad:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     away: str = ""  # why its owner lets it take no new work now ("outside its hours"); empty: it takes work
+    # For cost per token (coordinator.usage): seconds it had at least one sequence running since it started,
+    # and what its owner said it draws beyond idle while busy (--watts) and costs per busy hour (--cost-per-hour).
+    busy_seconds: float = 0.0
+    watts: float = 0.0
+    cost_per_hour: float = 0.0
 
 
 @dataclass(frozen=True)

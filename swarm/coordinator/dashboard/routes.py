@@ -13,6 +13,7 @@ from aiohttp import web
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
 from swarm.coordinator.dashboard.snapshot import snapshot_json
 from swarm.coordinator.dashboard.timeseries import SwarmSampler
+from swarm.coordinator.dashboard.usage_panel import UsageSource, no_usage, usage_panel_json
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.shared.types import SwarmStatus
 
@@ -26,9 +27,10 @@ def add_dashboard_routes(
     status: Callable[[], Awaitable[SwarmStatus]],
     outcomes: Callable[[], Iterable[RequestOutcome]],
     batch_jobs: BatchJobSource = no_batch_jobs,
+    usage: UsageSource = no_usage,
 ) -> None:
     """Adds the dashboard to `app`; the app owns the sampler's task, which its cleanup cancels."""
-    sampler = SwarmSampler(status, outcomes, batch_jobs)
+    sampler = SwarmSampler(status, outcomes, batch_jobs, usage=usage)
     closing = asyncio.Event()
 
     async def run_sampler(_app: web.Application) -> AsyncIterator[None]:
@@ -60,6 +62,7 @@ def add_dashboard_routes(
                 snapshot = snapshot_json(
                     sampler.latest_status, list(sampler.samples), sampler.latest_batch_jobs, with_history=sent < 0
                 )
+                snapshot["usage"] = usage_panel_json(sampler.latest_usage)
                 sent = newest
                 await response.write(f"data: {json.dumps(snapshot, separators=(',', ':'))}\n\n".encode())
         except ConnectionResetError:  # the browser went away

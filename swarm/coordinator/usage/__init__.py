@@ -1,1 +1,1 @@
-"""Usage accounting: tokens per tenant, model and worker, workers' busy time, and what a million tokens cost."""
+"""Usage accounting: tokens per tenant, model and worker, and workers' busy time, in Redis."""

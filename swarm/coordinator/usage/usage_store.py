@@ -13,7 +13,7 @@ import time
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
-from swarm.coordinator.usage.usage_types import TokenCounts, UsageReport, UsageRow, WorkerBusy
+from swarm.shared.usage_types import TokenCounts, UsageReport, UsageRow, WorkerBusy
 
 HOUR_S = 3600
 # Hour buckets are kept this long: `swarm usage --since` reaches back as far.
@@ -21,22 +21,25 @@ RETENTION_S = 400 * 24 * 3600
 _SEP = "\t"
 _KINDS = ("prompt", "cached_prompt", "completion", "requests")
 
-# KEYS: the request's hash, the hour's bucket, the set of hours. ARGV: the hour, the field prefix
-# (tenant, model, worker), then prompt, cached, completion token counts, the bucket's TTL.
+# KEYS: the request's hash, the hour's bucket, the set of hours, the all-time totals. ARGV: the hour, the
+# field prefix (tenant, model, worker), then prompt, cached, completion token counts, the bucket's TTL.
 _COUNT = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'usage_counted', '1') == 0 then
   return 0
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'prompt', ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'cached_prompt', ARGV[4])
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'completion', ARGV[5])
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. 'requests', 1)
+for _, bucket in ipairs({KEYS[2], KEYS[4]}) do
+  redis.call('HINCRBY', bucket, ARGV[2] .. 'prompt', ARGV[3])
+  redis.call('HINCRBY', bucket, ARGV[2] .. 'cached_prompt', ARGV[4])
+  redis.call('HINCRBY', bucket, ARGV[2] .. 'completion', ARGV[5])
+  redis.call('HINCRBY', bucket, ARGV[2] .. 'requests', 1)
+end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
 return 1
 """
 
-# KEYS: the workers' last reported busy seconds, the hour's bucket, the set of hours, the workers' rates.
+# KEYS: the workers' last reported busy seconds, the hour's bucket, the set of hours, the workers' rates,
+# the all-time totals.
 # ARGV: worker, its cumulative busy seconds, the hour, the bucket's TTL, its rates as JSON. A worker that
 # restarted reports less than before: all it reports is new.
 _BUSY = """
@@ -48,6 +51,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
 if delta > 0 then
   redis.call('HINCRBYFLOAT', KEYS[2], 'busy' .. '\t' .. ARGV[1], string.format('%.6f', delta))
+  redis.call('HINCRBYFLOAT', KEYS[5], 'busy' .. '\t' .. ARGV[1], string.format('%.6f', delta))
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
 end
@@ -74,7 +78,7 @@ class UsageStore:
         hour = current_hour()
         prefix = _SEP.join(("tokens", _clean(tenant), _clean(model), _clean(worker), ""))
         counted = await self._count(
-            keys=[keys.request_key(request_id), keys.usage_hour_key(hour), keys.USAGE_HOURS],
+            keys=[keys.request_key(request_id), keys.usage_hour_key(hour), keys.USAGE_HOURS, keys.USAGE_TOTAL],
             args=[hour, prefix, tokens.prompt, tokens.cached_prompt, tokens.completion, RETENTION_S],
         )
         return bool(counted)
@@ -84,19 +88,34 @@ class UsageStore:
         hour = current_hour()
         rates = json.dumps({"watts": watts, "cost_per_hour": cost_per_hour})
         await self._busy(
-            keys=[keys.USAGE_BUSY_SEEN, keys.usage_hour_key(hour), keys.USAGE_HOURS, keys.USAGE_WORKER_RATES],
+            keys=[
+                keys.USAGE_BUSY_SEEN,
+                keys.usage_hour_key(hour),
+                keys.USAGE_HOURS,
+                keys.USAGE_WORKER_RATES,
+                keys.USAGE_TOTAL,
+            ],
             args=[_clean(worker), repr(busy_s), hour, RETENTION_S, rates],
         )
 
     async def report(self, since_hour: int, now_s: float | None = None) -> UsageReport:
-        """Usage summed over the hour buckets from since_hour on."""
+        """Usage summed over the hour buckets from since_hour on; since_hour 0: all time, from the totals."""
         now = time.time() if now_s is None else now_s
-        hours = [int(str(h)) for h in await self._redis.zrangebyscore(keys.USAGE_HOURS, since_hour, "+inf")]
+        hours: list[int] = []
+        if since_hour > 0:
+            hours = [int(str(h)) for h in await self._redis.zrangebyscore(keys.USAGE_HOURS, since_hour, "+inf")]
         async with self._redis.pipeline(transaction=False) as pipe:
+            if since_hour <= 0:
+                pipe.hgetall(keys.USAGE_TOTAL)
+                pipe.zrange(keys.USAGE_HOURS, 0, 0)
             for hour in hours:
                 pipe.hgetall(keys.usage_hour_key(hour))
             pipe.hgetall(keys.USAGE_WORKER_RATES)
             *buckets, rates = await pipe.execute()
+        if since_hour <= 0:  # the window starts with the first hour counted
+            total, first = buckets
+            buckets = [total]
+            since_hour = int(str(first[0])) if first else current_hour(now)
         tokens: dict[tuple[str, str, str], dict[str, int]] = {}
         busy: dict[str, float] = {}
         for bucket in buckets:

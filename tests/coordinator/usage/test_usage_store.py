@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.usage.usage_store import HOUR_S, UsageStore, current_hour
-from swarm.coordinator.usage.usage_types import TokenCounts, UsageRow, WorkerBusy
+from swarm.shared.usage_types import TokenCounts, UsageRow, WorkerBusy
 
 
 def test_a_request_is_counted_once_even_by_two_coordinators(redis_url: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from swarm.coordinator.usage.cost import cost_report
-from swarm.coordinator.usage.usage_types import TokenCounts, UsageReport, UsageRow, WorkerBusy
+from swarm.shared.usage_cost import cost_report
+from swarm.shared.usage_types import TokenCounts, UsageReport, UsageRow, WorkerBusy
 
 
 def test_cost_per_million_tokens_matches_a_hand_computation() -> None:

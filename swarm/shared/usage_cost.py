@@ -7,7 +7,7 @@ and model had there, so the parts add up to the worker's whole.
 
 from __future__ import annotations
 
-from swarm.coordinator.usage.usage_types import CostFigures, CostReport, UsageReport
+from swarm.shared.usage_types import CostFigures, CostReport, UsageReport
 
 
 def worker_figures(busy_s: float, watts: float, cost_per_hour: float, tokens: int) -> CostFigures:

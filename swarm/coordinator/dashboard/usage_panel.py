@@ -1,0 +1,45 @@
+"""The dashboard's usage panel: tokens, energy and cost per tenant, and the swarm's cost per million tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from swarm.shared.usage_cost import cost_report
+from swarm.shared.usage_types import CostFigures, UsageReport
+
+# An async callable returning the usage to show (InferenceService.usage: all time).
+UsageSource = Callable[[], Awaitable[UsageReport]]
+
+
+async def no_usage() -> UsageReport:
+    return UsageReport(0)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def usage_panel_json(usage: UsageReport) -> dict[str, Any]:
+    costs = cost_report(usage)
+    tenants = []
+    for name, counts in usage.by_tenant().items():
+        figures = costs.by_tenant.get(name, CostFigures())
+        tenants.append(
+            {
+                "tenant": name,
+                "requests": counts.requests,
+                "prompt_tokens": counts.prompt,
+                "cached_prompt_tokens": counts.cached_prompt,
+                "completion_tokens": counts.completion,
+                "energy_wh": round(figures.energy_wh, 4),
+                "cost": round(figures.cost, 6),
+                "cost_per_million": _rounded(figures.cost_per_million, 4),
+            }
+        )
+    return {
+        "tenants": tenants,
+        "cost_per_million": _rounded(costs.swarm.cost_per_million, 4),
+        "wh_per_million": _rounded(costs.swarm.wh_per_million, 2),
+        "completion_tokens": costs.swarm.tokens,
+    }
