@@ -32,14 +32,14 @@ def usage_panel_json(usage: UsageReport) -> dict[str, Any]:
                 "prompt_tokens": counts.prompt,
                 "cached_prompt_tokens": counts.cached_prompt,
                 "completion_tokens": counts.completion,
-                "energy_wh": round(figures.energy_wh, 4),
-                "cost": round(figures.cost, 6),
-                "cost_per_million": _rounded(figures.cost_per_million, 4),
+                "energy_wh": figures.energy_wh,
+                "cost": figures.cost,
+                "cost_per_million": figures.cost_per_million,
             }
         )
     return {
         "tenants": tenants,
-        "cost_per_million": _rounded(costs.swarm.cost_per_million, 4),
+        "cost_per_million": costs.swarm.cost_per_million,
         "wh_per_million": _rounded(costs.swarm.wh_per_million, 2),
         "completion_tokens": costs.swarm.tokens,
     }

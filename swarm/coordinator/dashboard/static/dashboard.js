@@ -199,7 +199,7 @@
     const perMillion = usage.cost_per_million;
     setTile(
       "tile-cost",
-      perMillion === null || perMillion === undefined ? "–" : perMillion.toFixed(4),
+      perMillion === null || perMillion === undefined ? "–" : perMillion.toPrecision(3),
       usage.wh_per_million === null || usage.wh_per_million === undefined ? null : `${usage.wh_per_million} Wh per million`,
       "",
     );
@@ -320,7 +320,8 @@
       replaceChildren("usage", el("p", { class: "muted" }, "none yet"));
       return;
     }
-    const money = (v) => (v === null || v === undefined ? "–" : v.toFixed(4));
+    // Small figures keep three significant digits: a few seconds of a 65 W PC is a fraction of a Wh.
+    const money = (v) => (v === null || v === undefined ? "–" : v === 0 ? "0" : v.toPrecision(3));
     const rows = tenants.map((t) =>
       el(
         "tr",
@@ -330,7 +331,7 @@
         el("td", { class: "num" }, String(t.prompt_tokens)),
         el("td", { class: "num" }, String(t.cached_prompt_tokens)),
         el("td", { class: "num" }, String(t.completion_tokens)),
-        el("td", { class: "num" }, t.energy_wh.toFixed(3)),
+        el("td", { class: "num" }, money(t.energy_wh)),
         el("td", { class: "num" }, money(t.cost)),
         el("td", { class: "num" }, money(t.cost_per_million)),
       ),
