@@ -3,6 +3,7 @@ a coordinator's death mid-stream, and cost per million tokens from the workers' 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from swarm.launch.local_swarm import ManagedProcess, free_port, wait_until
 from swarm.shared.types import Finished, TextPiece
 from swarm.shared.usage_cost import cost_report
 from tests.conftest import RunningSwarm, coordinator_answers, serving_worker
+from tests.e2e.test_client_failover import swarm_cli
 from tests.e2e.test_coordinator_restart import MakeSwarm
 
 pytestmark = pytest.mark.timeout(150)
@@ -122,6 +124,12 @@ def test_usage_is_exact_after_a_worker_and_a_coordinator_die_mid_stream(
         mine = received[key]
         assert (counted.completion, counted.prompt, counted.requests) == (mine.completion, mine.prompt, mine.requests)
     assert set(by_tenant) == {tenant_of(k) for k in KEYS}  # never the secret, never a stray tenant
+    shown = swarm_cli("usage", "--coordinator", b_address, "--api-key", key_a, "--json", "--key", tenant_of(key_b))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["tenants"][tenant_of(key_b)]["completion"] == received[key_b].completion
+    assert list(json.loads(shown.stdout)["tenants"]) == [tenant_of(key_b)]
+    table = swarm_cli("usage", "--coordinator", b_address, "--api-key", key_a, "--since", "2h")
+    assert table.returncode == 0 and tenant_of(key_a) in table.stdout and key_a not in table.stdout, table
 
     # Cost per million tokens, by hand, from the rates the workers stated and the busy time they measured.
     def busy_reported() -> bool:
