@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUEUE_SCAN_LIMIT = 512
+ACTIVE_TENANTS_READ_S = 1.0  # how often the tenants active lately are counted in Redis
 # How long a running request waits for Redis (restarting, failing over) before its clients get UNAVAILABLE.
 REDIS_PATIENCE_S = 30.0
 
@@ -76,7 +77,8 @@ class Dispatcher:
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
-        self._tenant_seen: dict[str, float] = {}  # tenant -> time.monotonic() it last had a request admitted
+        self._active_tenants = 0  # tenants that queued a request lately, read from Redis (fairness.slot_share)
+        self._tenants_read_at = -ACTIVE_TENANTS_READ_S
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
@@ -250,7 +252,6 @@ class Dispatcher:
     # ------------------------------------------------------------ the table
 
     def _admit(self, request: GenerationRequest, enqueued_ms: int) -> RequestRecord:
-        self._tenant_seen[request.tenant] = time.monotonic()
         record = self._requests[request.request_id] = RequestRecord(request, enqueued_ms)
         return record
 
@@ -314,7 +315,7 @@ class Dispatcher:
             self._prefixes.matches,
             int(time.time() * 1000),
             self._config.no_worker_wait_s,
-            self._slot_share(),
+            await self._slot_share(),
         )
         for expiry in plan.expired:
             await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
@@ -327,14 +328,13 @@ class Dispatcher:
             if won and record is not None:
                 self._start(record, assignment.worker)
 
-    def _slot_share(self) -> SlotShare:
+    async def _slot_share(self) -> SlotShare:
         """The running requests per tenant and model here, and the tenants active lately, for the slot rule."""
-        now = time.monotonic()
-        for tenant, seen in list(self._tenant_seen.items()):
-            if now - seen > ACTIVE_TENANT_S:
-                del self._tenant_seen[tenant]
+        if time.monotonic() - self._tenants_read_at >= ACTIVE_TENANTS_READ_S:
+            self._active_tenants = await self._store.active_tenants(ACTIVE_TENANT_S)
+            self._tenants_read_at = time.monotonic()
         running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
-        return SlotShare(running, len(self._tenant_seen))
+        return SlotShare(running, self._active_tenants)
 
     def _routing_views(self) -> list[WorkerView]:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""

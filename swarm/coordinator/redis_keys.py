@@ -42,6 +42,9 @@ QUEUE = "swarm:queue"
 # coordinator and moved only by Lua scripts (enqueue, claim), so several coordinators keep one order.
 FAIR_CLASS_TIME = "swarm:fair:class-time"
 FAIR_TENANT_FINISH = "swarm:fair:tenant-finish"
+# Hash tenant -> when (ms) it last queued a request: the slot rule (fairness.slot_share) counts the tenants
+# active lately across all coordinators. Entries older than the rule's window are deleted as it reads them.
+FAIR_TENANT_SEEN = "swarm:fair:tenant-seen"
 
 # Set of request ids handed to a worker and not yet finished. A coordinator that
 # starts finds here the requests its predecessor was running and queues them again.

@@ -38,9 +38,10 @@ class StoredRequest:
 
 
 # KEYS: the request hash, its lease, the queue, its pieces, the classes' virtual times, the tenants'
-# virtual finishes. ARGV: the request as JSON, now (ms), the owner, the lease TTL (ms), the request id, its
-# class, the class's base score, the tenant, its step (1/weight). The fair queue tag (queue_tags.queue_tag)
-# is taken and the tenant's finish moved in the same step, so coordinators sharing the queue agree on it.
+# virtual finishes, when each tenant last queued a request. ARGV: the request as JSON, now (ms), the owner,
+# the lease TTL (ms), the request id, its class, the class's base score, the tenant, its step (1/weight).
+# The fair queue tag (queue_tags.queue_tag) is taken and the tenant's finish moved in the same step, so
+# coordinators sharing the queue agree on it.
 # Returns the score as a string (Lua numbers reach Redis as integers).
 _ENQUEUE = """
 local start = tonumber(ARGV[7])
@@ -51,12 +52,28 @@ local finish = tonumber(redis.call('HGET', KEYS[6], finish_field))
 if finish and finish > start then start = finish end
 local score = string.format('%.17g', start)
 redis.call('HSET', KEYS[6], finish_field, string.format('%.17g', start + tonumber(ARGV[9])))
+redis.call('HSET', KEYS[7], ARGV[8], ARGV[2])
 redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'queued', 'enqueued_ms', ARGV[2], 'coordinator', ARGV[3],
   'score', score, 'priority', ARGV[6])  -- RequestState.QUEUED
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], score, ARGV[5])
 redis.call('DEL', KEYS[4])
 return score
+"""
+
+# KEYS: when each tenant last queued a request. ARGV: the oldest time (ms) that still counts as active.
+# Counts the tenants active since then and forgets the others.
+_ACTIVE_TENANTS = """
+local active = 0
+local seen = redis.call('HGETALL', KEYS[1])
+for i = 1, #seen, 2 do
+  if tonumber(seen[i + 1]) >= tonumber(ARGV[1]) then
+    active = active + 1
+  else
+    redis.call('HDEL', KEYS[1], seen[i])
+  end
+end
+return active
 """
 
 # KEYS: the queue, the running set, the classes' virtual times, then a request hash and its lease per ARGV
@@ -111,6 +128,7 @@ class RequestStore:
         self._redis = redis
         self._durable = durable  # a request accepted waits for a replica to hold it (Sentinel)
         self._enqueue_script = redis.register_script(_ENQUEUE)
+        self._active_tenants = redis.register_script(_ACTIVE_TENANTS)
         self._claim = redis.register_script(_CLAIM)
         self._delivered = redis.register_script(_DELIVERED)
         self.leases = RequestLeases(redis, owner or new_coordinator_id(), lease_ttl_s)
@@ -133,6 +151,7 @@ class RequestStore:
                 keys.request_pieces_key(request.request_id),
                 keys.FAIR_CLASS_TIME,
                 keys.FAIR_TENANT_FINISH,
+                keys.FAIR_TENANT_SEEN,
             ],
             args=[
                 to_json(request),
@@ -148,6 +167,11 @@ class RequestStore:
         )
         await self._durable.confirm()
         return float(score)
+
+    async def active_tenants(self, window_s: float) -> int:
+        """How many tenants queued a request through any coordinator in the last window_s (fairness.slot_share)."""
+        since_ms = int((time.time() - window_s) * 1000)
+        return int(await self._active_tenants(keys=[keys.FAIR_TENANT_SEEN], args=[since_ms]))
 
     async def save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         """Records the stream's piece number `index` before any follower gets it (see PieceJournal)."""

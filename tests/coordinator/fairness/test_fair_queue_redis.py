@@ -6,6 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.fairness.queue_tags import BATCH, advance_class_time, queue_tag
 from swarm.coordinator.request_store import RequestStore
 from swarm.shared.types import GenerationRequest, SamplingParams
@@ -57,6 +58,24 @@ def test_a_flooding_tenant_cannot_push_a_later_quiet_request_back(redis_url: str
             assert await store.claim_many([("quiet-0", "w")]) == [True]
             await store.requeue("quiet-0", stored.score)  # its worker failed: it keeps its place
             assert (await store.waiting(100)).index("quiet-0") == 0
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_tenants_active_lately_are_counted_across_coordinators_and_old_ones_forgotten(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        first, second = RequestStore(redis, "c1"), RequestStore(redis, "c2")
+        try:
+            await first.enqueue(request("a-1", "a"))
+            await second.enqueue(request("b-1", "b"))
+            await second.enqueue(request("b-2", "b"))
+            assert await first.active_tenants(30.0) == 2
+            await redis.hset(keys.FAIR_TENANT_SEEN, "gone", 1)  # queued long ago
+            assert await second.active_tenants(30.0) == 2
+            assert not await redis.hexists(keys.FAIR_TENANT_SEEN, "gone")
         finally:
             await redis.aclose()
 
