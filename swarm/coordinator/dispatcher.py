@@ -77,7 +77,7 @@ class Dispatcher:
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
-        self._active_tenants = 0  # tenants that queued a request lately, read from Redis (fairness.slot_share)
+        self._active_tenants: set[str] = set()  # that queued a request lately, read from Redis (fairness.slot_share)
         self._tenants_read_at = -ACTIVE_TENANTS_READ_S
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
@@ -334,7 +334,9 @@ class Dispatcher:
             self._active_tenants = await self._store.active_tenants(ACTIVE_TENANT_S)
             self._tenants_read_at = time.monotonic()
         running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
-        return SlotShare(running, self._active_tenants)
+        # Tenants with a request here are active now, whether or not the last read saw them.
+        active = self._active_tenants | {r.request.tenant for r in self._requests.values()}
+        return SlotShare(running, len(active))
 
     def _routing_views(self) -> list[WorkerView]:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""

@@ -62,13 +62,13 @@ return score
 """
 
 # KEYS: when each tenant last queued a request. ARGV: the oldest time (ms) that still counts as active.
-# Counts the tenants active since then and forgets the others.
+# Returns the tenants active since then and forgets the others.
 _ACTIVE_TENANTS = """
-local active = 0
+local active = {}
 local seen = redis.call('HGETALL', KEYS[1])
 for i = 1, #seen, 2 do
   if tonumber(seen[i + 1]) >= tonumber(ARGV[1]) then
-    active = active + 1
+    active[#active + 1] = seen[i]
   else
     redis.call('HDEL', KEYS[1], seen[i])
   end
@@ -168,10 +168,10 @@ class RequestStore:
         await self._durable.confirm()
         return float(score)
 
-    async def active_tenants(self, window_s: float) -> int:
-        """How many tenants queued a request through any coordinator in the last window_s (fairness.slot_share)."""
+    async def active_tenants(self, window_s: float) -> set[str]:
+        """The tenants that queued a request through any coordinator in the last window_s (fairness.slot_share)."""
         since_ms = int((time.time() - window_s) * 1000)
-        return int(await self._active_tenants(keys=[keys.FAIR_TENANT_SEEN], args=[since_ms]))
+        return {str(t) for t in await self._active_tenants(keys=[keys.FAIR_TENANT_SEEN], args=[since_ms])}
 
     async def save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         """Records the stream's piece number `index` before any follower gets it (see PieceJournal)."""

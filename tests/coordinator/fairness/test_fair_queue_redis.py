@@ -72,9 +72,9 @@ def test_tenants_active_lately_are_counted_across_coordinators_and_old_ones_forg
             await first.enqueue(request("a-1", "a"))
             await second.enqueue(request("b-1", "b"))
             await second.enqueue(request("b-2", "b"))
-            assert await first.active_tenants(30.0) == 2
+            assert await first.active_tenants(30.0) == {"a", "b"}
             await redis.hset(keys.FAIR_TENANT_SEEN, "gone", 1)  # queued long ago
-            assert await second.active_tenants(30.0) == 2
+            assert await second.active_tenants(30.0) == {"a", "b"}
             assert not await redis.hexists(keys.FAIR_TENANT_SEEN, "gone")
         finally:
             await redis.aclose()
