@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from swarm.bench.flood_and_quiet import FloodLoad, p95, quiet_under_flood
+from swarm.bench.flood_and_quiet import FloodLoad, alone_and_flooded, p95
 from swarm.client import SwarmClient
 from swarm.client.failover import SwarmCallError
 from swarm.gguf_files.default_model import resolve_model
@@ -69,7 +69,7 @@ def run_fair_queue(args: argparse.Namespace) -> int:
                 args.quiet_requests,
                 args.quiet_max_tokens,
             )
-            rounds = [measure_round(load, args.settle) for _ in range(args.rounds)]
+            rounds = asyncio.run(measure_rounds(load, args.settle, args.rounds))
         finally:
             swarm.stop()
     print("\n".join(report_lines(rounds, model, args)))
@@ -93,12 +93,14 @@ def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, args: argparse.Na
     return address
 
 
-def measure_round(load: FloodLoad, settle_s: float) -> tuple[float, float]:
-    """One pair, alone first: the quiet tenant's p95 seconds to first token alone and under the flood."""
-    alone = p95(asyncio.run(quiet_under_flood(load, PROMPTS, flood=False, settle_s=0)))
-    flooded = p95(asyncio.run(quiet_under_flood(load, PROMPTS, flood=True, settle_s=settle_s)))
-    log.info("round: quiet p95 alone %.1f ms, flooded %.1f ms", alone * 1000, flooded * 1000)
-    return alone, flooded
+async def measure_rounds(load: FloodLoad, settle_s: float, rounds: int) -> list[tuple[float, float]]:
+    """Pairs of arms, alone first in each: the quiet tenant's p95 seconds to first token alone and flooded."""
+    measured = []
+    for _ in range(rounds):
+        alone, flooded = await alone_and_flooded(load, PROMPTS, settle_s)
+        measured.append((p95(alone), p95(flooded)))
+        log.info("round: quiet p95 alone %.1f ms, flooded %.1f ms", p95(alone) * 1000, p95(flooded) * 1000)
+    return measured
 
 
 def report_lines(rounds: list[tuple[float, float]], model: Path, args: argparse.Namespace) -> list[str]:

@@ -84,6 +84,12 @@ async def flood_until(load: FloodLoad, prompts: list[str], stop: asyncio.Event, 
     return len(clients)
 
 
+async def alone_and_flooded(load: FloodLoad, prompts: list[str], settle_s: float) -> tuple[list[float], list[float]]:
+    """One pair of arms, alone first: the quiet tenant's first-token times alone and under the flood."""
+    alone = await quiet_under_flood(load, prompts, flood=False, settle_s=0.0)
+    return alone, await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s)
+
+
 async def quiet_under_flood(load: FloodLoad, prompts: list[str], flood: bool, settle_s: float) -> list[float]:
     """The quiet tenant's first-token times, with the flood running (after settle_s to fill the queue) or not."""
     if not flood:
