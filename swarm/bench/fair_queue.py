@@ -49,6 +49,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--quiet-requests", type=int, default=20, help="the quiet tenant's requests per arm")
     p.add_argument("--quiet-max-tokens", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3, help="alone/flooded pairs; medians are over these")
+    p.add_argument(
+        "--tenant-slot-share", type=float, default=1.0, help="the coordinator's --tenant-slot-share (default 1)"
+    )
     p.add_argument("--settle", type=float, default=3.0, help="seconds the flood runs before the quiet tenant starts")
     p.set_defaults(run=run_fair_queue)
 
@@ -79,7 +82,9 @@ def run_fair_queue(args: argparse.Namespace) -> int:
 def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, args: argparse.Namespace) -> str:
     swarm.start_redis(scratch / "redis")
     address = f"127.0.0.1:{free_port()}"
-    swarm.start_coordinator(address, "", "--api-key", FLOOD_KEY, "--api-key", QUIET_KEY)
+    swarm.start_coordinator(
+        address, "", "--api-key", FLOOD_KEY, "--api-key", QUIET_KEY, "--tenant-slot-share", str(args.tenant_slot_share)
+    )
     swarm.start_worker(address, model, "--threads", str(args.threads), "--slots", str(args.slots), "--context", "512")
 
     def worker_up() -> bool:
@@ -108,7 +113,8 @@ def report_lines(rounds: list[tuple[float, float]], model: Path, args: argparse.
     flooded = statistics.median(f for _, f in rounds)
     ratio = flooded / alone if alone else float("inf")
     lines = [
-        f"model {model.name}; one worker --threads {args.threads} --slots {args.slots}; every process on the "
+        f"model {model.name}; one worker --threads {args.threads} --slots {args.slots}; coordinator "
+        f"--tenant-slot-share {args.tenant_slot_share:g}; every process on the "
         f"same cores, nothing pinned (os.cpu_count() = {os.cpu_count()})",
         f"flood: {args.flood_streams} streams + {args.flood_queued} queued, {args.flood_max_tokens} tokens each; "
         f"quiet: {args.quiet_requests} requests one at a time, {args.quiet_max_tokens} tokens each",

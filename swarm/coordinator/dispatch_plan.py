@@ -69,7 +69,9 @@ def plan_dispatch(
         free = sum(w.free_slots for w in serving)
         if free == 0:
             continue  # matching the prefix index is the costly part: skip it when nothing is free
-        if share is not None and not share.may_take(request.tenant, request.model, free):
+        if share is not None and not share.may_take(
+            request.tenant, request.model, free, sum(w.info.slots for w in serving)
+        ):
             continue
         worker = pick_worker(serving, request.model, prefix_hits(request.prompt))
         if worker is None:

@@ -336,7 +336,7 @@ class Dispatcher:
         running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
         # Tenants with a request here are active now, whether or not the last read saw them.
         active = self._active_tenants | {r.request.tenant for r in self._requests.values()}
-        return SlotShare(running, len(active))
+        return SlotShare(running, len(active), self._config.tenant_slot_share)
 
     def _routing_views(self) -> list[WorkerView]:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""

@@ -100,3 +100,23 @@ def test_a_tenant_alone_takes_every_slot() -> None:
     share = SlotShare(active_tenants=1)
     share.took("only", "m")
     assert share.may_take("only", "m", free_slots=1)
+
+
+def test_a_share_below_one_caps_a_tenant_while_others_are_active() -> None:
+    share = SlotShare(active_tenants=2, max_share=0.5)
+    share.took("flood", "m")
+    assert share.may_take("flood", "m", free_slots=3, total_slots=4)
+    share.took("flood", "m")
+    assert not share.may_take("flood", "m", free_slots=2, total_slots=4)  # holds half of 4
+    assert share.may_take("quiet", "m", free_slots=2, total_slots=4)
+    alone = SlotShare(active_tenants=1, max_share=0.5)
+    alone.took("flood", "m")
+    alone.took("flood", "m")
+    assert alone.may_take("flood", "m", free_slots=1, total_slots=4)
+
+
+def test_a_share_never_keeps_a_tenant_from_its_first_slot() -> None:
+    share = SlotShare(active_tenants=3, max_share=0.1)
+    assert share.may_take("t", "m", free_slots=2, total_slots=4)
+    share.took("t", "m")
+    assert not share.may_take("t", "m", free_slots=2, total_slots=4)
