@@ -1,7 +1,9 @@
 """The flood-and-quiet load: one tenant keeps many requests running and queued, another sends one at a time.
 
 Measures the quiet tenant's time to first token; fair queuing's benchmark and its end-to-end test
-both drive this, the one against a real model, the other against a tiny synthetic one.
+both drive this, the one against a real model, the other against a tiny synthetic one. The flood
+runs in a process of its own, as another team's client would: in the measuring process its streams
+would hold up the event loop that times the quiet tenant's tokens.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import time
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event as ProcessEvent
 
 from swarm.client.async_client import AsyncSwarmClient
 from swarm.shared.types import TextPiece
 
 # gRPC connections the flood spreads over, so no single HTTP/2 connection caps its concurrent streams.
 FLOOD_CONNECTIONS = 8
+FLOOD_START_S = 60.0  # for the flood's process to start and open its streams
+FLOOD_STOP_S = 30.0  # for it to cancel them and exit
 
 
 @dataclass(frozen=True)
@@ -90,16 +96,37 @@ async def alone_and_flooded(load: FloodLoad, prompts: list[str], settle_s: float
     return alone, await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s)
 
 
+def flood_process(load: FloodLoad, prompts: list[str], started: ProcessEvent, stop: ProcessEvent) -> None:
+    """A flood's process: floods until stop is set."""
+
+    async def flood() -> None:
+        stopping, running = asyncio.Event(), asyncio.Event()
+        flooding = asyncio.create_task(flood_until(load, prompts, stopping, running))
+        await running.wait()
+        started.set()
+        await asyncio.to_thread(stop.wait)
+        stopping.set()
+        await flooding
+
+    asyncio.run(flood())
+
+
 async def quiet_under_flood(load: FloodLoad, prompts: list[str], flood: bool, settle_s: float) -> list[float]:
     """The quiet tenant's first-token times, with the flood running (after settle_s to fill the queue) or not."""
     if not flood:
         return await quiet_first_tokens(load, prompts)
-    stop, started = asyncio.Event(), asyncio.Event()
-    flooding = asyncio.create_task(flood_until(load, prompts, stop, started))
+    spawn = multiprocessing.get_context("spawn")
+    started, stop = spawn.Event(), spawn.Event()
+    flooding = spawn.Process(target=flood_process, args=(load, prompts, started, stop), name="flood", daemon=True)
+    flooding.start()
     try:
-        await started.wait()
+        if not await asyncio.to_thread(started.wait, FLOOD_START_S):
+            raise RuntimeError(f"the flood's process did not start within {FLOOD_START_S:.0f} s")
         await asyncio.sleep(settle_s)
         return await quiet_first_tokens(load, prompts)
     finally:
         stop.set()
-        await flooding
+        await asyncio.to_thread(flooding.join, FLOOD_STOP_S)
+        if flooding.is_alive():
+            flooding.kill()
+            await asyncio.to_thread(flooding.join)

@@ -120,8 +120,10 @@ class Dispatcher:
             check_same_request(record.request, request.fingerprint)
         else:
             record = self._admit(request, enqueued_ms=int(time.time() * 1000))
+            record.in_redis = False
             try:
                 record.enqueued_ms, record.queue_score = await self._store.enqueue(request)
+                record.in_redis = True
             except BaseException:
                 self._drop(record)
                 record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
