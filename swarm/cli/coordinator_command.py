@@ -102,6 +102,14 @@ def add_parsers(commands: Any) -> None:
         help="requests that may wait for a worker; beyond it clients get RESOURCE_EXHAUSTED (default %(default)s)",
     )
     p.add_argument(
+        "--tenant-slot-share",
+        type=float,
+        default=_default("tenant_slot_share"),
+        help="while several API keys have sent requests in the last 30 s, the most of a model's slots one key may "
+        "hold (at least one); 1 lets it take all but the last free slot. Lower keeps other keys' first tokens "
+        "quicker under a flood (a smaller decode batch) at the cost of slots left idle (default %(default)s)",
+    )
+    p.add_argument(
         "--no-worker-wait",
         type=float,
         default=_default("no_worker_wait_s"),
@@ -129,6 +137,7 @@ def coordinator_config(args: argparse.Namespace) -> CoordinatorConfig:
         default_model=args.default_model,
         no_worker_wait_s=args.no_worker_wait,
         max_queue=args.max_queue,
+        tenant_slot_share=args.tenant_slot_share,
         batch_reclaim_after_s=args.batch_reclaim_after,
         stages_dir=args.stages_dir,
         plan_model=args.plan_model,

@@ -110,7 +110,14 @@ def add_parsers(commands: Any) -> None:
         "--watts",
         type=float,
         default=_default("watts"),
-        help="what this PC draws beyond idle while the worker is busy, so `swarm local` can estimate energy used",
+        help="what this PC draws beyond idle while the worker is busy, so `swarm local` can estimate energy used "
+        "and the coordinator energy per token",
+    )
+    p.add_argument(
+        "--cost-per-hour",
+        type=float,
+        default=_default("cost_per_hour"),
+        help="what an hour of this PC busy costs (any currency), for the coordinator's cost per million tokens",
     )
     add_otlp_flag(p)
     add_install_flags(p)

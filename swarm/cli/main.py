@@ -32,10 +32,12 @@ COMMAND_MODULES = (
     CommandModule("swarm.cli.owner_commands", ("local", "pause", "resume")),
     CommandModule("swarm.cli.batch_commands", ("batch",)),
     CommandModule("swarm.cli.keys_commands", ("keys",)),
+    CommandModule("swarm.cli.usage_command", ("usage",)),
     CommandModule("swarm.cli.split_command", ("split",)),
     CommandModule("swarm.cli.certs_command", ("certs",)),
     CommandModule("swarm.bench.engine_vs_bare", ("bench",), register="add_parser"),
     CommandModule("swarm.bench.first_token", ("bench-first-token",)),
+    CommandModule("swarm.bench.fair_queue", ("bench-fair-queue",)),
     CommandModule("swarm.cli.ray_commands", ("ray",)),
 )
 

@@ -28,6 +28,9 @@ class CoordinatorConfig:
     worker_idle_timeout_s: float = 60.0  # a worker that sends nothing for this long has failed
     forget_worker_after_s: float = 600.0
     max_queue: int = 10_000  # requests waiting beyond this are refused with RESOURCE_EXHAUSTED
+    # While several tenants are active, the most of a model's slots one tenant may hold (fairness.slot_share);
+    # 1.0: all but the last free one.
+    tenant_slot_share: float = 1.0
     max_attempts: int = 3  # dispatches of one request before it fails
     stages_dir: str = ""  # a folder of `swarm split` outputs (one sub-folder per model) served to workers
     tls: TlsFiles | None = None  # None: plaintext gRPC and HTTP
@@ -96,5 +99,7 @@ class CoordinatorConfig:
         check_swarm_name(self.swarm_name)
         if self.max_queue < 1:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
+        if not 0 < self.tenant_slot_share <= 1:
+            raise ValueError(f"--tenant-slot-share must be in (0, 1], got {self.tenant_slot_share}")
         if self.no_worker_wait_s < 0 or self.max_attempts < 1:
             raise ValueError("no_worker_wait_s must be >= 0 and max_attempts >= 1")

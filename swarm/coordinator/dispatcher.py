@@ -23,11 +23,11 @@ from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
+from swarm.coordinator.fairness.slot_share import ACTIVE_TENANT_S, SlotShare
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
 from swarm.coordinator.ownership.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
-from swarm.coordinator.redis_keys import queue_score
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.piece_journal import PieceRefused
@@ -41,12 +41,14 @@ from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
+from swarm.shared.usage_types import finished_tokens
 from swarm.wire.convert import run_request_to_wire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUEUE_SCAN_LIMIT = 512
+ACTIVE_TENANTS_READ_S = 1.0  # how often the tenants active lately are counted in Redis
 # How long a running request waits for Redis (restarting, failing over) before its clients get UNAVAILABLE.
 REDIS_PATIENCE_S = 30.0
 
@@ -75,6 +77,8 @@ class Dispatcher:
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
+        self._active_tenants: set[str] = set()  # that queued a request lately, read from Redis (fairness.slot_share)
+        self._tenants_read_at = -ACTIVE_TENANTS_READ_S
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
         self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
@@ -116,8 +120,10 @@ class Dispatcher:
             check_same_request(record.request, request.fingerprint)
         else:
             record = self._admit(request, enqueued_ms=int(time.time() * 1000))
+            record.in_redis = False
             try:
-                record.enqueued_ms = await self._store.enqueue(request)
+                record.enqueued_ms, record.queue_score = await self._store.enqueue(request)
+                record.in_redis = True
             except BaseException:
                 self._drop(record)
                 record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
@@ -195,6 +201,7 @@ class Dispatcher:
         if not record.stream.done:
             record.stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
         self._drop(record)
+        await self._count_cancelled(record)
         await self._forget(record.request_id)
 
     # ------------------------------------------------------------ background work
@@ -254,6 +261,7 @@ class Dispatcher:
         """A request known only to Redis: its stream starts with the pieces already sent, its run after them."""
         resume = tuple(token for piece in stored.sent for token in piece.token_ids)
         record = self._admit(replace(stored.request, resume_tokens=resume), stored.enqueued_ms)
+        record.queue_score = stored.score
         for piece in stored.sent:
             record.stream.publish(piece)
         return record
@@ -290,15 +298,16 @@ class Dispatcher:
     # ------------------------------------------------------------ dispatching
 
     async def _dispatch_waiting(self) -> None:
-        """Dispatches the waiting requests this coordinator owns, oldest first (batch lines last)."""
+        """Dispatches the waiting requests this coordinator owns in fair queue order (fairness.queue_tags)."""
         owned = [r for r in self._requests.values() if r.run is None and not r.stream.done]
-        owned.sort(key=lambda r: queue_score(r.request_id, r.enqueued_ms))
+        owned.sort(key=lambda r: (r.queue_score, r.enqueued_ms))
         waiting = [
             WaitingRequest(
                 r.request_id,
                 r.request.model,
                 r.request.prompt,
                 max(r.enqueued_ms, self._started_ms, r.requeued_ms),
+                r.request.tenant,
             )
             for r in owned[:QUEUE_SCAN_LIMIT]
         ]
@@ -308,6 +317,7 @@ class Dispatcher:
             self._prefixes.matches,
             int(time.time() * 1000),
             self._config.no_worker_wait_s,
+            await self._slot_share(),
         )
         for expiry in plan.expired:
             await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
@@ -319,6 +329,16 @@ class Dispatcher:
             record = self._requests.get(assignment.request_id)
             if won and record is not None:
                 self._start(record, assignment.worker)
+
+    async def _slot_share(self) -> SlotShare:
+        """The running requests per tenant and model here, and the tenants active lately, for the slot rule."""
+        if time.monotonic() - self._tenants_read_at >= ACTIVE_TENANTS_READ_S:
+            self._active_tenants = await self._store.active_tenants(ACTIVE_TENANT_S)
+            self._tenants_read_at = time.monotonic()
+        running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
+        # Tenants with a request here are active now, whether or not the last read saw them.
+        active = self._active_tenants | {r.request.tenant for r in self._requests.values()}
+        return SlotShare(running, len(active), self._config.tenant_slot_share)
 
     def _routing_views(self) -> list[WorkerView]:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""
@@ -347,7 +367,9 @@ class Dispatcher:
         try:
             try:
                 run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
-                await relay_worker_stream(record, run, partial(self._save_piece, record.request_id))
+                await relay_worker_stream(
+                    record, run, partial(self._save_piece, record.request_id), partial(self._count_usage, record, run)
+                )
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
             except PieceRefused:  # its lease lapsed (Redis was away) and another coordinator took it over
@@ -355,7 +377,7 @@ class Dispatcher:
             except WorkerBusy:
                 self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
                 record.attempts -= 1  # refused before any work: no attempt at it
-                await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
+                await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
             else:
                 await self._completed(record, run)
         except SwarmError as exc:
@@ -379,6 +401,28 @@ class Dispatcher:
 
     async def _save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         await self._patiently(partial(self._store.save_piece, request_id, index, piece))
+
+    async def _count_usage(self, record: RequestRecord, run: WorkerRun, finished: Finished) -> None:
+        """Accounts the request once its worker finished it, before its end reaches any client."""
+        request = record.request
+        tokens = finished_tokens(record.stream.pieces, finished)
+        await self._patiently(
+            lambda: self._store.usage.count(
+                request.request_id, request.tenant, request.model, run.worker.worker_id, tokens
+            )
+        )
+
+    async def _count_cancelled(self, record: RequestRecord) -> None:
+        """Accounts the tokens a client got before it left (none: nothing to account)."""
+        tokens = finished_tokens(record.stream.pieces, None)
+        if not tokens.completion:
+            return
+        request = record.request
+        worker_id = record.run.worker.worker_id if record.run is not None else ""
+        try:
+            await self._store.usage.count(request.request_id, request.tenant, request.model, worker_id, tokens)
+        except RedisError as exc:
+            log.warning("cannot account the cancelled %s in Redis (%s)", request.request_id, exc)
 
     async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
         self.completed += 1
@@ -416,7 +460,7 @@ class Dispatcher:
         self.failovers += 1
         record.request = replace(record.request, resume_tokens=delivered)
         record.requeued_ms = int(time.time() * 1000)
-        await self._patiently(lambda: self._store.requeue(record.request_id, record.enqueued_ms))
+        await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
 
     async def _end(self, record: RequestRecord, error: SwarmError) -> None:
         """Fails the request for every follower and removes it here; in Redis, kept for a retry if it may succeed."""

@@ -14,8 +14,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from swarm.coordinator.routing import default_model
+from swarm.coordinator.usage.usage_metrics import UsageCollector
 from swarm.shared.failures import as_swarm_error
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, SwarmStatus, WorkerState, WorkerView
+from swarm.shared.usage_types import UsageReport
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -154,6 +156,8 @@ class CoordinatorMetrics:
         self.in_progress = Gauge("swarm_requests_in_progress", "Requests being answered now.", registry=r)
         self._state = SwarmStateCollector(dispatch)
         r.register(self._state)
+        self._usage = UsageCollector()
+        r.register(self._usage)
         self.recent: deque[RequestOutcome] = deque(maxlen=RECENT_OUTCOMES)
 
     async def observe(
@@ -201,19 +205,23 @@ class CoordinatorMetrics:
             self.cached_prompt_tokens.labels(model).inc(finished.cached_prompt_tokens)
         self.recent.append(RequestOutcome(now, status, now - started, ttft))
 
-    def exposition(self, status: SwarmStatus) -> bytes:
-        """The Prometheus text format of every metric, with the swarm's state as of `status`."""
+    def exposition(self, status: SwarmStatus, usage: UsageReport | None = None) -> bytes:
+        """The Prometheus text format of every metric, with the swarm's state as of `status` and its usage."""
         self._state.status = status
+        self._usage.usage = usage or UsageReport(0)
         return generate_latest(self.registry)
 
 
 def add_metrics_route(
-    app: web.Application, metrics: CoordinatorMetrics, status: Callable[[], Awaitable[SwarmStatus]]
+    app: web.Application,
+    metrics: CoordinatorMetrics,
+    status: Callable[[], Awaitable[SwarmStatus]],
+    usage: Callable[[], Awaitable[UsageReport]] | None = None,
 ) -> None:
-    """GET /metrics in the Prometheus text format; the swarm's state is read from Redis for each scrape."""
+    """GET /metrics in the Prometheus text format; the swarm's state and usage are read from Redis for each scrape."""
 
     async def scrape(_request: web.Request) -> web.Response:
-        body = metrics.exposition(await status())
+        body = metrics.exposition(await status(), await usage() if usage is not None else None)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/metrics", scrape)

@@ -39,6 +39,7 @@ from swarm.coordinator.tenancy.key_admin import KeyAdmin
 from swarm.coordinator.tenancy.key_limits import KeyLimits
 from swarm.coordinator.tenancy.key_store import KeyStore
 from swarm.coordinator.tenancy.resolver import CallerResolver
+from swarm.coordinator.usage.usage_servicer import UsageServicer
 from swarm.coordinator.web.http_tracing import http_spans
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
 from swarm.gguf_files.default_model import cache_dir
@@ -109,6 +110,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
     key_admin = KeyAdmin(key_store, callers.required)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(key_admin), server)
+    pb_grpc.add_UsageServicer_to_server(UsageServicer(store.usage), server)
     if config.stages_dir or config.plan_model:
         add_model_files_servicer(server, StageLibrary(library_root), config.token)
     health_servicer = health.aio.HealthServicer()
@@ -118,6 +120,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         "Registry",
         "Batch",
         "Admin",
+        "Usage",
         *(("ModelFiles",) if config.stages_dir or config.plan_model else ()),
     )
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]

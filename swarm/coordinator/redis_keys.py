@@ -32,9 +32,19 @@ WORKER_CLAIM_PREFIX = "swarm:worker-claim:"
 # every coordinator routes around them and the worker learns it from any heartbeat reply.
 DRAINING = "swarm:draining"
 
-# Sorted set of request ids waiting for a worker, scored by enqueue time (ms), so
-# the oldest request is served first and a restart loses no waiting request.
+# Sorted set of request ids waiting for a worker, scored by fair queuing (fairness.queue_tags): priority
+# class first, then turns across tenants. The score is fixed at enqueue and kept in the request's hash
+# (`score`), so a requeued or taken-over request keeps its place, and a restart loses no waiting request.
 QUEUE = "swarm:queue"
+
+# Hash priority class -> its virtual time (the highest score dispatched in it), and hash
+# "class:tenant" -> the tenant's virtual finish in that class: fair queuing's state, shared by every
+# coordinator and moved only by Lua scripts (enqueue, claim), so several coordinators keep one order.
+FAIR_CLASS_TIME = "swarm:fair:class-time"
+FAIR_TENANT_FINISH = "swarm:fair:tenant-finish"
+# Hash tenant -> when (ms) it last queued a request: the slot rule (fairness.slot_share) counts the tenants
+# active lately across all coordinators. Entries older than the rule's window are deleted as it reads them.
+FAIR_TENANT_SEEN = "swarm:fair:tenant-seen"
 
 # Set of request ids handed to a worker and not yet finished. A coordinator that
 # starts finds here the requests its predecessor was running and queues them again.
@@ -127,14 +137,15 @@ BATCH_RESULTS_PREFIX = "swarm:batch:results:"
 BATCH_WORK = "swarm:batch:work"
 BATCH_GROUP = "batch-runners"
 
-# Request ids of batch lines start with BATCH_REQUEST_ID_PREFIX (clients may not use it); their
-# queue score (see QUEUE) is raised by about 31 years of milliseconds, so any interactive request
-# is served before every batch line while batch lines keep their first-come order among themselves.
-# The offset follows from the id alone, so a requeued line keeps its place behind interactive work.
+# Request ids of batch lines start with BATCH_REQUEST_ID_PREFIX (clients may not use it); they are
+# queued in the batch priority class (fairness.queue_tags.BATCH), behind any interactive request.
+# A request kept by an older coordinator has no `score` in its hash: it is queued by enqueue time,
+# batch lines raised by BATCH_QUEUE_OFFSET_MS.
 BATCH_QUEUE_OFFSET_MS = 10**12
 
 
 def queue_score(request_id: str, enqueued_ms: int) -> int:
+    """The score of a request whose hash has none (queued before fair queuing)."""
     return enqueued_ms + (BATCH_QUEUE_OFFSET_MS if request_id.startswith(BATCH_REQUEST_ID_PREFIX) else 0)
 
 
@@ -191,3 +202,23 @@ def key_buckets_key(digest: str) -> str:
 
 def key_streams_key(digest: str) -> str:
     return KEY_STREAMS_PREFIX + digest
+
+
+# ---------------------------------------------------------------- usage (coordinator.usage)
+
+# Hash per hour (unix time // 3600): "tokens\t<tenant>\t<model>\t<worker>\t<kind>" -> tokens (kind: prompt,
+# cached_prompt, completion, requests) and "busy\t<worker>" -> busy seconds, moved only by HINCRBY in Lua
+# scripts so coordinators add up. Expires after usage_store.RETENTION_S.
+USAGE_HOUR_PREFIX = "swarm:usage:hour:"
+# Hash of the same fields as the hour buckets, never expiring: the all-time totals, for /metrics.
+USAGE_TOTAL = "swarm:usage:total"
+# Sorted set of the hours that have a bucket (score: the hour), to sum a window.
+USAGE_HOURS = "swarm:usage:hours"
+# Hash worker id -> the cumulative busy seconds its last heartbeat reported: the next one adds what is new.
+USAGE_BUSY_SEEN = "swarm:usage:busy-seen"
+# Hash worker id -> its stated watts and hourly cost as JSON, for energy and cost per token.
+USAGE_WORKER_RATES = "swarm:usage:worker-rates"
+
+
+def usage_hour_key(hour: int) -> str:
+    return f"{USAGE_HOUR_PREFIX}{hour}"

@@ -32,6 +32,8 @@ class RequestRecord:
 
     request: GenerationRequest
     enqueued_ms: int
+    queue_score: float = 0.0  # its place in the queue (fairness.queue_tags), kept when it is queued again
+    in_redis: bool = True  # False while its enqueue is under way: it has no lease to renew yet
     stream: RequestStream = field(default_factory=RequestStream)
     requeued_ms: int = 0  # failed over: it waits for a worker from then, not from its start
     attempts: int = 0  # runs in a row that ended without a new token

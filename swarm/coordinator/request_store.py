@@ -10,8 +10,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.fairness.queue_tags import class_base, tag_step
 from swarm.coordinator.ownership.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
 from swarm.coordinator.relay.piece_journal import PieceJournal, piece_fields, piece_from_fields, pieces_in_order
+from swarm.coordinator.usage.usage_store import UsageStore
 from swarm.shared import tracing
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
@@ -32,16 +34,61 @@ class StoredRequest:
     result: StoredResult | None = None
     sent: tuple[TextPiece, ...] = ()  # the pieces its followers may have received before it stopped
     owner: str = ""  # the coordinator whose lease holds it now; "" once the lease expired or it ended
+    score: float = 0.0  # its place in the queue (fairness.queue_tags), fixed when it was first queued
 
 
-# KEYS: the queue, the running set, then a request hash and its lease per ARGV pair (request id, worker
-# id) after the first two ARGV, the owner and the lease TTL (ms).
+# KEYS: the request hash, its lease, the queue, its pieces, the classes' virtual times, the tenants'
+# virtual finishes, when each tenant last queued a request. ARGV: the request as JSON, now (ms), the owner,
+# the lease TTL (ms), the request id, its class, the class's base score, the tenant, its step (1/weight).
+# The fair queue tag (queue_tags.queue_tag) is taken and the tenant's finish moved in the same step, so
+# coordinators sharing the queue agree on it.
+# Returns the score as a string (Lua numbers reach Redis as integers).
+_ENQUEUE = """
+local start = tonumber(ARGV[7])
+local class_time = tonumber(redis.call('HGET', KEYS[5], ARGV[6]))
+if class_time and class_time > start then start = class_time end
+local finish_field = ARGV[6] .. ':' .. ARGV[8]
+local finish = tonumber(redis.call('HGET', KEYS[6], finish_field))
+if finish and finish > start then start = finish end
+local score = string.format('%.17g', start)
+redis.call('HSET', KEYS[6], finish_field, string.format('%.17g', start + tonumber(ARGV[9])))
+redis.call('HSET', KEYS[7], ARGV[8], ARGV[2])
+redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'queued', 'enqueued_ms', ARGV[2], 'coordinator', ARGV[3],
+  'score', score, 'priority', ARGV[6])  -- RequestState.QUEUED
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], score, ARGV[5])
+redis.call('DEL', KEYS[4])
+return score
+"""
+
+# KEYS: when each tenant last queued a request. ARGV: the oldest time (ms) that still counts as active.
+# Returns the tenants active since then and forgets the others.
+_ACTIVE_TENANTS = """
+local active = {}
+local seen = redis.call('HGETALL', KEYS[1])
+for i = 1, #seen, 2 do
+  if tonumber(seen[i + 1]) >= tonumber(ARGV[1]) then
+    active[#active + 1] = seen[i]
+  else
+    redis.call('HDEL', KEYS[1], seen[i])
+  end
+end
+return active
+"""
+
+# KEYS: the queue, the running set, the classes' virtual times, then a request hash and its lease per ARGV
+# pair (request id, worker id) after the first two ARGV, the owner and the lease TTL (ms). A request taken
+# moves its class's virtual time up to its score (queue_tags.advance_class_time).
 _CLAIM = """
 local won = {}
-for i = 3, #KEYS, 2 do
-  local pair = (i - 3) / 2
+for i = 4, #KEYS, 2 do
+  local pair = (i - 4) / 2
   local id, worker = ARGV[2 * pair + 3], ARGV[2 * pair + 4]
-  if redis.call('ZREM', KEYS[1], id) == 1 then
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and redis.call('ZREM', KEYS[1], id) == 1 then
+    local class = redis.call('HGET', KEYS[i], 'priority') or '0'
+    local class_time = tonumber(redis.call('HGET', KEYS[3], class))
+    if not class_time or tonumber(score) > class_time then redis.call('HSET', KEYS[3], class, score) end
     redis.call('SADD', KEYS[2], id)
     redis.call('HSET', KEYS[i], 'state', 'running', 'worker', worker, 'coordinator', ARGV[1])  -- RUNNING
     redis.call('SET', KEYS[i + 1], ARGV[1], 'PX', ARGV[2])
@@ -80,34 +127,51 @@ class RequestStore:
     ) -> None:
         self._redis = redis
         self._durable = durable  # a request accepted waits for a replica to hold it (Sentinel)
+        self._enqueue_script = redis.register_script(_ENQUEUE)
+        self._active_tenants = redis.register_script(_ACTIVE_TENANTS)
         self._claim = redis.register_script(_CLAIM)
         self._delivered = redis.register_script(_DELIVERED)
         self.leases = RequestLeases(redis, owner or new_coordinator_id(), lease_ttl_s)
         self._journal = PieceJournal(redis, self.leases.owner, durable)
+        self.usage = UsageStore(redis)  # tokens accounted per request as it ends (coordinator.usage)
 
-    async def enqueue(self, request: GenerationRequest) -> int:
-        """Queues the request, owned by this store's coordinator."""
+    async def enqueue(self, request: GenerationRequest) -> tuple[int, float]:
+        """Queues the request, owned by this store's coordinator; returns when (ms) and its queue score."""
         now_ms = int(time.time() * 1000)
         with tracing.span("redis.enqueue"):
-            await self._enqueue(request, now_ms)
-        return now_ms
+            score = await self._enqueue(request, now_ms)
+        return now_ms, score
 
-    async def _enqueue(self, request: GenerationRequest, now_ms: int) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
+    async def _enqueue(self, request: GenerationRequest, now_ms: int) -> float:
+        score = await self._enqueue_script(
+            keys=[
                 keys.request_key(request.request_id),
-                mapping={
-                    "request": to_json(request),
-                    "state": keys.RequestState.QUEUED,
-                    "enqueued_ms": now_ms,
-                    "coordinator": self.leases.owner,
-                },
-            )
-            pipe.set(keys.request_lease_key(request.request_id), self.leases.owner, px=self.leases.ttl_ms)
-            pipe.zadd(keys.QUEUE, {request.request_id: keys.queue_score(request.request_id, now_ms)})
-            pipe.delete(keys.request_pieces_key(request.request_id))
-            await pipe.execute()
+                keys.request_lease_key(request.request_id),
+                keys.QUEUE,
+                keys.request_pieces_key(request.request_id),
+                keys.FAIR_CLASS_TIME,
+                keys.FAIR_TENANT_FINISH,
+                keys.FAIR_TENANT_SEEN,
+            ],
+            args=[
+                to_json(request),
+                now_ms,
+                self.leases.owner,
+                self.leases.ttl_ms,
+                request.request_id,
+                request.priority,
+                repr(class_base(request.priority)),
+                request.tenant,
+                repr(tag_step(request.weight)),
+            ],
+        )
         await self._durable.confirm()
+        return float(score)
+
+    async def active_tenants(self, window_s: float) -> set[str]:
+        """The tenants that queued a request through any coordinator in the last window_s (fairness.slot_share)."""
+        since_ms = int((time.time() - window_s) * 1000)
+        return {str(t) for t in await self._active_tenants(keys=[keys.FAIR_TENANT_SEEN], args=[since_ms])}
 
     async def save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
         """Records the stream's piece number `index` before any follower gets it (see PieceJournal)."""
@@ -145,6 +209,7 @@ class RequestStore:
             request=request_from_json(data["request"]),
             state=keys.RequestState(str(data["state"])),
             enqueued_ms=int(data["enqueued_ms"]),
+            score=float(data["score"]) if "score" in data else keys.queue_score(request_id, int(data["enqueued_ms"])),
             result=result,
             sent=pieces_in_order(sent),
             owner=str(owner or ""),
@@ -163,16 +228,18 @@ class RequestStore:
         ]
         flat = [value for pair in pairs for value in pair]
         won = await self._claim(
-            keys=[keys.QUEUE, keys.RUNNING, *request_keys], args=[self.leases.owner, self.leases.ttl_ms, *flat]
+            keys=[keys.QUEUE, keys.RUNNING, keys.FAIR_CLASS_TIME, *request_keys],
+            args=[self.leases.owner, self.leases.ttl_ms, *flat],
         )
         return [bool(w) for w in won]
 
-    async def requeue(self, request_id: str, enqueued_ms: int) -> None:
+    async def requeue(self, request_id: str, score: float) -> None:
+        """Queues a request again (its worker failed or was full) at the place it had: its score."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.srem(keys.RUNNING, request_id)
             pipe.hset(keys.request_key(request_id), mapping={"state": keys.RequestState.QUEUED, "worker": ""})
             pipe.persist(keys.request_key(request_id))  # a failed request taken up again: it lives until it ends
-            pipe.zadd(keys.QUEUE, {request_id: keys.queue_score(request_id, enqueued_ms)})
+            pipe.zadd(keys.QUEUE, {request_id: score})
             await pipe.execute()
 
     async def complete(self, request_id: str, result: StoredResult) -> None:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.embeddings import Embeddings
+from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
 from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
@@ -35,6 +36,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
+from swarm.shared.usage_types import UsageReport
 from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ class InferenceService:
         # may send) and, on a coordinator without keys, every client's.
         owner = owner_of_key(api_key) if api_key and self._config.api_keys else ""
         request = replace(
-            request,
+            with_tenant(request, access.caller),
             request_id=scoped_request_id(owner, request.request_id),
             fingerprint=request_fingerprint(raw),
             traceparent=tracing.traceparent(),
@@ -247,6 +249,10 @@ class InferenceService:
             if access.record is None or access.record.allows_model(name)
         ]
 
+    async def usage(self, since_hour: int = 0) -> UsageReport:
+        """Tokens per tenant, model and worker, and workers' busy time, from since_hour on (0: all time)."""
+        return await self._store.usage.report(since_hour)
+
     async def status(self) -> SwarmStatus:
         views = await self._dispatcher.fresh_views()
         return SwarmStatus(
@@ -273,6 +279,7 @@ class InferenceService:
         """The worker's standing, and whether the plan moved it (it must leave and ask Assign again). A stage's
         measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
+        await self._store.usage.busy(worker_id, load.busy_seconds, load.watts, load.cost_per_hour)
         await self._prune_assigner()
         if self._fleet is None:
             return standing, False

@@ -88,6 +88,11 @@ class GenerationRequest:
     # How long its worker may hold pieces before sending them: 0 for a client reading token by token;
     # a client that reads only the whole answer lets them gather, which costs every hop fewer messages.
     piece_interval_s: float = 0.0
+    # Whose it is, for fair queuing and usage: the caller's name ("" without keys), its priority class
+    # (0 interactive, 1 batch, higher later) and its weight (its share of turns within the class).
+    tenant: str = ""
+    priority: int = 0
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,11 @@ class WorkerLoad:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     away: str = ""  # why its owner lets it take no new work now ("outside its hours"); empty: it takes work
+    # For cost per token (coordinator.usage): seconds it had at least one sequence running since it started,
+    # and what its owner said it draws beyond idle while busy (--watts) and costs per busy hour (--cost-per-hour).
+    busy_seconds: float = 0.0
+    watts: float = 0.0
+    cost_per_hour: float = 0.0
 
 
 @dataclass(frozen=True)

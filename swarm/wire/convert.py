@@ -199,6 +199,9 @@ def worker_load_to_wire(load: WorkerLoad) -> pb.WorkerLoad:
         prompt_tokens=load.prompt_tokens,
         cached_prompt_tokens=load.cached_prompt_tokens,
         away=load.away,
+        busy_seconds=load.busy_seconds,
+        watts=load.watts,
+        cost_per_hour=load.cost_per_hour,
     )
 
 
@@ -212,6 +215,9 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
         prompt_tokens=msg.prompt_tokens,
         cached_prompt_tokens=msg.cached_prompt_tokens,
         away=msg.away,
+        busy_seconds=msg.busy_seconds,
+        watts=msg.watts,
+        cost_per_hour=msg.cost_per_hour,
     )
 
 

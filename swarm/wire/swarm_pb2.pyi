@@ -245,7 +245,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., model: _Optional[str] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ..., threads: _Optional[int] = ..., hostname: _Optional[str] = ..., model_bytes: _Optional[int] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., chat_template: _Optional[str] = ...) -> None: ...
 
 class WorkerLoad(_message.Message):
-    __slots__ = ("slots_busy", "tokens_per_second", "rss_bytes", "ram_available_bytes", "tokens_generated", "prompt_tokens", "cached_prompt_tokens", "away")
+    __slots__ = ("slots_busy", "tokens_per_second", "rss_bytes", "ram_available_bytes", "tokens_generated", "prompt_tokens", "cached_prompt_tokens", "away", "busy_seconds", "watts", "cost_per_hour")
     SLOTS_BUSY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,9 @@ class WorkerLoad(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     AWAY_FIELD_NUMBER: _ClassVar[int]
+    BUSY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WATTS_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     slots_busy: int
     tokens_per_second: float
     rss_bytes: int
@@ -262,7 +265,10 @@ class WorkerLoad(_message.Message):
     prompt_tokens: int
     cached_prompt_tokens: int
     away: str
-    def __init__(self, slots_busy: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., ram_available_bytes: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., away: _Optional[str] = ...) -> None: ...
+    busy_seconds: float
+    watts: float
+    cost_per_hour: float
+    def __init__(self, slots_busy: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., ram_available_bytes: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., away: _Optional[str] = ..., busy_seconds: _Optional[float] = ..., watts: _Optional[float] = ..., cost_per_hour: _Optional[float] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("info",)
@@ -701,3 +707,53 @@ class RevokeKeyRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UsageRequest(_message.Message):
+    __slots__ = ("since_hour", "tenant")
+    SINCE_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    since_hour: int
+    tenant: str
+    def __init__(self, since_hour: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("tenant", "model", "worker", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "requests")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    model: str
+    worker: str
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    requests: int
+    def __init__(self, tenant: _Optional[str] = ..., model: _Optional[str] = ..., worker: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., requests: _Optional[int] = ...) -> None: ...
+
+class UsageWorker(_message.Message):
+    __slots__ = ("worker", "busy_seconds", "watts", "cost_per_hour")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    BUSY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WATTS_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    busy_seconds: float
+    watts: float
+    cost_per_hour: float
+    def __init__(self, worker: _Optional[str] = ..., busy_seconds: _Optional[float] = ..., watts: _Optional[float] = ..., cost_per_hour: _Optional[float] = ...) -> None: ...
+
+class UsageReport(_message.Message):
+    __slots__ = ("since_hour", "rows", "workers", "seconds")
+    SINCE_HOUR_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    since_hour: int
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    workers: _containers.RepeatedCompositeFieldContainer[UsageWorker]
+    seconds: float
+    def __init__(self, since_hour: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[UsageWorker, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -1361,3 +1361,87 @@ class Admin:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class UsageStub:
+    """---------------------------------------------------------------- usage
+
+    Usage accounting (coordinator.usage): tokens per tenant, model and worker, and workers' busy time,
+    summed from an hour on; `swarm usage` and the dashboard turn them into energy and cost per token.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetUsage = channel.unary_unary(
+                '/swarm.v1.Usage/GetUsage',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.UsageRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.UsageReport.FromString,
+                _registered_method=True)
+
+
+class UsageServicer:
+    """---------------------------------------------------------------- usage
+
+    Usage accounting (coordinator.usage): tokens per tenant, model and worker, and workers' busy time,
+    summed from an hour on; `swarm usage` and the dashboard turn them into energy and cost per token.
+    """
+
+    def GetUsage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_UsageServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.UsageRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.UsageReport.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.Usage', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.Usage', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Usage:
+    """---------------------------------------------------------------- usage
+
+    Usage accounting (coordinator.usage): tokens per tenant, model and worker, and workers' busy time,
+    summed from an hour on; `swarm usage` and the dashboard turn them into energy and cost per token.
+    """
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Usage/GetUsage',
+            swarm_dot_wire_dot_swarm__pb2.UsageRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.UsageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -34,6 +34,7 @@ class WorkerConfig:
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
     hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
     watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
+    cost_per_hour: float = 0.0  # what an hour of the worker busy costs its owner, for cost per token; 0: unknown
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)
@@ -48,6 +49,8 @@ class WorkerConfig:
             self.tls.require_server()
         if self.watts < 0:
             raise ValueError("--watts cannot be negative")
+        if self.cost_per_hour < 0:
+            raise ValueError("--cost-per-hour cannot be negative")
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

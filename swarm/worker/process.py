@@ -183,6 +183,9 @@ async def _serve_worker(
             prompt_tokens=stats.prompt_tokens,
             cached_prompt_tokens=stats.cached_prompt_tokens,
             away=owner.away(),
+            busy_seconds=stats.step_seconds,  # its decode steps run whenever a sequence does
+            watts=config.watts,
+            cost_per_hour=config.cost_per_hour,
         )
 
     def counters() -> WorkerCounters:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from swarm.coordinator.dispatch_plan import Assignment, DispatchPlan, Expiry, WaitingRequest, plan_dispatch
+from swarm.coordinator.fairness.slot_share import SlotShare
 from swarm.coordinator.routing import MIN_AFFINITY_CHARS
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerState, WorkerView
 
@@ -83,3 +84,11 @@ def test_prefixes_are_not_matched_when_no_slot_is_free() -> None:
 
     plan_dispatch([waiting("r", prompt="long prompt")], [view("a", slots=1, inflight=1)], hits, NOW_MS, 10.0)
     assert asked == []
+
+
+def test_with_the_slot_rule_a_running_tenant_leaves_the_last_slot_to_others() -> None:
+    requests = [WaitingRequest(f"f{i}", "m", "p", NOW_MS, tenant="flood") for i in range(4)]
+    requests.append(WaitingRequest("q", "m", "p", NOW_MS, tenant="quiet"))
+    share = SlotShare(active_tenants=2)
+    result = plan_dispatch(requests, [view("a", slots=4)], no_prefixes, NOW_MS, 10.0, share)
+    assert assigned(result) == [("f0", "a"), ("f1", "a"), ("f2", "a"), ("q", "a")]

@@ -25,11 +25,11 @@ def test_a_request_moves_through_its_states(redis_url: str) -> None:
             seen.append(None if stored is None else stored.state)
 
         try:
-            enqueued_ms = await store.enqueue(GenerationRequest("r1", "tiny", "Hi", 4, SamplingParams()))
+            _, score = await store.enqueue(GenerationRequest("r1", "tiny", "Hi", 4, SamplingParams()))
             await state()
             assert await store.claim_many([("r1", "w1")]) == [True]
             await state()
-            await store.requeue("r1", enqueued_ms)
+            await store.requeue("r1", score)
             await state()
             await store.complete("r1", StoredResult((), Finished(FinishReason.LENGTH, 1, 4)))
             await state()

@@ -11,6 +11,8 @@ import grpc
 import pytest
 
 from swarm.client import BatchClient, SwarmCallError
+from swarm.client.usage_client import fetch_usage
+from swarm.launch.local_swarm import wait_until
 from swarm.shared.batch_types import BatchLine, BatchState
 from swarm.shared.types import RawRequest
 from swarm.wire import swarm_pb2 as pb
@@ -95,3 +97,19 @@ def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_
     assert refused.value.code() is grpc.StatusCode.NOT_FOUND
     # The same id sent by bob from the start is a request of his own, not alice's.
     assert generate_stream(swarm.address, bob, "alices-request", 0)[-1].HasField("finished")
+
+    # Usage: each key reads its own; another key's, or everyone's, needs an admin key.
+    def usage_of(key: str, tenant: str = "") -> dict[str, int]:
+        report = fetch_usage(swarm.address, tenant=tenant, api_key=key)
+        return {row.tenant: row.tokens.completion for row in report.rows}
+
+    wait_until(lambda: {"alice", "bob"} <= set(usage_of(ADMIN_KEY)), 20, "both keys' usage counted")
+    assert set(usage_of(bob)) == {"bob"} and set(usage_of(alice)) == {"alice"}
+    with pytest.raises(SwarmCallError) as refused_usage:
+        usage_of(bob, tenant="alice")
+    assert refused_usage.value.code is grpc.StatusCode.PERMISSION_DENIED
+
+    def bobs_dashboard_usage() -> list[str]:
+        return [t["tenant"] for t in dashboard_snapshot(swarm.http, bob, jobs=1).get("usage", {}).get("tenants", [])]
+
+    wait_until(lambda: bobs_dashboard_usage() == ["bob"], 30, "bob's dashboard to show his usage, and only his")

@@ -16,6 +16,7 @@ from swarm.coordinator.auth.http_auth import caller_access
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView, no_batch_jobs
 from swarm.coordinator.dashboard.snapshot import snapshot_json
 from swarm.coordinator.dashboard.timeseries import Sample, SwarmSampler
+from swarm.coordinator.dashboard.usage_panel import UsageSource, no_usage, usage_panel_json
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.coordinator.tenancy.caller import Caller
 from swarm.shared.types import SwarmStatus
@@ -30,9 +31,10 @@ def add_dashboard_routes(
     status: Callable[[], Awaitable[SwarmStatus]],
     outcomes: Callable[[], Iterable[RequestOutcome]],
     batch_jobs: BatchJobSource = no_batch_jobs,
+    usage: UsageSource = no_usage,
 ) -> None:
     """Adds the dashboard to `app`; the app owns the sampler's task, which its cleanup cancels."""
-    sampler = SwarmSampler(status, outcomes, batch_jobs)
+    sampler = SwarmSampler(status, outcomes, batch_jobs, usage=usage)
     closing = asyncio.Event()
 
     async def run_sampler(_app: web.Application) -> AsyncIterator[None]:
@@ -65,6 +67,7 @@ def add_dashboard_routes(
                 snapshot = _own_snapshot(
                     caller, sampler.latest_status, sampler.samples, sampler.latest_batch_jobs, sent < 0
                 )
+                snapshot["usage"] = usage_panel_json(sampler.latest_usage, None if caller.admin else caller.name)
                 sent = newest
                 await response.write(f"data: {json.dumps(snapshot, separators=(',', ':'))}\n\n".encode())
         except ConnectionResetError:  # the browser went away

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView
+from swarm.coordinator.dashboard.usage_panel import UsageSource, no_usage
 from swarm.coordinator.metrics import RequestOutcome
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.types import SwarmStatus
+from swarm.shared.usage_types import UsageReport
 
 log = logging.getLogger(__name__)
 
 HISTORY_SAMPLES = 600  # ten minutes at one sample a second
 RATE_WINDOW_S = 5.0  # requests/s is averaged over this long, so one finished request is not a spike
 PERCENTILE_WINDOW_S = 60.0  # latency percentiles cover the requests of the last minute
+USAGE_EVERY_SAMPLES = 5  # usage (a few Redis hashes) is read every fifth sample
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,13 @@ class SwarmSampler:
         outcomes: Callable[[], Iterable[RequestOutcome]],
         batch_jobs: BatchJobSource,
         interval_s: float = 1.0,
+        usage: UsageSource = no_usage,
     ) -> None:
         self._status = status
         self._outcomes = outcomes
         self._batch_jobs = batch_jobs
+        self._usage = usage
+        self.latest_usage = UsageReport(0)
         self._interval_s = interval_s
         self.samples: deque[Sample] = deque(maxlen=HISTORY_SAMPLES)
         self.latest_status: SwarmStatus | None = None
@@ -91,6 +97,8 @@ class SwarmSampler:
     async def sample_once(self) -> None:
         status = await self._status()
         self.latest_batch_jobs = await self._batch_jobs()
+        if self.sequence % USAGE_EVERY_SAMPLES == 0:
+            self.latest_usage = await self._usage()
         self.samples.append(take_sample(status, list(self._outcomes()), time.monotonic(), time.time()))
         self.latest_status = status
         async with self._changed:

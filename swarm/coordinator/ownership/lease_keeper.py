@@ -40,7 +40,8 @@ class LeaseKeeper:
     async def keep(self) -> None:
         """Renews this coordinator's leases in one round trip, then takes over the requests of dead ones."""
         self._next_pass = time.monotonic() + self._store.leases.ttl_s / 3
-        owned = [r.request_id for r in self._requests.values() if not r.stream.done]
+        # One being queued has no lease yet: renewing it would find none and give it up.
+        owned = [r.request_id for r in self._requests.values() if not r.stream.done and r.in_redis]
         for request_id in await self._store.leases.renew(owned):
             if (record := self._requests.get(request_id)) is not None:
                 self.lose(record)

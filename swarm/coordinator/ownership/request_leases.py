@@ -78,8 +78,9 @@ if state ~= 'queued' then
   redis.call('SREM', KEYS[4], ARGV[3])
   redis.call('HSET', KEYS[1], 'state', 'queued', 'worker', '')
   redis.call('PERSIST', KEYS[1])
-  local enqueued = tonumber(redis.call('HGET', KEYS[1], 'enqueued_ms'))
-  redis.call('ZADD', KEYS[5], enqueued + tonumber(ARGV[4]), ARGV[3])
+  local score = redis.call('HGET', KEYS[1], 'score')  -- its fair-queue place, kept
+  if not score then score = tonumber(redis.call('HGET', KEYS[1], 'enqueued_ms')) + tonumber(ARGV[4]) end
+  redis.call('ZADD', KEYS[5], score, ARGV[3])
 end
 -- Resumed after the pieces saved without a gap: any after a gap (writes a promoted replica lost) go.
 local count = 0

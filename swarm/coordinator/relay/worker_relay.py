@@ -20,6 +20,7 @@ _CLIENT_FAULTS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, g
 log = logging.getLogger(__name__)
 
 SavePiece = Callable[[int, TextPiece], Awaitable[None]]  # keeps the stream's piece number N in Redis
+CountUsage = Callable[[Finished], Awaitable[None]]  # accounts the request's tokens before any client sees its end
 
 
 class WorkerFailed(Exception):
@@ -31,7 +32,9 @@ class WorkerBusy(Exception):
     requests fill them, which this one does not count). The request waits for a slot; the worker is fine."""
 
 
-async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece: SavePiece) -> None:
+async def relay_worker_stream(
+    record: RequestRecord, run: WorkerRun, save_piece: SavePiece, count_usage: CountUsage | None = None
+) -> None:
     """Publishes the events of run.call (already opened) until Finished.
 
     Raises WorkerFailed when the worker breaks off or stalls (another may resume the request),
@@ -48,6 +51,8 @@ async def relay_worker_stream(record: RequestRecord, run: WorkerRun, save_piece:
             if isinstance(event, TextPiece):
                 await save_piece(record.stream.piece_count, event)
                 run.last_event = time.monotonic()
+            elif isinstance(event, Finished) and count_usage is not None:
+                await count_usage(event)
             record.stream.publish(event)
             if isinstance(event, Finished):
                 return

@@ -64,8 +64,8 @@ def build_http_app(
     app.router.add_get("/status", status)
     app.router.add_get("/models", models)
     add_openai_routes(app, service)
-    add_metrics_route(app, service.metrics, service.status)
-    add_dashboard_routes(app, service.status, lambda: service.metrics.recent, batch_jobs)
+    add_metrics_route(app, service.metrics, service.status, service.usage)
+    add_dashboard_routes(app, service.status, lambda: service.metrics.recent, batch_jobs, service.usage)
     if key_admin is not None:
         add_admin_routes(app, key_admin)
     return app

@@ -13,7 +13,9 @@ from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.batch.runner import batch_request_id
 from swarm.coordinator.batch.service import BatchService
 from swarm.coordinator.batch.store import BatchStore
+from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.request_store import RequestStore
+from swarm.coordinator.tenancy.caller import OPEN_CALLER
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import FinishReason, GenerationRequest, RawRequest, SamplingParams
@@ -150,17 +152,17 @@ def test_the_service_refuses_bad_lines_and_oversized_jobs_storing_nothing(redis_
 
 def test_batch_lines_queue_behind_interactive_requests_even_when_requeued(redis_url: str) -> None:
     def request(request_id: str) -> GenerationRequest:
-        return GenerationRequest(request_id, "tiny", "p", 4, SamplingParams())
+        return with_tenant(GenerationRequest(request_id, "tiny", "p", 4, SamplingParams()), OPEN_CALLER)
 
     async def scenario(_store: BatchStore, redis: Redis) -> None:
         queue = RequestStore(redis)
         batch_line = batch_request_id("job-d", 0)
-        enqueued_ms = await queue.enqueue(request(batch_line))
+        _, score = await queue.enqueue(request(batch_line))
         await queue.enqueue(request("interactive-1"))
         await queue.enqueue(request("interactive-2"))
         assert await queue.waiting(10) == ["interactive-1", "interactive-2", batch_line]
         assert await queue.claim_many([(batch_line, "w1")]) == [True]
-        await queue.requeue(batch_line, enqueued_ms)  # its worker died
+        await queue.requeue(batch_line, score)  # its worker died
         await queue.enqueue(request("interactive-3"))
         assert await queue.waiting(10) == ["interactive-1", "interactive-2", "interactive-3", batch_line]
 

@@ -195,6 +195,14 @@
     const s = snapshot.sample || {};
     setTile("tile-rps", fmtNumber(s.requests_per_second, 1), null, "");
     setTile("tile-tps", fmtNumber(s.tokens_per_second, 1), null, "");
+    const usage = snapshot.usage || {};
+    const perMillion = usage.cost_per_million;
+    setTile(
+      "tile-cost",
+      perMillion === null || perMillion === undefined ? "–" : perMillion.toPrecision(3),
+      usage.wh_per_million === null || usage.wh_per_million === undefined ? null : `${usage.wh_per_million} Wh per million`,
+      "",
+    );
     setTile("tile-latency", `${fmtSeconds(s.latency_p50_s)} / ${fmtSeconds(s.latency_p95_s)}`, null, "");
     setTile("tile-ttft", `${fmtSeconds(s.ttft_p50_s)} / ${fmtSeconds(s.ttft_p95_s)}`, null, "");
   }
@@ -306,6 +314,33 @@
     replaceChildren("batch-jobs", el("table", { class: "jobs" }, el("thead", {}, head), el("tbody", {}, ...rows)));
   }
 
+  function drawUsage(usage) {
+    const tenants = (usage && usage.tenants) || [];
+    if (!tenants.length) {
+      replaceChildren("usage", el("p", { class: "muted" }, "none yet"));
+      return;
+    }
+    // Small figures keep three significant digits: a few seconds of a 65 W PC is a fraction of a Wh.
+    const money = (v) => (v === null || v === undefined ? "–" : v === 0 ? "0" : v.toPrecision(3));
+    const rows = tenants.map((t) =>
+      el(
+        "tr",
+        { "data-tenant": t.tenant },
+        el("td", { class: "wid" }, t.tenant || "(no key)"),
+        el("td", { class: "num" }, String(t.requests)),
+        el("td", { class: "num" }, String(t.prompt_tokens)),
+        el("td", { class: "num" }, String(t.cached_prompt_tokens)),
+        el("td", { class: "num" }, String(t.completion_tokens)),
+        el("td", { class: "num" }, money(t.energy_wh)),
+        el("td", { class: "num" }, money(t.cost)),
+        el("td", { class: "num" }, money(t.cost_per_million)),
+      ),
+    );
+    const names = ["Key", "Requests", "Prompt", "Cached", "Completion", "Energy Wh", "Cost", "Cost / M tokens"];
+    const head = el("tr", {}, ...names.map((h, i) => el("th", i ? { class: "num" } : {}, h)));
+    replaceChildren("usage", el("table", { class: "usage" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+  }
+
   function render(snapshot) {
     if (snapshot.history) history = snapshot.history;
     else if (snapshot.sample) history.push(snapshot.sample);
@@ -318,6 +353,7 @@
     drawWorkers(snapshot.workers);
     drawModels(snapshot.models);
     drawBatchJobs(snapshot.batch_jobs);
+    drawUsage(snapshot.usage);
   }
 
   // ------------------------------------------------------------ connection and API key

@@ -1,0 +1,1 @@
+"""Fair queuing: priority classes, and within a class turns across tenants, weighted."""

@@ -1,0 +1,1 @@
+"""Usage accounting: tokens per tenant, model and worker, and workers' busy time, in Redis."""
