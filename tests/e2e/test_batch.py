@@ -120,8 +120,9 @@ def test_an_interactive_request_waits_for_at_most_the_batch_lines_running(make_s
         during = batches.get(job.job_id).done - before
         assert completion.finished.completion_tokens == 4
         # The batch holds at most as many lines in the swarm as there are slots (2): the interactive
-        # request waited for no more than those.
-        assert during <= 2, f"{during} batch lines finished while the interactive request waited"
+        # request waited for no more than those, and one more may end between reading `before` and the
+        # request reaching the queue (a loaded machine). Served in arrival order it would wait for ~38.
+        assert during <= 3, f"{during} batch lines finished while the interactive request waited"
         assert batches.get(job.job_id).state == BatchState.RUNNING
         batches.cancel(job.job_id)
 
