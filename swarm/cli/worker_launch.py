@@ -45,6 +45,8 @@ def join_config(
         metrics=args.metrics,
         hours=parse_owner_hours(args.when),
         watts=args.watts,
+        owner_cpu=args.owner_cpu,
+        owner_quiet_s=args.owner_quiet,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

@@ -10,6 +10,7 @@ of them, so while the last stage computes one group the first computes the next.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ class EngineConfig:
     batch_size: int = 512  # tokens per llama_decode at most
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
+    idle_priority: bool = False  # `--when idle`: decode under SCHED_IDLE, so any process of the owner's goes first
 
     def __post_init__(self) -> None:
         for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
@@ -150,6 +152,8 @@ class BatchEngine:
         return [s.sequence for s in self._slots if s.sequence is not None]
 
     def _loop(self) -> None:
+        if self.config.idle_priority:  # before the first decode: the threads llama.cpp starts from here inherit it
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while self._running:
             self.round_listener()  # the last round's events go out before this one's work (or wait)
             self._drain_inbox(block=not self._active() and not self._waiting and not self._in_flight)

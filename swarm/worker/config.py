@@ -34,6 +34,8 @@ class WorkerConfig:
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
     hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
     watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
+    owner_cpu: float = 0.30  # `--when idle`: others using more than this share of its cores = the owner is busy
+    owner_quiet_s: float = 30.0  # `--when idle`: how long the PC must be quiet before it serves again
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)
@@ -48,6 +50,10 @@ class WorkerConfig:
             self.tls.require_server()
         if self.watts < 0:
             raise ValueError("--watts cannot be negative")
+        if not 0 < self.owner_cpu <= 1:
+            raise ValueError("--owner-cpu must be above 0% and at most 100%")
+        if self.owner_quiet_s < 0:
+            raise ValueError("--owner-quiet cannot be negative")
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

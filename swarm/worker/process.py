@@ -28,8 +28,12 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
+from swarm.worker.owner_backoff import BackoffPolicy
 from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
+from swarm.worker.owner_hours import WhenMode
+from swarm.worker.owner_load import OwnerThresholds
 from swarm.worker.owner_state import OwnerState, Usage
+from swarm.worker.owner_watch import OwnerWatch
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
 from swarm.worker.stage_measuring import DecodeMeter, TimedStageExecutor, probing, stage_measurement
@@ -92,6 +96,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         context_per_slot=config.context_per_slot,
         threads=config.threads,
         batch_size=max(512, config.slots),
+        idle_priority=config.hours.mode is WhenMode.IDLE,
     )
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
@@ -160,7 +165,8 @@ async def _serve_worker(
         cpu = process.cpu_times()
         return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
 
-    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads)
+    watch = OwnerWatch(OwnerThresholds(others_share=config.owner_cpu), BackoffPolicy(quiet_s=config.owner_quiet_s))
+    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads, load=watch.away)
     servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
@@ -191,9 +197,13 @@ async def _serve_worker(
     stop = stop_on_signals()
     actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
+    watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    if config.hours.mode is WhenMode.IDLE:
+        watching = watch.watching(servicer.hand_back, membership.heartbeat_soon)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),
+            watching,
             membership.joined(stop) as worker_id,
         ):
             if worker_id is not None:

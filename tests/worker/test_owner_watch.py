@@ -1,0 +1,55 @@
+"""OwnerWatch on scripted /proc readings: it hands work back once when the owner gets busy and serves again after."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from swarm.launch.local_swarm import wait_until
+from swarm.worker.owner_backoff import BackoffPolicy, Phase
+from swarm.worker.owner_load import LoadReading, OwnerThresholds
+from swarm.worker.owner_watch import OwnerWatch
+
+INTERVAL_S = 0.01
+
+
+def readings(shares: list[float]) -> Iterator[LoadReading]:
+    """Readings INTERVAL_S apart in which others take `share` of one core, then a quiet core forever."""
+    busy = 0.0
+    for index in range(10_000):
+        share = shares[index] if index < len(shares) else 0.0
+        busy += share * INTERVAL_S
+        yield LoadReading(index * INTERVAL_S, 1, busy, 0.0, 0.8, 0.0)
+
+
+def test_the_watch_hands_work_back_once_and_tells_of_each_change() -> None:
+    script = readings([0.0] * 3 + [1.0] * 20)
+    watch = OwnerWatch(OwnerThresholds(), BackoffPolicy(quiet_s=0.05), read=lambda: next(script), interval_s=0.001)
+    handed_back: list[Phase] = []
+    phases: list[Phase] = []
+
+    def hand_back() -> int:
+        handed_back.append(watch.state.phase)
+        return 2
+
+    async def watched() -> None:
+        async with watch.watching(hand_back, lambda: phases.append(watch.state.phase)):
+            while len(phases) < 3:
+                await asyncio.sleep(0.001)
+
+    asyncio.run(asyncio.wait_for(watched(), 10))
+    assert phases == [Phase.BACKING_OFF, Phase.AWAY, Phase.SERVING]
+    assert handed_back == [Phase.AWAY]  # once, and only after new work stopped
+    assert watch.away() == ""
+
+
+def test_away_says_why() -> None:
+    script = readings([1.0] * 100)
+    watch = OwnerWatch(OwnerThresholds(), BackoffPolicy(), read=lambda: next(script), interval_s=0.001)
+
+    async def watched() -> None:
+        async with watch.watching(lambda: 0, lambda: None):
+            await asyncio.to_thread(wait_until, lambda: watch.state.phase is Phase.AWAY, 5, "away")
+
+    asyncio.run(watched())
+    assert watch.away() == "away: its owner is busy"
