@@ -32,6 +32,7 @@ from swarm.worker.owner_backoff import BackoffPolicy
 from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
 from swarm.worker.owner_hours import WhenMode
 from swarm.worker.owner_load import OwnerThresholds
+from swarm.worker.owner_priority import yield_to_owner
 from swarm.worker.owner_state import OwnerState, Usage
 from swarm.worker.owner_watch import OwnerWatch
 from swarm.worker.pipeline_head import PipelineHead, StageLink
@@ -199,6 +200,7 @@ async def _serve_worker(
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if config.hours.mode is WhenMode.IDLE:
+        yield_to_owner()
         watching = watch.watching(servicer.hand_back, membership.heartbeat_soon)
     try:
         async with (

@@ -142,6 +142,14 @@ class TokensInBackground:
         assert not self._thread.is_alive(), "the stream did not end"
 
 
+def holds_within(condition: Callable[[], bool], timeout_s: float) -> bool:
+    try:
+        wait_until(condition, timeout_s, "")
+    except TimeoutError:
+        return False
+    return True
+
+
 def pin(pid: int, core: int) -> None:
     """Every thread of pid on one core (threads it starts later inherit it)."""
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -187,6 +195,12 @@ def test_a_worker_whose_owner_gets_busy_hands_its_streams_on_and_serves_again_on
     swarm.wait_for_workers(2)
     pin(desk.pid, cores[0])
     pin(spare.pid, cores[1])
+    autogroup = Path(f"/proc/{desk.pid}/autogroup")
+    if autogroup.exists():  # a kernel that shares a core between sessions first: the desk's weighs least
+        assert autogroup.read_text().endswith("nice 19\n"), autogroup.read_text()
+    with swarm.client() as client:
+        if not holds_within(lambda: shown_state(client, "desk") == "up", 30):
+            pytest.skip("other processes on this shared machine kept the desk's core busy before the hog started")
     assert owner("pause", control_dir, "--worker-id", "spare").returncode == 0  # so the streams begin on the desk
     streams = [TokensInBackground(swarm, f"Once upon a time {i}", LONG_TOKENS, f"desk-{i}") for i in range(2)]
     served_by_desk = all(stream.started.wait(30) for stream in streams)
