@@ -124,6 +124,14 @@ def add_parsers(commands: Any) -> None:
         "worker's cores (default 30%%)",
     )
     p.add_argument(
+        "--owner-memory",
+        type=percent,
+        default=_default("owner_memory"),
+        metavar="PERCENT",
+        help="with --when idle: memory counts as short while less than this share of RAM is available; the "
+        "worker then also frees its model until the PC has been quiet for --owner-quiet (default 10%%)",
+    )
+    p.add_argument(
         "--owner-quiet",
         type=float,
         default=_default("owner_quiet_s"),

@@ -47,6 +47,7 @@ def join_config(
         watts=args.watts,
         owner_cpu=args.owner_cpu,
         owner_quiet_s=args.owner_quiet,
+        owner_memory=args.owner_memory,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

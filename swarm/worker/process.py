@@ -148,6 +148,11 @@ def owner_actions(
     return OwnerActions(status, pause, resume)
 
 
+async def model_loaded(engine: BatchEngine, loaded: bool) -> None:
+    """Frees the engine's model or loads it again, waiting on the engine thread's word."""
+    await asyncio.wrap_future(engine.set_loaded(loaded))
+
+
 async def serve_worker(config: WorkerConfig, engine: BatchEngine, meter: DecodeMeter | None = None) -> bool:
     """Serves until stopped or moved by the coordinator's plan; True when moved. A first stage's meter and
     link to the next stage are reported with its heartbeats."""
@@ -166,7 +171,8 @@ async def _serve_worker(
         cpu = process.cpu_times()
         return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
 
-    watch = OwnerWatch(OwnerThresholds(others_share=config.owner_cpu), BackoffPolicy(quiet_s=config.owner_quiet_s))
+    thresholds = OwnerThresholds(others_share=config.owner_cpu, memory_available=config.owner_memory)
+    watch = OwnerWatch(thresholds, BackoffPolicy(quiet_s=config.owner_quiet_s))
     owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads, load=watch.away)
     servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
@@ -201,7 +207,8 @@ async def _serve_worker(
     watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if config.hours.mode is WhenMode.IDLE:
         yield_to_owner()
-        watching = watch.watching(servicer.hand_back, membership.heartbeat_soon)
+        set_loaded = partial(model_loaded, engine) if engine.can_unload else None
+        watching = watch.watching(servicer.hand_back, membership.heartbeat_soon, set_loaded)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),

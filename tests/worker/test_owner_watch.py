@@ -53,3 +53,30 @@ def test_away_says_why() -> None:
 
     asyncio.run(watched())
     assert watch.away() == "away: its owner is busy"
+
+
+def test_away_for_memory_it_frees_its_model_once_and_loads_it_before_it_serves_again() -> None:
+    memory = [0.5] * 3 + [0.05] * 20  # then plenty
+    script = (
+        LoadReading(i * INTERVAL_S, 1, 0.0, 0.0, memory[i] if i < len(memory) else 0.5, 0.0) for i in range(10_000)
+    )
+    watch = OwnerWatch(OwnerThresholds(), BackoffPolicy(quiet_s=0.05), read=lambda: next(script), interval_s=0.001)
+    events: list[str] = []
+
+    async def set_loaded(loaded: bool) -> None:
+        events.append("load" if loaded else "free")
+
+    async def watched() -> None:
+        async with watch.watching(lambda: 0, lambda: events.append(watch.away() or "serving"), set_loaded):
+            while "serving" not in events:
+                await asyncio.sleep(0.001)
+
+    asyncio.run(asyncio.wait_for(watched(), 10))
+    assert events == [
+        "backing off: memory is short",
+        "away: memory is short",
+        "free",
+        "away: memory is short; its model unloaded",
+        "load",  # before the coordinator hears it serves
+        "serving",
+    ]
