@@ -87,10 +87,14 @@ def memory_pressure(pressure_text: str) -> float:
 
 
 def sample_between(before: LoadReading, after: LoadReading) -> LoadSample:
-    """Others' share of the worker's cores: everyone's busy time there less the worker's own, over the time passed."""
+    (
+        """Others' share of the worker's cores: everyone's busy time there less the worker's own, over the time passed
+    (between 0 and 1: /proc/stat counts whole ticks)."""
+        ""
+    )
     capacity = max(after.at - before.at, 1e-6) * after.cores
     others = (after.cores_busy_s - before.cores_busy_s) - (after.own_cpu_s - before.own_cpu_s)
-    return LoadSample(max(0.0, others / capacity), after.memory_available, after.memory_pressure)
+    return LoadSample(min(1.0, max(0.0, others / capacity)), after.memory_available, after.memory_pressure)
 
 
 def read_load(proc: Path = Path("/proc")) -> LoadReading:

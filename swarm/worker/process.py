@@ -28,11 +28,11 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
-from swarm.worker.owner_backoff import BackoffPolicy
+from swarm.worker.owner_backoff import BackoffPolicy, Phase
 from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
 from swarm.worker.owner_hours import WhenMode
 from swarm.worker.owner_load import OwnerThresholds
-from swarm.worker.owner_priority import yield_to_owner
+from swarm.worker.owner_priority import SessionWeight
 from swarm.worker.owner_state import OwnerState, Usage
 from swarm.worker.owner_watch import OwnerWatch
 from swarm.worker.pipeline_head import PipelineHead, StageLink
@@ -205,10 +205,16 @@ async def _serve_worker(
     actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
-    if config.hours.mode is WhenMode.IDLE:
-        yield_to_owner()
+    weight = SessionWeight() if config.hours.mode is WhenMode.IDLE else None
+    if weight is not None:
+        weight.computing(True)
+
+        def load_changed() -> None:
+            membership.heartbeat_soon()
+            weight.computing(watch.state.phase is not Phase.AWAY)
+
         set_loaded = partial(model_loaded, engine) if engine.can_unload else None
-        watching = watch.watching(servicer.hand_back, membership.heartbeat_soon, set_loaded)
+        watching = watch.watching(servicer.hand_back, load_changed, set_loaded)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),
@@ -219,6 +225,8 @@ async def _serve_worker(
                 servicer.worker_id = worker_id
                 await stop.wait()
             servicer.draining = True
+            if weight is not None:  # leaving promptly matters more now than the owner's share
+                weight.computing(False)
             if worker_id is not None:
                 await membership.announce_drain()
             # Moved by the plan: its pipeline may be broken already, so running work moves on sooner.

@@ -52,6 +52,8 @@ def test_others_share_is_busy_time_less_the_worker_s_own_over_its_cores_and_the_
     assert sample_between(reading(0, 0, 0, 2), reading(1, 1.2, 1.0, 2)).others_share == pytest.approx(0.1)
     # Tick rounding can make own time exceed the busy time: never a negative share.
     assert sample_between(reading(0, 0, 0), reading(0.5, 0.4, 0.45)).others_share == 0.0
+    # Nor one past the whole of its cores (a tick more than the time passed), which `--owner-cpu 100%` must never see.
+    assert sample_between(reading(0, 0, 0), reading(0.5, 0.51, 0.0)).others_share == 1.0
 
 
 def test_thresholds_say_why_the_owner_counts_as_busy() -> None:
