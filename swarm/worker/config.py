@@ -35,7 +35,7 @@ class WorkerConfig:
     hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
     watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
     owner_cpu: float = 0.30  # `--when idle`: others using more than this share of its cores = the owner is busy
-    owner_quiet_s: float = 30.0  # `--when idle`: how long the PC must be quiet before it serves again
+    owner_quiet_s: float = 20.0  # `--when idle`: how long the PC must be quiet before it serves again
     owner_memory: float = 0.10  # `--when idle`: less than this share of RAM available = memory is short
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ class Phase(StrEnum):
 @dataclass(frozen=True)
 class BackoffPolicy:
     busy_samples: int = 2  # busy samples in a row that send running work away
-    quiet_s: float = 30.0  # how long the PC must be quiet before an away worker serves again
+    quiet_s: float = 20.0  # how long the PC must be quiet before an away worker serves again (target: within 30 s)
 
 
 @dataclass(frozen=True)
