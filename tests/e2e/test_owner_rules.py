@@ -32,7 +32,7 @@ from tests.greedy_check import GreedyReference
 MakeSwarm = Callable[..., RunningSwarm]
 MAX_TOKENS = 400  # seconds of work on the slow model
 LONG_TOKENS = 900  # on a quiet core the desk makes about 60 tokens/s per stream: still running when the hog starts
-OWNER_CPU = 0.60  # a hog takes all of the desk's core; a shared machine's other processes come and go
+OWNER_CPU = 0.60  # a hog beside the desk (its session at nice 10) takes ~90% of the core; other processes come and go
 OWNER_QUIET_S = 2.0
 
 
