@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from swarm.worker.owner_backoff import SERVING, BackoffPolicy, BackoffState, Phase, next_state
 from swarm.worker.owner_load import MEMORY_SHORT, LoadReading, OwnerThresholds, read_load, sample_between
@@ -39,6 +40,7 @@ class OwnerWatch:
         self._interval_s = interval_s
         self.state = SERVING
         self.unloaded = False
+        self._model_share = 0.0  # of RAM, what freeing the model gave back: loading it will take that again
 
     def away(self) -> str:
         """Why the owner's load keeps this worker from new work ("" when it does not)."""
@@ -69,6 +71,8 @@ class OwnerWatch:
             await asyncio.sleep(self._interval_s)
             after = self._read()
             sample = sample_between(before, after)
+            if self.unloaded:  # memory counts as back only with room for the model too: no load-free-load flapping
+                sample = replace(sample, memory_available=sample.memory_available - self._model_share)
             before, was = after, self.state
             self.state = next_state(self._policy, was, self._thresholds.busy(sample), loop.time())
             if self.state.phase is Phase.SERVING and self.unloaded and set_loaded is not None:
@@ -90,13 +94,15 @@ class OwnerWatch:
         """Frees the model; what to call the next time (None once freeing it failed: no use trying again)."""
         if set_loaded is None:
             return None
+        before = self._read().memory_available
         try:
             await set_loaded(False)
         except Exception:
             log.exception("could not free its model's memory")
             return None
+        self._model_share = max(0.0, self._read().memory_available - before)
         self.unloaded = True
-        log.info("%s: freed its model's memory", self.away())
+        log.info("%s: freed its model's memory (%.1f%% of RAM)", self.away(), self._model_share * 100)
         changed()
         return set_loaded
 

@@ -80,3 +80,26 @@ def test_away_for_memory_it_frees_its_model_once_and_loads_it_before_it_serves_a
         "load",  # before the coordinator hears it serves
         "serving",
     ]
+
+
+def test_memory_that_would_be_short_again_once_the_model_is_back_keeps_it_away() -> None:
+    # The owner's programs leave 17% of RAM; the model takes 10% of it: loaded, 7% is free (short, under 10%).
+    ticks, model_in_memory = iter(range(1_000_000)), [True]
+
+    def read() -> LoadReading:
+        return LoadReading(next(ticks) * INTERVAL_S, 1, 0.0, 0.0, 0.07 if model_in_memory[0] else 0.17, 0.0)
+
+    watch = OwnerWatch(OwnerThresholds(), BackoffPolicy(quiet_s=0.02), read=read, interval_s=0.001)
+    events: list[str] = []
+
+    async def set_loaded(loaded: bool) -> None:
+        model_in_memory[0] = loaded
+        events.append("load" if loaded else "free")
+
+    async def watched() -> None:
+        async with watch.watching(lambda: 0, lambda: None, set_loaded):
+            await asyncio.sleep(0.5)  # hundreds of samples, many quiet periods long
+
+    asyncio.run(watched())
+    assert events == ["free"]  # 17% free would pass, but not with the model's 10% back: it stays away
+    assert watch.away() == "away: memory is short; its model unloaded"
