@@ -24,6 +24,14 @@ def _default(name: str) -> Any:
     return default_of(WorkerConfig, name)
 
 
+def percent(text: str) -> float:
+    """`30%` (or `30`) as 0.30."""
+    try:
+        return float(text.strip().removesuffix("%")) / 100
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 30%") from None
+
+
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser("join", help="serve a model on this PC as a worker of a swarm")
     p.add_argument(
@@ -101,10 +109,34 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--when",
         default=_default("hours").text,
-        help='when this PC\'s owner lets it take work: "always", "idle" (to back off while the owner works; '
-        'not built yet, so for now the same as always) or day/hour rules such as "mon-fri 19:00-07:00, sat-sun" '
-        "(local time; a range past midnight belongs to the day it starts on). Outside them it finishes what "
-        "it runs and takes nothing new (default %(default)s)",
+        help='when this PC\'s owner lets it take work: "always", "idle" (runs at idle priority, and while other '
+        "processes use its cores past --owner-cpu or memory is short it takes nothing new and hands what it "
+        "runs to other workers, until the PC has been quiet for --owner-quiet) or day/hour rules such as "
+        '"mon-fri 19:00-07:00, sat-sun" (local time; a range past midnight belongs to the day it starts on). '
+        "Outside them it finishes what it runs and takes nothing new (default %(default)s)",
+    )
+    p.add_argument(
+        "--owner-cpu",
+        type=percent,
+        default=_default("owner_cpu"),
+        metavar="PERCENT",
+        help="with --when idle: the owner counts as busy when other processes use more than this share of the "
+        "worker's cores (default 30%%)",
+    )
+    p.add_argument(
+        "--owner-memory",
+        type=percent,
+        default=_default("owner_memory"),
+        metavar="PERCENT",
+        help="with --when idle: memory counts as short while less than this share of RAM is available; the "
+        "worker then also frees its model until the PC has been quiet for --owner-quiet (default 10%%)",
+    )
+    p.add_argument(
+        "--owner-quiet",
+        type=float,
+        default=_default("owner_quiet_s"),
+        metavar="SECONDS",
+        help="with --when idle: how long the PC must be quiet before the worker serves again (default %(default)s)",
     )
     p.add_argument(
         "--watts",

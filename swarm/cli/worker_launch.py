@@ -46,6 +46,9 @@ def join_config(
         hours=parse_owner_hours(args.when),
         watts=args.watts,
         cost_per_hour=args.cost_per_hour,
+        owner_cpu=args.owner_cpu,
+        owner_quiet_s=args.owner_quiet,
+        owner_memory=args.owner_memory,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

@@ -10,11 +10,13 @@ of them, so while the last stage computes one group the first computes the next.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 from opentelemetry.context import Context
@@ -38,6 +40,7 @@ class EngineConfig:
     batch_size: int = 512  # tokens per llama_decode at most
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
+    idle_priority: bool = False  # `--when idle`: decode under SCHED_IDLE, so any process of the owner's goes first
 
     def __post_init__(self) -> None:
         for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
@@ -73,6 +76,12 @@ class _Cancel:
 
 
 @dataclass(frozen=True)
+class _SetLoaded:
+    loaded: bool
+    done: Future[None]
+
+
+@dataclass(frozen=True)
 class _Row:
     """One sequence's rows in a step in flight; its token is dropped if the sequence ended meanwhile."""
 
@@ -88,14 +97,12 @@ class BatchEngine:
         """model tokenizes and detokenizes; forward (default: the whole model here) computes the steps."""
         self.model = model
         self.config = config
-        if forward is None:
-            # A sequence longer than the model was trained on degrades; never offer more than that.
-            per_slot = min(config.context_per_slot, model.context_length_trained or config.context_per_slot)
-            forward = WholeModel(model, config.slots, per_slot, config.batch_size, config.threads)
-        self._forward = forward
-        self.context_per_slot = forward.context_per_slot
+        self.can_unload = forward is None  # a pipeline head's stages keep theirs: it keeps its own too
+        self._loaded = True
+        self._forward = forward or self._whole_model()
+        self.context_per_slot = self._forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
-        self._inbox: queue.SimpleQueue[_Submit | _Cancel | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Submit | _Cancel | _SetLoaded | None] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
         self._in_flight: deque[list[_Row]] = deque()  # steps sent, oldest first
         self._running = False
@@ -121,13 +128,21 @@ class BatchEngine:
         if self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join()
-        self._forward.close()
+        if self._loaded:  # an unloaded engine freed it already
+            self._forward.close()
 
     def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
         self._inbox.put(_Submit(request, emit, tracing.current_context(), time.time_ns()))
 
     def cancel(self, request_id: str) -> None:
         self._inbox.put(_Cancel(request_id))
+
+    def set_loaded(self, loaded: bool) -> Future[None]:
+        """Frees the llama.cpp context and weights (False) or loads them again (True), after what the inbox
+        holds; done once it has. Unloaded, it cancels what runs and refuses new requests (can_unload only)."""
+        done: Future[None] = Future()
+        self._inbox.put(_SetLoaded(loaded, done))
+        return done
 
     def stats(self) -> EngineStats:
         now = time.monotonic()
@@ -150,6 +165,8 @@ class BatchEngine:
         return [s.sequence for s in self._slots if s.sequence is not None]
 
     def _loop(self) -> None:
+        if self.config.idle_priority:  # before the first decode: the threads llama.cpp starts from here inherit it
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while self._running:
             self.round_listener()  # the last round's events go out before this one's work (or wait)
             self._drain_inbox(block=not self._active() and not self._waiting and not self._in_flight)
@@ -189,6 +206,10 @@ class BatchEngine:
         while True:
             if item is None:
                 self._running = False
+            elif isinstance(item, _SetLoaded):
+                self._set_loaded(item)
+            elif isinstance(item, _Submit) and not self._loaded:
+                item.emit(SwarmError(ErrorCode.UNAVAILABLE, "the worker unloaded its model: memory is short"))
             elif isinstance(item, _Submit):
                 sequence = Sequence(item.request, item.emit, TextStream(item.request.stop))
                 sequence.trace, sequence.submitted_ns = item.trace, item.submitted_ns
@@ -199,6 +220,37 @@ class BatchEngine:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _whole_model(self) -> WholeModel:
+        # A sequence longer than the model was trained on degrades; never offer more than that.
+        per_slot = min(self.config.context_per_slot, self.model.context_length_trained or self.config.context_per_slot)
+        return WholeModel(self.model, self.config.slots, per_slot, self.config.batch_size, self.config.threads)
+
+    def _set_loaded(self, item: _SetLoaded) -> None:
+        try:
+            if not self.can_unload:
+                raise RuntimeError("a pipeline stage keeps its model loaded")
+            if item.loaded and not self._loaded:
+                self.model.load()
+                self._forward = self._whole_model()
+                self._loaded = True
+            elif not item.loaded and self._loaded:
+                for sequence in self._waiting:
+                    sequence.emit(SwarmError(ErrorCode.UNAVAILABLE, "the worker unloaded its model: memory is short"))
+                self._waiting.clear()
+                self._in_flight.clear()
+                self._forward.discard()
+                for slot in self._slots:
+                    if slot.sequence is not None:
+                        self._finish(slot, FinishReason.CANCELLED)
+                    slot.cached = []
+                self._forward.close()
+                self.model.close()
+                self._loaded = False
+        except Exception as exc:  # reported to the caller, who keeps the worker away
+            item.done.set_exception(exc)
+        else:
+            item.done.set_result(None)
 
     def _cancel(self, request_id: str) -> None:
         for sequence in list(self._waiting):

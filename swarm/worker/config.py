@@ -35,6 +35,9 @@ class WorkerConfig:
     hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
     watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
     cost_per_hour: float = 0.0  # what an hour of the worker busy costs its owner, for cost per token; 0: unknown
+    owner_cpu: float = 0.30  # `--when idle`: others using more than this share of its cores = the owner is busy
+    owner_quiet_s: float = 20.0  # `--when idle`: how long the PC must be quiet before it serves again
+    owner_memory: float = 0.10  # `--when idle`: less than this share of RAM available = memory is short
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)
@@ -51,6 +54,12 @@ class WorkerConfig:
             raise ValueError("--watts cannot be negative")
         if self.cost_per_hour < 0:
             raise ValueError("--cost-per-hour cannot be negative")
+        if not 0 < self.owner_cpu <= 1:
+            raise ValueError("--owner-cpu must be above 0% and at most 100%")
+        if not 0 < self.owner_memory < 1:
+            raise ValueError("--owner-memory must be above 0% and below 100%")
+        if self.owner_quiet_s < 0:
+            raise ValueError("--owner-quiet cannot be negative")
         if self.threads < 1:
             raise ValueError("--threads must be at least 1")
         if self.slots < 1:

@@ -1,6 +1,6 @@
 """The owner's hours: `swarm join --when` text parsed into a frozen schedule that says when the worker may take work.
 
-`always`, `idle` (the owner-aware mode; until it is built it allows every hour, like `always`), or rules
+`always`, `idle` (every hour, backing off while the owner's load says so: owner_watch), or rules
 separated by commas, each `DAYS`, `HH:MM-HH:MM` or `DAYS HH:MM-HH:MM`: `mon-fri 19:00-07:00, sat-sun`.
 A range that crosses midnight belongs to the day it starts on: `fri 19:00-07:00` covers Saturday 03:00.
 """
@@ -20,7 +20,7 @@ _TIME = re.compile(r"^(\d{1,2})(?::(\d{2}))?$")
 
 class WhenMode(StrEnum):
     ALWAYS = "always"
-    IDLE = "idle"  # owner-aware backing off: not built yet, so it takes work at every hour
+    IDLE = "idle"  # every hour, but backing off while the owner works (OwnerWatch)
     SCHEDULE = "schedule"
 
 

@@ -1,4 +1,4 @@
-"""OwnerState: whether the owner lets this worker take work now (their hours, their pause), and what it used today."""
+"""OwnerState: whether the owner lets this worker take work now (hours, pause, load), and what it used today."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class OwnerState:
         usage: Callable[[], Usage] = lambda: Usage(0, 0.0),
         watts: float = 0.0,
         threads: int = 1,
+        load: Callable[[], str] = lambda: "",
     ) -> None:
         self.hours = hours
         self.paused = False
@@ -45,6 +46,7 @@ class OwnerState:
         self._usage = usage
         self._watts = watts
         self._threads = threads
+        self._load = load  # why the owner's load keeps it from work (`--when idle`); "" when it does not
         self._day: date | None = None
         self._at_day_start = Usage(0, 0.0)
 
@@ -54,7 +56,7 @@ class OwnerState:
             return PAUSED
         if not self.hours.allows(self._clock()):
             return OUTSIDE_HOURS
-        return ""
+        return self._load()
 
     def mark_day(self) -> Usage:
         """The usage now; the first call on a new day starts that day's count (the worker calls it every heartbeat)."""

@@ -29,8 +29,13 @@ from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
+from swarm.worker.owner_backoff import BackoffPolicy, Phase
 from swarm.worker.owner_control import LocalStatus, OwnerActions, default_control_dir, owner_socket
+from swarm.worker.owner_hours import WhenMode
+from swarm.worker.owner_load import OwnerThresholds
+from swarm.worker.owner_priority import SessionWeight
 from swarm.worker.owner_state import OwnerState, Usage
+from swarm.worker.owner_watch import OwnerWatch
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.servicer import WorkerServicer
 from swarm.worker.stage_measuring import DecodeMeter, TimedStageExecutor, probing, stage_measurement
@@ -93,6 +98,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         context_per_slot=config.context_per_slot,
         threads=config.threads,
         batch_size=max(512, config.slots),
+        idle_priority=config.hours.mode is WhenMode.IDLE,
     )
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
@@ -143,6 +149,11 @@ def owner_actions(
     return OwnerActions(status, pause, resume)
 
 
+async def model_loaded(engine: BatchEngine, loaded: bool) -> None:
+    """Frees the engine's model or loads it again, waiting on the engine thread's word."""
+    await asyncio.wrap_future(engine.set_loaded(loaded))
+
+
 async def serve_worker(config: WorkerConfig, engine: BatchEngine, meter: DecodeMeter | None = None) -> bool:
     """Serves until stopped or moved by the coordinator's plan; True when moved. A first stage's meter and
     link to the next stage are reported with its heartbeats."""
@@ -161,7 +172,9 @@ async def _serve_worker(
         cpu = process.cpu_times()
         return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
 
-    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads)
+    thresholds = OwnerThresholds(others_share=config.owner_cpu, memory_available=config.owner_memory)
+    watch = OwnerWatch(thresholds, BackoffPolicy(quiet_s=config.owner_quiet_s))
+    owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads, load=watch.away)
     servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     if not stage_fields(engine.model):  # a whole model embeds; its embedding context opens on the first call
         servicer.embedder = Embedder(engine.model, config.threads)
@@ -197,15 +210,29 @@ async def _serve_worker(
     stop = stop_on_signals()
     actions = owner_actions(config, info, owner, servicer, membership)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
+    watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    weight = SessionWeight() if config.hours.mode is WhenMode.IDLE else None
+    if weight is not None:
+        weight.computing(True)
+
+        def load_changed() -> None:
+            membership.heartbeat_soon()
+            weight.computing(watch.state.phase is not Phase.AWAY)
+
+        set_loaded = partial(model_loaded, engine) if engine.can_unload else None
+        watching = watch.watching(servicer.hand_back, load_changed, set_loaded)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),
+            watching,
             membership.joined(stop) as worker_id,
         ):
             if worker_id is not None:
                 servicer.worker_id = worker_id
                 await stop.wait()
             servicer.draining = True
+            if weight is not None:  # leaving promptly matters more now than the owner's share
+                weight.computing(False)
             if worker_id is not None:
                 await membership.announce_drain()
             # Moved by the plan: its pipeline may be broken already, so running work moves on sooner.

@@ -91,3 +91,12 @@ def test_usage_today_starts_again_at_midnight_and_prices_cpu_hours_with_the_owne
     used[0] = Usage(170, 9000.0)
     later = owner.today()
     assert (later.tokens, later.cpu_hours) == (20, 1.0)
+
+
+def test_the_owner_s_load_keeps_a_worker_from_work_after_a_pause_and_its_hours() -> None:
+    load = "away: its owner is busy"
+    assert OwnerState(load=lambda: load).away() == load
+    owner = OwnerState(parse_owner_hours("mon 09:00-10:00"), clock=lambda: at(2, 12), load=lambda: load)
+    assert owner.away() == OUTSIDE_HOURS
+    owner.paused = True
+    assert owner.away() == PAUSED

@@ -48,12 +48,19 @@ class LlamaModel:
 
     def __init__(self, path: Path) -> None:
         check_gguf(path)
+        self.path = path
+        self._model: Any = None
+        self.load()
+
+    def load(self) -> None:
+        """Loads the weights: at start, and again after close (a worker that freed them while memory was short)."""
+        if self._model:
+            return
         init_backend()
         params = llama_cpp.llama_model_default_params()
-        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
-            raise ModelLoadError(f"llama.cpp could not load the model: {path}")
-        self.path = path
+            raise ModelLoadError(f"llama.cpp could not load the model: {self.path}")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.vocab_size = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.context_length_trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
