@@ -1,0 +1,74 @@
+"""The pure logic of speculation: prompt-lookup proposals and how many proposed tokens a sequence verifies."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarm.engine.speculation import PromptLookup, SpeculationBudget
+from swarm.engine.speculation.budget import Acceptance
+
+
+def test_proposes_what_followed_the_latest_earlier_occurrence() -> None:
+    lookup = PromptLookup([1, 2, 3, 4, 5, 9, 1, 2, 3, 7, 8, 1, 2, 3])
+    assert lookup.propose(2) == [7, 8]  # the latest earlier "1 2 3" is followed by 7 8, not 4 5
+    assert lookup.propose(10) == [7, 8, 1, 2, 3]  # the continuation may run into the suffix itself
+
+
+def test_prefers_the_longest_suffix_that_recurs() -> None:
+    lookup = PromptLookup([5, 6, 1, 7, 6, 1, 4, 0, 1], longest=3)
+    assert lookup.propose(1) == [4]  # only "1" recurs: the latest 1 was followed by 4
+    lookup.extend([7])  # "1 7" recurs (at the start), and it beats the later single "7"
+    assert lookup.propose(2) == [6, 1]
+
+
+def test_proposes_nothing_without_a_recurrence_or_a_limit() -> None:
+    assert PromptLookup([1, 2, 3, 4]).propose(4) == []
+    assert PromptLookup([]).propose(4) == []
+    assert PromptLookup([1, 2, 1]).propose(0) == []
+
+
+def test_never_matches_its_own_suffix_and_respects_the_shortest_length() -> None:
+    lookup = PromptLookup([3, 3], shortest=1)
+    assert lookup.propose(3) == [3]  # the first 3 was followed by a 3
+    assert PromptLookup([8, 1, 9, 1], shortest=2).propose(3) == []  # only a 1-gram recurs
+    with pytest.raises(ValueError):
+        PromptLookup(longest=1, shortest=2)
+
+
+def test_extends_incrementally_as_tokens_are_decided() -> None:
+    lookup = PromptLookup([10, 11, 12, 13])
+    for token in (20, 10, 11):
+        lookup.extend([token])
+    assert len(lookup) == 7
+    assert lookup.propose(3) == [12, 13, 20]
+
+
+def test_a_sequence_that_accepts_verifies_more_and_fewer_beside_many() -> None:
+    budget = SpeculationBudget(row_cost_ratio=0.1, longest=8)
+    good = Acceptance()
+    for _ in range(20):
+        good.record(proposed=4, accepted=3)  # three in four: a = 0.75
+    alone, crowded = budget.limit(good, decoding=1), budget.limit(good, decoding=16)
+    assert alone >= 6
+    assert 0 < crowded <= 2
+
+
+def test_a_sequence_whose_proposals_fail_stops_and_probes_now_and_then() -> None:
+    budget = SpeculationBudget(row_cost_ratio=0.1, probe_every=4)
+    bad = Acceptance()
+    for _ in range(20):
+        bad.record(proposed=2, accepted=0)
+    assert budget.limit(bad, decoding=1) == 0
+    bad.idle_steps = 4
+    assert budget.limit(bad, decoding=1) == 1
+    assert (bad.proposed, bad.accepted) == (40, 0)
+
+
+def test_acceptance_forgets_old_steps() -> None:
+    record = Acceptance()
+    for _ in range(30):
+        record.record(proposed=4, accepted=0)
+    low = record.rate
+    for _ in range(30):
+        record.record(proposed=4, accepted=4)
+    assert low < 0.1 < 0.9 < record.rate
