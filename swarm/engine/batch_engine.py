@@ -15,13 +15,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.context import Context
 
 from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -38,6 +39,8 @@ class EngineConfig:
     batch_size: int = 512  # tokens per llama_decode at most
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
+    speculate: bool = True  # whole-model workers verify prompt-lookup proposals (a request may opt out)
+    speculation: SpeculationBudget = field(default_factory=SpeculationBudget)
 
     def __post_init__(self) -> None:
         for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
@@ -57,6 +60,8 @@ class EngineStats:
     cached_prompt_tokens: int
     steps: int = 0  # batched decode steps run so far
     step_seconds: float = 0.0  # their total duration
+    proposed_tokens: int = 0  # speculation: tokens proposed for verification so far
+    accepted_tokens: int = 0  # and how many of them the model's own choices confirmed
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class _Row:
     slot: Slot
     sequence: Sequence
     sample: bool
+    proposed: int = 0  # trailing tokens that are a proposal to verify
 
 
 class BatchEngine:
@@ -93,6 +99,8 @@ class BatchEngine:
             per_slot = min(config.context_per_slot, model.context_length_trained or config.context_per_slot)
             forward = WholeModel(model, config.slots, per_slot, config.batch_size, config.threads)
         self._forward = forward
+        # Only the whole model verifies proposals: a pipeline's stages keep every row they are sent.
+        self._verifier = forward if config.speculate and isinstance(forward, WholeModel) else None
         self.context_per_slot = forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[_Submit | _Cancel | None] = queue.SimpleQueue()
@@ -105,6 +113,8 @@ class BatchEngine:
         self._step_seconds = 0.0
         self._prompt_tokens = 0
         self._cached_prompt_tokens = 0
+        self._proposed_tokens = 0
+        self._accepted_tokens = 0
         self._rate: deque[tuple[float, int]] = deque()
         # Called on the engine thread after each round of work, once that round's events are emitted:
         # a server sends a round's tokens for every sequence together.
@@ -142,6 +152,8 @@ class BatchEngine:
             cached_prompt_tokens=self._cached_prompt_tokens,
             steps=self._steps,
             step_seconds=self._step_seconds,
+            proposed_tokens=self._proposed_tokens,
+            accepted_tokens=self._accepted_tokens,
         )
 
     # ------------------------------------------------------------ engine thread
@@ -235,6 +247,8 @@ class BatchEngine:
             sequence.replay = sequence.prompt[max(keep, own) :]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
+            if self._verifier is not None and sequence.request.speculate and not sequence.request.sampling.grammar:
+                sequence.lookup = PromptLookup(sequence.prompt)
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
             sequence.admitted_ns = time.time_ns()
@@ -272,12 +286,18 @@ class BatchEngine:
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
+        stepping = ready[:share]
         work: list[StageWork] = []
         rows: list[_Row] = []
-        for slot, sequence in ready[:share]:
-            fed = sequence.replay.pop(0) if sequence.replay else sequence.next_token
-            _add(work, rows, slot, sequence, (fed,), sample=not sequence.replay)
-        budget = self._forward.batch_capacity - len(work)
+        room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
+        for slot, sequence in stepping:
+            if sequence.replay:
+                _add(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
+                continue
+            proposal = self._proposal(sequence, len(stepping), room)
+            room -= len(proposal)
+            _add(work, rows, slot, sequence, (sequence.next_token, *proposal), sample=True, proposed=len(proposal))
+        budget = room
         if work:
             budget = min(budget, self.config.prefill_chunk)
         for slot, sequence in occupied:
@@ -292,31 +312,69 @@ class BatchEngine:
             budget -= len(chunk)
         if not work:
             return False
-        self._forward.send(work)
+        if self._verifier is not None:
+            self._verifier.send(work, [row.proposed for row in rows])
+        else:
+            self._forward.send(work)
         self._in_flight.append(rows)
         return True
+
+    def _proposal(self, sequence: Sequence, stepping: int, room: int) -> list[int]:
+        """Tokens to verify after the sequence's next one: as many as pay beside `stepping` sequences, within
+        the batch's room, max_tokens and the context."""
+        if sequence.lookup is None:
+            return []
+        limit = min(
+            self.config.speculation.limit(sequence.acceptance, stepping),
+            room,
+            sequence.request.max_tokens - sequence.generated - 1,
+            self.context_per_slot - sequence.position - 1,
+        )
+        proposal = sequence.lookup.propose(limit)
+        if not proposal:
+            sequence.acceptance.idle_steps += 1
+        return proposal
 
     def _receive_step(self) -> None:
         """Takes the oldest step's tokens; those of sequences that ended meanwhile are dropped."""
         if not self._in_flight:
             return
-        tokens = self._forward.receive()
+        if self._verifier is not None:
+            decided = self._verifier.receive_decided()
+        else:
+            decided = [None if token is None else (token,) for token in self._forward.receive()]
         rows = self._in_flight.popleft()
         self._steps += 1
         produced = 0
-        for row, token in zip(rows, tokens, strict=True):
+        for row, tokens in zip(rows, decided, strict=True):
             if not row.sample or row.slot.sequence is not row.sequence:
                 continue
-            if token is None:
+            if tokens is None:
                 raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
-            row.sequence.awaiting_token = False
-            row.sequence.ready_at = self._steps
-            produced += 1
-            self._accept(row.slot, row.sequence, token)
+            sequence = row.sequence
+            sequence.awaiting_token = False
+            sequence.ready_at = self._steps
+            if row.proposed:
+                self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
+            for token in tokens:
+                produced += 1
+                self._accept(row.slot, sequence, token)
+                if row.slot.sequence is not sequence:
+                    break
         self._tokens_generated += produced
         self._rate.append((time.monotonic(), produced))
         while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
             self._rate.popleft()
+
+    def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
+        """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
+        sequence.acceptance.record(proposed, accepted)
+        self._proposed_tokens += proposed
+        self._accepted_tokens += accepted
+        rejected = proposed - accepted
+        sequence.position -= rejected
+        del slot.cached[len(slot.cached) - rejected :]
+        sequence.proposal_in_flight = 0
 
     def _accept(self, slot: Slot, sequence: Sequence, token: int) -> None:
         sequence.generated += 1
@@ -340,6 +398,8 @@ class BatchEngine:
             self._finish(slot, FinishReason.LENGTH)
         else:
             sequence.next_token = token
+            if sequence.lookup is not None:
+                sequence.lookup.extend((token,))
 
     def _finish(self, slot: Slot, reason: FinishReason, flush: bool = True) -> None:
         sequence = slot.sequence
@@ -350,12 +410,21 @@ class BatchEngine:
                 sequence.emit(TextPiece(tail.text, tail.token_ids))
         sequence.emit(
             Finished(
-                reason, sequence.prompt_tokens, sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
+                reason,
+                sequence.prompt_tokens,
+                sequence.generated,
+                cached_prompt_tokens=sequence.cached_prompt_tokens,
+                proposed_tokens=sequence.acceptance.proposed,
+                accepted_tokens=sequence.acceptance.accepted,
             )
         )
         self._release(slot, keep_cache=True)
 
     def _release(self, slot: Slot, keep_cache: bool) -> None:
+        sequence = slot.sequence
+        if sequence is not None and sequence.proposal_in_flight:
+            # Its step removes the rejected part of the proposal before this slot is reused: cached claims none of it.
+            del slot.cached[len(slot.cached) - sequence.proposal_in_flight :]
         self._forward.release(slot.seq_id, keep_cache)
         slot.sequence = None
         slot.last_used = self._steps
@@ -364,14 +433,22 @@ class BatchEngine:
 
 
 def _add(
-    work: list[StageWork], rows: list[_Row], slot: Slot, sequence: Sequence, tokens: tuple[int, ...], sample: bool
+    work: list[StageWork],
+    rows: list[_Row],
+    slot: Slot,
+    sequence: Sequence,
+    tokens: tuple[int, ...],
+    sample: bool,
+    proposed: int = 0,
 ) -> None:
-    """Puts a sequence's tokens into the step being formed; they are in its cache from now on."""
+    """Puts a sequence's tokens into the step being formed; they are in its cache from now on (a proposal's
+    rejected tail leaves it when the step's tokens are received)."""
     work.append(StageWork(slot.seq_id, sequence.position, tokens, sample=sample))
-    rows.append(_Row(slot, sequence, sample))
+    rows.append(_Row(slot, sequence, sample, proposed))
     slot.cached.extend(tokens)
     sequence.position += len(tokens)
     sequence.awaiting_token = sample
+    sequence.proposal_in_flight = proposed
 
 
 def _nothing() -> None:

@@ -84,6 +84,8 @@ class GenerationRequest:
     # How long its worker may hold pieces before sending them: 0 for a client reading token by token;
     # a client that reads only the whole answer lets them gather, which costs every hop fewer messages.
     piece_interval_s: float = 0.0
+    # False: the worker verifies no proposals for it (speculative decoding off for this request).
+    speculate: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class Finished:
     completion_tokens: int
     worker_id: str = ""
     cached_prompt_tokens: int = 0
+    proposed_tokens: int = 0  # speculation: tokens proposed for verification
+    accepted_tokens: int = 0  # of them, those the model's own choices confirmed
 
 
 GenerationEvent = TextPiece | Finished
