@@ -322,10 +322,10 @@ class BatchEngine:
     def _proposal(self, sequence: Sequence, stepping: int, room: int) -> list[int]:
         """Tokens to verify after the sequence's next one: as many as pay beside `stepping` sequences, within
         the batch's room, max_tokens and the context."""
-        if sequence.lookup is None:
+        if sequence.lookup is None or self._verifier is None:
             return []
         limit = min(
-            self.config.speculation.limit(sequence.acceptance, stepping),
+            self.config.speculation.limit(sequence.acceptance, stepping, self._verifier.row_cost.ratio),
             room,
             sequence.request.max_tokens - sequence.generated - 1,
             self.context_per_slot - sequence.position - 1,

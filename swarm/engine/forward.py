@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from time import perf_counter
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
+from swarm.engine.speculation.row_cost import RowCost
 from swarm.engine.speculation.verification import verify
 from swarm.shared.stage_messages import StageWork
 from swarm.shared.types import SamplingParams
@@ -71,6 +73,7 @@ class WholeModel:
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
         self._done: deque[list[tuple[int, ...] | None]] = deque()
+        self.row_cost = RowCost()  # fitted to the decode steps run here; speculation sizes proposals by it
 
     @property
     def batch_capacity(self) -> int:
@@ -115,6 +118,7 @@ class WholeModel:
             for k, token in enumerate(w.tokens):
                 index = batch.add(token, w.position + k, w.session, w.sample and k >= last - extra)
             first_rows.append(index - extra)
+        started = perf_counter()
         self._context.decode(batch)
         decided: list[tuple[int, ...] | None] = []
         for i, (w, first) in enumerate(zip(work, first_rows, strict=True)):
@@ -128,6 +132,8 @@ class WholeModel:
             if len(tokens) <= extra and not self._context.forget(w.session, rejected_from):
                 raise RuntimeError("this model's cache cannot drop rejected proposals: run it with --speculate off")
             decided.append(tokens)
+        if batch.outputs == batch.size:  # a decode step (no prompt rows): it tells what a row costs
+            self.row_cost.record(batch.size, perf_counter() - started)
         self._done.append(decided)
 
     def receive(self) -> list[int | None]:

@@ -10,6 +10,7 @@ import pytest
 
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.speculation.budget import Acceptance
+from swarm.engine.speculation.row_cost import RowCost
 from swarm.engine.speculation.verification import verify
 from tests.engine.chi_square import fits
 
@@ -50,23 +51,24 @@ def test_extends_incrementally_as_tokens_are_decided() -> None:
 
 
 def test_a_sequence_that_accepts_verifies_more_and_fewer_beside_many() -> None:
-    budget = SpeculationBudget(row_cost_ratio=0.1, longest=8)
+    budget = SpeculationBudget(longest=8)
     good = Acceptance()
     for _ in range(20):
         good.record(proposed=4, accepted=3)  # three in four: a = 0.75
-    alone, crowded = budget.limit(good, decoding=1), budget.limit(good, decoding=16)
+    alone, crowded = budget.limit(good, 1, row_cost_ratio=0.1), budget.limit(good, 16, row_cost_ratio=0.1)
+    assert budget.limit(good, 1, row_cost_ratio=1.0) < alone  # dear rows: fewer of them
     assert alone >= 6
     assert 0 < crowded <= 2
 
 
 def test_a_sequence_whose_proposals_fail_stops_and_probes_now_and_then() -> None:
-    budget = SpeculationBudget(row_cost_ratio=0.1, probe_every=4)
+    budget = SpeculationBudget(probe_every=4)
     bad = Acceptance()
     for _ in range(20):
         bad.record(proposed=2, accepted=0)
-    assert budget.limit(bad, decoding=1) == 0
+    assert budget.limit(bad, 1, row_cost_ratio=0.1) == 0
     bad.idle_steps = 4
-    assert budget.limit(bad, decoding=1) == 1
+    assert budget.limit(bad, 1, row_cost_ratio=0.1) == 1
     assert (bad.proposed, bad.accepted) == (40, 0)
 
 
@@ -115,3 +117,22 @@ def test_verification_stops_at_the_first_token_the_model_does_not_choose() -> No
     assert drawn == [10, 11, 12]
     assert verify(choices.__getitem__, 10, []) == (5,)
     assert verify(choices.__getitem__, 10, [5, 6, 9]) == (5, 6, 9, 1)  # all accepted: one more from the last row
+
+
+def test_row_cost_fits_the_steps_it_saw() -> None:
+    cost = RowCost(prior_ratio=0.5)
+    assert cost.ratio == 0.5
+    for rows in [1, 3, 1, 5, 2, 8, 1, 4] * 5:
+        cost.record(rows, 0.010 + 0.002 * rows)  # 10 ms a step and 2 ms a row: ratio 0.2
+    assert cost.ratio == pytest.approx(0.2, rel=1e-6)
+
+
+def test_row_cost_keeps_its_prior_until_rows_vary() -> None:
+    cost = RowCost(prior_ratio=0.3)
+    for _ in range(100):
+        cost.record(1, 0.01)
+    assert cost.ratio == 0.3
+    for _ in range(200):  # newer steps, with proposals, weigh more than old ones
+        cost.record(1, 0.01)
+        cost.record(5, 0.05)  # every row costs as much as a step: ratio far above any bound
+    assert cost.ratio == RowCost.HIGHEST

@@ -41,13 +41,13 @@ class Acceptance:
 
 @dataclass(frozen=True)
 class SpeculationBudget:
-    row_cost_ratio: float = 0.08  # one more row / a one-row step; measured on Gemma 3 270M, 2 threads
     longest: int = 8  # proposed tokens per sequence and step at most
     probe_every: int = 16  # steps without proposing before one token is tried again
 
-    def limit(self, acceptance: Acceptance, decoding: int) -> int:
-        """How many proposed tokens this sequence may verify beside `decoding` sequences in the step."""
-        load = decoding * self.row_cost_ratio
+    def limit(self, acceptance: Acceptance, decoding: int, row_cost_ratio: float) -> int:
+        """How many proposed tokens this sequence may verify beside `decoding` sequences in the step, when a
+        row with logits costs row_cost_ratio of a step's fixed cost (see RowCost)."""
+        load = decoding * row_cost_ratio
         threshold = load / (1.0 + load)
         rate, k, chance = acceptance.rate, 0, 1.0
         while k < self.longest:
