@@ -45,6 +45,7 @@ def join_config(
         metrics=args.metrics,
         hours=parse_owner_hours(args.when),
         watts=args.watts,
+        speculate=args.speculate == "on",
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

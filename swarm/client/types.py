@@ -29,6 +29,7 @@ class GenerateOptions:
     repeat_penalty: float | None = None
     grammar: str = ""  # GBNF (root rule `root`) the output must match
     grammar_trigger: str = ""  # with a grammar: it holds only from this text's first appearance in the output on
+    speculate: bool | None = None  # False: no speculative decoding for this request (the same text, maybe slower)
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -51,6 +52,8 @@ class GenerateOptions:
             msg.min_p = self.min_p
         if self.repeat_penalty is not None:
             msg.repeat_penalty = self.repeat_penalty
+        if self.speculate is not None:
+            msg.speculate = self.speculate
         return msg
 
 

@@ -62,6 +62,7 @@ class RawRequest:
     resume_after_tokens: int = 0
     grammar: str = ""  # GBNF, given as such or made from an OpenAI response_format
     grammar_trigger: str = ""  # see SamplingParams.grammar_trigger
+    speculate: bool | None = None  # False: no speculative decoding for it; None: the worker's setting
 
 
 @dataclass(frozen=True)

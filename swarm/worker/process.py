@@ -92,6 +92,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         context_per_slot=config.context_per_slot,
         threads=config.threads,
         batch_size=max(512, config.slots),
+        speculate=config.speculate,
     )
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
@@ -184,7 +185,15 @@ async def _serve_worker(
 
     def counters() -> WorkerCounters:
         stats = engine.stats()
-        return WorkerCounters(current_load(), servicer.accepted, servicer.active, stats.steps, stats.step_seconds)
+        return WorkerCounters(
+            current_load(),
+            servicer.accepted,
+            servicer.active,
+            stats.steps,
+            stats.step_seconds,
+            stats.proposed_tokens,
+            stats.accepted_tokens,
+        )
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)
