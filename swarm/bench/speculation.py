@@ -72,6 +72,7 @@ WORKLOADS = {"reemit": [REEMIT_PROMPT], "ordinary": ORDINARY_PROMPTS}
 @dataclass(frozen=True)
 class Round:
     rate: float  # the sum of each stream's own decode rate
+    cpu_per_token: float  # this process's CPU seconds per token generated: steadier than rates on shared cores
     tokens: list[list[int]]  # each stream's tokens
     proposed: int
     accepted: int
@@ -81,6 +82,7 @@ def run_round(
     engine: BatchEngine, prompts: list[str], streams: int, speculate: bool, max_tokens: int, tag: str
 ) -> Round:
     inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
+    cpu_started = time.process_time()
     for i in range(streams):
         prompt = prompts[i % len(prompts)]
         request = GenerationRequest(
@@ -103,7 +105,8 @@ def run_round(
         elif isinstance(event, TextPiece):
             firsts.setdefault(stream, stamp)
             tokens[stream] += event.token_ids
-    return Round(sum(rates), tokens, proposed, accepted)
+    cpu_per_token = (time.process_time() - cpu_started) / max(sum(len(t) for t in tokens), 1)
+    return Round(sum(rates), cpu_per_token, tokens, proposed, accepted)
 
 
 def _stamped(
@@ -134,14 +137,18 @@ def compare(engine: BatchEngine, workload: str, streams: int, rounds: int, max_t
             arms[speculate].append(measured)
             name = "on " if speculate else "off"
             acceptance = f", accepted {measured.accepted}/{measured.proposed}" if speculate else ""
-            print(f"  {workload} x{streams} round {n} {name}: {measured.rate:.1f} tok/s{acceptance}", flush=True)
+            cpu = f"{measured.cpu_per_token * 1000:.1f} CPU ms/token"
+            print(f"  {workload} x{streams} round {n} {name}: {measured.rate:.1f} tok/s, {cpu}{acceptance}", flush=True)
     off = statistics.median(r.rate for r in arms[False])
     on = statistics.median(r.rate for r in arms[True])
+    cpu_off = statistics.median(r.cpu_per_token for r in arms[False])
+    cpu_on = statistics.median(r.cpu_per_token for r in arms[True])
     same, total = agreement(arms[False][0].tokens, arms[True][0].tokens)
     proposed = sum(r.proposed for r in arms[True])
     accepted = sum(r.accepted for r in arms[True])
     print(
-        f"{workload:8} streams {streams}: median off {off:.1f} tok/s, on {on:.1f} tok/s, ratio {on / off:.2f}; "
+        f"{workload:8} streams {streams}: median off {off:.1f} tok/s, on {on:.1f} tok/s, ratio {on / off:.2f} "
+        f"(CPU per token: ratio {cpu_off / cpu_on:.2f}); "
         f"accepted {accepted}/{proposed} proposed; greedy tokens identical {same}/{total} ({same / max(total, 1):.1%})",
         flush=True,
     )

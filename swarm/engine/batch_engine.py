@@ -290,12 +290,15 @@ class BatchEngine:
         work: list[StageWork] = []
         rows: list[_Row] = []
         room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
+        logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
         for slot, sequence in stepping:
             if sequence.replay:
                 _add(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
                 continue
-            proposal = self._proposal(sequence, len(stepping), room)
+            proposal = self._proposal(sequence, logit_rows, expected, room)
             room -= len(proposal)
+            logit_rows += len(proposal)
+            expected += sequence.acceptance.expected_tokens(len(proposal))
             _add(work, rows, slot, sequence, (sequence.next_token, *proposal), sample=True, proposed=len(proposal))
         budget = room
         if work:
@@ -319,13 +322,14 @@ class BatchEngine:
         self._in_flight.append(rows)
         return True
 
-    def _proposal(self, sequence: Sequence, stepping: int, room: int) -> list[int]:
-        """Tokens to verify after the sequence's next one: as many as pay beside `stepping` sequences, within
-        the batch's room, max_tokens and the context."""
+    def _proposal(self, sequence: Sequence, logit_rows: int, expected: float, room: int) -> list[int]:
+        """Tokens to verify after the sequence's next one: as many as pay in a step of `logit_rows` rows so far
+        that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
         if sequence.lookup is None or self._verifier is None:
             return []
+        budget = self.config.speculation
         limit = min(
-            self.config.speculation.limit(sequence.acceptance, stepping, self._verifier.row_cost.ratio),
+            budget.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
             room,
             sequence.request.max_tokens - sequence.generated - 1,
             self.context_per_slot - sequence.position - 1,

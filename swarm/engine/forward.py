@@ -14,7 +14,7 @@ from time import perf_counter
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
-from swarm.engine.speculation.row_cost import RowCost
+from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.speculation.verification import verify
 from swarm.shared.stage_messages import StageWork
 from swarm.shared.types import SamplingParams
@@ -73,7 +73,7 @@ class WholeModel:
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
         self._done: deque[list[tuple[int, ...] | None]] = deque()
-        self.row_cost = RowCost()  # fitted to the decode steps run here; speculation sizes proposals by it
+        self.step_cost = StepCost()  # of the decode steps run here: speculation sizes proposals by it
 
     @property
     def batch_capacity(self) -> int:
@@ -133,7 +133,7 @@ class WholeModel:
                 raise RuntimeError("this model's cache cannot drop rejected proposals: run it with --speculate off")
             decided.append(tokens)
         if batch.outputs == batch.size:  # a decode step (no prompt rows): it tells what a row costs
-            self.row_cost.record(batch.size, perf_counter() - started)
+            self.step_cost.record(batch.size, perf_counter() - started)
         self._done.append(decided)
 
     def receive(self) -> list[int | None]:

@@ -10,7 +10,7 @@ import pytest
 
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.speculation.budget import Acceptance
-from swarm.engine.speculation.row_cost import RowCost
+from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.speculation.verification import verify
 from tests.engine.chi_square import fits
 
@@ -50,15 +50,40 @@ def test_extends_incrementally_as_tokens_are_decided() -> None:
     assert lookup.propose(3) == [12, 13, 20]
 
 
+def _linear(fixed: float, row: float, up_to: int = 200) -> StepCost:
+    """A measured cost: steps of every row count up to up_to, fixed + rows * row seconds each."""
+    cost = StepCost()
+    for rows in range(1, up_to + 1):
+        for _ in range(3):
+            cost.record(rows, fixed + rows * row)
+    return cost
+
+
 def test_a_sequence_that_accepts_verifies_more_and_fewer_beside_many() -> None:
     budget = SpeculationBudget(longest=8)
     good = Acceptance()
     for _ in range(20):
         good.record(proposed=4, accepted=3)  # three in four: a = 0.75
-    alone, crowded = budget.limit(good, 1, row_cost_ratio=0.1), budget.limit(good, 16, row_cost_ratio=0.1)
-    assert budget.limit(good, 1, row_cost_ratio=1.0) < alone  # dear rows: fewer of them
-    assert alone >= 6
-    assert 0 < crowded <= 2
+    cheap = _linear(0.010, 0.001)
+    alone, crowded = budget.limit(good, 1, 1.0, cheap), budget.limit(good, 16, 16.0, cheap)
+    assert alone >= 4
+    assert 0 < crowded < alone
+    assert budget.limit(good, 1, 1.0, _linear(0.010, 0.008)) < alone  # dear rows: fewer of them
+
+
+def test_a_step_that_costs_double_for_a_second_row_needs_a_long_accepted_proposal() -> None:
+    cost = StepCost()
+    for _ in range(3):  # as on Gemma 3 270M: 16 ms for one row, 34 ms for two, 5 ms for each row beyond
+        cost.record(1, 0.016)
+        for rows in range(2, 10):
+            cost.record(rows, 0.034 + 0.005 * (rows - 2))
+    budget = SpeculationBudget(longest=8)
+    fair, sure = Acceptance(), Acceptance()
+    for _ in range(30):
+        fair.record(proposed=4, accepted=2)
+        sure.record(proposed=8, accepted=8)
+    assert budget.limit(fair, 1, 1.0, cost) == 0  # two rows cost double: a fair proposal does not pay
+    assert budget.limit(sure, 1, 1.0, cost) == 8
 
 
 def test_a_sequence_whose_proposals_fail_stops_and_probes_now_and_then() -> None:
@@ -66,9 +91,10 @@ def test_a_sequence_whose_proposals_fail_stops_and_probes_now_and_then() -> None
     bad = Acceptance()
     for _ in range(20):
         bad.record(proposed=2, accepted=0)
-    assert budget.limit(bad, 1, row_cost_ratio=0.1) == 0
+    cheap = _linear(0.010, 0.001)
+    assert budget.limit(bad, 1, 1.0, cheap) == 0
     bad.idle_steps = 4
-    assert budget.limit(bad, 1, row_cost_ratio=0.1) == 1
+    assert budget.limit(bad, 1, 1.0, cheap) == 1
     assert (bad.proposed, bad.accepted) == (40, 0)
 
 
@@ -119,20 +145,23 @@ def test_verification_stops_at_the_first_token_the_model_does_not_choose() -> No
     assert verify(choices.__getitem__, 10, [5, 6, 9]) == (5, 6, 9, 1)  # all accepted: one more from the last row
 
 
-def test_row_cost_fits_the_steps_it_saw() -> None:
-    cost = RowCost(prior_ratio=0.5)
-    assert cost.ratio == 0.5
-    for rows in [1, 3, 1, 5, 2, 8, 1, 4] * 5:
-        cost.record(rows, 0.010 + 0.002 * rows)  # 10 ms a step and 2 ms a row: ratio 0.2
-    assert cost.ratio == pytest.approx(0.2, rel=1e-6)
+def test_step_cost_interpolates_what_it_did_not_see_and_falls_back_on_a_prior() -> None:
+    cost = StepCost(prior_row_ratio=0.5)
+    assert cost.seconds(3) == 2.0  # nothing measured: relative units, 1 + 0.5 per row beyond the first
+    for _ in range(3):
+        cost.record(1, 0.010)
+        cost.record(5, 0.030)
+    assert cost.seconds(1) == pytest.approx(0.010)
+    assert cost.seconds(3) == pytest.approx(0.020)  # between two measured counts
+    assert cost.seconds(7) == pytest.approx(0.030 + 2 * 0.5 * 0.010)  # beyond them: the prior per row
+    cost.record(9, 1.0)  # seen once: not settled yet, not trusted
+    assert cost.seconds(9) == pytest.approx(0.030 + 4 * 0.5 * 0.010)
 
 
-def test_row_cost_keeps_its_prior_until_rows_vary() -> None:
-    cost = RowCost(prior_ratio=0.3)
-    for _ in range(100):
-        cost.record(1, 0.01)
-    assert cost.ratio == 0.3
-    for _ in range(200):  # newer steps, with proposals, weigh more than old ones
-        cost.record(1, 0.01)
-        cost.record(5, 0.05)  # every row costs as much as a step: ratio far above any bound
-    assert cost.ratio == RowCost.HIGHEST
+def test_step_cost_follows_drift() -> None:
+    cost = StepCost(weight=0.2)
+    for _ in range(3):
+        cost.record(2, 0.010)
+    for _ in range(40):
+        cost.record(2, 0.020)
+    assert cost.seconds(2) == pytest.approx(0.020, rel=0.01)

@@ -1,17 +1,20 @@
-"""How many proposed tokens a sequence verifies in a step: as many as are likely enough to pay for their rows.
+"""How many proposed tokens a sequence verifies in a step: the number that makes the step yield the most tokens
+per second.
 
-Each proposed token is a row in the batched decode. With acceptance rate `a` per position (a
-proposal stops at its first rejected token, so the i-th token counts only with probability
-a**i), the i-th row pays when a**i exceeds what a row costs in tokens of the whole step. A
-step of n decoding sequences makes about n tokens in time fixed + n * row; one row more costs
-row / (fixed + n * row) of it, i.e. n * ratio / (1 + n * ratio) tokens with ratio = row / fixed.
-Verification is nearly free beside one sequence and dear beside sixteen. A sequence whose
-proposals stop paying stops proposing, and probes again now and then.
+Each proposed token is a row with logits in the batched decode. With acceptance rate `a` per
+position (a proposal stops at its first rejected token, so the i-th token counts only with
+probability a**i), k proposed tokens add a + a**2 + ... + a**k expected tokens to the step, and
+make it as slow as a step of that many more rows (StepCost, measured). Verification is nearly
+free beside one sequence on a model whose rows are cheap, and dear beside sixteen or where the
+output head is large. A sequence whose proposals stop paying stops proposing, and probes again
+now and then.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from swarm.engine.speculation.step_cost import StepCost
 
 
 @dataclass
@@ -30,6 +33,11 @@ class Acceptance:
     def rate(self) -> float:
         return self._hits / self._trials
 
+    def expected_tokens(self, proposed: int) -> float:
+        """How many of `proposed` tokens are expected to be accepted: rate + rate**2 + ... + rate**proposed."""
+        rate = self.rate
+        return sum(rate**i for i in range(1, proposed + 1))
+
     def record(self, proposed: int, accepted: int) -> None:
         """A verified proposal: accepted leading tokens of proposed (and a rejection after them, if fewer)."""
         self.proposed += proposed
@@ -42,19 +50,17 @@ class Acceptance:
 @dataclass(frozen=True)
 class SpeculationBudget:
     longest: int = 8  # proposed tokens per sequence and step at most
-    probe_every: int = 16  # steps without proposing before one token is tried again
+    probe_every: int = 64  # steps without proposing before one token is tried again
+    gain: float = 1.0  # a proposal must promise this many times the tokens per second of a shorter one
 
-    def limit(self, acceptance: Acceptance, decoding: int, row_cost_ratio: float) -> int:
-        """How many proposed tokens this sequence may verify beside `decoding` sequences in the step, when a
-        row with logits costs row_cost_ratio of a step's fixed cost (see RowCost)."""
-        load = decoding * row_cost_ratio
-        threshold = load / (1.0 + load)
-        rate, k, chance = acceptance.rate, 0, 1.0
-        while k < self.longest:
-            chance *= rate
-            if chance <= threshold:
-                break
-            k += 1
-        if k == 0 and acceptance.idle_steps >= self.probe_every:
+    def limit(self, acceptance: Acceptance, rows: int, expected: float, cost: StepCost) -> int:
+        """How many proposed tokens this sequence may verify in a step that has `rows` rows with logits so far
+        (its own next token included) and is expected to yield `expected` tokens without them."""
+        best, best_speed = 0, expected / cost.seconds(rows)
+        for k in range(1, self.longest + 1):
+            speed = (expected + acceptance.expected_tokens(k)) / cost.seconds(rows + k)
+            if speed > best_speed * self.gain:
+                best, best_speed = k, speed
+        if best == 0 and acceptance.idle_steps >= self.probe_every:
             return 1
-        return k
+        return best
