@@ -17,16 +17,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from swarm.bench.capacity_clients import ClientJob, ClientResult, client_process_main
 from swarm.bench.capacity_metrics import CpuSampler, StepResult, percentile, steady_rate
 from swarm.bench.capacity_profile import PySpy, find_py_spy, summarize_collapsed, summarize_cprofile
 from swarm.bench.load_test_worker import MODEL_NAME
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, wait_until
+from swarm.shared.auth import bearer_metadata
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 START_DELAY_S = 2.0  # client processes import, connect, then all start together this long after launch
+# With --limits the coordinators require a key: this static one (no per-key limit, no Redis lookup) is the
+# limits-off arm, and a key created with limits far above what the step offers is the limits-on arm.
+BENCH_ADMIN_KEY = "capacity-bench-admin"
+LIMITS_PATH = "coordinator, limits on"
 
 
 @dataclass
@@ -43,29 +52,35 @@ class Bench:
     cprofile_path: Path | None = None
     profiles: list[tuple[str, str]] = field(default_factory=list)  # (title, summary)
     clients: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
+    limited_key: str = ""  # with --limits: the created key the limits-on arm sends
 
     def __post_init__(self) -> None:
         self.swarm = LocalSwarm(log_dir=self.work_dir)
+
+    @property
+    def admin_key(self) -> str:
+        return BENCH_ADMIN_KEY if self.args.limits else ""
 
     def start(self) -> None:
         self.swarm.start_redis(self.work_dir / "redis")
         listen = f"127.0.0.1:{free_port()}"
         http = f"127.0.0.1:{free_port()}"
+        keys = ("--api-key", BENCH_ADMIN_KEY) if self.args.limits else ()
         if self.args.profile and find_py_spy() is None:
             self.cprofile_path = self.work_dir / "coordinator.prof"
             log.info("py-spy not found: running the coordinator under cProfile (%s)", self.cprofile_path)
             argv = [sys.executable, "-m", "cProfile", "-o", str(self.cprofile_path), "-m", "swarm"]
             argv += ["--log-level", "info", "coordinator", "--listen", listen, "--http", http]
-            argv += ["--redis", self.swarm.redis_url, "--default-model", MODEL_NAME]
+            argv += ["--redis", self.swarm.redis_url, "--default-model", MODEL_NAME, *keys]
             self.coordinator = ManagedProcess("coordinator", argv, self.work_dir / "coordinator.log").start()
             self.swarm.processes.append(self.coordinator)
         else:
-            self.coordinator = self.swarm.start_coordinator(listen, http, "--default-model", MODEL_NAME)
+            self.coordinator = self.swarm.start_coordinator(listen, http, "--default-model", MODEL_NAME, *keys)
         self.address = listen
         for i in range(1, max(self.args.coordinator_counts)):
             peer_listen = f"127.0.0.1:{free_port()}"
             peer = self.swarm.start_coordinator(
-                peer_listen, "", "--default-model", MODEL_NAME, name=f"coordinator-{i + 1}"
+                peer_listen, "", "--default-model", MODEL_NAME, *keys, name=f"coordinator-{i + 1}"
             )
             self.peers.append(peer)
             self.peer_addresses.append(peer_listen)
@@ -78,7 +93,7 @@ class Bench:
             worker = ManagedProcess(f"load-test-worker-{i + 1}", argv, self.work_dir / f"load-test-worker-{i + 1}.log")
             self.swarm.processes.append(worker.start())
             self.workers.append(worker)
-        with SwarmClient(listen, timeout_s=3.0) as client:
+        with SwarmClient(listen, timeout_s=3.0, api_key=self.admin_key) as client:
 
             def all_up() -> bool:
                 self._check_alive()
@@ -92,6 +107,8 @@ class Bench:
 
             wait_until(all_up, 60, f"{self.args.load_workers} load-test workers to join the coordinator", 0.2)
         log.info("coordinator %s with load-test workers %s", listen, ", ".join(self.worker_addresses))
+        if self.args.limits:
+            self.limited_key = create_limited_key(listen, max(self.args.stream_counts))
 
     def _pin(self) -> None:
         """Coordinator k on core k; with cores to spare, everything else on the rest (it inherits them)."""
@@ -114,7 +131,7 @@ class Bench:
 
     def settle(self) -> None:
         """Waits (bounded) until the coordinator has nothing queued and the workers nothing running."""
-        with SwarmClient(self.address, timeout_s=3.0) as client:
+        with SwarmClient(self.address, timeout_s=3.0, api_key=self.admin_key) as client:
 
             def idle() -> bool:
                 self._check_alive()
@@ -131,12 +148,15 @@ class Bench:
                 log.warning("%s; measuring anyway", exc)
         time.sleep(1.2)  # one more heartbeat, so the previous step's load is gone from the registry
 
-    def run_step(self, streams: int, coordinators: int, step_index: int) -> StepResult:
-        """One step: through the first `coordinators` coordinators, or (0) straight to the workers."""
+    def run_step(self, streams: int, coordinators: int, step_index: int, limited: bool = False) -> StepResult:
+        """One step: through the first `coordinators` coordinators, or (0) straight to the workers; `limited`: with
+        the key held to limits."""
         assert self.coordinator is not None
         self.settle()
         direct = coordinators == 0
         path = "direct" if direct else "coordinator" if coordinators == 1 else f"{coordinators} coordinators"
+        if limited:
+            path = LIMITS_PATH if coordinators == 1 else f"{path}, limits on"
         processes = min(self.args.client_processes, streams)
         start_at_ns = time.time_ns() + int(START_DELAY_S * 1e9)
         targets = self.worker_addresses if direct else (self.address, *self.peer_addresses)[:coordinators]
@@ -154,7 +174,8 @@ class Bench:
                 streams_per_channel=self.args.streams_per_channel,
                 ramp_s=self.args.ramp,
                 cut_batch=self.args.cut_batch,
-                tag=f"{step_index}-{path.replace(' ', '-')}-{i}",  # request ids take no spaces
+                tag=f"{step_index}-{path.replace(' ', '-').replace(',', '')}-{i}",  # request ids take no spaces
+                api_key="" if direct else self.limited_key if limited else self.admin_key,
             )
             receiver, sender = context.Pipe(duplex=False)
             client = context.Process(target=client_process_main, args=(job, sender), daemon=True)
@@ -246,3 +267,16 @@ class Bench:
                 self.profiles.append(("coordinator, whole run (cProfile)", summarize_cprofile(self.cprofile_path)))
             else:
                 log.warning("the coordinator wrote no cProfile output to %s", self.cprofile_path)
+
+
+def create_limited_key(address: str, streams: int) -> str:
+    """A key held to every limit, each far above what a step offers, so the limits-on arm is never refused."""
+    request = pb.CreateKeyRequest(
+        name="capacity-bench-limited",
+        tokens_per_minute=10**9,
+        requests_per_minute=10**6,
+        max_streams=streams * 4,
+    )
+    with grpc.insecure_channel(address) as channel:
+        answer = pb_grpc.AdminStub(channel).CreateKey(request, metadata=bearer_metadata(BENCH_ADMIN_KEY), timeout=10)
+    return str(answer.secret)

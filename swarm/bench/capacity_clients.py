@@ -17,6 +17,7 @@ import grpc
 import uvloop
 
 from swarm.bench.load_test_worker import MODEL_NAME
+from swarm.shared.auth import bearer_metadata
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 
@@ -38,6 +39,7 @@ class ClientJob:
     ramp_s: float  # stream starts spread evenly over this long
     cut_batch: int  # streams cancelled per CUT_INTERVAL_S at the time limit; 0: all at once
     tag: str
+    api_key: str = ""  # sent with every Generate ("": none)
 
 
 @dataclass
@@ -127,7 +129,7 @@ async def _run_client(job: ClientJob) -> ClientResult:
                 request = pb.GenerateRequest(
                     model=MODEL_NAME, prompt="load test", max_tokens=job.tokens, request_id=request_id
                 )
-            call = stubs[i % len(stubs)](request)
+            call = stubs[i % len(stubs)](request, metadata=bearer_metadata(job.api_key))
             tasks.append(asyncio.create_task(_one_stream(call, time.time_ns(), job.start_at_ns, state, result)))
         remaining_s = job.time_limit_s - (time.time_ns() - job.start_at_ns) / 1e9
         _, pending = await asyncio.wait(tasks, timeout=max(remaining_s, 0.1))

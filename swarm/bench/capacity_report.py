@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 from collections import Counter
 
+from swarm.bench.capacity_bench import LIMITS_PATH
 from swarm.bench.capacity_metrics import StepResult
 
 
@@ -59,10 +61,28 @@ def render_scale_out(rows: list[StepResult]) -> str:
     lines = ["| streams | coordinators | relayed tok/s | over one coordinator |", "| ---: | ---: | ---: | ---: |"]
     for r in rows:
         base = one.get(r.streams)
-        if r.path in ("direct", "coordinator") or base is None or not base.relayed_tps:
+        if r.path in ("direct", "coordinator") or "limits" in r.path or base is None or not base.relayed_tps:
             continue
         lines.append(
             f"| {r.streams} | {r.path.split()[0]} | {r.relayed_tps:,.0f} | {r.relayed_tps / base.relayed_tps:.2f}x |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def render_limits_overhead(rows: list[StepResult]) -> str:
+    """Per stream count: the medians of the limits-off and limits-on steps through one coordinator, side by side."""
+    lines = [
+        "| streams | runs | relayed tok/s off / on | on / off | coordinator CPU µs/token off / on | on / off |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for streams in sorted({r.streams for r in rows if r.path == LIMITS_PATH}):
+        off = [r for r in rows if r.streams == streams and r.path == "coordinator"]
+        on = [r for r in rows if r.streams == streams and r.path == LIMITS_PATH]
+        tps_off, tps_on = (statistics.median(r.relayed_tps for r in arm) for arm in (off, on))
+        cpu_off, cpu_on = (statistics.median(r.coordinator_us_per_token for r in arm) for arm in (off, on))
+        lines.append(
+            f"| {streams} | {len(off)} / {len(on)} | {tps_off:,.0f} / {tps_on:,.0f} | {tps_on / tps_off:.3f} "
+            f"| {cpu_off:.0f} / {cpu_on:.0f} | {cpu_on / cpu_off:.3f} |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -89,6 +109,9 @@ def report(args: argparse.Namespace, rows: list[StepResult], profiles: list[tupl
     if scale_out:
         layout = "each pinned to a core of its own" if args.pin_coordinators else "sharing every core"
         parts += ["", f"### Scale-out: several coordinators on one Redis ({layout})", "", scale_out]
+    limits = render_limits_overhead(rows)
+    if limits:
+        parts += ["", "### Key limits on against off (medians; the arms alternate within the run)", "", limits]
     failures = Counter[str]()
     for r in rows:
         failures.update(r.errors)

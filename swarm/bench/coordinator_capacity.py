@@ -1,6 +1,7 @@
 """Coordinator relay capacity: tokens/s, streams and added per-token latency of ONE coordinator under load-test workers.
 
     python -m swarm.bench.coordinator_capacity --streams 1,10,100,1000 [--profile]
+    python -m swarm.bench.coordinator_capacity --streams 200 --no-direct --limits --repeats 3   # key limits' cost
 
 Starts its own redis-server, one real coordinator process and K load-test workers
 (`swarm.bench.load_test_worker`, each its own process, emitting timestamped fake
@@ -72,6 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pin-coordinators", action="store_true", help="pin coordinator k to core k, the rest to the other cores"
     )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="add a limits-on arm: coordinators require a key; each coordinator step also runs with a created key "
+        "held to limits far above the load (requests/min, tokens/min, streams), the arms alternating",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="run every step this many times (default 1)")
     parser.add_argument("--profile", action="store_true", help="profile the coordinator (py-spy, else cProfile)")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native (pauses the coordinator)")
     parser.add_argument("--work-dir", type=Path, default=None, help="logs and profiles (default: a temp dir)")
@@ -92,11 +100,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--tokens-per-stream must be in 1..100000 and --rate positive")
     if not 1 <= args.load_workers <= 16 or not 1 <= args.client_processes <= 16 or args.streams_per_channel < 1:
         parser.error("--load-workers and --client-processes must be in 1..16, --streams-per-channel >= 1")
+    if not 1 <= args.repeats <= 20:
+        parser.error("--repeats must be in 1..20")
     if not 1 <= args.step_time_limit <= 300:
         parser.error("--step-time-limit must be in 1..300 s")
     if not 0 <= args.ramp < args.step_time_limit or args.cut_batch < 0:
         parser.error("--ramp must be in [0, step time limit) and --cut-batch >= 0")
     return args
+
+
+def steps(args: argparse.Namespace) -> list[tuple[int, int, bool]]:
+    """(streams, coordinators, limits on) of every step in order; with --limits the two arms alternate which
+    goes first, repeat after repeat, so a drift in the machine's load favours neither."""
+    order: list[tuple[int, int, bool]] = []
+    for repeat in range(args.repeats):
+        for streams in args.stream_counts:
+            for coordinators in [*args.coordinator_counts, *([] if args.no_direct else [0])]:
+                arms = [False, True] if args.limits and coordinators else [False]
+                order += [(streams, coordinators, limited) for limited in (arms[::-1] if repeat % 2 else arms)]
+    return order
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,21 +137,20 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[StepResult] = []
         try:
             bench.start()
-            for i, streams in enumerate(args.stream_counts):
-                for coordinators in [*args.coordinator_counts, *([] if args.no_direct else [0])]:
-                    via = f"via {coordinators} coordinator(s)" if coordinators else "direct to the workers"
-                    log.info("step: %d streams %s", streams, via)
-                    row = bench.run_step(streams, coordinators, i)
-                    log.info(
-                        "  %s: %.0f tok/s, %d/%d/%d completed/cut/failed, coordinator CPU %.0f%%",
-                        row.path,
-                        row.relayed_tps,
-                        row.completed,
-                        row.cut,
-                        row.failed,
-                        row.cpu_percent["coordinator"],
-                    )
-                    rows.append(row)
+            for streams, coordinators, limited in steps(args):
+                via = f"via {coordinators} coordinator(s)" if coordinators else "direct to the workers"
+                log.info("step: %d streams %s%s", streams, via, ", limits on" if limited else "")
+                row = bench.run_step(streams, coordinators, len(rows), limited)
+                log.info(
+                    "  %s: %.0f tok/s, %d/%d/%d completed/cut/failed, coordinator CPU %.0f%%",
+                    row.path,
+                    row.relayed_tps,
+                    row.completed,
+                    row.cut,
+                    row.failed,
+                    row.cpu_percent["coordinator"],
+                )
+                rows.append(row)
         except KeyboardInterrupt:
             log.warning("interrupted; stopping every process")
             return 130

@@ -11,18 +11,15 @@ the medians and their ratio.
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from swarm.bench.engine_rounds import Round, run_requests
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.default_model import default_model_path
 from swarm.shared.json_schema_grammar import schema_grammar
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams
+from swarm.shared.types import GenerationRequest, SamplingParams
 
 PERSON_SCHEMA = {
     "type": "object",
@@ -41,49 +38,17 @@ PROMPT = (
 )
 
 
-@dataclass(frozen=True)
-class Round:
-    tokens: int
-    seconds: float
-    rate: float  # the sum of each stream's own decode rate
-
-
 def run_round(
     engine: BatchEngine, streams: int, grammar: str, max_tokens: int, tag: str, temperature: float = 0.0
 ) -> Round:
-    """streams requests at once. Each stream's rate is its tokens after the first over its own time from first
-    token to finish; a round's rate is their sum, so streams ending at different times (answers of different
-    lengths) do not count the tail where fewer of them run as slowness."""
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
-    for i in range(streams):
-        params = SamplingParams(temperature=temperature, seed=i, grammar=grammar)
-        request = GenerationRequest(f"{tag}-{i}", "bench", PROMPT, max_tokens, params)
-        engine.submit(request, _stamped(inbox, i))
-    firsts: dict[int, float] = {}
-    rates: list[float] = []
-    tokens = 0
-    last = 0.0
-    while len(rates) < streams:
-        stream, event, stamp = inbox.get(timeout=600)
-        if isinstance(event, Exception):
-            raise event
-        if isinstance(event, Finished):
-            after_first = max(event.completion_tokens - 1, 0)
-            tokens += after_first
-            last = max(last, stamp)
-            rates.append(after_first / (stamp - firsts[stream]) if stamp > firsts.get(stream, stamp) else 0.0)
-        else:
-            firsts.setdefault(stream, stamp)
-    return Round(tokens, last - min(firsts.values()), sum(rates))
-
-
-def _stamped(
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]], stream: int
-) -> Callable[[GenerationEvent | Exception], None]:
-    def emit(event: GenerationEvent | Exception) -> None:
-        inbox.put((stream, event, time.perf_counter()))
-
-    return emit
+    """streams requests at once, each seeded by its index (engine_rounds times them)."""
+    requests = [
+        GenerationRequest(
+            f"{tag}-{i}", "bench", PROMPT, max_tokens, SamplingParams(temperature=temperature, seed=i, grammar=grammar)
+        )
+        for i in range(streams)
+    ]
+    return run_requests(engine, requests)
 
 
 def main(argv: list[str] | None = None) -> int:

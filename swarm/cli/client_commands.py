@@ -144,5 +144,8 @@ def run_models(args: argparse.Namespace) -> int:
             return 1
     for model in models:
         marker = " (default)" if model.is_default else ""
-        print(f"{model.name}{marker}: {model.workers_up} workers up, context {model.context_length}")
+        marker += " (pinned)" if model.pinned else ""
+        state = f"{model.state}, " if model.state else ""
+        where = f" on {', '.join(model.workers)}" if model.workers else ""
+        print(f"{model.name}{marker}: {state}{model.workers_up} workers up{where}, context {model.context_length}")
     return 0

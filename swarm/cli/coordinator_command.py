@@ -58,6 +58,32 @@ def add_parsers(commands: Any) -> None:
         "--plan-stages", type=int, default=_default("plan_stages"), help="always plan pipelines of this many stages"
     )
     p.add_argument(
+        "--add-model",
+        action="append",
+        default=[],
+        metavar="[NAME=]GGUF",
+        help="another model the --auto workers serve, one per node, loaded when a request asks for it (repeatable)",
+    )
+    p.add_argument(
+        "--pin-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="keep this planned model loaded: never evicted for another (repeatable)",
+    )
+    p.add_argument(
+        "--model-residency",
+        type=float,
+        default=_default("model_residency_s"),
+        help="seconds a node serves a model before it may be moved to another that is asked for",
+    )
+    p.add_argument(
+        "--model-load-wait",
+        type=float,
+        default=_default("model_load_wait_s"),
+        help="seconds a request for a planned model waits while a node loads it",
+    )
+    p.add_argument(
         "--no-advertise",
         dest="advertise",
         action="store_false",
@@ -108,6 +134,10 @@ def coordinator_config(args: argparse.Namespace) -> CoordinatorConfig:
         plan_model=args.plan_model,
         plan_model_name=args.plan_model_name,
         plan_stages=args.plan_stages,
+        more_models=tuple(args.add_model),
+        pinned_models=tuple(args.pin_model),
+        model_residency_s=args.model_residency,
+        model_load_wait_s=args.model_load_wait,
         tls=tls_from_args(args),
         api_keys=api_keys_from_args(args),
         advertise=args.advertise,

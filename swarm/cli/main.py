@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     CommandModule("swarm.cli.drain_commands", ("drain", "leave")),
     CommandModule("swarm.cli.owner_commands", ("local", "pause", "resume")),
     CommandModule("swarm.cli.batch_commands", ("batch",)),
+    CommandModule("swarm.cli.keys_commands", ("keys",)),
     CommandModule("swarm.cli.split_command", ("split",)),
     CommandModule("swarm.cli.certs_command", ("certs",)),
     CommandModule("swarm.bench.engine_vs_bare", ("bench",), register="add_parser"),

@@ -37,6 +37,13 @@ def add_parsers(commands: Any) -> None:
     )
     up.add_argument("--model", default=_default("model"), help="GGUF path on every node, or 'default' (Gemma 3 270M)")
     up.add_argument(
+        "--auto",
+        action="store_true",
+        help="instead of --model: each worker offers its node's memory and serves what the coordinator's plan "
+        "(--plan-model) gives it, a whole replica or a pipeline stage on its own node",
+    )
+    up.add_argument("--memory", default=_default("memory"), help="with --auto: memory each worker offers, e.g. 6G")
+    up.add_argument(
         "--coordinator",
         default=os.environ.get("SWARM_COORDINATOR", ""),
         help="coordinator HOST:PORT, several comma-separated, or dns:///NAME:PORT "
@@ -86,6 +93,8 @@ def run_up(args: argparse.Namespace) -> int:
             slots=args.slots,
             context=args.context,
             model=args.model,
+            auto=args.auto,
+            memory=args.memory,
             coordinator=args.coordinator,
             token=args.token,
             pack=args.pack,

@@ -11,6 +11,7 @@ import grpc
 from swarm.client.failover import CallAttempts, channel_options, coordinator_addresses
 from swarm.client.types import Completion, GenerateOptions, ResumableRequest
 from swarm.shared.auth import bearer_metadata
+from swarm.shared.embedding_messages import EmbedInput, EmbedRequest, EmbedResult
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.shared.tracing import caller_metadata
 from swarm.shared.types import GenerationEvent, ModelSummary, SwarmStatus
@@ -18,6 +19,7 @@ from swarm.shared.validation import new_request_id
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import models_from_wire, status_from_wire
+from swarm.wire.embedding_convert import embed_request_to_wire, embed_result_from_wire
 
 
 class AsyncSwarmClient:
@@ -85,8 +87,13 @@ class AsyncSwarmClient:
     async def status(self) -> SwarmStatus:
         return status_from_wire(await self._call("GetStatus", pb.GetStatusRequest()))
 
-    async def _call(self, method_name: str, request: Any) -> Any:
-        timeout = self._timeout_s or 10.0
+    async def embed(self, inputs: Sequence[EmbedInput], model: str = "") -> EmbedResult:
+        """One unit vector per input (a text, or token ids), in order, from a worker of the model."""
+        request = embed_request_to_wire(EmbedRequest(model, tuple(inputs)))
+        return embed_result_from_wire(await self._call("Embed", request, default_timeout_s=120.0))
+
+    async def _call(self, method_name: str, request: Any, default_timeout_s: float = 10.0) -> Any:
+        timeout = self._timeout_s or default_timeout_s
         return await self._each_address(
             lambda i: getattr(self._stubs[i], method_name)(request, metadata=self._metadata, timeout=timeout)
         )

@@ -143,5 +143,6 @@ def line_to_wire(line: BatchLine) -> pb.GenerateRequest:
         stop=r.stop,
         min_p=r.min_p,
         repeat_penalty=r.repeat_penalty,
+        grammar=r.grammar,
     )
     return options.to_wire(r.prompt, line.custom_id)

@@ -8,13 +8,15 @@ from typing import Any
 
 from swarm.shared.batch_types import BatchLine, BatchResult
 from swarm.shared.batch_validation import InvalidBatchLine, check_batch_line
+from swarm.shared.output_format import output_grammar
 from swarm.shared.types import RawRequest
-from swarm.shared.validation import RequestLimits
+from swarm.shared.validation import InvalidRequest, RequestLimits
 
 _INT_FIELDS = ("max_tokens", "top_k", "seed")
 _FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repeat_penalty")
 _STR_FIELDS = ("prompt", "model", "id")
-KNOWN_FIELDS = frozenset({*_INT_FIELDS, *_FLOAT_FIELDS, *_STR_FIELDS, "stop"})
+# grammar (GBNF) or response_format (OpenAI's json_object / json_schema) hold each answer to a shape.
+KNOWN_FIELDS = frozenset({*_INT_FIELDS, *_FLOAT_FIELDS, *_STR_FIELDS, "stop", "grammar", "response_format"})
 
 
 def parse_batch_file(text: str, limits: RequestLimits | None = None) -> list[BatchLine]:
@@ -66,6 +68,12 @@ def parse_batch_line(row: str, number: int, limits: RequestLimits) -> BatchLine:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise InvalidBatchLine(number, "stop: must be a string or a list of strings")
         fields["stop"] = tuple(stop)
+    try:
+        grammar = output_grammar(data)
+    except InvalidRequest as exc:
+        raise InvalidBatchLine(number, str(exc)) from None
+    if grammar:
+        fields["grammar"] = grammar
     custom_id = fields.pop("id", "")
     line = BatchLine(RawRequest(**fields), custom_id)
     check_batch_line(line, number, limits)

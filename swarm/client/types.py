@@ -29,6 +29,8 @@ class GenerateOptions:
     repeat_penalty: float | None = None
     grammar: str = ""  # GBNF (root rule `root`) the output must match
     grammar_trigger: str = ""  # with a grammar: it holds only from this text's first appearance in the output on
+    logprobs: bool = False  # each TextPiece carries its tokens' log-probabilities
+    top_logprobs: int = 0  # and the likeliest tokens' (0-20; needs logprobs)
     speculate: bool | None = None  # False: no speculative decoding for this request (the same text, maybe slower)
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
@@ -41,6 +43,8 @@ class GenerateOptions:
             request_id=request_id,
             grammar=self.grammar,
             grammar_trigger=self.grammar_trigger,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
         )
         if self.temperature is not None:
             msg.temperature = self.temperature

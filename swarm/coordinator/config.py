@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from swarm.coordinator.auth.api_keys import check_api_key_format
 from swarm.shared.addresses import split_host_port
@@ -36,6 +37,12 @@ class CoordinatorConfig:
     plan_model: str = ""  # a whole GGUF the coordinator plans replicas and stages of for `swarm join --auto` workers
     plan_model_name: str = ""  # the name clients use for it (default: the file name without .gguf)
     plan_stages: int = 0  # 0: as few stages as the workers' memory allows; K: always K-stage pipelines
+    # More GGUFs served from the same `--auto` nodes, as NAME=PATH or PATH: each node serves one model at a
+    # time, and a request for a model no node serves moves a node to it (model_choice).
+    more_models: tuple[str, ...] = ()
+    pinned_models: tuple[str, ...] = ()  # kept loaded: never evicted for another model
+    model_residency_s: float = 30.0  # a node serves a model at least this long before it may be moved
+    model_load_wait_s: float = 180.0  # how long a request for a planned model waits while it loads
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
@@ -43,6 +50,16 @@ class CoordinatorConfig:
     # A request read only as a whole (non-streaming HTTP, a batch line) gets its pieces from the worker
     # this often instead of every step: a message per second instead of per token on every hop.
     whole_answer_piece_interval_s: float = 1.0
+
+    def planned_models(self) -> list[tuple[str, str]]:
+        """(name, file spec) of --plan-model and each --add-model, the first being the primary."""
+        if not self.plan_model:
+            return []
+        models = [(self.plan_model_name or Path(self.plan_model).name.removesuffix(".gguf"), self.plan_model)]
+        for entry in self.more_models:
+            name, _, spec = entry.rpartition("=")
+            models.append((name or Path(spec).name.removesuffix(".gguf"), spec))
+        return models
 
     def __post_init__(self) -> None:
         split_host_port(self.listen)
@@ -63,6 +80,17 @@ class CoordinatorConfig:
             raise ValueError(f"lease_ttl_s must be > 0 seconds, got {self.lease_ttl_s}")
         if self.batch_reclaim_after_s <= 0:
             raise ValueError(f"--batch-reclaim-after must be > 0 seconds, got {self.batch_reclaim_after_s}")
+        names = [name for name, _ in self.planned_models()]
+        repeated = next((name for name in names if names.count(name) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"two planned models are named {repeated!r}: name one with --add-model NAME=PATH")
+        unknown = next((name for name in self.pinned_models if name not in names), None)
+        if unknown is not None:
+            raise ValueError(f"--pin-model {unknown!r} is none of the planned models ({', '.join(names)})")
+        if (self.more_models or self.pinned_models) and not self.plan_model:
+            raise ValueError("--add-model and --pin-model need --plan-model (the first of the models)")
+        if self.model_residency_s < 0 or self.model_load_wait_s <= 0:
+            raise ValueError("model_residency_s must be >= 0 and model_load_wait_s > 0")
         if self.plan_stages < 0:
             raise ValueError(f"--plan-stages must be >= 0, got {self.plan_stages}")
         check_swarm_name(self.swarm_name)

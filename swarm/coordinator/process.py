@@ -23,19 +23,25 @@ from swarm.coordinator.batch.servicer import BatchServicer
 from swarm.coordinator.batch.store import BatchStore
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.request_leases import new_coordinator_id
-from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.fleet_setup import build_fleet
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
-from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.servicers import InferenceServicer, RegistryServicer
+from swarm.coordinator.tenancy.admin_servicer import AdminServicer
+from swarm.coordinator.tenancy.admission import KeyAdmission
+from swarm.coordinator.tenancy.key_admin import KeyAdmin
+from swarm.coordinator.tenancy.key_limits import KeyLimits
+from swarm.coordinator.tenancy.key_store import KeyStore
+from swarm.coordinator.tenancy.resolver import CallerResolver
 from swarm.coordinator.web.http_tracing import http_spans
 from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
-from swarm.gguf_files.default_model import cache_dir, resolve_model
+from swarm.gguf_files.default_model import cache_dir
 from swarm.shared import tracing
 from swarm.shared.addresses import split_host_port
 from swarm.shared.discovery import CoordinatorAdvertiser
@@ -72,16 +78,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
     library_root = stage_library_root(config)
-    assigner, plans = None, None
-    if config.plan_model:
-        model = resolve_model(config.plan_model)
-        name = config.plan_model_name or model.name.removesuffix(".gguf")
-        assigner = StageAssigner(model, name, library_root, config.plan_stages or None)
-        plans = PlanStore(redis, name)
-        previous = await plans.load()
-        if previous is not None:
-            assigner.restore(previous)
-    service = InferenceService(config, dispatcher, registry, store, assigner, plans)
+    fleet, plans = await build_fleet(config, redis, library_root)
+    key_store = KeyStore(redis)
+    admission = KeyAdmission(KeyLimits(redis))
+    embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
+    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,
@@ -93,11 +94,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     await monitor.refresh()
     await dispatcher.recover()
 
-    api_keys = ApiKeyCheck(config.api_keys)
+    callers = CallerResolver(ApiKeyCheck(config.api_keys), key_store)
     server = grpc.aio.server(
         interceptors=[
             MalformedRequestInterceptor(),
-            *([ApiKeyInterceptor(api_keys)] if api_keys.required else []),
+            *([ApiKeyInterceptor(callers)] if callers.required else []),
             *tracing.server_interceptors({"/swarm.v1.Inference/Generate": "coordinator.Generate"}),
         ],
         options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
@@ -106,11 +107,19 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token, config.heartbeat_interval_s), server)
     batch_service = BatchService(batch_store, config.batch_limits, config.limits)
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
+    key_admin = KeyAdmin(key_store, callers.required)
+    pb_grpc.add_AdminServicer_to_server(AdminServicer(key_admin), server)
     if config.stages_dir or config.plan_model:
         add_model_files_servicer(server, StageLibrary(library_root), config.token)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    served = ("Inference", "Registry", "Batch", *(("ModelFiles",) if config.stages_dir or config.plan_model else ()))
+    served = (
+        "Inference",
+        "Registry",
+        "Batch",
+        "Admin",
+        *(("ModelFiles",) if config.stages_dir or config.plan_model else ()),
+    )
     service_names = [pb.DESCRIPTOR.services_by_name[n].full_name for n in served]
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     grpc_port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
@@ -121,10 +130,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     if config.http:
         http_app = build_http_app(
             service,
-            [api_key_middleware(api_keys), *http_spans()],
+            [api_key_middleware(callers), *http_spans()],
             config.limits.max_message_bytes,
             batch_service.list,
             redis_ping=redis.ping,
+            key_admin=key_admin,
         )
         http_runner = web.AppRunner(
             http_app,
@@ -150,6 +160,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         asyncio.create_task(monitor.run(), name="heartbeat-monitor"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(batch_runner.run(), name="batch-runner"),
+        asyncio.create_task(admission.run(), name="stream-leases"),
     ]
     stop = stop_on_signals()
     log.info(

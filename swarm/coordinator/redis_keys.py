@@ -158,3 +158,36 @@ PLAN_PREFIX = "swarm:plan:"
 
 def plan_key(model: str) -> str:
     return PLAN_PREFIX + model
+
+
+# ---------------------------------------------------------------- API keys created at run time
+
+# Hash per key created with `swarm keys create`, under the digest of its secret (tenancy.key_store), never
+# the secret: its KeyRecord fields. Read on every call that presents the key, so a revoke or an expiry
+# bites on every coordinator at once. Kept after a revoke (revoked=1) so its name stays taken and listed.
+API_KEY_PREFIX = "swarm:api-key:"
+
+# Hash key name -> digest: names are unique (HSETNX), and revoke finds a key by its name.
+API_KEY_NAMES = "swarm:api-key-names"
+
+# Hash per limited key: its token buckets (requests and tokens per minute: level and time of the last
+# update), shared by every coordinator and changed only by Lua scripts, so two coordinators admitting
+# at once cannot both spend the last token. Expires an hour after its last use (a full bucket again).
+KEY_BUCKETS_PREFIX = "swarm:key-buckets:"
+
+# Sorted set per key with a stream limit: one member per open stream, scored by its lease's end (ms).
+# The coordinator relaying a stream renews its lease; a crashed coordinator's members lapse and
+# stop counting, so a crash leaks no slot for longer than a lease.
+KEY_STREAMS_PREFIX = "swarm:key-streams:"
+
+
+def api_key_key(digest: str) -> str:
+    return API_KEY_PREFIX + digest
+
+
+def key_buckets_key(digest: str) -> str:
+    return KEY_BUCKETS_PREFIX + digest
+
+
+def key_streams_key(digest: str) -> str:
+    return KEY_STREAMS_PREFIX + digest

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.ownership.request_leases import LEASE_TTL_S, RequestLeases, new_coordinator_id
-from swarm.coordinator.relay.piece_journal import PieceJournal, pieces_in_order
+from swarm.coordinator.relay.piece_journal import PieceJournal, piece_fields, piece_from_fields, pieces_in_order
 from swarm.shared import tracing
 from swarm.shared.codec import finished_from_dict, request_from_json, to_json
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
@@ -139,7 +139,7 @@ class RequestStore:
         result = None
         if "result" in data:
             raw: dict[str, Any] = json.loads(data["result"])
-            pieces = tuple(TextPiece(text, tuple(ids)) for text, ids in raw["pieces"])
+            pieces = tuple(piece_from_fields(fields) for fields in raw["pieces"])
             result = StoredResult(pieces, finished_from_dict(raw["finished"]))
         return StoredRequest(
             request=request_from_json(data["request"]),
@@ -234,6 +234,4 @@ class RequestStore:
 
 
 def result_json(result: StoredResult) -> str:
-    return json.dumps(
-        {"pieces": [[p.text, list(p.token_ids)] for p in result.pieces], "finished": asdict(result.finished)}
-    )
+    return json.dumps({"pieces": [piece_fields(p) for p in result.pieces], "finished": asdict(result.finished)})

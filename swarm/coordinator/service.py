@@ -6,19 +6,23 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
-from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
 from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
+from swarm.coordinator.tenancy.admission import KeyAdmission, check_model
+from swarm.coordinator.tenancy.caller import OPEN_ACCESS, Access
 from swarm.shared import tracing
+from swarm.shared.embedding_messages import EmbedRequest, EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
@@ -31,7 +35,7 @@ from swarm.shared.types import (
     WorkerInfo,
     WorkerLoad,
 )
-from swarm.shared.validation import InvalidRequest, check_fits_context, validate_request
+from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -43,38 +47,45 @@ class InferenceService:
         dispatcher: Dispatcher,
         registry: WorkerRegistry,
         store: RequestStore,
-        assigner: StageAssigner | None = None,
-        plans: PlanStore | None = None,
+        fleet: ModelFleet | None = None,
+        plans: Mapping[str, PlanStore] | None = None,
+        admission: KeyAdmission | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
-        self._assigner = assigner
-        self._plans = plans
+        self._fleet = fleet
+        self._plans = dict(plans or {})  # model -> where its plan is kept
+        self._admission = admission
+        self._embeddings = embeddings
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
     # ------------------------------------------------------------ clients
 
     async def generate(
-        self, raw: RawRequest, api_key: str = "", *, whole_answer: bool = False
+        self, raw: RawRequest, api_key: str = "", *, whole_answer: bool = False, access: Access = OPEN_ACCESS
     ) -> AsyncIterator[GenerationEvent]:
         """Runs the request, or follows the one its id already names among api_key's requests.
 
         whole_answer: the caller reads only the complete answer, so its worker may send pieces in bunches.
 
         api_key is the key the caller was let in with ("": the batch runner, or a coordinator
-        without keys); its requests' ids are its own (request_identity).
+        without keys); its requests' ids are its own (request_identity). access holds a created key's new
+        requests to its model list and limits (tenancy.admission).
         """
 
         def model() -> str:
             return metric_model(raw.model, self._dispatcher.views(), self._config.default_model)
 
-        async for event in self.metrics.observe(self._generate(raw, api_key, whole_answer), model):
+        async for event in self.metrics.observe(self._generate(raw, api_key, whole_answer, access), model):
             yield event
 
-    async def _generate(self, raw: RawRequest, api_key: str, whole_answer: bool) -> AsyncIterator[GenerationEvent]:
+    async def _generate(
+        self, raw: RawRequest, api_key: str, whole_answer: bool, access: Access
+    ) -> AsyncIterator[GenerationEvent]:
         try:
             request = validate_request(raw, self._config.limits)
             if request.sampling.grammar:
@@ -109,6 +120,7 @@ class InferenceService:
                     "for good or expired); send it again from the start, with resume_after_tokens 0",
                 )
         model = await self._resolve_model(request.model)
+        check_model(access, model)
         request = replace(request, model=model)
         context = await self._context_length(model)
         if context:
@@ -123,8 +135,29 @@ class InferenceService:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
             )
-        async for event in await self._dispatcher.submit(request):
-            yield event
+        ticket = await self._admission.admit(access, request) if self._admission is not None else None
+        if ticket is None:
+            async for event in await self._dispatcher.submit(request):
+                yield event
+            return
+        try:
+            async for event in await self._dispatcher.submit(request):
+                ticket.observe(event)
+                yield event
+        finally:
+            await ticket.close()
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        """The inputs' embeddings from a worker of the model (Embeddings routes them)."""
+        try:
+            check_inputs(request.inputs)
+        except InvalidRequest as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        if self._embeddings is None:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, "this coordinator serves no embeddings")
+        model = await self._resolve_model(request.model)
+        request_id = request.request_id or new_request_id()
+        return await self._embeddings.embed(replace(request, model=model, request_id=request_id))
 
     async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""
@@ -138,6 +171,10 @@ class InferenceService:
         return next((v.info.chat_template for v in views if v.info.chat_template), "")
 
     async def _resolve_model(self, requested: str) -> str:
+        if self._fleet is not None and requested in self._fleet.models:
+            self._fleet.used(requested)
+            await self._wait_for_load(requested)
+            return requested
         if requested:
             known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
             if requested not in known:  # a worker may have joined since the last registry poll
@@ -158,6 +195,31 @@ class InferenceService:
                 )
             await asyncio.sleep(self._config.poll_interval_s)
 
+    async def _wait_for_load(self, model: str) -> None:
+        """Returns once a worker serves the planned model, having asked the fleet to load it if none did."""
+        fleet = self._fleet
+        if fleet is None or self._serves(model):
+            return
+        deadline = time.monotonic() + self._config.model_load_wait_s
+        log.info("model %s is asked for and no worker serves it: loading it", model)
+        while not self._serves(model):
+            if fleet.too_large(model):
+                raise SwarmError(
+                    ErrorCode.FAILED_PRECONDITION,
+                    f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more "
+                    "memory, or serve it as pipeline stages (swarm split)",
+                )
+            if time.monotonic() >= deadline:
+                raise SwarmError(
+                    ErrorCode.UNAVAILABLE,
+                    f"model {model!r} is still loading (waited {self._config.model_load_wait_s:.0f} s); retry shortly",
+                )
+            fleet.want(model)
+            await asyncio.sleep(self._config.poll_interval_s)
+
+    def _serves(self, model: str) -> bool:
+        return any(v.up and v.info.takes_requests and v.info.model == model for v in self._dispatcher.views())
+
     async def _context_length(self, model: str) -> int:
         """The smallest per-sequence context among the model's workers; 0 when none has joined."""
         lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
@@ -169,14 +231,18 @@ class InferenceService:
         views = await self._dispatcher.fresh_views()
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
+        planned = {m.name: m for m in self._fleet.describe(views)} if self._fleet is not None else {}
         return [
             ModelSummary(
                 name=name,
                 context_length=min((v.info.context_length for v in views if v.info.model == name), default=0),
                 workers_up=sum(1 for v in views if v.up and v.info.model == name and v.info.takes_requests),
                 is_default=name == default,
+                state=planned[name].state if name in planned else "",
+                pinned=name in planned and planned[name].pinned,
+                workers=tuple(sorted(v.info.worker_id for v in views if v.up and v.info.model == name)),
             )
-            for name in sorted(names)
+            for name in sorted(names | set(planned))
         ]
 
     async def status(self) -> SwarmStatus:
@@ -206,14 +272,16 @@ class InferenceService:
         measurements go to the planner."""
         standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._prune_assigner()
-        planner = self._assigner if standing is Standing.MEMBER else None
-        if planner is not None and measured is not None and planner.observe(worker_id, measured):
+        if self._fleet is None:
+            return standing, False
+        if standing is Standing.MEMBER and measured is not None and self._fleet.observe(worker_id, measured):
             await self._save_plan()
-        return standing, self._assigner is not None and self._assigner.must_reassign(worker_id)
+        self._fleet.rebalance(self._dispatcher.views())
+        return standing, self._fleet.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
         """What a worker that joined without a model should serve, from the plan of every offer so far."""
-        if self._assigner is None:
+        if self._fleet is None:
             raise SwarmError(
                 ErrorCode.FAILED_PRECONDITION,
                 "this coordinator plans no model: start it with --plan-model MODEL.gguf, or join with --model",
@@ -221,24 +289,26 @@ class InferenceService:
         if problem := offer_problem(offer):
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, problem)
         await self._prune_assigner()
-        reply = await self._assigner.assign(offer)
+        reply = await self._fleet.assign(offer)
         await self._save_plan()
         return reply
 
     async def _prune_assigner(self) -> None:
-        if self._assigner is not None:
+        if self._fleet is not None:
             views = self._dispatcher.views()
             # Silent for a while, not just marked down after one failed call (its next heartbeat may revive it),
             # and counted from this coordinator's start: no heartbeat can land while no coordinator runs.
             up_for = time.monotonic() - self._started
             ttl = self._config.heartbeat_ttl_s
             dead = (v.info.worker_id for v in views if not v.up and min(v.heartbeat_age_s, up_for) > ttl)
-            if self._assigner.prune(dead, (v.info.worker_id for v in views)):
+            if self._fleet.prune(dead, (v.info.worker_id for v in views)):
                 await self._save_plan()
 
     async def _save_plan(self) -> None:
-        if self._assigner is not None and self._plans is not None:
-            await self._plans.save(self._assigner.snapshot())
+        if self._fleet is not None:
+            for model, state in self._fleet.snapshot().items():
+                if model in self._plans:
+                    await self._plans[model].save(state)
 
     async def drain(self, worker_id: WorkerId) -> None:
         """Routes nothing new to the worker; its next heartbeat tells it to finish its work and leave."""

@@ -10,6 +10,8 @@ import grpc
 from swarm.coordinator.auth.api_keys import bearer_key
 from swarm.coordinator.registry import Standing
 from swarm.coordinator.service import InferenceService
+from swarm.coordinator.tenancy.caller import current_access
+from swarm.coordinator.tenancy.resolver import require_admin
 from swarm.shared.auth import AUTH_HEADER, TokenGate
 from swarm.shared.types import WorkerId
 from swarm.shared.validation import check_client_request_id, new_request_id
@@ -24,6 +26,7 @@ from swarm.wire.convert import (
     worker_info_from_wire,
     worker_load_from_wire,
 )
+from swarm.wire.embedding_convert import embed_request_from_wire, embed_result_to_wire
 from swarm.wire.grpc_errors import error_boundary
 
 
@@ -42,7 +45,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
         # The interceptor let the call in with this key, if keys are required: the request is that key's.
         authorization = next((v for k, v in context.invocation_metadata() or () if k == AUTH_HEADER), None)
         api_key = bearer_key(authorization if isinstance(authorization, str) else None) or ""
-        async for event in self._service.generate(raw, api_key):
+        async for event in self._service.generate(raw, api_key, access=current_access()):
             yield event_to_wire(raw.request_id, event)
 
     @error_boundary
@@ -53,7 +56,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):  # type: ignore[misc]
 
     @error_boundary
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        require_admin(current_access(), "the swarm's status (its workers)")
         return status_to_wire(await self._service.status())
+
+    @error_boundary
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        return embed_result_to_wire(await self._service.embed(embed_request_from_wire(request)))
 
 
 class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]

@@ -40,6 +40,11 @@ class RayFleetConfig:
     slots: int = 8
     context: int = 2048
     model: str = "default"
+    # Instead of a model: each worker offers its node's memory and speed (`swarm join --auto`) and serves what the
+    # coordinator's plan gives it, a whole replica or a pipeline stage; SPREAD puts a pipeline's stages on
+    # different nodes. `memory`: what each offers (e.g. 6G; "": 80% of its node's free RAM).
+    auto: bool = False
+    memory: str = ""
     # HOST:PORT, several comma-separated or dns:///NAME:PORT; empty: each worker's $SWARM_COORDINATOR, else the
     # coordinator on its LAN (mDNS)
     coordinator: str = ""
@@ -60,8 +65,10 @@ class RayFleetConfig:
             raise ValueError("--context must be at least 16 tokens")
         if self.coordinator:
             coordinator_list(self.coordinator)
-        if not self.model:
+        if not self.model and not self.auto:
             raise ValueError("--model must name a GGUF path or 'default'")
+        if self.memory and not self.auto:
+            raise ValueError("--memory goes with --auto (a worker given --model loads that model whole)")
         if self.ready_timeout_s <= 0:
             raise ValueError("the ready timeout must be positive")
 
@@ -72,7 +79,11 @@ class RayFleetConfig:
     def join_args(self) -> list[str]:
         """Arguments of each actor's `swarm join`, less the worker id and addresses the actor adds."""
         args = [self.coordinator] if self.coordinator else []
-        args += ["--model", self.model, "--threads", str(self.threads), "--slots", str(self.slots)]
+        if self.auto:
+            args += ["--auto", *(["--memory", self.memory] if self.memory else [])]
+        else:
+            args += ["--model", self.model]
+        args += ["--threads", str(self.threads), "--slots", str(self.slots)]
         args += ["--context", str(self.context)]
         return [*args, "--token", self.token] if self.token else args
 

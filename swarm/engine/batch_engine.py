@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opentelemetry.context import Context
 
@@ -26,8 +26,8 @@ from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import StageWork
-from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece
+from swarm.shared.stage_messages import Sampled, StageWork
+from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece, TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +303,10 @@ class BatchEngine:
         budget = room
         if work:
             budget = min(budget, self.config.prefill_chunk)
+        else:
+            # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
+            # first computes chunk 2 while the next computes chunk 1), so stages add up less to the first token.
+            budget = max(budget // self._forward.max_in_flight, self.config.prefill_chunk)
         for slot, sequence in occupied:
             if budget <= 0:
                 break
@@ -360,9 +364,9 @@ class BatchEngine:
             sequence.ready_at = self._steps
             if row.proposed:
                 self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
-            for token in tokens:
+            for sampled in tokens:
                 produced += 1
-                self._accept(row.slot, sequence, token)
+                self._accept(row.slot, sequence, sampled)
                 if row.slot.sequence is not sequence:
                     break
         self._tokens_generated += produced
@@ -380,7 +384,8 @@ class BatchEngine:
         del slot.cached[len(slot.cached) - rejected :]
         sequence.proposal_in_flight = 0
 
-    def _accept(self, slot: Slot, sequence: Sequence, token: int) -> None:
+    def _accept(self, slot: Slot, sequence: Sequence, sampled: Sampled) -> None:
+        token = sampled.token
         sequence.generated += 1
         if sequence.trace is not None and sequence.generated == len(sequence.request.resume_tokens) + 1:
             tracing.past_span(
@@ -393,9 +398,11 @@ class BatchEngine:
         if self.model.is_end_of_generation(token):
             self._finish(slot, FinishReason.STOP)
             return
+        if sampled.logprob is not None:
+            sequence.logprobs.append(self._with_texts(sampled.logprob))
         release = sequence.text.feed(token, self.model.token_bytes(token))
         if release.text or release.token_ids:
-            sequence.emit(TextPiece(release.text, release.token_ids))
+            sequence.emit(TextPiece(release.text, release.token_ids, sequence.take_logprobs(len(release.token_ids))))
         if release.stopped:
             self._finish(slot, FinishReason.STOP, flush=False)
         elif sequence.generated >= sequence.request.max_tokens or sequence.position >= self.context_per_slot:
@@ -411,7 +418,7 @@ class BatchEngine:
         if flush:
             tail = sequence.text.flush()
             if tail.text:
-                sequence.emit(TextPiece(tail.text, tail.token_ids))
+                sequence.emit(TextPiece(tail.text, tail.token_ids, sequence.take_logprobs(len(tail.token_ids))))
         sequence.emit(
             Finished(
                 reason,
@@ -423,6 +430,11 @@ class BatchEngine:
             )
         )
         self._release(slot, keep_cache=True)
+
+    def _with_texts(self, logprob: TokenLogprob) -> TokenLogprob:
+        """The log-probabilities with each token's bytes, which only a holder of the vocabulary can give."""
+        top = tuple(replace(t, text=self.model.token_bytes(t.token)) for t in logprob.top)
+        return replace(logprob, text=self.model.token_bytes(logprob.token), top=top)
 
     def _release(self, slot: Slot, keep_cache: bool) -> None:
         sequence = slot.sequence

@@ -16,7 +16,7 @@ from typing import Protocol
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
 from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.speculation.verification import verify
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import SamplingParams
 
 
@@ -51,7 +51,7 @@ class Forward(Protocol):
         """Starts a step: every row decodes after the rows of the steps sent before it."""
         ...
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         """The oldest step's sampled token of each work item that asked for one (None for the others)."""
         ...
 
@@ -72,7 +72,7 @@ class WholeModel:
         self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads)
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
-        self._done: deque[list[tuple[int, ...] | None]] = deque()
+        self._done: deque[list[tuple[Sampled, ...] | None]] = deque()
         self.step_cost = StepCost()  # of the decode steps run here: speculation sizes proposals by it
 
     @property
@@ -120,13 +120,13 @@ class WholeModel:
             first_rows.append(index - extra)
         started = perf_counter()
         self._context.decode(batch)
-        decided: list[tuple[int, ...] | None] = []
+        decided: list[tuple[Sampled, ...] | None] = []
         for i, (w, first) in enumerate(zip(work, first_rows, strict=True)):
             if not w.sample:
                 decided.append(None)
                 continue
             extra = proposed[i] if proposed else 0
-            draw = partial(self._samplers[w.session].sample, self._context)
+            draw = partial(self._samplers[w.session].draw, self._context)
             tokens = verify(draw, first, w.tokens[len(w.tokens) - extra :])
             rejected_from = w.position + len(w.tokens) - extra + len(tokens) - 1
             if len(tokens) <= extra and not self._context.forget(w.session, rejected_from):
@@ -136,10 +136,10 @@ class WholeModel:
             self.step_cost.record(batch.size, perf_counter() - started)
         self._done.append(decided)
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         return [tokens[0] if tokens else None for tokens in self.receive_decided()]
 
-    def receive_decided(self) -> list[tuple[int, ...] | None]:
+    def receive_decided(self) -> list[tuple[Sampled, ...] | None]:
         """The oldest step's decided tokens per work item: the first, then those of an accepted proposal."""
         return self._done.popleft()
 

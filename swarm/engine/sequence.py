@@ -11,7 +11,7 @@ from swarm.engine.speculation import PromptLookup
 from swarm.engine.speculation.budget import Acceptance
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import SwarmError
-from swarm.shared.types import GenerationEvent, GenerationRequest
+from swarm.shared.types import GenerationEvent, GenerationRequest, TokenLogprob
 
 # Called from the engine thread; must be thread-safe and must not block.
 EmitFn = Callable[[GenerationEvent | SwarmError], None]
@@ -38,6 +38,12 @@ class Sequence:
     lookup: PromptLookup | None = None  # its context for proposals; None: it does not speculate
     acceptance: Acceptance = field(default_factory=Acceptance)
     proposal_in_flight: int = 0  # proposed tokens in its step in flight, not yet verified
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens fed to `text` but not yet released
+
+    def take_logprobs(self, count: int) -> tuple[TokenLogprob, ...]:
+        """The log-probabilities of the next `count` tokens released ((): the request asked for none)."""
+        taken, self.logprobs = self.logprobs[:count], self.logprobs[count:]
+        return tuple(taken)
 
     @property
     def prefilling(self) -> bool:

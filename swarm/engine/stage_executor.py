@@ -96,8 +96,11 @@ class StageExecutor:
             ]
         results = []
         for w, s in zip(work, starts, strict=True):
-            token = self._samplers[w.session].sample(self._context, s + w.rows - 1) if w.sample else None
-            results.append(StageResult(w.session, token=token))
+            if w.sample:
+                sampled = self._samplers[w.session].draw(self._context, s + w.rows - 1)
+                results.append(StageResult(w.session, token=sampled.token, logprob=sampled.logprob))
+            else:
+                results.append(StageResult(w.session))
         return results
 
     @property

@@ -39,6 +39,7 @@ class BatchSummary:
     created_ms: int
     finished_ms: int = 0  # 0 while running
     model: str = ""
+    owner: str = ""  # owner digest of the API key that submitted it ("": a coordinator without keys)
 
     @property
     def finished_lines(self) -> int:

@@ -23,10 +23,11 @@ class ErrorCode(StrEnum):
 
 
 class SwarmError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s  # how soon a refused (RESOURCE_EXHAUSTED) call may succeed; None: unknown
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.message}"

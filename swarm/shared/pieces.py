@@ -31,7 +31,13 @@ def coalesce(events: Sequence[GenerationEvent], skip_tokens: int = 0) -> list[Ge
                 "send the number of tokens in the pieces received",
             )
     if len(pieces) > 1:
-        pieces = [TextPiece("".join(p.text for p in pieces), tuple(t for p in pieces for t in p.token_ids))]
+        pieces = [
+            TextPiece(
+                "".join(p.text for p in pieces),
+                tuple(t for p in pieces for t in p.token_ids),
+                tuple(lp for p in pieces for lp in p.logprobs),
+            )
+        ]
     return [*pieces, *rest]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from swarm.shared.types import SamplingParams
+from swarm.shared.types import SamplingParams, TokenLogprob
 
 HiddenStates = npt.NDArray[np.float32]  # (rows, n_embd): one row per token
 
@@ -49,7 +49,16 @@ class PipelineStep:
 
 
 @dataclass(frozen=True)
+class Sampled:
+    """A sampled token, with its log-probabilities when the session's sampling asks for them."""
+
+    token: int
+    logprob: TokenLogprob | None = None
+
+
+@dataclass(frozen=True)
 class StageResult:
     session: int
     hidden: HiddenStates | None = None  # a non-final stage: one row per input row
     token: int | None = None  # the last stage, when asked to sample
+    logprob: TokenLogprob | None = None  # with the token, when the session's sampling asks for logprobs

@@ -38,6 +38,8 @@ class SamplingParams:
     # Literal text from whose first appearance in the output on the grammar holds (free text before it:
     # a tool call the model may or may not begin); "" holds the grammar from the first token.
     grammar_trigger: str = ""
+    logprobs: bool = False  # report each sampled token's log-probability
+    top_logprobs: int = 0  # and the likeliest tokens' at its place (needs logprobs)
 
     @property
     def greedy(self) -> bool:
@@ -62,6 +64,8 @@ class RawRequest:
     resume_after_tokens: int = 0
     grammar: str = ""  # GBNF, given as such or made from an OpenAI response_format
     grammar_trigger: str = ""  # see SamplingParams.grammar_trigger
+    logprobs: bool = False
+    top_logprobs: int = 0
     speculate: bool | None = None  # False: no speculative decoding for it; None: the worker's setting
 
 
@@ -90,9 +94,20 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability at its place (log-softmax of the raw logits), and the likeliest tokens' there."""
+
+    token: int
+    logprob: float
+    text: bytes = b""  # the token's bytes; filled by the worker that detokenizes
+    top: tuple[TokenLogprob, ...] = ()  # likeliest first
+
+
+@dataclass(frozen=True)
 class TextPiece:
     text: str
     token_ids: tuple[int, ...]
+    logprobs: tuple[TokenLogprob, ...] = ()  # when asked for: one per token of token_ids
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,9 @@ class ModelSummary:
     context_length: int
     workers_up: int
     is_default: bool
+    state: str = ""  # loaded, loading or available (a planned model); "" where the coordinator plans none
+    pinned: bool = False
+    workers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

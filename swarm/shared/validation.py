@@ -20,6 +20,7 @@ UINT64_MAX = 2**64 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 # A trigger is a marker such as "<tool_call>", not a text: llama.cpp searches the output for it after each token.
 MAX_GRAMMAR_TRIGGER_BYTES = 256
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit on the likeliest tokens reported per generated token
 
 
 class InvalidRequest(ValueError):
@@ -84,6 +85,8 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
         repeat_penalty=1.0 if raw.repeat_penalty is None else raw.repeat_penalty,
         grammar=raw.grammar,
         grammar_trigger=raw.grammar_trigger,
+        logprobs=raw.logprobs,
+        top_logprobs=raw.top_logprobs,
     )
     check_sampling(sampling, limits)
     return GenerationRequest(
@@ -121,6 +124,9 @@ def check_sampling(sampling: SamplingParams, limits: RequestLimits) -> None:
         raise InvalidRequest("grammar_trigger", "needs a grammar to trigger")
     if len(sampling.grammar_trigger.encode()) > MAX_GRAMMAR_TRIGGER_BYTES:
         raise InvalidRequest("grammar_trigger", f"is longer than {MAX_GRAMMAR_TRIGGER_BYTES} bytes")
+    _check_integer("top_logprobs", sampling.top_logprobs, 0, MAX_TOP_LOGPROBS)
+    if sampling.top_logprobs and not sampling.logprobs:
+        raise InvalidRequest("top_logprobs", "needs logprobs set to true")
 
 
 def check_run(request: GenerationRequest, limits: RequestLimits, context_length: int) -> None:

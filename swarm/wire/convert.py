@@ -12,6 +12,7 @@ from swarm.shared.types import (
     SamplingParams,
     SwarmStatus,
     TextPiece,
+    TokenLogprob,
     WorkerId,
     WorkerInfo,
     WorkerLoad,
@@ -44,13 +45,30 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         resume_after_tokens=msg.resume_after_tokens,
         grammar=msg.grammar,
         grammar_trigger=msg.grammar_trigger,
+        logprobs=msg.logprobs,
+        top_logprobs=msg.top_logprobs,
         speculate=msg.speculate if msg.HasField("speculate") else None,
     )
 
 
+def logprob_to_wire(logprob: TokenLogprob) -> pb.TokenLogprob:
+    return pb.TokenLogprob(
+        token=logprob.token,
+        text=logprob.text,
+        logprob=logprob.logprob,
+        top=[logprob_to_wire(t) for t in logprob.top],
+    )
+
+
+def logprob_from_wire(msg: pb.TokenLogprob) -> TokenLogprob:
+    return TokenLogprob(msg.token, msg.logprob, msg.text, tuple(logprob_from_wire(t) for t in msg.top))
+
+
 def event_to_wire(request_id: str, event: GenerationEvent) -> pb.GenerateResponse:
     if isinstance(event, TextPiece):
-        piece = pb.TextPiece(text=event.text, token_ids=event.token_ids)
+        piece = pb.TextPiece(
+            text=event.text, token_ids=event.token_ids, logprobs=[logprob_to_wire(p) for p in event.logprobs]
+        )
         return pb.GenerateResponse(request_id=request_id, piece=piece)
     finished = pb.Finished(
         reason=REASON_TO_WIRE[event.reason],
@@ -66,7 +84,11 @@ def event_to_wire(request_id: str, event: GenerationEvent) -> pb.GenerateRespons
 
 def event_from_wire(msg: pb.GenerateResponse) -> GenerationEvent:
     if msg.HasField("piece"):
-        return TextPiece(text=msg.piece.text, token_ids=tuple(msg.piece.token_ids))
+        return TextPiece(
+            text=msg.piece.text,
+            token_ids=tuple(msg.piece.token_ids),
+            logprobs=tuple(logprob_from_wire(p) for p in msg.piece.logprobs),
+        )
     if not msg.HasField("finished"):
         raise ValueError("GenerateResponse carries neither a piece nor a finish")
     f = msg.finished
@@ -91,6 +113,8 @@ def sampling_to_wire(s: SamplingParams) -> pb.SamplingParams:
         repeat_penalty=s.repeat_penalty,
         grammar=s.grammar,
         grammar_trigger=s.grammar_trigger,
+        logprobs=s.logprobs,
+        top_logprobs=s.top_logprobs,
     )
 
 
@@ -104,6 +128,8 @@ def sampling_from_wire(s: pb.SamplingParams) -> SamplingParams:
         repeat_penalty=s.repeat_penalty or 1.0,
         grammar=s.grammar,
         grammar_trigger=s.grammar_trigger,
+        logprobs=s.logprobs,
+        top_logprobs=s.top_logprobs,
     )
 
 
@@ -199,14 +225,25 @@ def worker_load_from_wire(msg: pb.WorkerLoad) -> WorkerLoad:
 def models_to_wire(models: list[ModelSummary]) -> pb.ListModelsResponse:
     return pb.ListModelsResponse(
         models=[
-            pb.ModelInfo(name=m.name, context_length=m.context_length, workers_up=m.workers_up, is_default=m.is_default)
+            pb.ModelInfo(
+                name=m.name,
+                context_length=m.context_length,
+                workers_up=m.workers_up,
+                is_default=m.is_default,
+                state=m.state,
+                pinned=m.pinned,
+                workers=m.workers,
+            )
             for m in models
         ]
     )
 
 
 def models_from_wire(msg: pb.ListModelsResponse) -> list[ModelSummary]:
-    return [ModelSummary(m.name, m.context_length, m.workers_up, m.is_default) for m in msg.models]
+    return [
+        ModelSummary(m.name, m.context_length, m.workers_up, m.is_default, m.state, m.pinned, tuple(m.workers))
+        for m in msg.models
+    ]
 
 
 _WORKER_STATE_TO_WIRE = {

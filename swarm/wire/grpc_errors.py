@@ -12,6 +12,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -40,12 +41,17 @@ class CallStatus:
     trailers: tuple[tuple[str, str], ...] = ()
 
 
+def retry_after(error: SwarmError) -> str:
+    """The `retry-after` hint of a refusal, in whole seconds: the error's own, else RETRY_AFTER_S."""
+    return RETRY_AFTER_S if error.retry_after_s is None else str(max(1, math.ceil(error.retry_after_s)))
+
+
 def call_status(exc: BaseException) -> CallStatus:
     """The status a call that raised exc ends with; a bug is INTERNAL, naming only the exception's type."""
     error = as_swarm_error(exc)
     if error is None:
         return CallStatus(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has it")
-    retry = (("retry-after", RETRY_AFTER_S),) if error.code is ErrorCode.RESOURCE_EXHAUSTED else ()
+    retry = (("retry-after", retry_after(error)),) if error.code is ErrorCode.RESOURCE_EXHAUSTED else ()
     return CallStatus(grpc.StatusCode[error.code.name], error.message, retry)
 
 

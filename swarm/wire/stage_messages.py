@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from swarm.shared.stage_messages import HiddenStates, PipelineStep, SessionOpen, StageResult, StageWork
+from swarm.shared.stage_messages import HiddenStates, PipelineStep, Sampled, SessionOpen, StageResult, StageWork
 from swarm.wire import swarm_pb2 as pb
-from swarm.wire.convert import sampling_from_wire, sampling_to_wire
+from swarm.wire.convert import logprob_from_wire, logprob_to_wire, sampling_from_wire, sampling_to_wire
 
 WIRE_DTYPE = np.dtype("<f4")
 BFLOAT16_DTYPE = np.dtype("<u2")  # the upper half of a float32's bits
@@ -81,9 +81,15 @@ def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
 
 def tokens_to_wire(results: list[StageResult]) -> pb.StageStepResult:
     return pb.StageStepResult(
-        tokens=[pb.SessionToken(session=r.session, token=r.token) for r in results if r.token is not None]
+        tokens=[
+            pb.SessionToken(session=r.session, token=r.token, logprob=logprob_to_wire(r.logprob) if r.logprob else None)
+            for r in results
+            if r.token is not None
+        ]
     )
 
 
-def tokens_from_wire(msg: pb.StageStepResult) -> dict[int, int]:
-    return {t.session: t.token for t in msg.tokens}
+def tokens_from_wire(msg: pb.StageStepResult) -> dict[int, Sampled]:
+    return {
+        t.session: Sampled(t.token, logprob_from_wire(t.logprob) if t.HasField("logprob") else None) for t in msg.tokens
+    }

@@ -51,6 +51,11 @@ class InferenceStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/swarm.v1.Inference/Embed',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -79,6 +84,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """One embedding per input, in input order, from a worker of the model (pooled as its metadata says).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +108,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +198,33 @@ class Inference:
             '/swarm.v1.Inference/GetStatus',
             swarm_dot_wire_dot_swarm__pb2.GetStatusRequest.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Inference/Embed',
+            swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -469,6 +513,11 @@ class WorkerStub:
                 request_serializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
                 response_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/swarm.v1.Worker/Embed',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -492,6 +541,13 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeds every input in batched decodes on a second, embedding context of the loaded model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -504,6 +560,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Relay,
                     request_deserializer=swarm_dot_wire_dot_swarm__pb2.RelayCommand.FromString,
                     response_serializer=swarm_dot_wire_dot_swarm__pb2.RelayBatch.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.EmbedRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +622,33 @@ class Worker:
             '/swarm.v1.Worker/Relay',
             swarm_dot_wire_dot_swarm__pb2.RelayCommand.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.RelayBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Worker/Embed',
+            swarm_dot_wire_dot_swarm__pb2.EmbedRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1088,6 +1176,182 @@ class Batch:
             '/swarm.v1.Batch/GetBatchResults',
             swarm_dot_wire_dot_swarm__pb2.BatchResultsRequest.SerializeToString,
             swarm_dot_wire_dot_swarm__pb2.BatchResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AdminStub:
+    """---------------------------------------------------------------- key management
+
+    API keys created at run time (`swarm keys`), kept hashed in Redis and honoured by every
+    coordinator from their next call on. Every call needs an admin key: UNAUTHENTICATED
+    without a key, PERMISSION_DENIED with another key.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateKey = channel.unary_unary(
+                '/swarm.v1.Admin/CreateKey',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.CreateKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/swarm.v1.Admin/ListKeys',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/swarm.v1.Admin/RevokeKey',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.ApiKey.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """---------------------------------------------------------------- key management
+
+    API keys created at run time (`swarm keys`), kept hashed in Redis and honoured by every
+    coordinator from their next call on. Every call needs an admin key: UNAUTHENTICATED
+    without a key, PERMISSION_DENIED with another key.
+    """
+
+    def CreateKey(self, request, context):
+        """ALREADY_EXISTS for a name in use, INVALID_ARGUMENT naming the bad field. The secret is
+        in this answer only: the swarm keeps its digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """The key is refused from its next call on, on every coordinator. NOT_FOUND for an unknown name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.CreateKeyRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.CreateKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.ListKeysRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.ApiKey.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """---------------------------------------------------------------- key management
+
+    API keys created at run time (`swarm keys`), kept hashed in Redis and honoured by every
+    coordinator from their next call on. Every call needs an admin key: UNAUTHENTICATED
+    without a key, PERMISSION_DENIED with another key.
+    """
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Admin/CreateKey',
+            swarm_dot_wire_dot_swarm__pb2.CreateKeyRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.CreateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Admin/ListKeys',
+            swarm_dot_wire_dot_swarm__pb2.ListKeysRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarm.v1.Admin/RevokeKey',
+            swarm_dot_wire_dot_swarm__pb2.RevokeKeyRequest.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.ApiKey.FromString,
             options,
             channel_credentials,
             insecure,

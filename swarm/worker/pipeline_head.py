@@ -18,7 +18,7 @@ import grpc
 
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.auth import bearer_metadata
-from swarm.shared.stage_messages import PipelineStep, SessionOpen, StageWork
+from swarm.shared.stage_messages import PipelineStep, Sampled, SessionOpen, StageWork
 from swarm.shared.tls import TlsFiles, channel
 from swarm.shared.types import SamplingParams
 from swarm.wire import swarm_pb2 as pb
@@ -86,7 +86,7 @@ class StageLink:
         self._outbox.put(step)
         self._unanswered += 1
 
-    def receive(self) -> dict[int, int]:
+    def receive(self) -> dict[int, Sampled]:
         """The tokens of the oldest step sent; raises ConnectionError, and the next step opens a fresh stream."""
         if not self._unanswered:
             raise RuntimeError("no step is waiting for its tokens")
@@ -175,7 +175,7 @@ class PipelineHead:
         for w in work:
             self._cached_on[w.session] = self._link.stream
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         tokens = self._link.receive()
         return [tokens.get(session) if sampled else None for session, sampled in self._sent.popleft()]
 

@@ -14,6 +14,7 @@ import grpc
 import psutil
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.embedder import Embedder
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared import tracing
@@ -163,6 +164,8 @@ async def _serve_worker(
 
     owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads)
     servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
+    if not stage_fields(engine.model):  # a whole model embeds; its embedding context opens on the first call
+        servicer.embedder = Embedder(engine.model, config.threads)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
@@ -222,6 +225,8 @@ async def _serve_worker(
                     await asyncio.wait_for(servicer.idle.wait(), 5.0)
     finally:
         await server.stop(grace=1.0)
+        if servicer.embedder is not None:  # before the model is freed
+            await asyncio.to_thread(servicer.embedder.close)
         await metrics.close()
         stats = engine.stats()
         log.info(

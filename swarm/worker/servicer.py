@@ -14,16 +14,19 @@ from dataclasses import replace
 import grpc
 
 from swarm.engine.batch_engine import BatchEngine
+from swarm.engine.embedder import Embedder
 from swarm.shared import tracing
 from swarm.shared.auth import TokenGate
+from swarm.shared.embedding_messages import EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import coalesce
 from swarm.shared.tracing import NO_SPAN
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece
-from swarm.shared.validation import RequestLimits, check_run
+from swarm.shared.validation import InvalidRequest, RequestLimits, check_run
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.convert import event_to_wire, run_request_from_wire
+from swarm.wire.embedding_convert import embed_request_from_wire, embed_result_to_wire
 from swarm.wire.grpc_errors import error_boundary
 from swarm.worker.engine_handoff import EngineHandoff
 from swarm.worker.relay_channel import RelayChannel
@@ -44,6 +47,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.idle.set()
         self._running: dict[str, Deliver] = {}
         self._handoff: EngineHandoff | None = None
+        self.embedder: Embedder | None = None  # a whole model's; a pipeline stage cannot embed
 
     @property
     def active(self) -> int:
@@ -107,6 +111,23 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         channel = RelayChannel(self._admit, self._release)
         async for batch in channel.serve(commands):
             yield batch
+
+    @error_boundary
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        await self._gate.check(context)
+        if self.draining:
+            raise SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving the swarm")
+        if away := self._away():
+            raise SwarmError(ErrorCode.UNAVAILABLE, f"worker is {away}")
+        if self.embedder is None:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, "this worker serves a pipeline stage: it cannot embed")
+        embed = embed_request_from_wire(request)
+        try:
+            check_inputs(embed.inputs)
+        except InvalidRequest as exc:
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        vectors, tokens = await self.embedder.embed(embed.inputs)
+        return embed_result_to_wire(EmbedResult(self._model_name, tuple(map(tuple, vectors)), tokens, self.worker_id))
 
     @error_boundary
     async def Run(

@@ -9,6 +9,7 @@ import pytest
 from swarm.client.batch_file import parse_batch_file, result_to_json_line
 from swarm.shared.batch_types import BatchLine, BatchResult
 from swarm.shared.batch_validation import InvalidBatchLine
+from swarm.shared.json_schema_grammar import schema_grammar
 from swarm.shared.types import FinishReason, RawRequest
 
 
@@ -22,6 +23,20 @@ def test_lines_become_requests_with_their_custom_ids() -> None:
         BatchLine(RawRequest(prompt="a", max_tokens=4, temperature=0.0, stop=("\n",), seed=7), "first"),
         BatchLine(RawRequest(prompt="b", model="tiny", stop=("x", "y"), top_p=0.5)),
     ]
+
+
+def test_a_line_may_hold_its_answer_to_a_schema_or_a_grammar() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    text = (
+        json.dumps({"prompt": "a", "response_format": response_format})
+        + "\n"
+        + json.dumps({"prompt": "b", "grammar": 'root ::= "yes" | "no"'})
+        + "\n"
+    )
+    lines = parse_batch_file(text)
+    assert lines[0].request.grammar == schema_grammar(schema, "schema")
+    assert lines[1].request.grammar == 'root ::= "yes" | "no"'
 
 
 @pytest.mark.parametrize(
@@ -39,6 +54,13 @@ def test_lines_become_requests_with_their_custom_ids() -> None:
         ('{"prompt": "x", "min_p": 0.99999999}', "line 2: min_p: must be in [0, 1) as a 32-bit float"),
         ('{"prompt": "x", "stop": [1]}', "line 2: stop: must be a string or a list of strings"),
         ('{"prompt": "x", "promt": "y"}', "line 2: promt: unknown field"),
+        ('{"prompt": "x", "grammar": 3}', "line 2: grammar: must be a string of GBNF"),
+        ('{"prompt": "x", "response_format": {"type": "xml"}}', "line 2: response_format.type: must be text"),
+        (
+            '{"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {"name": "p", '
+            '"schema": {"type": "integer", "minimum": 3}}}}',
+            "line 2: response_format.json_schema.schema: the keyword 'minimum' is not supported",
+        ),
         ('{"prompt": "x", "id": "has space"}', "line 2: id: must be 1-64 chars"),
         ('{"prompt": "x",', "line 2: is not JSON"),
         ('["prompt"]', "line 2: must be a JSON object"),

@@ -67,6 +67,10 @@ known_fields = st.fixed_dictionaries(
         "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": scalars}), json_values),
         "max_completion_tokens": st.one_of(small, numbers),
         "logprobs": scalars,
+        "top_logprobs": numbers,
+        "input": st.one_of(texts, st.lists(st.one_of(texts, numbers), max_size=3), json_values),
+        "encoding_format": st.one_of(st.sampled_from(["float", "base64"]), scalars),
+        "dimensions": numbers,
         "user": texts,
     },
 )
@@ -135,7 +139,7 @@ def check_error(status: int, data: bytes) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(path=st.sampled_from(["/v1/completions", "/v1/chat/completions"]), body=bodies)
+@given(path=st.sampled_from(["/v1/completions", "/v1/chat/completions", "/v1/embeddings"]), body=bodies)
 def test_every_answer_is_a_2xx_or_a_4xx_naming_the_problem(fuzzed_swarm: RunningSwarm, path: str, body: bytes) -> None:
     swarm = fuzzed_swarm
     status, data = post(swarm, path, body)
@@ -144,7 +148,8 @@ def test_every_answer_is_a_2xx_or_a_4xx_naming_the_problem(fuzzed_swarm: Running
         if data.startswith(b"data: "):
             check_stream(data)
         else:
-            assert json.loads(data)["choices"], data
+            answer = json.loads(data)
+            assert answer["data"] if path == "/v1/embeddings" else answer["choices"], data
     else:
         check_error(status, data)
     wait_until(lambda: value(scrape(swarm.http), "swarm_requests_in_progress") == 0, 10, "no request left in progress")

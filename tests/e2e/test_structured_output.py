@@ -1,6 +1,6 @@
-"""Structured output through real swarms: schema-conforming answers from a whole worker (OpenAI API) and a
-2-stage pipeline (gRPC grammar), clear refusals of what cannot be enforced, and a SIGKILLed worker's
-constrained stream continuing elsewhere, still conforming."""
+"""Structured output through real swarms: schema-conforming answers from a whole worker (OpenAI API), a
+2-stage pipeline (gRPC grammar) and a batch job, clear refusals of what cannot be enforced, and a SIGKILLed
+worker's constrained stream continuing elsewhere, still conforming."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ import grpc
 import openai
 import pytest
 
-from swarm.client import SwarmCallError
+from swarm.client import BatchClient, SwarmCallError
+from swarm.client.batch_file import parse_batch_file
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import wait_until
+from swarm.shared.batch_types import BatchState
 from swarm.shared.json_schema_grammar import schema_grammar
-from swarm.shared.types import Finished, TextPiece
+from swarm.shared.types import Finished, FinishReason, TextPiece
 from tests.conftest import RunningSwarm, serving_worker
 from tests.json_schemas import check_answer, random_schema
 
@@ -165,3 +168,31 @@ def test_a_constrained_stream_whose_worker_is_sigkilled_continues_elsewhere_and_
             check_answer(text, schema)
             workers[killed].start()
             swarm.wait_for_workers(2)
+
+
+def test_batch_lines_with_a_response_format_come_back_conforming(make_swarm: MakeSwarm, tmp_path: Path) -> None:
+    swarm = make_swarm(workers=1, worker_args=("--slots", "4", "--context", "1024"))
+    rng = random.Random(21)
+    schemas = [random_schema(rng) for _ in range(6)]
+    rows = [
+        json.dumps(
+            {
+                "prompt": f"Record {i}:",
+                "max_tokens": 400,
+                "temperature": 1.0,
+                "seed": i,
+                "id": f"r{i}",
+                "response_format": response_format(schema),
+            }
+        )
+        for i, schema in enumerate(schemas)
+    ]
+    lines = parse_batch_file("\n".join(rows))
+    with BatchClient(swarm.address) as batches:
+        job = batches.submit(lines)
+        wait_until(lambda: batches.get(job.job_id).state is BatchState.DONE, 60, "the batch job to finish")
+        results = list(batches.results(job.job_id))
+    assert [r.custom_id for r in results] == [f"r{i}" for i in range(len(schemas))]
+    for schema, result in zip(schemas, results, strict=True):
+        assert not result.error and result.finish_reason is FinishReason.STOP, result
+        check_answer(result.text, schema)

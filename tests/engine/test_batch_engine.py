@@ -13,7 +13,7 @@ from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import WholeModel
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
 from tests.greedy_check import GreedyReference
 
@@ -229,7 +229,7 @@ class RecordingForward:
         self.steps.append({w.session: w.rows for w in work})
         self.inner.send(work)
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         return self.inner.receive()
 
     def discard(self) -> None:

@@ -20,7 +20,7 @@ from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.speculation import SpeculationBudget
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.errors import SwarmError
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
 from tests.engine.chi_square import same_distribution
 from tests.greedy_check import GreedyReference
@@ -75,6 +75,17 @@ def engines(tiny_model: Path) -> Iterator[tuple[BatchEngine, BatchEngine]]:
     on.stop()
 
 
+@pytest.fixture(scope="module")
+def eager(tiny_model: Path) -> Iterator[BatchEngine]:
+    """An engine whose sequences verify at least one proposed token whenever their context has one, however
+    they fare: sampled requests on a random model seldom pay for proposals, and these tests need many."""
+    config = EngineConfig(slots=8, context_per_slot=512, speculation=SpeculationBudget(probe_every=0))
+    engine = BatchEngine(LlamaModel(tiny_model), config)
+    engine.start()
+    yield engine
+    engine.stop()
+
+
 def _assert_cache_matches_its_record(engine: BatchEngine, exact: bool = True) -> None:
     """Every slot's record of its cached tokens covers exactly its KV cells (rejected rows left both); not
     exact: the record claims no cell the cache lacks (a cancelled proposal's accepted rows may stay unclaimed)."""
@@ -90,6 +101,18 @@ def _request(i: int, prompt: str, max_tokens: int = 96, **fields: object) -> Gen
     return GenerationRequest(f"r{i}", "tiny", prompt, max_tokens, fields.pop("sampling", GREEDY), **fields)  # type: ignore[arg-type]
 
 
+def _token(sampled: Sampled | None) -> int:
+    assert sampled is not None
+    return sampled.token
+
+
+def _decided(forward: WholeModel) -> list[int]:
+    """The tokens the one work item of the oldest step decided."""
+    (decided,) = forward.receive_decided()
+    assert decided is not None
+    return [s.token for s in decided]
+
+
 def test_whole_model_keeps_the_accepted_prefix_and_drops_the_rest(tiny_model: Path) -> None:
     model = LlamaModel(tiny_model)
     forward = WholeModel(model, slots=2, context_per_slot=256, batch_size=64, threads=2)
@@ -97,30 +120,29 @@ def test_whole_model_keeps_the_accepted_prefix_and_drops_the_rest(tiny_model: Pa
         prompt = model.tokenize("the cat sat on the mat")
         forward.open(0, GREEDY, prompt, 0)
         forward.send([StageWork(0, 0, tuple(prompt), sample=True)])
-        greedy = [forward.receive()[0]]
+        greedy = [_token(forward.receive()[0])]
         for _ in range(12):  # the model's own continuation, one token per step
             forward.send([StageWork(0, len(prompt) + len(greedy) - 1, (greedy[-1],), sample=True)])
-            greedy.append(forward.receive()[0])
-        assert None not in greedy
+            greedy.append(_token(forward.receive()[0]))
 
         forward.open(1, GREEDY, prompt, 0)
         forward.send([StageWork(1, 0, tuple(prompt), sample=True)])
-        assert forward.receive()[0] == greedy[0]
+        assert _token(forward.receive()[0]) == greedy[0]
         # A right proposal of 4 tokens: all kept, plus the model's token after them.
         position = len(prompt)
         forward.send([StageWork(1, position, (greedy[0], *greedy[1:5]), sample=True)], [4])
-        assert forward.receive_decided() == [tuple(greedy[1:6])]
+        assert _decided(forward) == greedy[1:6]
         position += 5
         # A proposal wrong at its second token: one kept, the model's own token in place of the wrong one.
         wrong = (greedy[6], (greedy[7] + 1) % model.vocab_size, greedy[8])
         forward.send([StageWork(1, position, (greedy[5], *wrong), sample=True)], [3])
-        assert forward.receive_decided() == [tuple(greedy[6:8])]
+        assert _decided(forward) == greedy[6:8]
         position += 2
         # The rejected rows left no trace: decoding on from here gives the model's continuation.
         tail = [greedy[7]]
         for _ in range(4):
             forward.send([StageWork(1, position, (tail[-1],), sample=True)])
-            tail.append(forward.receive()[0])
+            tail.append(_token(forward.receive()[0]))
             position += 1
         assert tail[1:] == greedy[8:12]
     finally:
@@ -223,8 +245,10 @@ def test_a_sequence_cancelled_with_a_proposal_in_flight_leaves_a_clean_slot(tiny
         on.stop()
 
 
-def test_seeded_sampling_draws_the_same_tokens_alone(engines: tuple[BatchEngine, BatchEngine]) -> None:
-    off, on = engines
+def test_seeded_sampling_draws_the_same_tokens_alone(
+    engines: tuple[BatchEngine, BatchEngine], eager: BatchEngine
+) -> None:
+    off, on = engines[0], eager
     accepted = 0
     for i, prompt in enumerate(PROMPTS):
         sampling = SamplingParams(temperature=0.5, seed=i)
@@ -235,29 +259,22 @@ def test_seeded_sampling_draws_the_same_tokens_alone(engines: tuple[BatchEngine,
     assert accepted > 0
 
 
-def test_sampled_tokens_keep_their_distribution(engines: tuple[BatchEngine, BatchEngine], tiny_model: Path) -> None:
-    off, _ = engines
-    # Every sequence verifies at least one proposed token whenever its context has one, however they fare.
-    eager = EngineConfig(slots=8, context_per_slot=512, speculation=SpeculationBudget(probe_every=0))
-    on = BatchEngine(LlamaModel(tiny_model), eager)
-    on.start()
+def test_sampled_tokens_keep_their_distribution(engines: tuple[BatchEngine, BatchEngine], eager: BatchEngine) -> None:
+    off, on = engines[0], eager
     _, text, _ = Run(off, _request(0, "Hello world", 12)).result()
     prompt = ("Hello world" + text) * 3 + "Hello world"  # its tokens recur: proposals to verify
     samples: list[Counter[tuple[int, ...]]] = []
     proposed = 0
-    try:
-        for engine, seeds in ((off, range(0, 1500)), (on, range(100_000, 101_500))):
-            counts: Counter[tuple[int, ...]] = Counter()
-            for first in range(seeds.start, seeds.stop, 100):  # a hundred requests at a time
-                sampling = [SamplingParams(temperature=1.0, seed=seed) for seed in range(first, first + 100)]
-                runs = [Run(engine, _request(i, prompt, 4, sampling=params)) for i, params in enumerate(sampling)]
-                for run in runs:
-                    tokens, _, finished = run.result()
-                    counts[tuple(tokens[1:4])] += 1  # decided after the first token: where proposals are verified
-                    proposed += finished.proposed_tokens
-            samples.append(counts)
-    finally:
-        on.stop()
+    for engine, seeds in ((off, range(0, 1500)), (on, range(100_000, 101_500))):
+        counts: Counter[tuple[int, ...]] = Counter()
+        for first in range(seeds.start, seeds.stop, 100):  # a hundred requests at a time
+            sampling = [SamplingParams(temperature=1.0, seed=seed) for seed in range(first, first + 100)]
+            runs = [Run(engine, _request(i, prompt, 4, sampling=params)) for i, params in enumerate(sampling)]
+            for run in runs:
+                tokens, _, finished = run.result()
+                counts[tuple(tokens[1:4])] += 1  # decided after the first token: where proposals are verified
+                proposed += finished.proposed_tokens
+        samples.append(counts)
     assert proposed > 20  # the speculating arm verified proposals
     assert same_distribution(samples[0], samples[1])
     assert not same_distribution(samples[0], samples[1] + Counter({min(samples[1]): 150}))  # it can fail

@@ -12,6 +12,7 @@ from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.speculation.budget import Acceptance
 from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.speculation.verification import verify
+from swarm.shared.stage_messages import Sampled
 from tests.engine.chi_square import fits
 
 
@@ -111,21 +112,21 @@ def test_acceptance_forgets_old_steps() -> None:
 PROBABILITIES = {0: 0.05, 1: 0.1, 2: 0.3, 3: 0.25, 4: 0.2, 5: 0.1}
 
 
-def _draw(rng: random.Random) -> int:
-    return rng.choices(list(PROBABILITIES), weights=list(PROBABILITIES.values()))[0]
+def _draw(rng: random.Random) -> Sampled:
+    return Sampled(rng.choices(list(PROBABILITIES), weights=list(PROBABILITIES.values()))[0])
 
 
-def _biased_verify(draw: Callable[[int], int], first_row: int, proposal: list[int], rng: random.Random) -> int:
+def _biased_verify(draw: Callable[[int], Sampled], first_row: int, proposal: list[int], rng: random.Random) -> int:
     """A wrong rule: keeps the proposed token a little more often than the model would choose it."""
     if rng.random() < 0.1:
         return proposal[0]
-    return draw(first_row)
+    return draw(first_row).token
 
 
 @pytest.mark.parametrize("proposed", [2, 0])  # a likely token, and an unlikely one
 def test_sampling_through_verification_keeps_the_model_distribution(proposed: int) -> None:
     rng = random.Random(7)
-    first = Counter(verify(lambda _row: _draw(rng), 0, [proposed, 4])[0] for _ in range(4000))
+    first = Counter(verify(lambda _row: _draw(rng), 0, [proposed, 4])[0].token for _ in range(4000))
     assert fits(first, PROBABILITIES)
     biased = Counter(_biased_verify(lambda _row: _draw(rng), 0, [proposed, 4], rng) for _ in range(4000))
     assert not fits(biased, PROBABILITIES)  # the test can tell a rule that changes the distribution
@@ -135,14 +136,17 @@ def test_verification_stops_at_the_first_token_the_model_does_not_choose() -> No
     choices = {10: 5, 11: 6, 12: 9, 13: 1}  # row -> the sampler's token there
     drawn: list[int] = []
 
-    def draw(row: int) -> int:
+    def draw(row: int) -> Sampled:
         drawn.append(row)
-        return choices[row]
+        return Sampled(choices[row])
 
-    assert verify(draw, 10, [5, 6, 7]) == (5, 6, 9)  # the model's own token replaces the first wrong one
+    def decided(proposal: list[int]) -> list[int]:
+        return [s.token for s in verify(draw, 10, proposal)]
+
+    assert decided([5, 6, 7]) == [5, 6, 9]  # the model's own token replaces the first wrong one
     assert drawn == [10, 11, 12]
-    assert verify(choices.__getitem__, 10, []) == (5,)
-    assert verify(choices.__getitem__, 10, [5, 6, 9]) == (5, 6, 9, 1)  # all accepted: one more from the last row
+    assert decided([]) == [5]
+    assert decided([5, 6, 9]) == [5, 6, 9, 1]  # all accepted: one more from the last row
 
 
 def test_step_cost_interpolates_what_it_did_not_see_and_falls_back_on_a_prior() -> None:

@@ -97,6 +97,8 @@ def test_the_widest_wire_values_pass() -> None:
         (SamplingParams(top_p=0.0), 8, "top_p"),
         (SamplingParams(min_p=-1.0), 8, "min_p"),
         (SamplingParams(repeat_penalty=-2.0), 8, "repeat_penalty"),
+        (SamplingParams(logprobs=True, top_logprobs=21), 8, "top_logprobs"),
+        (SamplingParams(top_logprobs=1), 8, "top_logprobs"),
         (SamplingParams(), 0, "max_tokens"),
         (SamplingParams(), 513, "max_tokens"),
     ],

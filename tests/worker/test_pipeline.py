@@ -39,7 +39,9 @@ def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class StageServers:
     """Stages 1..K-1 served by grpc.aio on one event loop in a background thread."""
 
-    def __init__(self, directory: Path, manifest: StageManifest, token: str = "", slots: int = SLOTS) -> None:
+    def __init__(
+        self, directory: Path, manifest: StageManifest, token: str = "", slots: int = SLOTS, context_per_slot: int = 128
+    ) -> None:
         self.ports = [free_port() for _ in manifest.stages]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -53,7 +55,7 @@ class StageServers:
                 first=False,
                 last=stage.index == count - 1,
                 slots=slots,
-                context_per_slot=128,
+                context_per_slot=context_per_slot,
                 threads=1,
             )
             next_stage = "" if executor.last else f"127.0.0.1:{self.ports[stage.index + 1]}"
@@ -89,14 +91,15 @@ def start_head(
     bfloat16: bool = False,
     slots: int = SLOTS,
     wrap: Callable[[Forward], Forward] = lambda forward: forward,
+    context_per_slot: int = 128,
 ) -> BatchEngine:
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
-    executor = StageExecutor(first, first=True, last=False, slots=slots, context_per_slot=128, threads=1)
+    executor = StageExecutor(first, first=True, last=False, slots=slots, context_per_slot=context_per_slot, threads=1)
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
         first,
-        EngineConfig(slots=slots, context_per_slot=128, threads=1),
+        EngineConfig(slots=slots, context_per_slot=context_per_slot, threads=1),
         forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
     )
     engine.start()

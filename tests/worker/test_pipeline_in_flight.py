@@ -18,7 +18,7 @@ from swarm.engine.forward import Forward
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.shared.errors import SwarmError
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
 from tests.greedy_check import GreedyReference
 from tests.worker.test_pipeline import StageServers, start_head
@@ -69,7 +69,7 @@ class WatchedForward:
         self.decode_rows.append(sum(1 for w in work if w.rows == 1 and w.sample))
         self.on_send(work)
 
-    def receive(self) -> list[int | None]:
+    def receive(self) -> list[Sampled | None]:
         tokens = self.inner.receive()
         self.in_flight -= 1
         return tokens
@@ -196,3 +196,62 @@ def test_a_stream_cancelled_while_its_step_is_in_flight_gives_its_slot_to_the_ne
     reference.check(PROMPTS[2], streams.tokens["next"])  # ...and got none of its in-flight tokens
     assert len(streams.tokens["beside"]) == 40
     reference.check(PROMPTS[1], streams.tokens["beside"])
+
+
+def test_a_long_prompt_flows_through_the_stages_in_chunks_while_a_short_stream_keeps_its_tokens(
+    tmp_path: Path,
+) -> None:
+    model = write_tiny_llama(tmp_path / "long.gguf", seed=0, n_layer=4, context_length=2048)
+    manifest = split_model(model, 2, tmp_path)
+    servers = StageServers(tmp_path, manifest, slots=2, context_per_slot=1024)
+    watched: list[WatchedForward] = []
+    engine = start_head(tmp_path, manifest, servers, slots=2, wrap=watching(watched), context_per_slot=1024)
+    head = watched[0]
+    long_prompt = " ".join(f"word{i % 50} and" for i in range(180))
+    long_tokens = engine.model.tokenize(long_prompt)
+    assert len(long_tokens) > 600
+    chunks: list[int] = []  # rows of each step that carried the long prompt alone
+    head.on_send = lambda work: (
+        chunks.append(sum(w.rows for w in work)) if len(work) == 1 and work[0].rows > 1 else None
+    )
+    streams = Streams()
+    try:
+        # Alone, the long prompt goes in chunks of half a step, two in flight: both stages compute at once.
+        engine.submit(greedy("long-alone", long_prompt, 4), streams.emit_for("long-alone"))
+        streams.until_finished(1)
+        alone_in_flight = head.most_in_flight
+        # Beside a short stream that decodes, it goes in smaller chunks, and the stream's tokens keep coming.
+        engine.submit(greedy("short", PROMPTS[1], 60), streams.emit_for("short"))
+        while len(streams.tokens["short"]) < 2:
+            request_id, event = streams.events.get(timeout=30)
+            if isinstance(event, TextPiece):
+                streams.tokens[request_id] += event.token_ids
+        short_before = len(streams.tokens["short"])
+        engine.submit(greedy("long", long_prompt, 4), streams.emit_for("long"))
+        short_at_first_token = 0
+        while "long" not in streams.finished or "short" not in streams.finished:
+            request_id, event = streams.events.get(timeout=30)
+            if isinstance(event, SwarmError):
+                raise event
+            if isinstance(event, TextPiece):
+                if request_id == "long" and not streams.tokens["long"]:
+                    short_at_first_token = len(streams.tokens["short"])
+                streams.tokens[request_id] += event.token_ids
+            elif isinstance(event, Finished):
+                streams.finished[request_id] = event
+    finally:
+        engine.stop()
+        servers.stop()
+    capacity = head.batch_capacity
+    assert chunks[: len(long_tokens) // (capacity // 2)] == [capacity // 2] * (len(long_tokens) // (capacity // 2))
+    assert alone_in_flight == 2
+    # The long prompt took several steps beside the short stream, whose tokens kept coming meanwhile: one in
+    # each step that carried it (the others, while its token was in flight, carried a bigger chunk alone).
+    assert short_at_first_token - short_before >= len(long_tokens) // (128 + capacity // 2)
+    scorer = GreedyReference(model, n_ctx=1024)
+    try:
+        scorer.check(long_prompt, streams.tokens["long-alone"])
+        scorer.check(long_prompt, streams.tokens["long"])
+        scorer.check(PROMPTS[1], streams.tokens["short"])
+    finally:
+        scorer.close()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from swarm.coordinator.batch.store import BatchStore
+from swarm.coordinator.tenancy.caller import OPEN_CALLER, Caller
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
 from swarm.shared.batch_validation import InvalidBatchLine, check_batch_line
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -35,7 +36,8 @@ class BatchService:
         if size_bytes > self._limits.max_bytes:
             raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, f"a job holds at most {self._limits.max_bytes} bytes")
 
-    async def submit(self, model: str, lines: list[BatchLine]) -> BatchSummary:
+    async def submit(self, model: str, lines: list[BatchLine], caller: Caller = OPEN_CALLER) -> BatchSummary:
+        """Stores the job as the caller's: only it (and admin keys) can see, cancel or read it."""
         if not lines:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "lines: a job needs at least one line")
         self.check_upload(len(lines), 0)
@@ -51,26 +53,28 @@ class BatchService:
             seeded.append(line)
             if number % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big job must not hold up the token streams this loop relays
-        return await self._store.create(new_job_id(), model, seeded, _now_ms())
+        return await self._store.create(new_job_id(), model, seeded, _now_ms(), caller.owner)
 
-    async def get(self, job_id: str) -> BatchSummary:
+    async def get(self, job_id: str, caller: Caller = OPEN_CALLER) -> BatchSummary:
+        """NOT_FOUND for another key's job too: a key cannot even learn that it exists."""
         summary = await self._store.summary(job_id)
-        if summary is None:
+        if summary is None or not visible(summary, caller):
             raise _unknown(job_id)
         return summary
 
-    async def list(self) -> list[BatchSummary]:
-        return await self._store.summaries()
+    async def list(self, caller: Caller = OPEN_CALLER) -> list[BatchSummary]:
+        return [s for s in await self._store.summaries() if visible(s, caller)]
 
-    async def cancel(self, job_id: str) -> BatchSummary:
+    async def cancel(self, job_id: str, caller: Caller = OPEN_CALLER) -> BatchSummary:
+        await self.get(job_id, caller)
         summary = await self._store.cancel(job_id, _now_ms())
         if summary is None:
             raise _unknown(job_id)
         return summary
 
-    async def results(self, job_id: str, partial: bool) -> AsyncIterator[BatchResult]:
+    async def results(self, job_id: str, partial: bool, caller: Caller = OPEN_CALLER) -> AsyncIterator[BatchResult]:
         """The results in input order; only the finished lines' when `partial`."""
-        summary = await self.get(job_id)
+        summary = await self.get(job_id, caller)
         if summary.state == BatchState.RUNNING and not partial:
             raise SwarmError(
                 ErrorCode.FAILED_PRECONDITION,
@@ -81,6 +85,11 @@ class BatchService:
             for result in await self._store.results(job_id, start, min(_RESULTS_CHUNK, summary.total - start)):
                 if result is not None:
                     yield result
+
+
+def visible(summary: BatchSummary, caller: Caller) -> bool:
+    """An admin key sees every job; any other key only its own."""
+    return caller.admin or summary.owner == caller.owner
 
 
 def _unknown(job_id: str) -> SwarmError:

@@ -90,7 +90,9 @@ class BatchStore:
 
     # ------------------------------------------------------------ jobs
 
-    async def create(self, job_id: str, model: str, lines: list[BatchLine], now_ms: int) -> BatchSummary:
+    async def create(
+        self, job_id: str, model: str, lines: list[BatchLine], now_ms: int, owner: str = ""
+    ) -> BatchSummary:
         """Stores the job's lines, then makes the job and one work item per line appear at once (MULTI/EXEC).
 
         Lines go in chunks, so a big job does not hold up the token streams this event loop
@@ -114,6 +116,7 @@ class BatchStore:
                     "created_ms": now_ms,
                     "finished_ms": 0,
                     "model": model,
+                    "owner": owner,
                 },
             )
             pipe.persist(lines_key)
@@ -121,7 +124,7 @@ class BatchStore:
             pipe.zadd(keys.BATCH_JOBS, {job_id: now_ms})
             await pipe.execute()
         await self._durable.confirm()
-        return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model)
+        return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model, owner)
 
     async def summary(self, job_id: str) -> BatchSummary | None:
         data: dict[str, str] = await self._redis.hgetall(keys.batch_job_key(job_id))  # type: ignore[assignment]
@@ -245,6 +248,7 @@ def _summary(job_id: str, data: dict[str, str]) -> BatchSummary | None:
         created_ms=int(data["created_ms"]),
         finished_ms=int(data["finished_ms"]),
         model=data.get("model", ""),
+        owner=data.get("owner", ""),
     )
 
 

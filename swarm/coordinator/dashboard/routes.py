@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, no_batch_jobs
+from swarm.coordinator.auth.http_auth import caller_access
+from swarm.coordinator.dashboard.batch_jobs import BatchJobSource, BatchJobView, no_batch_jobs
 from swarm.coordinator.dashboard.snapshot import snapshot_json
-from swarm.coordinator.dashboard.timeseries import SwarmSampler
+from swarm.coordinator.dashboard.timeseries import Sample, SwarmSampler
 from swarm.coordinator.metrics import RequestOutcome
+from swarm.coordinator.tenancy.caller import Caller
 from swarm.shared.types import SwarmStatus
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -45,6 +49,7 @@ def add_dashboard_routes(
         return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def events(request: web.Request) -> web.StreamResponse:
+        caller = caller_access(request).caller
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
@@ -57,8 +62,8 @@ def add_dashboard_routes(
                 if newest == sent or sampler.latest_status is None:
                     await response.write(b": waiting\n\n")  # keeps proxies from timing the stream out
                     continue
-                snapshot = snapshot_json(
-                    sampler.latest_status, list(sampler.samples), sampler.latest_batch_jobs, with_history=sent < 0
+                snapshot = _own_snapshot(
+                    caller, sampler.latest_status, sampler.samples, sampler.latest_batch_jobs, sent < 0
                 )
                 sent = newest
                 await response.write(f"data: {json.dumps(snapshot, separators=(',', ':'))}\n\n".encode())
@@ -71,3 +76,19 @@ def add_dashboard_routes(
     app.router.add_get("/", page)
     app.router.add_get("/events", events, allow_head=False)
     app.router.add_static("/static/", STATIC_DIR)
+
+
+def _own_snapshot(
+    caller: Caller,
+    status: SwarmStatus,
+    samples: Iterable[Sample],
+    batch_jobs: Sequence[BatchJobView],
+    with_history: bool,
+) -> dict[str, Any]:
+    """The snapshot an admin key sees whole; any other key sees only its own batch jobs, no workers or swarm charts."""
+    if caller.admin:
+        return snapshot_json(status, list(samples), batch_jobs, with_history=with_history)
+    own_jobs = [job for job in batch_jobs if job.owner == caller.owner]
+    snapshot = snapshot_json(replace(status, workers=[]), [], own_jobs, with_history=with_history)
+    # Problems and models are read off the workers, which this key does not see.
+    return {**snapshot, "models": [], "problems": []}

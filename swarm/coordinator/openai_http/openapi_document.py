@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from swarm.coordinator.openai_http.openapi_embeddings import (
+    CHAT_LOGPROB_FIELDS,
+    CHAT_LOGPROBS,
+    COMPLETION_LOGPROB_FIELDS,
+    COMPLETION_LOGPROBS,
+    EMBEDDINGS_ANSWER,
+    EMBEDDINGS_REQUEST,
+)
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -132,7 +141,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "swarm OpenAI-compatible API",
             "version": "1",
-            "description": "Completions and chat completions on the swarm's workers, in OpenAI's shapes.",
+            "description": "Completions, chat completions and embeddings on the swarm's workers, in OpenAI's shapes.",
         },
         "paths": {
             "/v1/models": {
@@ -145,6 +154,19 @@ def openapi_document() -> dict[str, Any]:
             "/v1/chat/completions": _generation(
                 "Answer a chat, rendered with the model's own chat template", "ChatCompletionRequest", "ChatCompletion"
             ),
+            "/v1/embeddings": {
+                "post": {
+                    "summary": "Embed texts or token lists on a worker of the model, many per decode",
+                    "requestBody": {"required": True, "content": _json(_ref("EmbeddingsRequest"))},
+                    "responses": {
+                        "200": {
+                            "description": "one embedding per input, in order",
+                            "content": _json(_ref("Embeddings")),
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -191,6 +213,7 @@ def openapi_document() -> dict[str, Any]:
                             ]
                         },
                         **_SAMPLING,
+                        **COMPLETION_LOGPROB_FIELDS,
                     },
                 },
                 "ChatCompletionRequest": {
@@ -200,6 +223,7 @@ def openapi_document() -> dict[str, Any]:
                         "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
                         **_SAMPLING,
                         **_TOOLS,
+                        **CHAT_LOGPROB_FIELDS,
                     },
                 },
                 "ChatMessage": {
@@ -230,13 +254,21 @@ def openapi_document() -> dict[str, Any]:
                 "ToolCall": _TOOL_CALL,
                 "Completion": _answer(
                     "text_completion",
-                    {"index": {"type": "integer"}, "text": {"type": "string"}, "finish_reason": _FINISH_REASON},
+                    {
+                        "index": {"type": "integer"},
+                        "text": {"type": "string"},
+                        "logprobs": COMPLETION_LOGPROBS,
+                        "finish_reason": _FINISH_REASON,
+                    },
                 ),
+                "EmbeddingsRequest": EMBEDDINGS_REQUEST,
+                "Embeddings": EMBEDDINGS_ANSWER,
                 "ChatCompletion": _answer(
                     "chat.completion",
                     {
                         "index": {"type": "integer"},
                         "message": _ref("ChatMessage"),
+                        "logprobs": CHAT_LOGPROBS,
                         "finish_reason": _FINISH_REASON,
                     },
                 ),

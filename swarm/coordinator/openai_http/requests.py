@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from swarm.coordinator.openai_http.chat_template import ChatMessage, PastToolCall
-from swarm.coordinator.openai_http.response_format import output_grammar
 from swarm.coordinator.openai_http.tool_request import ToolRequest, parse_tools
+from swarm.shared.output_format import output_grammar
 from swarm.shared.types import RawRequest
 from swarm.shared.validation import UINT64_MAX, InvalidRequest
 
@@ -19,13 +19,12 @@ MAX_SEED = UINT64_MAX  # the wire's seed is a uint64
 # No request the API defines nests deeper than a few levels; a deeper body is refused before
 # anything walks it (json.loads itself recurses, and 5,000 "[" would exhaust its stack).
 MAX_JSON_DEPTH = 32
+MAX_COMPLETION_LOGPROBS = 5  # the legacy completions API's limit on its integer logprobs
 
 # Fields that change what OpenAI would answer, which the swarm cannot honour: accepted only at
 # their "off" value, so a client never silently gets something other than it asked for.
 _UNSUPPORTED_UNLESS_OFF: dict[str, tuple[Any, ...]] = {
     "echo": (None, False),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "best_of": (None, 1),
     "suffix": (None, ""),
     "frequency_penalty": (None, 0, 0.0),
@@ -102,6 +101,13 @@ def parse_completion(body: Mapping[str, Any]) -> CompletionCall:
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt", "must be a string (or a list of exactly one string)")
     raw, stream, include_usage = _common(body, prompt)
+    # The legacy API's logprobs is a count: the likeliest tokens reported beside each generated one.
+    if body.get("top_logprobs") is not None:
+        raise InvalidRequest("top_logprobs", "is a chat completions field; /v1/completions takes logprobs: 0-5")
+    count = _optional_int(body, "logprobs")
+    if count is not None and not 0 <= count <= MAX_COMPLETION_LOGPROBS:
+        raise InvalidRequest("logprobs", f"must be in [0, {MAX_COMPLETION_LOGPROBS}], got {count}")
+    raw = replace(raw, logprobs=count is not None, top_logprobs=count or 0)
     return CompletionCall(raw, stream, include_usage)
 
 
@@ -110,6 +116,9 @@ def parse_chat(body: Mapping[str, Any]) -> ChatCall:
     tools = parse_tools(body)
     if tools is not None and raw.grammar:
         raise InvalidRequest("tools", "cannot be combined with response_format or grammar (the calls have their own)")
+    logprobs = _optional_bool(body, "logprobs") or False
+    top = _optional_int(body, "top_logprobs")  # its range and its need of logprobs: validate_request
+    raw = replace(raw, logprobs=logprobs, top_logprobs=0 if top is None else top)
     return ChatCall(raw, _messages(body.get("messages")), stream, include_usage, tools)
 
 

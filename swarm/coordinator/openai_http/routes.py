@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP routes (/v1/models, /v1/completions, /v1/chat/completions, /openapi.json)."""
+"""The OpenAI-compatible HTTP routes (/v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings,
+/openapi.json)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from swarm.coordinator.auth.http_auth import caller_key
+from swarm.coordinator.auth.http_auth import caller_access, caller_key
 from swarm.coordinator.openai_http.chat_template import BrokenChatTemplate, ChatRejected, render_chat
+from swarm.coordinator.openai_http.embeddings_api import embeddings_body, parse_embeddings
 from swarm.coordinator.openai_http.openapi_document import openapi_document
 from swarm.coordinator.openai_http.requests import parse_chat, parse_completion, parse_json_body
 from swarm.coordinator.openai_http.responses import (
@@ -27,7 +29,7 @@ from swarm.coordinator.openai_http.tool_responses import ToolChatShape
 from swarm.coordinator.service import InferenceService
 from swarm.coordinator.web.errors import openai_error
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.types import Finished, GenerationEvent, RawRequest
+from swarm.shared.types import Finished, GenerationEvent, RawRequest, TextPiece
 from swarm.shared.validation import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def add_openai_routes(app: web.Application, service: InferenceService) -> None:
     app.router.add_get("/v1/models", routes.models)
     app.router.add_post("/v1/completions", routes.completions)
     app.router.add_post("/v1/chat/completions", routes.chat_completions)
+    app.router.add_post("/v1/embeddings", routes.embeddings)
     app.router.add_get("/openapi.json", routes.openapi)
 
 
@@ -73,8 +76,17 @@ class OpenAIRoutes:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         call = parse_completion(await _body(request))
-        shape = CompletionShape(await self._service.resolve_model(call.raw.model), call.include_usage)
+        shape = CompletionShape(
+            await self._service.resolve_model(call.raw.model),
+            call.include_usage,
+            logprobs=call.raw.logprobs,
+            prompt_chars=len(call.raw.prompt),
+        )
         return await self._answer(request, replace(call.raw, model=shape.model), shape, call.stream)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        call = parse_embeddings(await _body(request))
+        return web.json_response(embeddings_body(call, await self._service.embed(call.request)))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -85,12 +97,12 @@ class OpenAIRoutes:
                 message = f"model {model!r} has no chat template; use /v1/completions"
                 return _reply(ErrorReply(400, error_body(message, "invalid_request_error", "model")))
             raw = replace(call.raw, model=model)
-            shape = ChatShape(model, call.include_usage)
+            shape = ChatShape(model, call.include_usage, logprobs=call.raw.logprobs)
             if call.tools is not None:
                 check_template_calls_tools(template, model)
                 grammar, trigger = call_grammar(call.tools)
                 raw = replace(raw, grammar=grammar, grammar_trigger=trigger)
-                shape = ToolChatShape(model, call.include_usage)
+                shape = ToolChatShape(model, call.include_usage, logprobs=call.raw.logprobs)
             offered = [f.definition for f in call.tools.functions] if call.tools is not None else None
             prompt = render_chat(template, call.messages, offered)
         except ToolsUnsupported as exc:
@@ -108,7 +120,10 @@ class OpenAIRoutes:
         # The answer's id doubles as the swarm's request id, so logs and Redis keys name it too.
         # generate() is an async generator function, whatever its declared type: it has aclose().
         generation = self._service.generate(
-            replace(raw, request_id=shape.id), caller_key(request), whole_answer=not stream
+            replace(raw, request_id=shape.id),
+            caller_key(request),
+            whole_answer=not stream,
+            access=caller_access(request),
         )
         events = cast(AsyncGenerator[GenerationEvent, None], generation)
         # Closing the iterator early cancels the generation: a client gone mid-stream frees its slot.
@@ -130,16 +145,17 @@ class OpenAIRoutes:
     async def _whole(
         self, shape: CompletionShape, first: GenerationEvent, events: AsyncIterator[GenerationEvent]
     ) -> web.Response:
-        pieces: list[str] = []
+        pieces: list[TextPiece] = []
         finished: Finished | None = None
         for event in [first, *[e async for e in events]]:
             if isinstance(event, Finished):
                 finished = event
             else:
-                pieces.append(event.text)
+                pieces.append(event)
         if finished is None:
             raise SwarmError(ErrorCode.INTERNAL, "the generation ended without finishing")
-        return web.json_response(shape.body("".join(pieces), finished))
+        logprobs = [lp for p in pieces for lp in p.logprobs]
+        return web.json_response(shape.body("".join(p.text for p in pieces), finished, logprobs))
 
     async def _stream(
         self,
@@ -148,10 +164,15 @@ class OpenAIRoutes:
         first: GenerationEvent,
         events: AsyncIterator[GenerationEvent],
     ) -> None:
+        sent_chars = 0
+
         def chunks(event: GenerationEvent) -> list[dict[str, Any]]:
+            nonlocal sent_chars
             if isinstance(event, Finished):
                 return shape.final_chunks(event)
-            return shape.text_chunks(event.text)
+            made = shape.text_chunks(event.text, event.logprobs, sent_chars)
+            sent_chars += len(event.text)
+            return made
 
         try:
             for chunk in [*shape.opening_chunks(), *chunks(first)]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from swarm.coordinator.planning.link_costs import Measurements
 from swarm.coordinator.planning.measurement_book import MeasurementBook
 from swarm.coordinator.planning.model_plan import feeds, plan_model, replan
-from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, holds_a_layer
+from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, bytes_on, holds_a_layer
 from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
 from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
@@ -153,6 +153,17 @@ class StageAssigner:
         if gone:
             self._replan()
         return bool(gone)
+
+    def release(self, node: NodeId) -> None:
+        """Forgets a node that goes to serve another model, and re-plans without it."""
+        if self._offers.pop(node, None) is not None:
+            self._serving.pop(node, None)
+            self._book.forget(node)
+            self._replan()
+
+    def holds_whole(self, offer: NodeOffer) -> bool:
+        """Whether the node can serve the whole model, with its KV cache."""
+        return bytes_on(self._shape, _capacity(offer), 0, self._shape.n_layers) <= offer.free_bytes
 
     def observe(self, worker_id: WorkerId, measured: StageMeasurement) -> bool:
         """Takes a serving stage's measurements; re-cuts the plan when a closed round of them calls for it with

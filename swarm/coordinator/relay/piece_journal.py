@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
-from swarm.shared.types import TextPiece
+from swarm.shared.types import TextPiece, TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,35 @@ class PieceJournal:
 
 
 def piece_json(piece: TextPiece) -> str:
-    return json.dumps([piece.text, list(piece.token_ids)])
+    return json.dumps(piece_fields(piece))
+
+
+def piece_fields(piece: TextPiece) -> list[Any]:
+    """[text, token ids] and, when it carries log-probabilities, [token, logprob, bytes as hex, top] of each."""
+    fields: list[Any] = [piece.text, list(piece.token_ids)]
+    if piece.logprobs:
+        fields.append([_logprob_fields(lp) for lp in piece.logprobs])
+    return fields
+
+
+def piece_from_fields(fields: list[Any]) -> TextPiece:
+    text, ids, *logprobs = fields
+    saved = logprobs[0] if logprobs else []
+    return TextPiece(str(text), tuple(int(i) for i in ids), tuple(_logprob_from_fields(lp) for lp in saved))
+
+
+def _logprob_fields(logprob: TokenLogprob) -> list[Any]:
+    return [logprob.token, logprob.logprob, logprob.text.hex(), [_logprob_fields(t) for t in logprob.top]]
+
+
+def _logprob_from_fields(fields: list[Any]) -> TokenLogprob:
+    token, logprob, text, top = fields
+    return TokenLogprob(int(token), float(logprob), bytes.fromhex(text), tuple(_logprob_from_fields(t) for t in top))
 
 
 def pieces_in_order(saved: dict[str, str]) -> tuple[TextPiece, ...]:
     """The saved pieces (index -> JSON) from the first on, up to the first one missing."""
     pieces: list[TextPiece] = []
     while (value := saved.get(str(len(pieces)))) is not None:
-        text, ids = json.loads(value)
-        pieces.append(TextPiece(str(text), tuple(int(i) for i in ids)))
+        pieces.append(piece_from_fields(json.loads(value)))
     return tuple(pieces)

@@ -17,11 +17,17 @@ class WorkerCalls:
 
     def run(self, address: str, request: pb.RunRequest) -> RunHandle:
         """Starts the run on the worker; iterate the handle for its events."""
+        request.traceparent = tracing.traceparent()  # the stream is shared: each run carries its own trace
+        return self._channel(address).run(request)
+
+    async def embed(self, address: str, request: pb.EmbedRequest, timeout_s: float) -> pb.EmbedResponse:
+        return await self._channel(address).embed(request, timeout_s)
+
+    def _channel(self, address: str) -> WorkerChannel:
         relay = self._relays.get(address)
         if relay is None:
             relay = self._relays[address] = WorkerChannel(aio_channel(address, self._tls), self._metadata, address)
-        request.traceparent = tracing.traceparent()  # the stream is shared: each run carries its own trace
-        return relay.run(request)
+        return relay
 
     def reset(self, address: str) -> None:
         """Drops the worker's Relay stream (it went silent: hung, or its link is cut); its runs fail over now,

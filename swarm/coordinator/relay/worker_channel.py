@@ -168,6 +168,11 @@ class WorkerChannel:
             self._stream = _RelayStream(self._stub, self._metadata, self._address)
         return self._stream.start(request)
 
+    async def embed(self, request: pb.EmbedRequest, timeout_s: float) -> pb.EmbedResponse:
+        """One Embed call on this channel (not the Relay stream: embeddings are answered whole)."""
+        response: pb.EmbedResponse = await self._stub.Embed(request, metadata=self._metadata, timeout=timeout_s)
+        return response
+
     def reset(self) -> None:
         if self._stream is not None and not self._stream.done:
             self._stream.abandon()

@@ -17,6 +17,7 @@ from swarm.coordinator.openai_http.responses import ErrorReply, invalid_request_
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.failures import as_swarm_error
 from swarm.shared.validation import InvalidRequest
+from swarm.wire.grpc_errors import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ async def http_error_boundary(request: web.Request, handler: Handler) -> web.Str
         raise
     except Exception as exc:
         reply = openai_error(exc, f"{request.method} {request.path}")
+        error = as_swarm_error(exc)
+        headers = {"Retry-After": retry_after(error)} if reply.status == 429 and error is not None else None
         if request.path.startswith(OPENAI_PREFIX):
-            return web.json_response(reply.body, status=reply.status)
-        return web.json_response({"error": reply.body["error"]["message"]}, status=reply.status)
+            return web.json_response(reply.body, status=reply.status, headers=headers)
+        return web.json_response({"error": reply.body["error"]["message"]}, status=reply.status, headers=headers)

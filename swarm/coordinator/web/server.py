@@ -1,4 +1,4 @@
-"""The coordinator's HTTP app: health, status and models as JSON, the OpenAI API, metrics and the dashboard."""
+"""The coordinator's HTTP app: health, status and models as JSON, the OpenAI API, metrics, the dashboard, key admin."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from swarm.coordinator.dashboard.routes import add_dashboard_routes
 from swarm.coordinator.metrics import add_metrics_route
 from swarm.coordinator.openai_http.routes import add_openai_routes
 from swarm.coordinator.service import InferenceService
+from swarm.coordinator.tenancy.admin_routes import add_admin_routes
+from swarm.coordinator.tenancy.key_admin import KeyAdmin
 from swarm.coordinator.web.errors import http_error_boundary
 from swarm.shared.failures import as_swarm_error
 from swarm.wire.json_views import status_to_json
@@ -33,6 +35,7 @@ def build_http_app(
     batch_jobs: BatchJobSource = no_batch_jobs,
     *,
     redis_ping: Callable[[], Awaitable[object]],
+    key_admin: KeyAdmin | None = None,
 ) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         """ok only while Redis answers: without it the coordinator can take no request."""
@@ -63,4 +66,6 @@ def build_http_app(
     add_openai_routes(app, service)
     add_metrics_route(app, service.metrics, service.status)
     add_dashboard_routes(app, service.status, lambda: service.metrics.recent, batch_jobs)
+    if key_admin is not None:
+        add_admin_routes(app, key_admin)
     return app

@@ -8,6 +8,8 @@ import llama_cpp
 from swarm.engine.llama_adapter.constrained_choice import ConstrainedChoice
 from swarm.engine.llama_adapter.context import LlamaContext
 from swarm.engine.llama_adapter.model import LlamaModel
+from swarm.engine.llama_adapter.token_logprobs import log_softmax, token_logprob
+from swarm.shared.stage_messages import Sampled
 from swarm.shared.types import SamplingParams
 
 
@@ -41,6 +43,8 @@ class Sampler:
             for token in history[-self.PENALTY_WINDOW :]:
                 llama_cpp.llama_sampler_accept(chain, token)
         self._chain = chain
+        self._logprobs = params.logprobs
+        self._top_logprobs = params.top_logprobs
         self._constrained: ConstrainedChoice | None = None
         if params.grammar:
             try:
@@ -50,6 +54,14 @@ class Sampler:
             except Exception:
                 self.close()
                 raise
+
+    def draw(self, context: LlamaContext, batch_index: int) -> Sampled:
+        """sample(), with the token's log-probabilities when the params ask for them (nothing computed else)."""
+        if not self._logprobs:
+            return Sampled(self.sample(context, batch_index))
+        logprobs = log_softmax(context.logits(batch_index))  # a copy, read before any sampler touches the row
+        token = self.sample(context, batch_index)
+        return Sampled(token, token_logprob(logprobs, token, self._top_logprobs))
 
     def sample(self, context: LlamaContext, batch_index: int) -> int:
         """Samples from the logits at batch_index and records the token in the chain's history."""

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from swarm.shared.stage_messages import Sampled
 
-def verify(draw: Callable[[int], int], first_row: int, proposal: Sequence[int]) -> tuple[int, ...]:
+
+def verify(draw: Callable[[int], Sampled], first_row: int, proposal: Sequence[int]) -> tuple[Sampled, ...]:
     """The tokens decided: the proposal's accepted prefix, then the sampler's token at the first mismatch
     (or after the whole proposal). draw(row) samples from the logits of batch row `row`, in order."""
-    decided: list[int] = []
+    decided: list[Sampled] = []
     for i in range(len(proposal) + 1):
-        token = draw(first_row + i)
-        decided.append(token)
-        if i == len(proposal) or token != proposal[i]:
+        sampled = draw(first_row + i)
+        decided.append(sampled)
+        if i == len(proposal) or sampled.token != proposal[i]:
             break
     return tuple(decided)

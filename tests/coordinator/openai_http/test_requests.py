@@ -68,7 +68,9 @@ def test_max_completion_tokens_is_accepted_as_max_tokens() -> None:
         ({"prompt": "x", "stream_options": []}, "stream_options"),
         ({"prompt": "x", "model": 3}, "model"),
         ({"prompt": "x", "echo": True}, "echo"),
-        ({"prompt": "x", "logprobs": 5}, "logprobs"),
+        ({"prompt": "x", "logprobs": 6}, "logprobs"),
+        ({"prompt": "x", "logprobs": True}, "logprobs"),
+        ({"prompt": "x", "logprobs": 1, "top_logprobs": 1}, "top_logprobs"),
         ({"prompt": "x", "frequency_penalty": 0.5}, "frequency_penalty"),
         ({"prompt": "x", "best_of": 3}, "best_of"),
         ({"prompt": "x", "top_k": -1}, "top_k"),
@@ -164,3 +166,15 @@ def test_swarm_errors_map_to_http_statuses(code: ErrorCode, status: int) -> None
     assert reply.status == status
     assert reply.body["error"]["message"] == "what went wrong"
     assert set(reply.body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_logprobs_become_the_sampler_fields_on_both_endpoints() -> None:
+    completion = parse_completion({"prompt": "x", "logprobs": 5}).raw
+    assert (completion.logprobs, completion.top_logprobs) == (True, 5)
+    assert parse_completion({"prompt": "x", "logprobs": 0}).raw.logprobs
+    assert not parse_completion({"prompt": "x"}).raw.logprobs
+    chat = parse_chat({"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 20}).raw
+    assert (chat.logprobs, chat.top_logprobs) == (True, 20)
+    with pytest.raises(InvalidRequest) as raised:
+        parse_chat({"messages": [{"role": "user", "content": "x"}], "logprobs": 2})
+    assert raised.value.field == "logprobs"

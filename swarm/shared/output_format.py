@@ -1,4 +1,5 @@
-"""Reads what an OpenAI request asks its output to be (response_format, or llama.cpp's `grammar` field) as GBNF."""
+"""Reads what a request (an OpenAI body, a batch line) asks its output to be as GBNF: its response_format, or
+llama.cpp's `grammar` field."""
 
 from __future__ import annotations
 

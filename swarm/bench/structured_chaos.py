@@ -1,0 +1,147 @@
+"""Schema-constrained answers under worker kills: N requests at concurrency C while a worker is SIGKILLed (and
+restarted) every K seconds; every answer must arrive once, parse and match its schema.
+
+The swarm is real (redis-server, a coordinator, W workers on the default model, loopback gRPC). Requests go
+through SwarmClient with the schema's GBNF grammar, seeded sampling at temperature 0.8 so answers differ;
+a killed worker's streams fail over and resume after the tokens their clients have, the grammar rebuilt
+from them. Prints valid, invalid and failed counts, kills and throughput.
+
+    python -m swarm.bench.structured_chaos --requests 1000 --concurrency 16 --workers 3 --kill-every 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema  # type: ignore[import-untyped]
+
+from swarm.bench.grammar_decode import PERSON_SCHEMA, PROMPT
+from swarm.client import SwarmCallError, SwarmClient
+from swarm.gguf_files.default_model import resolve_model
+from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, interrupt_on_stop_signals, wait_until
+from swarm.shared.json_schema_grammar import schema_grammar
+
+
+@dataclass(frozen=True)
+class Answer:
+    valid: bool
+    error: str  # "" when it arrived
+    tokens: int
+    seconds: float
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between SIGKILLs; 0: none")
+    parser.add_argument("--max-tokens", type=int, default=320)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--model", default="default")
+    args = parser.parse_args(argv)
+    interrupt_on_stop_signals()
+    grammar = schema_grammar(PERSON_SCHEMA, "schema")
+    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
+        swarm = LocalSwarm(log_dir=Path(scratch))
+        try:
+            swarm.start_redis(Path(scratch) / "redis")
+            address = f"127.0.0.1:{free_port()}"
+            swarm.start_coordinator(address)
+            flags = ("--threads", str(args.threads), "--slots", str(args.slots), "--context", "1024")
+            model = resolve_model(args.model)
+            workers = [
+                swarm.start_worker(address, model, *flags, "--worker-id", f"w{i}", name=f"w{i}")
+                for i in range(args.workers)
+            ]
+            wait_for_workers(address, args.workers)
+            answers, kills, seconds = run(address, grammar, workers, args)
+        finally:
+            swarm.stop()
+    report(answers, kills, seconds, args)
+    return 0 if all(a.valid and not a.error for a in answers) else 1
+
+
+def wait_for_workers(address: str, count: int, timeout_s: float = 180.0) -> None:
+    def all_up() -> bool:
+        try:
+            with SwarmClient(address, retries=0) as client:
+                return sum(w.up for w in client.status().workers) >= count
+        except SwarmCallError:
+            return False  # the coordinator is still starting
+
+    wait_until(all_up, timeout_s, f"{count} workers")
+
+
+def run(
+    address: str, grammar: str, workers: list[ManagedProcess], args: argparse.Namespace
+) -> tuple[list[Answer], int, float]:
+    done = threading.Event()
+    kills = 0
+
+    def chaos() -> None:  # one worker at a time: the others serve while it restarts
+        nonlocal kills
+        rng = random.Random(7)
+        while args.kill_every and not done.wait(args.kill_every):
+            victim = rng.choice(workers)
+            victim.kill()
+            kills += 1
+            victim.start()
+
+    def ask(i: int) -> Answer:
+        started = time.perf_counter()
+        try:
+            with SwarmClient(address, retries=8) as client:
+                answer = client.generate(
+                    PROMPT, max_tokens=args.max_tokens, temperature=0.8, seed=i, grammar=grammar, request_id=f"s-{i}"
+                )
+        except SwarmCallError as exc:
+            return Answer(False, str(exc), 0, time.perf_counter() - started)
+        try:
+            jsonschema.validate(json.loads(answer.text), PERSON_SCHEMA)
+            valid = True
+        except (json.JSONDecodeError, jsonschema.ValidationError):
+            valid = False
+        return Answer(valid, "", answer.finished.completion_tokens, time.perf_counter() - started)
+
+    killer = threading.Thread(target=chaos, name="chaos")
+    started = time.perf_counter()
+    killer.start()
+    try:
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            answers = list(pool.map(ask, range(args.requests)))
+    finally:
+        done.set()
+        killer.join()
+    return answers, kills, time.perf_counter() - started
+
+
+def report(answers: list[Answer], kills: int, seconds: float, args: argparse.Namespace) -> None:
+    failed = [a.error for a in answers if a.error]
+    invalid = sum(1 for a in answers if not a.error and not a.valid)
+    tokens = sum(a.tokens for a in answers)
+    latencies = [a.seconds for a in answers if not a.error]
+    print(
+        f"requests={len(answers)} valid={sum(a.valid for a in answers)} invalid={invalid} failed={len(failed)} "
+        f"kills={kills} (every {args.kill_every:g} s, {args.workers} workers) concurrency={args.concurrency}"
+    )
+    print(
+        f"elapsed={seconds:.0f} s  completion tokens={tokens}  {tokens / seconds:.1f} tok/s  "
+        f"median answer {statistics.median(latencies) if latencies else 0:.1f} s"
+    )
+    for error in failed[:3]:
+        print(f"  failed: {error}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Keys are tenants: a key sees, reads and cancels only its own batch jobs and requests; the dashboard follows."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import grpc
+import pytest
+
+from swarm.client import BatchClient, SwarmCallError
+from swarm.shared.batch_types import BatchLine, BatchState
+from swarm.shared.types import RawRequest
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire import swarm_pb2_grpc as pb_grpc
+from tests.conftest import RunningSwarm
+from tests.e2e.test_coordinator_restart import MakeSwarm
+from tests.e2e.test_keys import ADMIN_KEY, AdminCalls
+
+pytestmark = pytest.mark.timeout(120)
+
+PROMPT = "Once upon a time"
+
+
+def lines(count: int, max_tokens: int) -> list[BatchLine]:
+    return [BatchLine(RawRequest(prompt=f"{PROMPT} {i}", max_tokens=max_tokens), f"line-{i}") for i in range(count)]
+
+
+def refused_code(call: Any) -> grpc.StatusCode:
+    with pytest.raises(SwarmCallError) as refused:
+        call()
+    return refused.value.code
+
+
+def generate_stream(address: str, key: str, request_id: str, resume_after: int) -> list[pb.GenerateResponse]:
+    request = pb.GenerateRequest(
+        prompt=PROMPT, max_tokens=8, temperature=0.0, request_id=request_id, resume_after_tokens=resume_after
+    )
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.InferenceStub(channel)
+        return list(stub.Generate(request, metadata=(("authorization", f"Bearer {key}"),), timeout=30))
+
+
+def dashboard_snapshot(http: str, key: str, jobs: int, timeout_s: float = 20) -> dict[str, Any]:
+    """The first snapshot the key's dashboard gets that shows `jobs` batch jobs (the sampler may lag a submit)."""
+    request = urllib.request.Request(f"http://{http}/events", headers={"Cookie": f"swarm_api_key={key}"})
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, Any] = {}
+    with urllib.request.urlopen(request, timeout=timeout_s) as events:
+        for raw in events:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                seen = json.loads(line.removeprefix("data: "))
+                if len(seen["batch_jobs"]) >= jobs or time.monotonic() > deadline:
+                    return seen
+    raise AssertionError(f"the event stream ended; the last snapshot: {seen}")
+
+
+def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_swarm: MakeSwarm) -> None:
+    swarm: RunningSwarm = make_swarm(
+        workers=1, coordinator_args=("--api-key", ADMIN_KEY), client_options={"api_key": ADMIN_KEY}
+    )
+    admin = AdminCalls(swarm.address, ADMIN_KEY)
+    alice = admin.call("CreateKey", pb.CreateKeyRequest(name="alice")).secret
+    bob = admin.call("CreateKey", pb.CreateKeyRequest(name="bob")).secret
+
+    with BatchClient(swarm.address, api_key=alice) as as_alice, BatchClient(swarm.address, api_key=bob) as as_bob:
+        job = as_alice.submit(lines(200, 64))
+        small = as_alice.submit(lines(1, 2))
+        bobs = as_bob.submit(lines(1, 2))
+        assert {j.job_id for j in as_alice.list()} == {job.job_id, small.job_id}
+        assert [j.job_id for j in as_bob.list()] == [bobs.job_id]
+        assert refused_code(lambda: as_bob.get(job.job_id)) is grpc.StatusCode.NOT_FOUND
+        assert refused_code(lambda: list(as_bob.results(job.job_id, partial=True))) is grpc.StatusCode.NOT_FOUND
+        assert refused_code(lambda: as_bob.cancel(job.job_id)) is grpc.StatusCode.NOT_FOUND
+        assert as_alice.get(job.job_id).state is BatchState.RUNNING  # bob's cancel did nothing
+        with BatchClient(swarm.address, api_key=ADMIN_KEY) as as_admin:  # an admin key sees every job
+            assert {j.job_id for j in as_admin.list()} >= {job.job_id, small.job_id, bobs.job_id}
+        assert as_alice.cancel(job.job_id).state is BatchState.CANCELLED
+
+        # The dashboard shows bob his own job only, and no workers; an admin key everything.
+        everything = dashboard_snapshot(swarm.http, ADMIN_KEY, jobs=3)
+        mine = dashboard_snapshot(swarm.http, bob, jobs=1)
+        assert [j["job_id"] for j in mine["batch_jobs"]] == [bobs.job_id]
+        assert mine["workers"] == mine["models"] == mine["problems"] == []
+        assert len(everything["workers"]) == 1 and len(everything["batch_jobs"]) == 3
+
+    # A request id names the request of the key that sent it: bob cannot resume (attach to) alice's.
+    first = generate_stream(swarm.address, alice, "alices-request", 0)
+    assert first[-1].HasField("finished")
+    with pytest.raises(grpc.RpcError) as refused:
+        generate_stream(swarm.address, bob, "alices-request", 1)
+    assert refused.value.code() is grpc.StatusCode.NOT_FOUND
+    # The same id sent by bob from the start is a request of his own, not alice's.
+    assert generate_stream(swarm.address, bob, "alices-request", 0)[-1].HasField("finished")
