@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = [int(s) for s in args.streams.split(",")]
     model = LlamaModel(args.model or default_model_path(progress=False))
-    engine = BatchEngine(model, EngineConfig(slots=max(counts), context_per_slot=1024, threads=args.threads))
+    config = EngineConfig(slots=max(counts), context_per_slot=1024, threads=args.threads, speculate=True)
+    engine = BatchEngine(model, config)
     engine.start()
     try:
         run_round(engine, ["Hello"], 1, False, 4, "warm")

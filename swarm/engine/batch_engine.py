@@ -39,7 +39,9 @@ class EngineConfig:
     batch_size: int = 512  # tokens per llama_decode at most
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
-    speculate: bool = True  # whole-model workers verify prompt-lookup proposals (a request may opt out)
+    # Verify prompt-lookup proposals (a whole model only; a request may opt out). Off until measured never slower
+    # on a quiet machine: see docs/benchmarks.md, "Speculative decoding".
+    speculate: bool = False
     speculation: SpeculationBudget = field(default_factory=SpeculationBudget)
 
     def __post_init__(self) -> None:

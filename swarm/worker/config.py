@@ -34,7 +34,7 @@ class WorkerConfig:
     stage_timeout_s: float = 30.0  # a pipeline step the next stage has not answered by then fails
     hours: OwnerHours = ALWAYS  # when the PC's owner lets it take work (`--when`)
     watts: float = 0.0  # what the PC draws beyond idle with the worker busy, for `swarm local`; 0: unknown
-    speculate: bool = True  # a whole model verifies prompt-lookup proposals (`--speculate on|off`); stages never
+    speculate: bool = False  # a whole model verifies prompt-lookup proposals (`--speculate on|off`); stages never
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)

@@ -79,7 +79,7 @@ def engines(tiny_model: Path) -> Iterator[tuple[BatchEngine, BatchEngine]]:
 def eager(tiny_model: Path) -> Iterator[BatchEngine]:
     """An engine whose sequences verify at least one proposed token whenever their context has one, however
     they fare: sampled requests on a random model seldom pay for proposals, and these tests need many."""
-    config = EngineConfig(slots=8, context_per_slot=512, speculation=SpeculationBudget(probe_every=0))
+    config = EngineConfig(slots=8, context_per_slot=512, speculate=True, speculation=SpeculationBudget(probe_every=0))
     engine = BatchEngine(LlamaModel(tiny_model), config)
     engine.start()
     yield engine
@@ -224,7 +224,7 @@ class CancelOnProposal(WholeModel):
 def test_a_sequence_cancelled_with_a_proposal_in_flight_leaves_a_clean_slot(tiny_model: Path) -> None:
     model = LlamaModel(tiny_model)
     forward = CancelOnProposal(model, slots=1, context_per_slot=512, batch_size=512, threads=2)
-    on = BatchEngine(model, EngineConfig(slots=1, context_per_slot=512), forward)
+    on = BatchEngine(model, EngineConfig(slots=1, context_per_slot=512, speculate=True), forward)
     forward.engine = on
     off = _engine(tiny_model, False, slots=1)
     on.start()
