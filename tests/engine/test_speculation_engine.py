@@ -21,7 +21,14 @@ from swarm.engine.speculation import SpeculationBudget
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.errors import SwarmError
 from swarm.shared.stage_messages import Sampled, StageWork
-from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
+from swarm.shared.types import (
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
+)
 from tests.engine.chi_square import same_distribution
 from tests.greedy_check import GreedyReference
 
@@ -278,3 +285,31 @@ def test_sampled_tokens_keep_their_distribution(engines: tuple[BatchEngine, Batc
     assert proposed > 20  # the speculating arm verified proposals
     assert same_distribution(samples[0], samples[1])
     assert not same_distribution(samples[0], samples[1] + Counter({min(samples[1]): 150}))  # it can fail
+
+
+def test_log_probabilities_of_verified_tokens_equal_those_without(
+    engines: tuple[BatchEngine, BatchEngine], eager: BatchEngine
+) -> None:
+    off = engines[0]
+    sampling = SamplingParams(temperature=0.0, logprobs=True, top_logprobs=3)
+    proposed = 0
+    for i, prompt in enumerate(PROMPTS[1:4]):
+        runs = [Run(engine, _request(i, prompt, 48, sampling=sampling)) for engine in (off, eager)]
+        (plain, plain_lp, _), (fast, fast_lp, fast_end) = (_with_logprobs(run) for run in runs)
+        proposed += fast_end.proposed_tokens
+        assert fast == plain
+        assert [lp.token for lp in fast_lp] == fast
+        for ours, theirs in zip(fast_lp, plain_lp, strict=True):
+            assert ours.logprob == pytest.approx(theirs.logprob, abs=1e-3)
+            assert [t.token for t in ours.top] == [t.token for t in theirs.top]
+    assert proposed > 0
+
+
+def _with_logprobs(run: Run) -> tuple[list[int], list[TokenLogprob], Finished]:
+    tokens: list[int] = []
+    logprobs: list[TokenLogprob] = []
+    while not isinstance(event := run.events.get(timeout=60), Finished):
+        assert not isinstance(event, SwarmError), event
+        tokens += event.token_ids
+        logprobs += event.logprobs
+    return tokens, logprobs, event
