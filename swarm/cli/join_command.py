@@ -151,6 +151,14 @@ def add_parsers(commands: Any) -> None:
         default=_default("cost_per_hour"),
         help="what an hour of this PC busy costs (any currency), for the coordinator's cost per million tokens",
     )
+    p.add_argument(
+        "--speculate",
+        choices=("on", "off"),
+        default="on" if _default("speculate") else "off",
+        help="a whole-model worker verifies tokens proposed from each request's own context (prompt lookup) in "
+        "its batched step, as many as pay: several tokens per step where the answer repeats its prompt, the "
+        "same tokens as without (default %(default)s)",
+    )
     add_otlp_flag(p)
     add_install_flags(p)
     p.set_defaults(run=run_join)

@@ -54,6 +54,12 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--token", default="", help="join token (default: none, loopback only)")
     p.add_argument(
+        "--speculate",
+        choices=("on", "off"),
+        default="on" if default_of(WorkerConfig, "speculate") else "off",
+        help="workers verify tokens proposed from each request's own context (default %(default)s)",
+    )
+    p.add_argument(
         "--stages",
         type=int,
         default=1,
@@ -102,7 +108,8 @@ def run_up(args: argparse.Namespace) -> int:
                 *(["--no-advertise"] if i > 0 else []),  # one mDNS answer per swarm: the first coordinator
                 name="coordinator" if i == 0 else f"coordinator-{i}",
             )
-        worker_args = ["--threads", str(threads), "--slots", str(args.slots), *common_args]
+        worker_args = ["--threads", str(threads), "--slots", str(args.slots), "--speculate", args.speculate]
+        worker_args += common_args
         if stage_files:
             swarm.start_pipeline(",".join(addresses), stage_files, *worker_args)
         else:

@@ -49,6 +49,7 @@ def join_config(
         owner_cpu=args.owner_cpu,
         owner_quiet_s=args.owner_quiet,
         owner_memory=args.owner_memory,
+        speculate=args.speculate == "on",
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

@@ -31,6 +31,7 @@ class GenerateOptions:
     grammar_trigger: str = ""  # with a grammar: it holds only from this text's first appearance in the output on
     logprobs: bool = False  # each TextPiece carries its tokens' log-probabilities
     top_logprobs: int = 0  # and the likeliest tokens' (0-20; needs logprobs)
+    speculate: bool | None = None  # False: no speculative decoding for this request (the same text, maybe slower)
 
     def to_wire(self, prompt: str, request_id: str) -> pb.GenerateRequest:
         msg = pb.GenerateRequest(
@@ -55,6 +56,8 @@ class GenerateOptions:
             msg.min_p = self.min_p
         if self.repeat_penalty is not None:
             msg.repeat_penalty = self.repeat_penalty
+        if self.speculate is not None:
+            msg.speculate = self.speculate
         return msg
 
 

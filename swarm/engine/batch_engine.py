@@ -17,13 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from opentelemetry.context import Context
 
 from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -41,6 +42,10 @@ class EngineConfig:
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
     idle_priority: bool = False  # `--when idle`: decode under SCHED_IDLE, so any process of the owner's goes first
+    # Verify prompt-lookup proposals (a whole model only; a request may opt out). Off until measured never slower
+    # on a quiet machine: see docs/benchmarks.md, "Speculative decoding".
+    speculate: bool = False
+    speculation: SpeculationBudget = field(default_factory=SpeculationBudget)
 
     def __post_init__(self) -> None:
         for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
@@ -60,6 +65,8 @@ class EngineStats:
     cached_prompt_tokens: int
     steps: int = 0  # batched decode steps run so far
     step_seconds: float = 0.0  # their total duration
+    proposed_tokens: int = 0  # speculation: tokens proposed for verification so far
+    accepted_tokens: int = 0  # and how many of them the model's own choices confirmed
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class _Row:
     slot: Slot
     sequence: Sequence
     sample: bool
+    proposed: int = 0  # trailing tokens that are a proposal to verify
 
 
 class BatchEngine:
@@ -100,6 +108,7 @@ class BatchEngine:
         self.can_unload = forward is None  # a pipeline head's stages keep theirs: it keeps its own too
         self._loaded = True
         self._forward = forward or self._whole_model()
+        self._verifier = self._verifier_of(self._forward)
         self.context_per_slot = self._forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[_Submit | _Cancel | _SetLoaded | None] = queue.SimpleQueue()
@@ -112,6 +121,8 @@ class BatchEngine:
         self._step_seconds = 0.0
         self._prompt_tokens = 0
         self._cached_prompt_tokens = 0
+        self._proposed_tokens = 0
+        self._accepted_tokens = 0
         self._rate: deque[tuple[float, int]] = deque()
         # Called on the engine thread after each round of work, once that round's events are emitted:
         # a server sends a round's tokens for every sequence together.
@@ -157,6 +168,8 @@ class BatchEngine:
             cached_prompt_tokens=self._cached_prompt_tokens,
             steps=self._steps,
             step_seconds=self._step_seconds,
+            proposed_tokens=self._proposed_tokens,
+            accepted_tokens=self._accepted_tokens,
         )
 
     # ------------------------------------------------------------ engine thread
@@ -221,6 +234,10 @@ class BatchEngine:
             except queue.Empty:
                 return
 
+    def _verifier_of(self, forward: Forward) -> WholeModel | None:
+        # Only the whole model verifies proposals: a pipeline's stages keep every row they are sent.
+        return forward if self.config.speculate and isinstance(forward, WholeModel) else None
+
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.
         per_slot = min(self.config.context_per_slot, self.model.context_length_trained or self.config.context_per_slot)
@@ -233,6 +250,7 @@ class BatchEngine:
             if item.loaded and not self._loaded:
                 self.model.load()
                 self._forward = self._whole_model()
+                self._verifier = self._verifier_of(self._forward)
                 self._loaded = True
             elif not item.loaded and self._loaded:
                 for sequence in self._waiting:
@@ -287,6 +305,8 @@ class BatchEngine:
             sequence.replay = sequence.prompt[max(keep, own) :]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
+            if self._verifier is not None and sequence.request.speculate and not sequence.request.sampling.grammar:
+                sequence.lookup = PromptLookup(sequence.prompt)
             self._prompt_tokens += len(sequence.prompt)
             self._cached_prompt_tokens += keep
             sequence.admitted_ns = time.time_ns()
@@ -324,12 +344,21 @@ class BatchEngine:
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
+        stepping = ready[:share]
         work: list[StageWork] = []
         rows: list[_Row] = []
-        for slot, sequence in ready[:share]:
-            fed = sequence.replay.pop(0) if sequence.replay else sequence.next_token
-            _add(work, rows, slot, sequence, (fed,), sample=not sequence.replay)
-        budget = self._forward.batch_capacity - len(work)
+        room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
+        logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
+        for slot, sequence in stepping:
+            if sequence.replay:
+                _add(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
+                continue
+            proposal = self._proposal(sequence, logit_rows, expected, room)
+            room -= len(proposal)
+            logit_rows += len(proposal)
+            expected += sequence.acceptance.expected_tokens(len(proposal))
+            _add(work, rows, slot, sequence, (sequence.next_token, *proposal), sample=True, proposed=len(proposal))
+        budget = room
         if work:
             budget = min(budget, self.config.prefill_chunk)
         else:
@@ -348,31 +377,70 @@ class BatchEngine:
             budget -= len(chunk)
         if not work:
             return False
-        self._forward.send(work)
+        if self._verifier is not None:
+            self._verifier.send(work, [row.proposed for row in rows])
+        else:
+            self._forward.send(work)
         self._in_flight.append(rows)
         return True
+
+    def _proposal(self, sequence: Sequence, logit_rows: int, expected: float, room: int) -> list[int]:
+        """Tokens to verify after the sequence's next one: as many as pay in a step of `logit_rows` rows so far
+        that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
+        if sequence.lookup is None or self._verifier is None:
+            return []
+        budget = self.config.speculation
+        limit = min(
+            budget.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
+            room,
+            sequence.request.max_tokens - sequence.generated - 1,
+            self.context_per_slot - sequence.position - 1,
+        )
+        proposal = sequence.lookup.propose(limit)
+        if not proposal:
+            sequence.acceptance.idle_steps += 1
+        return proposal
 
     def _receive_step(self) -> None:
         """Takes the oldest step's tokens; those of sequences that ended meanwhile are dropped."""
         if not self._in_flight:
             return
-        tokens = self._forward.receive()
+        if self._verifier is not None:
+            decided = self._verifier.receive_decided()
+        else:
+            decided = [None if token is None else (token,) for token in self._forward.receive()]
         rows = self._in_flight.popleft()
         self._steps += 1
         produced = 0
-        for row, sampled in zip(rows, tokens, strict=True):
+        for row, tokens in zip(rows, decided, strict=True):
             if not row.sample or row.slot.sequence is not row.sequence:
                 continue
-            if sampled is None:
+            if tokens is None:
                 raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
-            row.sequence.awaiting_token = False
-            row.sequence.ready_at = self._steps
-            produced += 1
-            self._accept(row.slot, row.sequence, sampled)
+            sequence = row.sequence
+            sequence.awaiting_token = False
+            sequence.ready_at = self._steps
+            if row.proposed:
+                self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
+            for sampled in tokens:
+                produced += 1
+                self._accept(row.slot, sequence, sampled)
+                if row.slot.sequence is not sequence:
+                    break
         self._tokens_generated += produced
         self._rate.append((time.monotonic(), produced))
         while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
             self._rate.popleft()
+
+    def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
+        """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
+        sequence.acceptance.record(proposed, accepted)
+        self._proposed_tokens += proposed
+        self._accepted_tokens += accepted
+        rejected = proposed - accepted
+        sequence.position -= rejected
+        del slot.cached[len(slot.cached) - rejected :]
+        sequence.proposal_in_flight = 0
 
     def _accept(self, slot: Slot, sequence: Sequence, sampled: Sampled) -> None:
         token = sampled.token
@@ -399,6 +467,8 @@ class BatchEngine:
             self._finish(slot, FinishReason.LENGTH)
         else:
             sequence.next_token = token
+            if sequence.lookup is not None:
+                sequence.lookup.extend((token,))
 
     def _finish(self, slot: Slot, reason: FinishReason, flush: bool = True) -> None:
         sequence = slot.sequence
@@ -409,7 +479,12 @@ class BatchEngine:
                 sequence.emit(TextPiece(tail.text, tail.token_ids, sequence.take_logprobs(len(tail.token_ids))))
         sequence.emit(
             Finished(
-                reason, sequence.prompt_tokens, sequence.generated, cached_prompt_tokens=sequence.cached_prompt_tokens
+                reason,
+                sequence.prompt_tokens,
+                sequence.generated,
+                cached_prompt_tokens=sequence.cached_prompt_tokens,
+                proposed_tokens=sequence.acceptance.proposed,
+                accepted_tokens=sequence.acceptance.accepted,
             )
         )
         self._release(slot, keep_cache=True)
@@ -420,6 +495,10 @@ class BatchEngine:
         return replace(logprob, text=self.model.token_bytes(logprob.token), top=top)
 
     def _release(self, slot: Slot, keep_cache: bool) -> None:
+        sequence = slot.sequence
+        if sequence is not None and sequence.proposal_in_flight:
+            # Its step removes the rejected part of the proposal before this slot is reused: cached claims none of it.
+            del slot.cached[len(slot.cached) - sequence.proposal_in_flight :]
         self._forward.release(slot.seq_id, keep_cache)
         slot.sequence = None
         slot.last_used = self._steps
@@ -428,14 +507,22 @@ class BatchEngine:
 
 
 def _add(
-    work: list[StageWork], rows: list[_Row], slot: Slot, sequence: Sequence, tokens: tuple[int, ...], sample: bool
+    work: list[StageWork],
+    rows: list[_Row],
+    slot: Slot,
+    sequence: Sequence,
+    tokens: tuple[int, ...],
+    sample: bool,
+    proposed: int = 0,
 ) -> None:
-    """Puts a sequence's tokens into the step being formed; they are in its cache from now on."""
+    """Puts a sequence's tokens into the step being formed; they are in its cache from now on (a proposal's
+    rejected tail leaves it when the step's tokens are received)."""
     work.append(StageWork(slot.seq_id, sequence.position, tokens, sample=sample))
-    rows.append(_Row(slot, sequence, sample))
+    rows.append(_Row(slot, sequence, sample, proposed))
     slot.cached.extend(tokens)
     sequence.position += len(tokens)
     sequence.awaiting_token = sample
+    sequence.proposal_in_flight = proposed
 
 
 def _nothing() -> None:

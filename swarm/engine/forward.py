@@ -8,9 +8,14 @@ pipeline whose later stages run on other PCs.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from functools import partial
+from time import perf_counter
 from typing import Protocol
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
+from swarm.engine.speculation.step_cost import StepCost
+from swarm.engine.speculation.verification import verify
 from swarm.shared.stage_messages import Sampled, StageWork
 from swarm.shared.types import SamplingParams
 
@@ -67,7 +72,8 @@ class WholeModel:
         self._context = LlamaContext(model, slots, context_per_slot, batch_size, threads)
         self._batch = TokenBatch(self._context.batch_size)
         self._samplers: dict[int, Sampler] = {}
-        self._done: deque[list[Sampled | None]] = deque()
+        self._done: deque[list[tuple[Sampled, ...] | None]] = deque()
+        self.step_cost = StepCost()  # of the decode steps run here: speculation sizes proposals by it
 
     @property
     def batch_capacity(self) -> int:
@@ -97,25 +103,49 @@ class WholeModel:
     def max_in_flight(self) -> int:
         return 1  # one context computes one step at a time: nothing would overlap
 
-    def send(self, work: list[StageWork]) -> None:
+    def send(self, work: list[StageWork], proposed: Sequence[int] = ()) -> None:
+        """proposed: for each work item, how many of its last tokens are a proposal to verify (none if empty).
+
+        A proposal's rows all get logits; the sampler decides token by token until one differs from the
+        proposal, and the KV cells of the rows after that are removed at once."""
         # Sampled at once, so a sequence released before its tokens are received needs no sampler then.
         batch = self._batch
         batch.clear()
-        last_rows = []
-        for w in work:
+        first_rows = []
+        for i, w in enumerate(work):
+            extra = proposed[i] if proposed else 0
+            last = len(w.tokens) - 1
             for k, token in enumerate(w.tokens):
-                index = batch.add(token, w.position + k, w.session, w.sample and k == len(w.tokens) - 1)
-            last_rows.append(index)
+                index = batch.add(token, w.position + k, w.session, w.sample and k >= last - extra)
+            first_rows.append(index - extra)
+        started = perf_counter()
         self._context.decode(batch)
-        self._done.append(
-            [
-                self._samplers[w.session].draw(self._context, row) if w.sample else None
-                for w, row in zip(work, last_rows, strict=True)
-            ]
-        )
+        decided: list[tuple[Sampled, ...] | None] = []
+        for i, (w, first) in enumerate(zip(work, first_rows, strict=True)):
+            if not w.sample:
+                decided.append(None)
+                continue
+            extra = proposed[i] if proposed else 0
+            draw = partial(self._samplers[w.session].draw, self._context)
+            tokens = verify(draw, first, w.tokens[len(w.tokens) - extra :])
+            rejected_from = w.position + len(w.tokens) - extra + len(tokens) - 1
+            if len(tokens) <= extra and not self._context.forget(w.session, rejected_from):
+                raise RuntimeError("this model's cache cannot drop rejected proposals: run it with --speculate off")
+            decided.append(tokens)
+        if batch.outputs == batch.size:  # a decode step (no prompt rows): it tells what a row costs
+            self.step_cost.record(batch.size, perf_counter() - started)
+        self._done.append(decided)
 
     def receive(self) -> list[Sampled | None]:
+        return [tokens[0] if tokens else None for tokens in self.receive_decided()]
+
+    def receive_decided(self) -> list[tuple[Sampled, ...] | None]:
+        """The oldest step's decided tokens per work item: the first, then those of an accepted proposal."""
         return self._done.popleft()
+
+    def cached_positions(self, slot: int) -> int:
+        """How many positions the slot's KV cells cover (the engine's record of them must say the same)."""
+        return self._context.positions(slot)
 
     def discard(self) -> None:
         self._done.clear()

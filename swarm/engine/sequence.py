@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from opentelemetry.context import Context
 
+from swarm.engine.speculation import PromptLookup
+from swarm.engine.speculation.budget import Acceptance
 from swarm.engine.text_stream import TextStream
 from swarm.shared.errors import SwarmError
 from swarm.shared.types import GenerationEvent, GenerationRequest, TokenLogprob
@@ -33,6 +35,9 @@ class Sequence:
     trace: Context | None = None  # the span that submitted it (None: tracing is off)
     submitted_ns: int = 0  # time.time_ns() stamps for its trace
     admitted_ns: int = 0
+    lookup: PromptLookup | None = None  # its context for proposals; None: it does not speculate
+    acceptance: Acceptance = field(default_factory=Acceptance)
+    proposal_in_flight: int = 0  # proposed tokens in its step in flight, not yet verified
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens fed to `text` but not yet released
 
     def take_logprobs(self, count: int) -> tuple[TokenLogprob, ...]:

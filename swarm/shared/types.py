@@ -66,6 +66,7 @@ class RawRequest:
     grammar_trigger: str = ""  # see SamplingParams.grammar_trigger
     logprobs: bool = False
     top_logprobs: int = 0
+    speculate: bool | None = None  # False: no speculative decoding for it; None: the worker's setting
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class GenerationRequest:
     tenant: str = ""
     priority: int = 0
     weight: float = 1.0
+    # False: the worker verifies no proposals for it (speculative decoding off for this request).
+    speculate: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Finished:
     completion_tokens: int
     worker_id: str = ""
     cached_prompt_tokens: int = 0
+    proposed_tokens: int = 0  # speculation: tokens proposed for verification
+    accepted_tokens: int = 0  # of them, those the model's own choices confirmed
 
 
 GenerationEvent = TextPiece | Finished

@@ -96,6 +96,7 @@ def validate_request(raw: RawRequest, limits: RequestLimits) -> GenerationReques
         max_tokens=raw.max_tokens or limits.default_max_tokens,
         sampling=sampling,
         stop=raw.stop,
+        speculate=raw.speculate is not False,
     )
 
 

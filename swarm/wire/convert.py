@@ -47,6 +47,7 @@ def raw_request_from_wire(msg: pb.GenerateRequest) -> RawRequest:
         grammar_trigger=msg.grammar_trigger,
         logprobs=msg.logprobs,
         top_logprobs=msg.top_logprobs,
+        speculate=msg.speculate if msg.HasField("speculate") else None,
     )
 
 
@@ -75,6 +76,8 @@ def event_to_wire(request_id: str, event: GenerationEvent) -> pb.GenerateRespons
         completion_tokens=event.completion_tokens,
         worker_id=event.worker_id,
         cached_prompt_tokens=event.cached_prompt_tokens,
+        proposed_tokens=event.proposed_tokens,
+        accepted_tokens=event.accepted_tokens,
     )
     return pb.GenerateResponse(request_id=request_id, finished=finished)
 
@@ -95,6 +98,8 @@ def event_from_wire(msg: pb.GenerateResponse) -> GenerationEvent:
         completion_tokens=f.completion_tokens,
         worker_id=f.worker_id,
         cached_prompt_tokens=f.cached_prompt_tokens,
+        proposed_tokens=f.proposed_tokens,
+        accepted_tokens=f.accepted_tokens,
     )
 
 
@@ -137,6 +142,7 @@ def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
         stop=request.stop,
         resume_tokens=request.resume_tokens,
         piece_interval_ms=round(request.piece_interval_s * 1000),
+        speculation_off=not request.speculate,
     )
 
 
@@ -150,6 +156,7 @@ def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
         stop=tuple(msg.stop),
         resume_tokens=tuple(msg.resume_tokens),
         piece_interval_s=msg.piece_interval_ms / 1000,
+        speculate=not msg.speculation_off,
     )
 
 

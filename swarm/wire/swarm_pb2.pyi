@@ -41,7 +41,7 @@ BATCH_STATE_DONE: BatchState
 BATCH_STATE_CANCELLED: BatchState
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "request_id", "min_p", "repeat_penalty", "resume_after_tokens", "grammar", "grammar_trigger", "logprobs", "top_logprobs")
+    __slots__ = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "request_id", "min_p", "repeat_penalty", "resume_after_tokens", "grammar", "grammar_trigger", "logprobs", "top_logprobs", "speculate")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class GenerateRequest(_message.Message):
     GRAMMAR_TRIGGER_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    SPECULATE_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     max_tokens: int
@@ -74,7 +75,8 @@ class GenerateRequest(_message.Message):
     grammar_trigger: str
     logprobs: bool
     top_logprobs: int
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., resume_after_tokens: _Optional[int] = ..., grammar: _Optional[str] = ..., grammar_trigger: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
+    speculate: bool
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., resume_after_tokens: _Optional[int] = ..., grammar: _Optional[str] = ..., grammar_trigger: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., speculate: _Optional[bool] = ...) -> None: ...
 
 class TextPiece(_message.Message):
     __slots__ = ("text", "token_ids", "logprobs")
@@ -135,18 +137,22 @@ class EmbedResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., prompt_tokens: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class Finished(_message.Message):
-    __slots__ = ("reason", "prompt_tokens", "completion_tokens", "worker_id", "cached_prompt_tokens")
+    __slots__ = ("reason", "prompt_tokens", "completion_tokens", "worker_id", "cached_prompt_tokens", "proposed_tokens", "accepted_tokens")
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
     worker_id: str
     cached_prompt_tokens: int
-    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., worker_id: _Optional[str] = ..., cached_prompt_tokens: _Optional[int] = ...) -> None: ...
+    proposed_tokens: int
+    accepted_tokens: int
+    def __init__(self, reason: _Optional[_Union[FinishReason, str]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., worker_id: _Optional[str] = ..., cached_prompt_tokens: _Optional[int] = ..., proposed_tokens: _Optional[int] = ..., accepted_tokens: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("request_id", "piece", "finished")
@@ -439,7 +445,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., grammar: _Optional[str] = ..., grammar_trigger: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms")
+    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms", "speculation_off")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +454,7 @@ class RunRequest(_message.Message):
     RESUME_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     PIECE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SPECULATION_OFF_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     max_tokens: int
@@ -456,7 +463,8 @@ class RunRequest(_message.Message):
     resume_tokens: _containers.RepeatedScalarFieldContainer[int]
     traceparent: str
     piece_interval_ms: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ..., piece_interval_ms: _Optional[int] = ...) -> None: ...
+    speculation_off: bool
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ..., piece_interval_ms: _Optional[int] = ..., speculation_off: _Optional[bool] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
     __slots__ = ("model",)

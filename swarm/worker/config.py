@@ -38,6 +38,7 @@ class WorkerConfig:
     owner_cpu: float = 0.30  # `--when idle`: others using more than this share of its cores = the owner is busy
     owner_quiet_s: float = 20.0  # `--when idle`: how long the PC must be quiet before it serves again
     owner_memory: float = 0.10  # `--when idle`: less than this share of RAM available = memory is short
+    speculate: bool = False  # a whole model verifies prompt-lookup proposals (`--speculate on|off`); stages never
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)

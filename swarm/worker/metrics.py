@@ -41,6 +41,8 @@ class WorkerCounters:
     requests_active: int = 0
     steps: int = 0  # batched decode steps
     step_seconds: float = 0.0
+    proposed_tokens: int = 0  # speculation: tokens proposed for verification
+    accepted_tokens: int = 0  # and confirmed by the model
 
 
 def process_load() -> WorkerLoad:
@@ -74,6 +76,16 @@ class WorkerCollector(Collector):
                 load.cached_prompt_tokens,
             ),
             ("swarm_worker_requests", "Requests this worker accepted.", counters.requests_total),
+            (
+                "swarm_worker_speculation_proposed_tokens",
+                "Tokens proposed from requests' own context and verified in a batched step (speculative decoding).",
+                counters.proposed_tokens,
+            ),
+            (
+                "swarm_worker_speculation_accepted_tokens",
+                "Proposed tokens the model's own choices confirmed: divided by the proposed ones, the acceptance.",
+                counters.accepted_tokens,
+            ),
         ]
         for name, help_text, value in counts:
             counter = CounterMetricFamily(name, help_text)

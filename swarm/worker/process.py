@@ -99,6 +99,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         threads=config.threads,
         batch_size=max(512, config.slots),
         idle_priority=config.hours.mode is WhenMode.IDLE,
+        speculate=config.speculate,
     )
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
@@ -203,7 +204,15 @@ async def _serve_worker(
 
     def counters() -> WorkerCounters:
         stats = engine.stats()
-        return WorkerCounters(current_load(), servicer.accepted, servicer.active, stats.steps, stats.step_seconds)
+        return WorkerCounters(
+            current_load(),
+            servicer.accepted,
+            servicer.active,
+            stats.steps,
+            stats.step_seconds,
+            stats.proposed_tokens,
+            stats.accepted_tokens,
+        )
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import grpc
 
@@ -80,9 +81,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
 
     def _signed(self, event: GenerationEvent | SwarmError) -> GenerationEvent | SwarmError:
         if isinstance(event, Finished):
-            return Finished(
-                event.reason, event.prompt_tokens, event.completion_tokens, self.worker_id, event.cached_prompt_tokens
-            )
+            return replace(event, worker_id=self.worker_id)
         return event
 
     def _release(self, request_id: str, cancel: bool) -> None:

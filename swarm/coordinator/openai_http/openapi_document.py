@@ -53,6 +53,10 @@ _SAMPLING = {
         "type": "string",
         "description": "llama.cpp extension: GBNF with a root rule; not with response_format",
     },
+    "speculate": {
+        "type": "boolean",
+        "description": "swarm extension: false verifies no proposed tokens (speculative decoding off); same text",
+    },
     "stream": {"type": "boolean", "description": "answer with server-sent events, ending with data: [DONE]"},
     "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
 }

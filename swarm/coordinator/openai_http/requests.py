@@ -152,6 +152,7 @@ def _common(body: Mapping[str, Any], prompt: str) -> tuple[RawRequest, bool, boo
         min_p=_optional_number(body, "min_p"),
         repeat_penalty=_optional_number(body, "repeat_penalty"),
         grammar=output_grammar(body),
+        speculate=_optional_bool(body, "speculate"),
     )
     stream = _optional_bool(body, "stream") or False
     options = body.get("stream_options")

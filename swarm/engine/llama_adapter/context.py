@@ -92,6 +92,10 @@ class LlamaContext:
         start = from_position if from_position > 0 else -1
         return bool(llama_cpp.llama_memory_seq_rm(self._memory, seq_id, start, -1))
 
+    def positions(self, seq_id: int) -> int:
+        """How many positions a sequence's KV cells cover: its last position + 1 (0 when it holds none)."""
+        return int(llama_cpp.llama_memory_seq_pos_max(self._memory, seq_id)) + 1
+
     def close(self) -> None:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
