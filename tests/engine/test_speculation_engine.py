@@ -74,12 +74,18 @@ def _engine(model: Path, speculate: bool, slots: int = 8) -> BatchEngine:
     return engine
 
 
+def _stop(*engines: BatchEngine) -> None:
+    """Stops each engine and frees its model (a model left open keeps its file mapped in this process)."""
+    for engine in engines:
+        engine.stop()
+        engine.model.close()
+
+
 @pytest.fixture(scope="module")
 def engines(tiny_model: Path) -> Iterator[tuple[BatchEngine, BatchEngine]]:
     off, on = _engine(tiny_model, False), _engine(tiny_model, True)
     yield off, on
-    off.stop()
-    on.stop()
+    _stop(off, on)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +96,7 @@ def eager(tiny_model: Path) -> Iterator[BatchEngine]:
     engine = BatchEngine(LlamaModel(tiny_model), config)
     engine.start()
     yield engine
-    engine.stop()
+    _stop(engine)
 
 
 def _assert_cache_matches_its_record(engine: BatchEngine, exact: bool = True) -> None:
@@ -154,6 +160,7 @@ def test_whole_model_keeps_the_accepted_prefix_and_drops_the_rest(tiny_model: Pa
         assert tail[1:] == greedy[8:12]
     finally:
         forward.close()
+        model.close()
 
 
 def test_greedy_speculation_gives_the_same_tokens_alone(engines: tuple[BatchEngine, BatchEngine]) -> None:
@@ -248,8 +255,7 @@ def test_a_sequence_cancelled_with_a_proposal_in_flight_leaves_a_clean_slot(tiny
         assert fast[2].cached_prompt_tokens == fast[2].prompt_tokens - 1
         _assert_cache_matches_its_record(on)
     finally:
-        off.stop()
-        on.stop()
+        _stop(off, on)
 
 
 def test_seeded_sampling_draws_the_same_tokens_alone(

@@ -4,6 +4,7 @@ loaded again, the same greedy text comes back. A pipeline head keeps its model."
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,11 @@ def mapped(path: Path) -> bool:
     return str(path) in Path(f"/proc/{os.getpid()}/maps").read_text()
 
 
-def test_an_unloaded_engine_frees_its_weights_refuses_work_and_answers_the_same_once_loaded(tiny_model: Path) -> None:
+def test_an_unloaded_engine_frees_its_weights_refuses_work_and_answers_the_same_once_loaded(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    # A file of its own: other tests' models (the same tiny file) may still be mapped in this process.
+    tiny_model = Path(shutil.copy(tiny_model, tmp_path / "own.gguf"))
     engine = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=2, context_per_slot=256, threads=1))
     engine.start()
     try:
