@@ -29,6 +29,7 @@ from swarm.client import SwarmCallError, SwarmClient
 from swarm.gguf_files.default_model import resolve_model
 from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, interrupt_on_stop_signals, wait_until
 from swarm.shared.json_schema_grammar import schema_grammar
+from swarm.shared.types import FinishReason
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Answer:
     error: str  # "" when it arrived
     tokens: int
     seconds: float
+    cut: bool = False  # max_tokens ended it: the grammar was not complete, so it need not parse
+    problem: str = ""  # why a finished answer does not conform, with its text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,12 +110,14 @@ def run(
                 )
         except SwarmCallError as exc:
             return Answer(False, str(exc), 0, time.perf_counter() - started)
+        cut = answer.finished.reason is FinishReason.LENGTH
+        problem = ""
         try:
             jsonschema.validate(json.loads(answer.text), PERSON_SCHEMA)
-            valid = True
-        except (json.JSONDecodeError, jsonschema.ValidationError):
-            valid = False
-        return Answer(valid, "", answer.finished.completion_tokens, time.perf_counter() - started)
+        except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
+            problem = f"{str(exc).splitlines()[0]} in {answer.text!r} (worker {answer.finished.worker_id})"
+        seconds = time.perf_counter() - started
+        return Answer(not problem, "", answer.finished.completion_tokens, seconds, cut, problem)
 
     killer = threading.Thread(target=chaos, name="chaos")
     started = time.perf_counter()
@@ -128,11 +133,13 @@ def run(
 
 def report(answers: list[Answer], kills: int, seconds: float, args: argparse.Namespace) -> None:
     failed = [a.error for a in answers if a.error]
-    invalid = sum(1 for a in answers if not a.error and not a.valid)
+    invalid = sum(1 for a in answers if not a.error and not a.valid and not a.cut)
+    cut = sum(1 for a in answers if not a.error and a.cut)
     tokens = sum(a.tokens for a in answers)
     latencies = [a.seconds for a in answers if not a.error]
     print(
-        f"requests={len(answers)} valid={sum(a.valid for a in answers)} invalid={invalid} failed={len(failed)} "
+        f"requests={len(answers)} valid={sum(a.valid for a in answers)} invalid={invalid} "
+        f"cut by max_tokens={cut} failed={len(failed)} "
         f"kills={kills} (every {args.kill_every:g} s, {args.workers} workers) concurrency={args.concurrency}"
     )
     print(
@@ -141,6 +148,8 @@ def report(answers: list[Answer], kills: int, seconds: float, args: argparse.Nam
     )
     for error in failed[:3]:
         print(f"  failed: {error}")
+    for answer in [a for a in answers if a.problem and not a.cut][:3]:
+        print(f"  invalid: {answer.problem}")
 
 
 if __name__ == "__main__":

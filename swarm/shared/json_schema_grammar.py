@@ -45,6 +45,9 @@ _FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uu
 _TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 # Keywords whose node the converter reads alone (a union, a reference): others beside them would be ignored.
 _ALONE = ("$ref", "anyOf", "oneOf")
+# A string's character as the converter writes it, and as JSON allows it (no control characters, no DEL).
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 # Each repetition bound becomes nested grammar rules: bounded so a schema cannot ask for a huge grammar.
 MAX_REPETITION = 256
 
@@ -65,9 +68,12 @@ def schema_grammar(schema: Any, field: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        grammar = str(json_schema_to_gbnf(json.dumps(schema)))
     except (AssertionError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         raise InvalidRequest(field, f"cannot be turned into a grammar: {exc}") from None
+    # The converter lets a string hold raw control characters (a newline, a tab), which JSON forbids: a
+    # model that wrote one made an answer no parser accepts. Its character rule is held to JSON's.
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 def _subschemas(schema: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -160,3 +160,20 @@ def test_json_object_answers_of_gemma_parse(gemma_model: Path) -> None:
         gemma.close()
     assert finished.reason is FinishReason.STOP
     assert isinstance(json.loads(text_of(gemma, tokens)), dict)
+
+
+def test_a_schema_string_refuses_raw_control_characters_as_json_does(model: LlamaModel) -> None:
+    # llama-cpp-python's converter let a newline into a string: an answer no JSON parser accepts.
+    grammar = schema_grammar({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}, "s")
+    gate = GrammarGate(model.vocab, grammar, model.is_end_of_generation)
+    try:
+        # One token per character: the tiny vocabulary has every byte.
+        token_of = {model.token_bytes(t): t for t in reversed(range(model.vocab_size))}
+        for char in b'{"a": "x':
+            token = token_of[bytes([char])]
+            assert gate.allows(token)
+            gate.accept(token)
+        assert not gate.allows(token_of[b"\n"]) and not gate.allows(token_of[b"\t"])
+        assert gate.allows(token_of[b"y"])
+    finally:
+        gate.close()
