@@ -21,19 +21,24 @@ class Round:
     tokens: int  # generated after each stream's first token
     seconds: float  # from the first stream's first token to the last one's finish
     rate: float  # the sum of each stream's own decode rate
+    stream_tokens: tuple[tuple[int, ...], ...] = ()  # each stream's token ids, in request order
+    finishes: tuple[Finished, ...] = ()  # each stream's end, in request order
 
 
-def run_requests(engine: BatchEngine, requests: Sequence[GenerationRequest]) -> Round:
-    """Submits every request at once and times each stream until all finish."""
+def run_requests(engine: BatchEngine, requests: Sequence[GenerationRequest], timeout_s: float = 600) -> Round:
+    """Submits every request at once and times each stream until all finish (timeout_s: the longest wait for
+    any one event)."""
     inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
     for stream, request in enumerate(requests):
         engine.submit(request, _stamped(inbox, stream))
     firsts: dict[int, float] = {}
     rates: list[float] = []
+    stream_tokens: list[list[int]] = [[] for _ in requests]
+    finishes: dict[int, Finished] = {}
     tokens = 0
     last = 0.0
     while len(rates) < len(requests):
-        stream, event, stamp = inbox.get(timeout=600)
+        stream, event, stamp = inbox.get(timeout=timeout_s)
         if isinstance(event, Exception):
             raise event
         if isinstance(event, Finished):
@@ -41,9 +46,17 @@ def run_requests(engine: BatchEngine, requests: Sequence[GenerationRequest]) -> 
             tokens += after_first
             last = max(last, stamp)
             rates.append(after_first / (stamp - firsts[stream]) if stamp > firsts.get(stream, stamp) else 0.0)
+            finishes[stream] = event
         else:
             firsts.setdefault(stream, stamp)
-    return Round(tokens, last - min(firsts.values(), default=last), sum(rates))
+            stream_tokens[stream] += event.token_ids
+    return Round(
+        tokens,
+        last - min(firsts.values(), default=last),
+        sum(rates),
+        tuple(tuple(t) for t in stream_tokens),
+        tuple(finishes[i] for i in range(len(requests))),
+    )
 
 
 def _stamped(

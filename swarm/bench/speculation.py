@@ -16,18 +16,17 @@ with one name changed. Ordinary prompts are `swarm bench`'s own, which do not re
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm.bench.engine_rounds import run_requests
 from swarm.bench.engine_vs_bare import PROMPTS as ORDINARY_PROMPTS
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.default_model import default_model_path
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
+from swarm.shared.types import GenerationRequest, SamplingParams
 
 CODE = """import json
 from dataclasses import dataclass
@@ -81,41 +80,24 @@ class Round:
 def run_round(
     engine: BatchEngine, prompts: list[str], streams: int, speculate: bool, max_tokens: int, tag: str
 ) -> Round:
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]] = queue.SimpleQueue()
     cpu_started = time.process_time()
-    for i in range(streams):
-        prompt = prompts[i % len(prompts)]
-        request = GenerationRequest(
-            f"{tag}-{i}", "bench", prompt, max_tokens, SamplingParams(temperature=0.0), speculate=speculate
+    requests = [
+        GenerationRequest(
+            f"{tag}-{i}",
+            "bench",
+            prompts[i % len(prompts)],
+            max_tokens,
+            SamplingParams(temperature=0.0),
+            speculate=speculate,
         )
-        engine.submit(request, _stamped(inbox, i))
-    firsts: dict[int, float] = {}
-    tokens: list[list[int]] = [[] for _ in range(streams)]
-    rates: list[float] = []
-    proposed = accepted = 0
-    while len(rates) < streams:
-        stream, event, stamp = inbox.get(timeout=900)
-        if isinstance(event, Exception):
-            raise event
-        if isinstance(event, Finished):
-            after_first = max(event.completion_tokens - 1, 0)
-            rates.append(after_first / (stamp - firsts[stream]) if stamp > firsts.get(stream, stamp) else 0.0)
-            proposed += event.proposed_tokens
-            accepted += event.accepted_tokens
-        elif isinstance(event, TextPiece):
-            firsts.setdefault(stream, stamp)
-            tokens[stream] += event.token_ids
+        for i in range(streams)
+    ]
+    measured = run_requests(engine, requests, timeout_s=900)
+    tokens = [list(stream) for stream in measured.stream_tokens]
     cpu_per_token = (time.process_time() - cpu_started) / max(sum(len(t) for t in tokens), 1)
-    return Round(sum(rates), cpu_per_token, tokens, proposed, accepted)
-
-
-def _stamped(
-    inbox: queue.SimpleQueue[tuple[int, GenerationEvent | Exception, float]], stream: int
-) -> Callable[[GenerationEvent | Exception], None]:
-    def emit(event: GenerationEvent | Exception) -> None:
-        inbox.put((stream, event, time.perf_counter()))
-
-    return emit
+    proposed = sum(f.proposed_tokens for f in measured.finishes)
+    accepted = sum(f.accepted_tokens for f in measured.finishes)
+    return Round(measured.rate, cpu_per_token, tokens, proposed, accepted)
 
 
 def agreement(plain: list[list[int]], fast: list[list[int]]) -> tuple[int, int]:
