@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from swarm.bench.structured_chaos import wait_for_workers
+from swarm.bench.swarm_load import wait_for_a_worker
 from swarm.client import SwarmClient
 from swarm.gguf_files.default_model import resolve_model
 from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals, wait_until
@@ -68,7 +68,7 @@ def one_round(scratch: Path, model: Path, threads: int, index: int) -> tuple[flo
             env = {"XDG_CACHE_HOME": str(scratch / f"cache-{index}-{node}")}
             process = swarm.start_auto_worker(address, *flags, name=f"node-{node}", env=env)
             os.sched_setaffinity(process.pid, {cores[node % len(cores)]})
-        wait_for_workers(address, 2, 300)
+        wait_for_a_worker(address, 300.0, 2)
         watch = RateWatch(address)
         try:
             wait_until(lambda: len(watch.stamps) > 16, 120, "model a's stream to flow")

@@ -25,9 +25,10 @@ from pathlib import Path
 import jsonschema  # type: ignore[import-untyped]
 
 from swarm.bench.grammar_decode import PERSON_SCHEMA, PROMPT
+from swarm.bench.swarm_load import wait_for_a_worker
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.gguf_files.default_model import resolve_model
-from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, interrupt_on_stop_signals, wait_until
+from swarm.launch.local_swarm import LocalSwarm, ManagedProcess, free_port, interrupt_on_stop_signals
 from swarm.shared.json_schema_grammar import schema_grammar
 from swarm.shared.types import FinishReason
 
@@ -67,23 +68,12 @@ def main(argv: list[str] | None = None) -> int:
                 swarm.start_worker(address, model, *flags, "--worker-id", f"w{i}", name=f"w{i}")
                 for i in range(args.workers)
             ]
-            wait_for_workers(address, args.workers)
+            wait_for_a_worker(address, 180.0, args.workers)
             answers, kills, seconds = run(address, grammar, workers, args)
         finally:
             swarm.stop()
     report(answers, kills, seconds, args)
     return 0 if all(a.valid and not a.error for a in answers) else 1
-
-
-def wait_for_workers(address: str, count: int, timeout_s: float = 180.0) -> None:
-    def all_up() -> bool:
-        try:
-            with SwarmClient(address, retries=0) as client:
-                return sum(w.up for w in client.status().workers) >= count
-        except SwarmCallError:
-            return False  # the coordinator is still starting
-
-    wait_until(all_up, timeout_s, f"{count} workers")
 
 
 def run(

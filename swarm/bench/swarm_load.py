@@ -79,14 +79,14 @@ async def measure_swarm(address: str, prompts: list[str], max_tokens: int, model
     )
 
 
-def wait_for_a_worker(address: str, timeout_s: float = 120.0) -> None:
-    """Until the coordinator at address reports a worker up: a benchmark's swarm is ready."""
+def wait_for_a_worker(address: str, timeout_s: float = 120.0, count: int = 1) -> None:
+    """Until the coordinator at address reports `count` workers up: a benchmark's swarm is ready."""
 
-    def worker_up() -> bool:
+    def workers_up() -> bool:
         try:
             with SwarmClient(address, retries=0) as client:
-                return any(w.up for w in client.status().workers)
+                return sum(w.up for w in client.status().workers) >= count
         except SwarmCallError:
-            return False
+            return False  # the coordinator is still starting
 
-    wait_until(worker_up, timeout_s, "the benchmark worker")
+    wait_until(workers_up, timeout_s, "the benchmark worker" if count == 1 else f"{count} benchmark workers")
