@@ -185,7 +185,10 @@ class Dispatcher:
     async def _replay(self, request_id: str, result: StoredResult, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
         for event in coalesce([*result.pieces, result.finished], skip_tokens):
             yield event
-        await self._forget(request_id)
+        try:
+            await self._store.delivered_stored(request_id)
+        except RedisError as exc:  # it expires with the result TTL instead
+            log.warning("cannot shorten the life of %s's result in Redis (%s)", request_id, exc)
 
     async def _cancel(self, record: RequestRecord) -> None:
         """A client went away: unless another follows, stop the work and free its slot."""

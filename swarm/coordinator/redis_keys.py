@@ -51,11 +51,14 @@ FAIR_TENANT_SEEN = "swarm:fair:tenant-seen"
 RUNNING = "swarm:running"
 
 # Hash per request: its GenerationRequest as JSON, its state and, once done, its
-# result. Deleted once the result reached a client; otherwise it expires after
-# RESULT_TTL_S so results nobody comes back for do not pile up. Keyed by the request's
-# scoped id (coordinator.request_identity): each API key has its own ids.
+# result. Kept DELIVERED_GRACE_S once the result was written to a client; otherwise it
+# expires after RESULT_TTL_S so results nobody comes back for do not pile up. Keyed by the
+# request's scoped id (coordinator.request_identity): each API key has its own ids.
 REQUEST_PREFIX = "swarm:request:"
 RESULT_TTL_S = 24 * 3600
+# Written to a client's stream is not read by it: a client whose coordinator dies with the last
+# pieces still in flight resumes from the result within this long.
+DELIVERED_GRACE_S = 60
 # A request that failed for want of a worker is kept, with its pieces, this long: the client's
 # retry resumes it after the tokens it has instead of starting it again.
 FAILED_TTL_S = 3600

@@ -102,19 +102,21 @@ return won
 
 
 # KEYS: the request hash, its pieces, lease and watched keys, the running set. ARGV: the request id, its
-# result as JSON, the result TTL, this coordinator. A result that reached a client is forgotten, unless a
-# client follows it through another coordinator (one watching from here has just been answered here).
+# result as JSON, the result TTL, this coordinator, the delivered grace. A result written to a client
+# here is kept for the grace (the client may not have read it when this coordinator dies), or for
+# the result TTL when a client follows it through another coordinator (one watching from here has
+# just been answered here).
 _DELIVERED = """
 redis.call('SREM', KEYS[5], ARGV[1])
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])  -- RequestState.DONE
 local watcher = redis.call('GET', KEYS[4])
 if watcher and watcher ~= ARGV[4] then
-  redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])  -- RequestState.DONE
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('DEL', KEYS[2])
   return 1
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('DEL', KEYS[4])
 return 0
 """
 
@@ -255,7 +257,7 @@ class RequestStore:
             await pipe.execute()
 
     async def delivered(self, request_id: str, result: StoredResult) -> None:
-        """The result reached a client here: forgets the request, or keeps its result for a client elsewhere."""
+        """The result was written to a client here: kept briefly (it may not be read yet), or long for one elsewhere."""
         await self._delivered(
             keys=[
                 keys.request_key(request_id),
@@ -264,7 +266,7 @@ class RequestStore:
                 keys.request_watched_key(request_id),
                 keys.RUNNING,
             ],
-            args=[request_id, result_json(result), keys.RESULT_TTL_S, self.leases.owner],
+            args=[request_id, result_json(result), keys.RESULT_TTL_S, self.leases.owner, keys.DELIVERED_GRACE_S],
         )
 
     async def watched(self, request_id: str) -> bool:
@@ -282,6 +284,13 @@ class RequestStore:
             pipe.delete(keys.request_lease_key(request_id))
             pipe.expire(key, keys.FAILED_TTL_S)
             pipe.expire(keys.request_pieces_key(request_id), keys.FAILED_TTL_S)
+            await pipe.execute()
+
+    async def delivered_stored(self, request_id: str) -> None:
+        """A client here has read a stored result: it goes after the delivered grace, like one run here."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.expire(keys.request_key(request_id), keys.DELIVERED_GRACE_S)
+            pipe.delete(keys.request_watched_key(request_id))
             await pipe.execute()
 
     async def forget(self, request_id: str) -> None:

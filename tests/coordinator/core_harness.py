@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 from redis.asyncio import Redis
 
+from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.liveness import HeartbeatMonitor
@@ -196,6 +197,19 @@ async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[tuple[int, ..
             finished = event
     assert finished is not None, "the stream ended without a finish"
     return tuple(tokens), text, finished
+
+
+async def left_redis(core: Core, request_id: str) -> bool:
+    """Ended here: neither queued nor running, no pieces, lease or watcher, and its hash gone or kept as done
+    only for the delivered grace (a client may not have read the last pieces when a coordinator dies)."""
+    key = keys.request_key(request_id)
+    state, ttl = await core.redis.hget(key, "state"), await core.redis.ttl(key)
+    settled = state is None or (state == keys.RequestState.DONE and 0 < ttl <= keys.DELIVERED_GRACE_S)
+    others = [keys.request_pieces_key(request_id), keys.request_lease_key(request_id)]
+    others.append(keys.request_watched_key(request_id))
+    queued = await core.redis.zscore(keys.QUEUE, request_id) is not None
+    running = await core.redis.sismember(keys.RUNNING, request_id)
+    return settled and not queued and not running and not await core.redis.exists(*others)
 
 
 def request(request_id: str = "", max_tokens: int = 8, resume_after_tokens: int = 0) -> RawRequest:

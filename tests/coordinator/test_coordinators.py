@@ -20,6 +20,7 @@ from tests.coordinator.core_harness import (
     collect,
     core_config,
     expected_tokens,
+    left_redis,
     request,
     run,
     running_core,
@@ -43,16 +44,6 @@ async def two_cores(redis_url: str, workers: list[FakeWorker], **config: Any) ->
 
 async def lease_owner(core: Core, request_id: str) -> str:
     return str(await core.redis.get(keys.request_lease_key(request_id)) or "")
-
-
-async def left_redis(core: Core, request_id: str) -> bool:
-    names = [
-        keys.request_key(request_id),
-        keys.request_pieces_key(request_id),
-        keys.request_lease_key(request_id),
-        keys.request_watched_key(request_id),
-    ]
-    return not await core.redis.exists(*names) and not await core.redis.sismember(keys.RUNNING, request_id)
 
 
 def test_a_peer_never_requeues_or_reruns_a_request_a_live_coordinator_runs(redis_url: str) -> None:

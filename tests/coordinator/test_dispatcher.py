@@ -19,6 +19,7 @@ from tests.coordinator.core_harness import (
     collect,
     core_config,
     expected_tokens,
+    left_redis,
     request,
     run,
     running_core,
@@ -31,11 +32,6 @@ pytestmark = pytest.mark.timeout(60)
 
 async def redis_state(core: Core, request_id: str) -> dict[str, str]:
     return dict(await core.redis.hgetall(keys.request_key(request_id)))
-
-
-async def left_redis(core: Core, request_id: str) -> bool:
-    gone = not await core.redis.exists(keys.request_key(request_id), keys.request_pieces_key(request_id))
-    return gone and not await core.redis.sismember(keys.RUNNING, request_id)
 
 
 async def kept_for_a_retry(core: Core, request_id: str) -> bool:

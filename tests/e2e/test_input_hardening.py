@@ -143,12 +143,14 @@ def test_a_full_redis_refuses_batches_with_resource_exhausted_and_interactive_re
     try:
         used = int(admin.info("memory")["used_memory"])
         admin.config_set("maxmemory-policy", "noeviction")
-        admin.config_set("maxmemory", str(used + 256 * 1024))
-        lines = [BatchLine(RawRequest(prompt="x" * 2000, max_tokens=1)) for _ in range(400)]
+        # Room for 4 MB more: a 6 MB job would take the share kept for heartbeats and interactive requests.
+        admin.config_set("maxmemory", str(used + 4 * 1024 * 1024))
+        lines = [BatchLine(RawRequest(prompt="x" * 2000, max_tokens=1)) for _ in range(3000)]
         with BatchClient(swarm.address) as batches, pytest.raises(SwarmCallError) as refused:
             batches.submit(lines)
         assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
         assert "Redis is full" in refused.value.details and "maxmemory" in refused.value.details
+        assert int(admin.info("memory")["used_memory"]) < used + 1024 * 1024  # the refused job left nothing behind
         with swarm.client() as client:
             assert client.generate("Hello", max_tokens=3, temperature=0.0).finished.completion_tokens == 3
     finally:

@@ -11,11 +11,16 @@ from redis.exceptions import ResponseError
 
 from swarm.coordinator import redis_keys as keys
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
+from swarm.shared.failures import redis_full
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
 from swarm.shared.types import FinishReason, RawRequest
 
 _SUBMIT_CHUNK = 1000  # lines per Redis command while storing a job
 _STAGING_S = 3600  # lines stored for a job that never appeared (the coordinator died) expire after this
+# Jobs may fill Redis to this share of its maxmemory: the rest stays for heartbeats and interactive
+# requests, which a Redis full to the brim (noeviction) would refuse as well, stopping the whole swarm.
+_BATCH_SHARE_OF_MAXMEMORY = 0.9
+_BYTES_PER_LINE = 200  # Redis's own cost of a line beyond its JSON: a hash field and a work item
 
 # Records a line's first result and moves the counts; the last line marks the job done,
 # drops its lines and starts the expiry clock. Atomic, so a count never moves twice.
@@ -99,12 +104,18 @@ class BatchStore:
         relays; until the job appears they expire, so lines a crash left without a job vanish.
         """
         lines_key = keys.batch_lines_key(job_id)
-        for start in range(0, len(lines), _SUBMIT_CHUNK):
-            chunk = lines[start : start + _SUBMIT_CHUNK]
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(lines_key, mapping={str(start + i): _line_to_json(line) for i, line in enumerate(chunk)})
-                pipe.expire(lines_key, _STAGING_S)
-                await pipe.execute()
+        encoded = [_line_to_json(line) for line in lines]
+        await self._check_room(sum(map(len, encoded)) + _BYTES_PER_LINE * len(lines))
+        try:
+            for start in range(0, len(lines), _SUBMIT_CHUNK):
+                chunk = encoded[start : start + _SUBMIT_CHUNK]
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(lines_key, mapping={str(start + i): line for i, line in enumerate(chunk)})
+                    pipe.expire(lines_key, _STAGING_S)
+                    await pipe.execute()
+        except BaseException:
+            await self._redis.delete(lines_key)  # a refused job gives its memory back at once (DEL runs when full)
+            raise
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.batch_job_key(job_id),
@@ -125,6 +136,13 @@ class BatchStore:
             await pipe.execute()
         await self._durable.confirm()
         return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model, owner)
+
+    async def _check_room(self, job_bytes: int) -> None:
+        """RESOURCE_EXHAUSTED before writing a job that would fill Redis past the batch share of its maxmemory."""
+        memory = await self._redis.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        if limit and int(memory["used_memory"]) + job_bytes > limit * _BATCH_SHARE_OF_MAXMEMORY:
+            raise redis_full()
 
     async def summary(self, job_id: str) -> BatchSummary | None:
         data: dict[str, str] = await self._redis.hgetall(keys.batch_job_key(job_id))  # type: ignore[assignment]

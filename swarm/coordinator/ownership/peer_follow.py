@@ -54,7 +54,7 @@ async def follow_peer(
         for event in coalesce(events, skip):
             yield event
         if stored.result is not None:
-            await store.forget(request_id)  # this client has it all
+            await store.delivered_stored(request_id)
             return
         if stored.state is RequestState.FAILED:
             raise SwarmError(ErrorCode.UNAVAILABLE, "no worker could take the request; retry it to resume")
