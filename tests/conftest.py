@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +179,12 @@ def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[obj
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("SWARM_COORDINATOR", None)  # tests always name their coordinator
     os.environ.pop("SWARM_TOKEN", None)  # and their token
+
+
+@pytest.fixture
+def control_dir() -> Iterator[Path]:
+    """Where workers put their owner's control sockets: a short path, as a Unix socket's path must fit in 107
+    bytes and pytest's tmp_path can be longer."""
+    directory = Path(tempfile.mkdtemp(prefix="swc-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)

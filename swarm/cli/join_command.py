@@ -9,6 +9,7 @@ from typing import Any
 from swarm.cli.auto_join import run_auto_join
 from swarm.cli.config_defaults import default_of
 from swarm.cli.errors import fail
+from swarm.cli.limit_flags import add_limit_flags, limits_from_args
 from swarm.cli.security_flags import add_tls_flags, tls_from_args
 from swarm.cli.service_flags import add_install_flags, run_install
 from swarm.cli.tracing_flag import add_otlp_flag
@@ -18,6 +19,7 @@ from swarm.shared.discovery import DiscoveryError, discover_coordinator
 from swarm.worker.config import WorkerConfig
 from swarm.worker.model_download import DownloadFailed
 from swarm.worker.owner_hours import parse_owner_hours
+from swarm.worker.owner_limits import keep_limits
 
 
 def _default(name: str) -> Any:
@@ -138,6 +140,7 @@ def add_parsers(commands: Any) -> None:
         metavar="SECONDS",
         help="with --when idle: how long the PC must be quiet before the worker serves again (default %(default)s)",
     )
+    add_limit_flags(p)
     p.add_argument(
         "--watts",
         type=float,
@@ -169,10 +172,12 @@ def run_join(args: argparse.Namespace) -> int:
         return fail("join", "give either --model MODEL or --auto")
     try:
         parse_owner_hours(args.when)  # a bad schedule fails now: not after an assignment, nor at every boot
+        limits = limits_from_args(args)
     except ValueError as exc:
         return fail("join", str(exc))
     if args.install:
         return run_install(args)
+    args.limits_kept_by = keep_limits(limits, args.argv)  # may run `swarm join` again in a systemd scope
     with tracing.on_for("swarm-worker", tracing.endpoint_from(args.otlp_endpoint)):
         return _join(args)
 

@@ -57,7 +57,8 @@ def describe(status: LocalStatus, command: str) -> str:
         (
             f"{status.worker_id}: {status.state} (--when {status.when}), model {status.model}, "
             f"coordinator {status.coordinator}",
-            f"  running {status.running} of {status.slots} slots",
+            f"  running {status.running} of {status.slots} slots on {status.threads} of {status.max_threads} threads",
+            *([f"  limits: {status.limits}"] if status.limits else []),
             f"  today: {status.tokens_today} tokens generated, {status.cpu_hours_today:.2f} CPU hours{energy}",
         )
     )

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from swarm.cli.errors import fail
+from swarm.cli.limit_flags import limits_from_args
 from swarm.deploy.join_service import Scope, install, join_service, python_command, uninstall, unit_text
+from swarm.worker.owner_hours import WhenMode, parse_owner_hours
+from swarm.worker.owner_limits import KEPT_BY_ENV
 
 # Flags of `swarm join` that install rather than join, so the service's own command line leaves them out.
 INSTALL_FLAGS = ("--install", "--user", "--system", "--dry-run")
@@ -57,12 +60,25 @@ def service_argv(argv: list[str]) -> list[str]:
     return kept
 
 
+def cgroup_settings(args: argparse.Namespace) -> list[str]:
+    """The unit's share of this PC: its --max-cpu/--max-memory, and the lowest CPU weight with --when idle
+    (a service has no autogroup of its own to lower, as a worker started by hand does)."""
+    limits = limits_from_args(args)
+    settings = limits.systemd_properties(os.cpu_count() or 1)
+    if limits.any:
+        settings.append(f"Environment={KEPT_BY_ENV}=unit")  # the worker need not keep them itself
+    if parse_owner_hours(args.when).mode is WhenMode.IDLE:
+        settings.append("CPUWeight=idle")
+    return settings
+
+
 def run_install(args: argparse.Namespace) -> int:
     service = join_service(args.scope)
     env = {"SWARM_TOKEN": args.token} if args.token else {}
     if not args.coordinator and os.environ.get("SWARM_COORDINATOR"):
         env["SWARM_COORDINATOR"] = os.environ["SWARM_COORDINATOR"]
-    unit = unit_text(service, [*python_command(), *service_argv(args.argv)], Path.cwd(), args.drain_timeout)
+    command = [*python_command(), *service_argv(args.argv)]
+    unit = unit_text(service, command, Path.cwd(), args.drain_timeout, cgroup_settings(args))
     if args.dry_run:
         print(f"# {service.unit_path} (--dry-run: not written)\n{unit}", end="")
         if env:

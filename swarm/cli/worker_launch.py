@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 from swarm.cli.errors import fail
+from swarm.cli.limit_flags import limits_from_args
 from swarm.engine.llama_adapter import LlamaModel, ModelLoadError
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import StageManifest
@@ -18,6 +20,7 @@ from swarm.worker.coordinators import UNREACHABLE, coordinator_list
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
 from swarm.worker.owner_hours import parse_owner_hours
+from swarm.worker.owner_limits import KeptBy
 from swarm.worker.process import build_engine, serve_worker
 from swarm.worker.stage_measuring import DecodeMeter
 from swarm.worker.stage_process import build_stage, serve_stage
@@ -27,10 +30,13 @@ def join_config(
     args: argparse.Namespace, coordinator: str, tls: TlsFiles | None, model: Path, **assigned: Any
 ) -> WorkerConfig:
     """The worker's config from its flags; assigned overrides what a coordinator's plan decides."""
+    limits = limits_from_args(args)
     fields: dict[str, Any] = dict(
         coordinator=coordinator,
         model_path=model,
-        threads=args.threads,
+        threads=limits.threads(args.threads, os.cpu_count() or 1),
+        limits=limits,
+        limits_kept_by=getattr(args, "limits_kept_by", KeptBy.NOTHING),
         slots=args.slots,
         context_per_slot=args.context,
         listen=args.listen,
@@ -58,6 +64,7 @@ def join_config(
 def serve_model(config: WorkerConfig) -> tuple[int, bool]:
     """Serves config's model until stopped: (exit code, whether the coordinator's plan moved this worker)."""
     try:
+        config.limits.check_model_fits(config.model_path)
         model = LlamaModel(config.model_path)
         stage = model.stage
         meter = DecodeMeter() if stage is not None and stage.count > 1 else None  # a stage measures itself

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -52,8 +53,11 @@ def join_service(scope: Scope) -> JoinService:
     return JoinService(scope, Path("/etc/systemd/system") / UNIT_NAME, Path("/etc/swarm") / ENV_NAME, True)
 
 
-def unit_text(service: JoinService, command: list[str], working_dir: Path, drain_timeout_s: float) -> str:
-    """The unit that runs command at boot (system) or with the owner's session (user; with lingering, at boot)."""
+def unit_text(
+    service: JoinService, command: list[str], working_dir: Path, drain_timeout_s: float, cgroup: Sequence[str] = ()
+) -> str:
+    """The unit that runs command at boot (system) or with the owner's session (user; with lingering, at boot);
+    cgroup: settings such as CPUQuota= that keep the owner's limits."""
     lines = [
         "# Written by `swarm join --install`; `swarm leave --uninstall` removes it.",
         "[Unit]",
@@ -74,6 +78,7 @@ def unit_text(service: JoinService, command: list[str], working_dir: Path, drain
         f"TimeoutStopSec={int(drain_timeout_s) + 15}s",
         "Nice=10",
         "IOSchedulingClass=idle",
+        *cgroup,
         "",
         "[Install]",
         f"WantedBy={'default.target' if service.scope is Scope.USER else 'multi-user.target'}",

@@ -11,6 +11,7 @@ from swarm.shared.tls import TlsFiles
 from swarm.worker.coordinators import coordinator_list
 from swarm.worker.metrics import metrics_bind_address
 from swarm.worker.owner_hours import ALWAYS, OwnerHours
+from swarm.worker.owner_limits import NO_LIMITS, KeptBy, OwnerLimits
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class WorkerConfig:
     owner_cpu: float = 0.30  # `--when idle`: others using more than this share of its cores = the owner is busy
     owner_quiet_s: float = 20.0  # `--when idle`: how long the PC must be quiet before it serves again
     owner_memory: float = 0.10  # `--when idle`: less than this share of RAM available = memory is short
+    limits: OwnerLimits = NO_LIMITS  # `--max-cpu`, `--max-memory`; threads is already within them
+    limits_kept_by: KeptBy = KeptBy.NOTHING
     speculate: bool = False  # a whole model verifies prompt-lookup proposals (`--speculate on|off`); stages never
 
     def __post_init__(self) -> None:

@@ -40,6 +40,9 @@ class LocalStatus:
     cpu_hours_today: float
     energy_wh_today: float  # 0 without --watts
     handed_back: int = 0  # a pause: running requests handed back to the coordinator to finish elsewhere
+    threads: int = 0  # llama.cpp threads it runs now (fewer while its owner uses some of its cores)
+    max_threads: int = 0  # what it runs on a quiet PC (--threads, within --max-cpu)
+    limits: str = ""  # --max-cpu/--max-memory and what keeps them; "" without
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -132,6 +133,9 @@ def owner_actions(
             tokens_today=today.tokens,
             cpu_hours_today=today.cpu_hours,
             energy_wh_today=today.energy_wh,
+            threads=config.threads,
+            max_threads=config.threads,
+            limits=limits_text(config),
         )
 
     def pause() -> int:
@@ -148,6 +152,11 @@ def owner_actions(
         log.info("resumed by its owner: taking work again")
 
     return OwnerActions(status, pause, resume)
+
+
+def limits_text(config: WorkerConfig) -> str:
+    described = config.limits.describe(os.cpu_count() or 1)
+    return f"{described}, kept by {config.limits_kept_by}" if described else ""
 
 
 async def model_loaded(engine: BatchEngine, loaded: bool) -> None:

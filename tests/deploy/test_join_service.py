@@ -79,6 +79,26 @@ def test_a_system_unit_runs_as_its_owner_and_a_dry_run_writes_nothing(tmp_path: 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_owners_limits_and_idle_weight_go_in_the_units_cgroup_and_systemd_accepts_them(tmp_path: Path) -> None:
+    cores = os.cpu_count() or 1
+    limited = [*JOIN[:-2], "--when", "idle", "--max-cpu", "50%", "--max-memory", "2G"]
+    installed = swarm(*limited, "--install", SWARM_UNIT_DIR=str(tmp_path))
+    assert installed.returncode == 0, installed.stderr
+    unit = tmp_path / UNIT_NAME
+    written = settings(unit)
+    assert written["CPUQuota"] == f"{cores * 50}%"
+    assert written["MemoryMax"] == str(2 * 1024**3) and int(written["MemoryHigh"]) < 2 * 1024**3
+    assert written["CPUWeight"] == "idle"  # a service has no autogroup of its own to lower
+    assert written["Environment"] == "SWARM_LIMITS_KEPT_BY=unit"  # the worker in it must not run itself again
+    verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=30)
+    assert verified.returncode == 0 and UNIT_NAME not in verified.stderr, verified.stderr
+    plain = swarm(*JOIN, "--install", "--dry-run", SWARM_UNIT_DIR=str(tmp_path))
+    shown = {line.split("=", 1)[0] for line in plain.stdout.splitlines() if "=" in line and line[0] != "#"}
+    assert not {"CPUQuota", "MemoryMax", "CPUWeight", "Environment"} & shown, plain.stdout
+    bad = swarm(*JOIN, "--max-memory", "lots", "--install", SWARM_UNIT_DIR=str(tmp_path))
+    assert bad.returncode == 2 and "--max-memory 'lots'" in bad.stderr, bad.stderr
+
+
 @pytest.mark.skipif(Path("/run/systemd/system").is_dir(), reason="systemd runs here: this would enable a real unit")
 def test_without_a_running_systemd_the_user_unit_is_written_and_the_owner_told_how_to_enable_it(
     tmp_path: Path,

@@ -4,13 +4,11 @@ a worker takes no work, hands what it runs to another worker, shows why, and ser
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,14 +32,6 @@ MAX_TOKENS = 400  # seconds of work on the slow model
 LONG_TOKENS = 900  # on a quiet core the desk makes about 60 tokens/s per stream: still running when the hog starts
 OWNER_CPU = 0.60  # a hog beside the desk (its session at nice 10) takes ~90% of the core; other processes come and go
 OWNER_QUIET_S = 2.0
-
-
-@pytest.fixture
-def control_dir() -> Iterator[Path]:
-    """A short path: a Unix socket's path must fit in 107 bytes, and pytest's tmp_path can be longer."""
-    directory = Path(tempfile.mkdtemp(prefix="swc-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def start_worker(swarm: RunningSwarm, name: str, control_dir: Path, *extra: str) -> ManagedProcess:
