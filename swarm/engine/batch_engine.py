@@ -89,6 +89,12 @@ class _SetLoaded:
 
 
 @dataclass(frozen=True)
+class _SetThreads:
+    threads: int
+    done: Future[None]
+
+
+@dataclass(frozen=True)
 class _Row:
     """One sequence's rows in a step in flight; its token is dropped if the sequence ended meanwhile."""
 
@@ -107,11 +113,12 @@ class BatchEngine:
         self.config = config
         self.can_unload = forward is None  # a pipeline head's stages keep theirs: it keeps its own too
         self._loaded = True
+        self.threads = config.threads  # the whole model's now: fewer while its owner uses some of its cores
         self._forward = forward or self._whole_model()
         self._verifier = self._verifier_of(self._forward)
         self.context_per_slot = self._forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
-        self._inbox: queue.SimpleQueue[_Submit | _Cancel | _SetLoaded | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Submit | _Cancel | _SetLoaded | _SetThreads | None] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
         self._in_flight: deque[list[_Row]] = deque()  # steps sent, oldest first
         self._running = False
@@ -153,6 +160,12 @@ class BatchEngine:
         holds; done once it has. Unloaded, it cancels what runs and refuses new requests (can_unload only)."""
         done: Future[None] = Future()
         self._inbox.put(_SetLoaded(loaded, done))
+        return done
+
+    def set_threads(self, threads: int) -> Future[None]:
+        """The whole model's steps run on this many threads from the next one (a pipeline head keeps its own)."""
+        done: Future[None] = Future()
+        self._inbox.put(_SetThreads(threads, done))
         return done
 
     def stats(self) -> EngineStats:
@@ -221,6 +234,8 @@ class BatchEngine:
                 self._running = False
             elif isinstance(item, _SetLoaded):
                 self._set_loaded(item)
+            elif isinstance(item, _SetThreads):
+                self._set_threads(item)
             elif isinstance(item, _Submit) and not self._loaded:
                 item.emit(SwarmError(ErrorCode.UNAVAILABLE, "the worker unloaded its model: memory is short"))
             elif isinstance(item, _Submit):
@@ -241,7 +256,14 @@ class BatchEngine:
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.
         per_slot = min(self.config.context_per_slot, self.model.context_length_trained or self.config.context_per_slot)
-        return WholeModel(self.model, self.config.slots, per_slot, self.config.batch_size, self.config.threads)
+        return WholeModel(self.model, self.config.slots, per_slot, self.config.batch_size, self.threads)
+
+    def _set_threads(self, item: _SetThreads) -> None:
+        if self.can_unload:  # a whole model; unloaded, it takes them when it loads again
+            if self._loaded and isinstance(self._forward, WholeModel):
+                self._forward.set_threads(item.threads)
+            self.threads = item.threads
+        item.done.set_result(None)
 
     def _set_loaded(self, item: _SetLoaded) -> None:
         try:

@@ -150,6 +150,13 @@ class WholeModel:
     def discard(self) -> None:
         self._done.clear()
 
+    @property
+    def threads(self) -> int:
+        return self._context.threads
+
+    def set_threads(self, threads: int) -> None:
+        self._context.set_threads(threads)
+
     def release(self, slot: int, keep_cache: bool) -> None:
         sampler = self._samplers.pop(slot, None)
         if sampler is not None:

@@ -21,6 +21,7 @@ class Phase(StrEnum):
 class BackoffPolicy:
     busy_samples: int = 2  # busy samples in a row that send running work away
     quiet_s: float = 20.0  # how long the PC must be quiet before an away worker serves again (target: within 30 s)
+    more_threads_after_s: float = 5.0  # how long cores must stay free before it runs more threads on them again
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """OwnerWatch: `--when idle` at work; samples the owner's load twice a second, backs the worker off or back on.
 
-Away because memory is short, it also frees its model (when given a way to), and loads it again before it
-serves: the worker stays joined and says why it takes nothing.
+Before any of that, while it serves, it runs as many threads as the cores other processes leave free
+(owner_threads). Away because memory is short, it also frees its model (when given a way to), and loads
+it again before it serves: the worker stays joined and says why it takes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 
 from swarm.worker.owner_backoff import SERVING, BackoffPolicy, BackoffState, Phase, next_state
 from swarm.worker.owner_load import MEMORY_SHORT, LoadReading, OwnerThresholds, read_load, sample_between
+from swarm.worker.owner_threads import ThreadStep, next_threads, threads_free
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ SAMPLE_INTERVAL_S = 0.5
 UNLOADED = "its model unloaded"
 
 SetLoaded = Callable[[bool], Awaitable[None]]  # frees the model (False) or loads it again (True)
+SetThreads = Callable[[int], Awaitable[None]]  # the engine's threads from its next step
 
 
 class OwnerWatch:
@@ -33,14 +36,17 @@ class OwnerWatch:
         *,
         read: Callable[[], LoadReading] = read_load,
         interval_s: float = SAMPLE_INTERVAL_S,
+        most_threads: int = 1,
     ) -> None:
         self._thresholds = thresholds
+        self.thread_step = ThreadStep(most_threads)
         self._policy = policy
         self._read = read
         self._interval_s = interval_s
         self.state = SERVING
         self.unloaded = False
         self._model_share = 0.0  # of RAM, what freeing the model gave back: loading it will take that again
+        self._most_threads = most_threads
 
     def away(self) -> str:
         """Why the owner's load keeps this worker from new work ("" when it does not)."""
@@ -50,11 +56,16 @@ class OwnerWatch:
 
     @contextlib.asynccontextmanager
     async def watching(
-        self, hand_back: Callable[[], int], changed: Callable[[], None], set_loaded: SetLoaded | None = None
+        self,
+        hand_back: Callable[[], int],
+        changed: Callable[[], None],
+        set_loaded: SetLoaded | None = None,
+        set_threads: SetThreads | None = None,
     ) -> AsyncIterator[None]:
         """Samples while the body runs: hand_back when the worker goes away, changed at every change of state,
-        set_loaded (if given) to free the model while away for memory and to load it before serving again."""
-        task = asyncio.create_task(self._watch(hand_back, changed, set_loaded), name="owner-watch")
+        set_loaded (if given) to free the model while away for memory and to load it before serving again,
+        set_threads (if given) to run on the cores others leave free."""
+        task = asyncio.create_task(self._watch(hand_back, changed, set_loaded, set_threads), name="owner-watch")
         try:
             yield
         finally:
@@ -63,7 +74,11 @@ class OwnerWatch:
                 await task
 
     async def _watch(
-        self, hand_back: Callable[[], int], changed: Callable[[], None], set_loaded: SetLoaded | None
+        self,
+        hand_back: Callable[[], int],
+        changed: Callable[[], None],
+        set_loaded: SetLoaded | None,
+        set_threads: SetThreads | None,
     ) -> None:
         loop = asyncio.get_running_loop()
         before = self._read()
@@ -89,6 +104,21 @@ class OwnerWatch:
                     log.info("%s: handed %d running requests to other workers", self.away(), hand_back())
             if self.state.reason == MEMORY_SHORT and self.state.phase is Phase.AWAY and not self.unloaded:
                 set_loaded = await self._unload(set_loaded, changed)
+            if set_threads is not None and self.state.phase is not Phase.AWAY:
+                await self._fit_threads(set_threads, after.cores, sample.others_share, loop.time())
+
+    async def _fit_threads(self, set_threads: SetThreads, cores: int, others_share: float, now: float) -> None:
+        fitting = threads_free(self._most_threads, cores, others_share)
+        step = next_threads(self.thread_step, fitting, now, self._policy.more_threads_after_s)
+        if step.threads != self.thread_step.threads:
+            await set_threads(step.threads)
+            log.info(
+                "running on %d of %d threads: other processes use %.0f%% of its cores",
+                step.threads,
+                self._most_threads,
+                others_share * 100,
+            )
+        self.thread_step = step
 
     async def _unload(self, set_loaded: SetLoaded | None, changed: Callable[[], None]) -> SetLoaded | None:
         """Frees the model; what to call the next time (None once freeing it failed: no use trying again)."""

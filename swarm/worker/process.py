@@ -116,7 +116,12 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
 
 
 def owner_actions(
-    config: WorkerConfig, info: WorkerInfo, owner: OwnerState, servicer: WorkerServicer, membership: Membership
+    config: WorkerConfig,
+    info: WorkerInfo,
+    owner: OwnerState,
+    servicer: WorkerServicer,
+    membership: Membership,
+    threads: Callable[[], int],
 ) -> OwnerActions:
     """What `swarm local`, `swarm pause` and `swarm resume` do to this worker."""
 
@@ -133,7 +138,7 @@ def owner_actions(
             tokens_today=today.tokens,
             cpu_hours_today=today.cpu_hours,
             energy_wh_today=today.energy_wh,
-            threads=config.threads,
+            threads=threads(),
             max_threads=config.threads,
             limits=limits_text(config),
         )
@@ -157,6 +162,10 @@ def owner_actions(
 def limits_text(config: WorkerConfig) -> str:
     described = config.limits.describe(os.cpu_count() or 1)
     return f"{described}, kept by {config.limits_kept_by}" if described else ""
+
+
+async def threads_set(engine: BatchEngine, threads: int) -> None:
+    await asyncio.wrap_future(engine.set_threads(threads))
 
 
 async def model_loaded(engine: BatchEngine, loaded: bool) -> None:
@@ -183,7 +192,7 @@ async def _serve_worker(
         return Usage(engine.stats().tokens_generated, cpu.user + cpu.system)
 
     thresholds = OwnerThresholds(others_share=config.owner_cpu, memory_available=config.owner_memory)
-    watch = OwnerWatch(thresholds, BackoffPolicy(quiet_s=config.owner_quiet_s))
+    watch = OwnerWatch(thresholds, BackoffPolicy(quiet_s=config.owner_quiet_s), most_threads=config.threads)
     owner = OwnerState(config.hours, usage=usage, watts=config.watts, threads=config.threads, load=watch.away)
     servicer = WorkerServicer(engine, config.served_model_name, config.token, owner.away)
     if not stage_fields(engine.model):  # a whole model embeds; its embedding context opens on the first call
@@ -226,7 +235,7 @@ async def _serve_worker(
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)
     stop = stop_on_signals()
-    actions = owner_actions(config, info, owner, servicer, membership)
+    actions = owner_actions(config, info, owner, servicer, membership, lambda: engine.threads)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
     watching: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     weight = SessionWeight() if config.hours.mode is WhenMode.IDLE else None
@@ -238,7 +247,8 @@ async def _serve_worker(
             weight.computing(watch.state.phase is not Phase.AWAY)
 
         set_loaded = partial(model_loaded, engine) if engine.can_unload else None
-        watching = watch.watching(servicer.hand_back, load_changed, set_loaded)
+        set_threads = partial(threads_set, engine) if engine.can_unload else None  # a whole model's only
+        watching = watch.watching(servicer.hand_back, load_changed, set_loaded, set_threads)
     try:
         async with (
             owner_socket(default_control_dir(), info.worker_id, actions),

@@ -264,3 +264,20 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(tiny_model: P
         rows = sorted(step.values())
         assert rows[0] == 1  # ...the running stream got its token in each of them
         assert rows[1] <= config.prefill_chunk  # and no step carried more than one chunk of the prompt
+
+
+def test_fewer_threads_from_the_next_step_give_the_same_greedy_text(tiny_model: Path) -> None:
+    engine = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=2, context_per_slot=256, threads=2))
+    engine.start()
+    try:
+        before, _ = run(engine, request(PROMPTS[0], max_tokens=16))
+        engine.set_threads(1).result(timeout=30)
+        assert engine.threads == 1
+        assert isinstance(engine._forward, WholeModel) and engine._forward.threads == 1  # llama.cpp's own count
+        assert run(engine, request(PROMPTS[0], max_tokens=16))[0] == before  # one sequence decoding alone: exact
+        engine.set_loaded(False).result(timeout=30)
+        engine.set_threads(2).result(timeout=30)  # unloaded: kept for the load
+        engine.set_loaded(True).result(timeout=30)
+        assert engine._forward.threads == 2
+    finally:
+        engine.stop()

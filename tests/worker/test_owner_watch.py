@@ -103,3 +103,31 @@ def test_memory_that_would_be_short_again_once_the_model_is_back_keeps_it_away()
     asyncio.run(watched())
     assert events == ["free"]  # 17% free would pass, but not with the model's 10% back: it stays away
     assert watch.away() == "away: memory is short; its model unloaded"
+
+
+def test_a_light_load_takes_threads_away_at_once_and_gives_them_back_after_the_cores_stay_free() -> None:
+    # Eight cores; the owner's build takes two of them for a while, under --owner-cpu: the worker keeps serving.
+    shares = [0.0] * 3 + [0.25] * 30
+    busy, ticks = [0.0], iter(range(1_000_000))
+
+    def read() -> LoadReading:
+        tick = next(ticks)
+        busy[0] += (shares[tick] if tick < len(shares) else 0.0) * 8 * INTERVAL_S
+        return LoadReading(tick * INTERVAL_S, 8, busy[0], 0.0, 0.8, 0.0)
+
+    policy = BackoffPolicy(more_threads_after_s=0.05)
+    watch = OwnerWatch(OwnerThresholds(), policy, read=read, interval_s=0.001, most_threads=8)
+    threads: list[int] = []
+    phases: list[Phase] = []
+
+    async def set_threads(count: int) -> None:
+        threads.append(count)
+
+    async def watched() -> None:
+        async with watch.watching(lambda: 0, lambda: phases.append(watch.state.phase), set_threads=set_threads):
+            while threads[-1:] != [8]:
+                await asyncio.sleep(0.001)
+
+    asyncio.run(asyncio.wait_for(watched(), 10))
+    assert threads == [6, 8]  # fewer at the first light sample, all again once the build left them free
+    assert phases == []  # never backed off: the load stayed under --owner-cpu

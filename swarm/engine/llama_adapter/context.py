@@ -96,6 +96,14 @@ class LlamaContext:
         """How many positions a sequence's KV cells cover: its last position + 1 (0 when it holds none)."""
         return int(llama_cpp.llama_memory_seq_pos_max(self._memory, seq_id)) + 1
 
+    @property
+    def threads(self) -> int:
+        return int(llama_cpp.llama_n_threads(self._ctx))
+
+    def set_threads(self, threads: int) -> None:
+        """From the next decode on (prompt batches too)."""
+        llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+
     def close(self) -> None:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
