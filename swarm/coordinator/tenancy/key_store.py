@@ -54,6 +54,14 @@ class KeyStore:
         data: dict[str, str] = await self._redis.hgetall(keys.api_key_key(digest))  # type: ignore[assignment]
         return KeyRecord.from_hash(data) if data else None
 
+    async def lookup_many(self, digests: list[str]) -> list[KeyRecord | None]:
+        """The records of these digests in one round trip, None where a key is unknown."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.hgetall(keys.api_key_key(digest))
+            found = await pipe.execute()
+        return [KeyRecord.from_hash(data) if data else None for data in found]
+
     async def records(self) -> list[KeyRecord]:
         """Every created key, revoked ones included, by name."""
         names: dict[str, str] = await self._redis.hgetall(keys.API_KEY_NAMES)  # type: ignore[assignment]
