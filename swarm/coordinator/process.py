@@ -83,9 +83,9 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     fleet, plans = await build_fleet(config, redis, library_root)
     key_store = KeyStore(redis)
     admission = KeyAdmission(KeyLimits(redis))
-    key_watch = KeyWatch(key_store, dispatcher.end_requests)
+    key_watch = KeyWatch(key_store, dispatcher.requests_by_tenant, dispatcher.end_requests)
     embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
-    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings, key_watch)
+    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,

@@ -20,9 +20,8 @@ from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
-from swarm.coordinator.tenancy.admission import KeyAdmission, Ticket, check_model
+from swarm.coordinator.tenancy.admission import KeyAdmission, check_model
 from swarm.coordinator.tenancy.caller import OPEN_ACCESS, Access
-from swarm.coordinator.tenancy.key_watch import KeyWatch
 from swarm.shared import tracing
 from swarm.shared.embedding_messages import EmbedRequest, EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -30,7 +29,6 @@ from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
 from swarm.shared.types import (
     GenerationEvent,
-    GenerationRequest,
     ModelSummary,
     RawRequest,
     SwarmStatus,
@@ -55,7 +53,6 @@ class InferenceService:
         plans: Mapping[str, PlanStore] | None = None,
         admission: KeyAdmission | None = None,
         embeddings: Embeddings | None = None,
-        key_watch: KeyWatch | None = None,
     ) -> None:
         self._config = config
         self._dispatcher = dispatcher
@@ -65,7 +62,6 @@ class InferenceService:
         self._plans = dict(plans or {})  # model -> where its plan is kept
         self._admission = admission
         self._embeddings = embeddings
-        self._key_watch = key_watch
         self._started = time.monotonic()
         self.metrics = CoordinatorMetrics(dispatcher)
 
@@ -80,8 +76,7 @@ class InferenceService:
 
         api_key is the key the caller was let in with ("": the batch runner, or a coordinator
         without keys); its requests' ids are its own (request_identity). access holds a created key's new
-        requests to its model list and limits (tenancy.admission), and ends its requests once it is
-        revoked or expires (tenancy.key_watch).
+        requests to its model list and limits (tenancy.admission).
         """
 
         def model() -> str:
@@ -110,41 +105,22 @@ class InferenceService:
             piece_interval_s=self._config.whole_answer_piece_interval_s if whole_answer else 0.0,
         )
         waiting: int | None = None
-        known: AsyncIterator[GenerationEvent] | None = None
         if raw.request_id:  # a retry of a request this swarm already has attaches to it
             # The queue's depth is read beside the id's lookup: one Redis round trip before queueing, not two.
             known, waiting = await asyncio.gather(
                 self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens),
                 self._store.depth(),
             )
-            if known is None and raw.resume_after_tokens > 0:  # starting it again would repeat what the client has
+            if known is not None:
+                async for event in known:
+                    yield event
+                return
+            if raw.resume_after_tokens > 0:  # starting it again would repeat what the client has
                 raise SwarmError(
                     ErrorCode.NOT_FOUND,
                     f"request_id: no request {raw.request_id!r} is kept here to resume (it was delivered, failed "
                     "for good or expired); send it again from the start, with resume_after_tokens 0",
                 )
-        ticket: Ticket | None = None
-        if known is None:
-            request, ticket = await self._admit(request, access, waiting)
-        # A created key's request ends here once the key is revoked or expires (tenancy.key_watch).
-        watched = self._key_watch is not None and self._key_watch.opened(access, request.request_id)
-        try:
-            events = known if known is not None else await self._dispatcher.submit(request)
-            async for event in events:
-                if ticket is not None:
-                    ticket.observe(event)
-                yield event
-        finally:
-            if watched and self._key_watch is not None:
-                self._key_watch.closed(access, request.request_id)
-            if ticket is not None:
-                await ticket.close()
-
-    async def _admit(
-        self, request: GenerationRequest, access: Access, waiting: int | None
-    ) -> tuple[GenerationRequest, Ticket | None]:
-        """The new request with its model, checked against its model's context, the queue's room and the
-        caller's key; the ticket to close when it ends (None: its key has no limits)."""
         model = await self._resolve_model(request.model)
         check_model(access, model)
         request = replace(request, model=model)
@@ -162,7 +138,16 @@ class InferenceService:
                 f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
             )
         ticket = await self._admission.admit(access, request) if self._admission is not None else None
-        return request, ticket
+        if ticket is None:
+            async for event in await self._dispatcher.submit(request):
+                yield event
+            return
+        try:
+            async for event in await self._dispatcher.submit(request):
+                ticket.observe(event)
+                yield event
+        finally:
+            await ticket.close()
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         """The inputs' embeddings from a worker of the model (Embeddings routes them)."""

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # The line's own fault: running it again would fail the same way, so the error is its result.
 # NOT_FOUND is a model no worker has served lately (a typo), not one whose workers are down;
-# UNAUTHENTICATED, the job's key revoked or expired while the line ran (tenancy.key_watch).
+# UNAUTHENTICATED: the job's key was revoked or expired while the line ran (tenancy.key_watch).
 _LINE_FAULTS = {
     ErrorCode.INVALID_ARGUMENT,
     ErrorCode.FAILED_PRECONDITION,

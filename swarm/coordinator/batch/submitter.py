@@ -2,7 +2,8 @@
 
 A line is queued as the key's batch-class work (its tenant and weight in the fair queue) and its
 tokens are accounted under the key's name, as its interactive requests are. A created key's
-digest is kept too: once that key is revoked or expires, its lines stop (tenancy.key_watch).
+digest is kept too: once that key is revoked or expires, its lines stop (batch.runner; those
+running are ended by tenancy.key_watch).
 """
 
 from __future__ import annotations
@@ -47,12 +48,11 @@ class Submitter:
         )
 
     def line_access(self) -> Access:
-        """What a line runs with: the key's tenant, class and weight, and its digest for the revocation watch.
-
-        No record: a line is not held to the key's per-minute or stream limits, which would refuse
-        lines the job was accepted with; the batch class and the key's fair share pace them."""
+        """What a line runs with: the key's name, class and weight, but no record: a line is not held to
+        the key's per-minute or stream limits, which would refuse lines the job was accepted with; the
+        batch class and the key's fair share pace them."""
         caller = Caller(name=self.tenant, owner=self.owner, admin=False, priority=self.priority, weight=self.weight)
-        return Access(caller, None, self.key_digest)
+        return Access(caller)
 
 
 NO_SUBMITTER = Submitter()  # a coordinator without keys: every job in one shared namespace
