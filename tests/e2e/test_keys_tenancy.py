@@ -138,7 +138,7 @@ def test_a_keys_batch_lines_are_accounted_under_its_name_and_stop_when_it_is_rev
 
     # A revoked key's job runs no more lines: those running end, the rest fail without running.
     with BatchClient(swarm.address, api_key=quitter) as batches:
-        long_job = batches.submit(lines(200, 64))
+        long_job = batches.submit(lines(200, 128))
         wait_until(lambda: batches.get(long_job.job_id).finished_lines >= 1, 60, "the job's first line")
         admin.call("RevokeKey", pb.RevokeKeyRequest(name="quitter"))
     with BatchClient(swarm.address, api_key=ADMIN_KEY) as as_admin:
