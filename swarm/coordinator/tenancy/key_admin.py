@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 class KeyAdmin:
     def __init__(self, store: KeyStore, keys_required: bool, on_revoke: Callable[[], None] = lambda: None) -> None:
-        """on_revoke: called after a key is revoked here, so this coordinator ends its streams at once."""
+        """on_revoke: called after a key is revoked here, so this coordinator ends its requests at once."""
         self._store = store
         self._keys_required = keys_required
         self._on_revoke = on_revoke
