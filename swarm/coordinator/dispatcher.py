@@ -207,6 +207,28 @@ class Dispatcher:
         await self._count_cancelled(record)
         await self._forget(record.request_id)
 
+    def requests_by_tenant(self) -> dict[str, list[str]]:
+        """The ids of the requests this coordinator owns (queued or running), by tenant: for the key watch."""
+        by_tenant: dict[str, list[str]] = {}
+        for record in self._requests.values():
+            by_tenant.setdefault(record.request.tenant, []).append(record.request_id)
+        return by_tenant
+
+    async def end_requests(self, request_ids: list[str], error: SwarmError) -> int:
+        """Ends those of these requests owned here for every client (their key was revoked): runs cancelled,
+        worker slots freed, the tokens sent accounted. How many it ended."""
+        ended = 0
+        for request_id in request_ids:
+            record = self._requests.get(request_id)
+            if record is None or record.stream.done:
+                continue
+            if record.run is not None and record.run.task is not None:
+                record.run.task.cancel()
+            await self._count_cancelled(record)
+            await self._end(record, error)
+            ended += 1
+        return ended
+
     # ------------------------------------------------------------ background work
 
     async def recover(self) -> None:

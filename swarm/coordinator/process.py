@@ -38,6 +38,7 @@ from swarm.coordinator.tenancy.admission import KeyAdmission
 from swarm.coordinator.tenancy.key_admin import KeyAdmin
 from swarm.coordinator.tenancy.key_limits import KeyLimits
 from swarm.coordinator.tenancy.key_store import KeyStore
+from swarm.coordinator.tenancy.key_watch import KeyWatch
 from swarm.coordinator.tenancy.resolver import CallerResolver
 from swarm.coordinator.usage.usage_servicer import UsageServicer
 from swarm.coordinator.web.http_tracing import http_spans
@@ -82,6 +83,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     fleet, plans = await build_fleet(config, redis, library_root)
     key_store = KeyStore(redis)
     admission = KeyAdmission(KeyLimits(redis))
+    key_watch = KeyWatch(key_store, dispatcher.requests_by_tenant, dispatcher.end_requests)
     embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
     service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
@@ -91,6 +93,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         lambda: request_slots(dispatcher.views()),
         config.batch_reclaim_after_s,
         config.poll_interval_s,
+        key_store,
     )
     await monitor.refresh()
     await dispatcher.recover()
@@ -108,7 +111,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token, config.heartbeat_interval_s), server)
     batch_service = BatchService(batch_store, config.batch_limits, config.limits)
     pb_grpc.add_BatchServicer_to_server(BatchServicer(batch_service), server)
-    key_admin = KeyAdmin(key_store, callers.required)
+    key_admin = KeyAdmin(key_store, callers.required, on_revoke=key_watch.check_soon)
     pb_grpc.add_AdminServicer_to_server(AdminServicer(key_admin), server)
     pb_grpc.add_UsageServicer_to_server(UsageServicer(store.usage), server)
     if config.stages_dir or config.plan_model:
@@ -164,6 +167,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(batch_runner.run(), name="batch-runner"),
         asyncio.create_task(admission.run(), name="stream-leases"),
+        asyncio.create_task(key_watch.run(), name="key-watch"),
     ]
     stop = stop_on_signals()
     log.info(

@@ -113,3 +113,37 @@ def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_
         return [t["tenant"] for t in dashboard_snapshot(swarm.http, bob, jobs=1).get("usage", {}).get("tenants", [])]
 
     wait_until(lambda: bobs_dashboard_usage() == ["bob"], 30, "bob's dashboard to show his usage, and only his")
+
+
+def test_a_keys_batch_lines_are_accounted_under_its_name_and_stop_when_it_is_revoked(make_swarm: MakeSwarm) -> None:
+    swarm: RunningSwarm = make_swarm(
+        workers=1, coordinator_args=("--api-key", ADMIN_KEY), client_options={"api_key": ADMIN_KEY}
+    )
+    admin = AdminCalls(swarm.address, ADMIN_KEY)
+    batcher = admin.call("CreateKey", pb.CreateKeyRequest(name="batcher")).secret
+    quitter = admin.call("CreateKey", pb.CreateKeyRequest(name="quitter")).secret
+
+    with BatchClient(swarm.address, api_key=batcher) as batches:
+        job = batches.submit(lines(6, 12))
+        wait_until(lambda: batches.get(job.job_id).state is BatchState.DONE, 60, "the batch job to finish")
+        results = list(batches.results(job.job_id))
+    assert len(results) == 6 and not any(r.error for r in results)
+
+    # Usage, as `swarm usage` reads it: the job's tokens under its key's name, exactly; none under no key.
+    by_tenant = fetch_usage(swarm.address, api_key=ADMIN_KEY).by_tenant()
+    assert set(by_tenant) == {"batcher"}
+    assert by_tenant["batcher"].prompt == sum(r.prompt_tokens for r in results)
+    assert by_tenant["batcher"].completion == sum(r.completion_tokens for r in results)
+    assert by_tenant["batcher"].requests == 6
+
+    # A revoked key's job runs no more lines: those running end, the rest fail without running.
+    with BatchClient(swarm.address, api_key=quitter) as batches:
+        long_job = batches.submit(lines(200, 128))
+        wait_until(lambda: batches.get(long_job.job_id).finished_lines >= 1, 60, "the job's first line")
+        admin.call("RevokeKey", pb.RevokeKeyRequest(name="quitter"))
+    with BatchClient(swarm.address, api_key=ADMIN_KEY) as as_admin:
+        wait_until(lambda: as_admin.get(long_job.job_id).state is BatchState.DONE, 30, "the revoked key's job to end")
+        ended = list(as_admin.results(long_job.job_id))
+    refused = [r for r in ended if r.error]
+    assert len(ended) == 200 and len(refused) > 100
+    assert all(r.error == "UNAUTHENTICATED: API key 'quitter' was revoked" for r in refused)

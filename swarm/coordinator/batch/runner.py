@@ -22,8 +22,11 @@ from dataclasses import replace
 from redis.exceptions import RedisError
 
 from swarm.coordinator.batch.store import BatchStore, LineWork, WorkItem
+from swarm.coordinator.batch.submitter import Submitter
 from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.service import InferenceService
+from swarm.coordinator.tenancy.key_record import record_refusal
+from swarm.coordinator.tenancy.key_store import KeyStore
 from swarm.shared.backoff import backoff_delays
 from swarm.shared.batch_types import BatchResult
 from swarm.shared.cancellation import stop_if_cancelled
@@ -34,8 +37,14 @@ from swarm.shared.validation import BATCH_REQUEST_ID_PREFIX
 log = logging.getLogger(__name__)
 
 # The line's own fault: running it again would fail the same way, so the error is its result.
-# NOT_FOUND is a model no worker has served lately (a typo), not one whose workers are down.
-_LINE_FAULTS = {ErrorCode.INVALID_ARGUMENT, ErrorCode.FAILED_PRECONDITION, ErrorCode.NOT_FOUND}
+# NOT_FOUND is a model no worker has served lately (a typo), not one whose workers are down;
+# UNAUTHENTICATED: the job's key was revoked or expired while the line ran (tenancy.key_watch).
+_LINE_FAULTS = {
+    ErrorCode.INVALID_ARGUMENT,
+    ErrorCode.FAILED_PRECONDITION,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.UNAUTHENTICATED,
+}
 MAX_LINE_ATTEMPTS = 5  # runs of one line that failed for the swarm's reasons before its error is kept
 READ_BLOCK_MS = 500
 STALL_FACTOR = 3  # times the reclaim time
@@ -62,9 +71,12 @@ class BatchRunner:
         capacity: Callable[[], int],
         reclaim_after_s: float,
         poll_interval_s: float,
+        keys: KeyStore | None = None,
     ) -> None:
-        """`capacity` says how many lines may run at once: the slots of the workers up now."""
+        """`capacity` says how many lines may run at once: the slots of the workers up now; `keys` are
+        the created keys, whose jobs' lines stop running once their key is revoked or expires."""
         self._store = store
+        self._keys = keys
         self._service = service
         self._capacity = capacity
         self._reclaim_after_s = reclaim_after_s
@@ -123,7 +135,11 @@ class BatchRunner:
         try:
             work = await self._store.work_for(item)
             if work is not None:
-                result = await self._run_line(item, work)
+                refusal = await self._key_refusal(work.submitter)
+                if refusal is not None:
+                    result = BatchResult(item.index + 1, work.line.custom_id, error=str(refusal))
+                else:
+                    result = await self._run_line(item, work)
                 now_ms = int(time.time() * 1000)
                 await patiently(lambda: self._store.record(item.job_id, result, now_ms), RECORD_PATIENCE_S)
             await patiently(lambda: self._store.finish_item(item), RECORD_PATIENCE_S)
@@ -132,6 +148,14 @@ class BatchRunner:
         finally:
             self._running.pop(item.entry_id, None)
             self._room.set()
+
+    async def _key_refusal(self, submitter: Submitter) -> SwarmError | None:
+        """Why the job's key may not run its lines any more (None if it may): it was revoked or has expired."""
+        if self._keys is None or not submitter.key_digest:
+            return None
+        record = await self._keys.lookup(submitter.key_digest)
+        why = record_refusal(submitter.tenant, record, int(time.time() * 1000))
+        return SwarmError(ErrorCode.UNAUTHENTICATED, why) if why else None
 
     async def _run_line(self, item: WorkItem, work: LineWork) -> BatchResult:
         request = replace(
@@ -145,7 +169,7 @@ class BatchRunner:
         while True:
             events: list[GenerationEvent] = []
             try:
-                await self._collect(request, events)
+                await self._collect(request, work.submitter, events)
             except SwarmError as exc:
                 failures += 1
                 if exc.code in _LINE_FAULTS or failures >= MAX_LINE_ATTEMPTS:
@@ -166,10 +190,12 @@ class BatchRunner:
                 return _line_result(line, custom_id, events)
             await asyncio.sleep(next(delays))
 
-    async def _collect(self, request: RawRequest, events: list[GenerationEvent]) -> None:
-        """Runs the request, appending its events; raises _Stalled when none comes for the stall timeout."""
+    async def _collect(self, request: RawRequest, submitter: Submitter, events: list[GenerationEvent]) -> None:
+        """Runs the request as the submitter's batch work, appending its events; raises _Stalled when none
+        comes for the stall timeout."""
+        access = submitter.line_access()
         # Every way out of this loop ends the generator: it is exhausted, raised, or was cancelled by wait_for.
-        stream = self._service.generate(request, whole_answer=True)
+        stream = self._service.generate(request, whole_answer=True, access=access)
         while True:
             try:
                 events.append(await asyncio.wait_for(anext(stream), self._stall_timeout_s))

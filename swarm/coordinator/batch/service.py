@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from swarm.coordinator.batch.store import BatchStore
-from swarm.coordinator.tenancy.caller import OPEN_CALLER, Caller
+from swarm.coordinator.batch.submitter import Submitter
+from swarm.coordinator.tenancy.caller import OPEN_ACCESS, OPEN_CALLER, Access, Caller
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
 from swarm.shared.batch_validation import InvalidBatchLine, check_batch_line
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -36,8 +37,9 @@ class BatchService:
         if size_bytes > self._limits.max_bytes:
             raise SwarmError(ErrorCode.RESOURCE_EXHAUSTED, f"a job holds at most {self._limits.max_bytes} bytes")
 
-    async def submit(self, model: str, lines: list[BatchLine], caller: Caller = OPEN_CALLER) -> BatchSummary:
-        """Stores the job as the caller's: only it (and admin keys) can see, cancel or read it."""
+    async def submit(self, model: str, lines: list[BatchLine], access: Access = OPEN_ACCESS) -> BatchSummary:
+        """Stores the job as the caller's: only it (and admin keys) can see, cancel or read it, and its lines
+        run as the caller's batch work."""
         if not lines:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "lines: a job needs at least one line")
         self.check_upload(len(lines), 0)
@@ -53,7 +55,7 @@ class BatchService:
             seeded.append(line)
             if number % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big job must not hold up the token streams this loop relays
-        return await self._store.create(new_job_id(), model, seeded, _now_ms(), caller.owner)
+        return await self._store.create(new_job_id(), model, seeded, _now_ms(), Submitter.of(access))
 
     async def get(self, job_id: str, caller: Caller = OPEN_CALLER) -> BatchSummary:
         """NOT_FOUND for another key's job too: a key cannot even learn that it exists."""

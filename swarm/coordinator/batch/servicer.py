@@ -33,7 +33,7 @@ class BatchServicer(pb_grpc.BatchServicer):  # type: ignore[misc]
             self._service.check_upload(len(lines), size_bytes)
         access = current_access()
         check_batch_models(access, model, (line.request.model for line in lines))
-        return batch_summary_to_wire(await self._service.submit(model, lines, access.caller))
+        return batch_summary_to_wire(await self._service.submit(model, lines, access))
 
     @error_boundary
     async def GetBatch(self, request: pb.BatchGetRequest, context: grpc.aio.ServicerContext) -> pb.BatchJob:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.batch.submitter import NO_SUBMITTER, SUBMITTER_FIELDS, Submitter
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState, BatchSummary
 from swarm.shared.failures import redis_full
 from swarm.shared.redis_connection import NO_REPLICAS, DurableWrites
@@ -67,6 +68,10 @@ return 1
 """
 
 
+# What a runner reads of a line's job: whether it runs, its model, and who submitted it.
+_JOB_FIELDS = ["state", "model", *SUBMITTER_FIELDS]
+
+
 @dataclass(frozen=True)
 class WorkItem:
     """One line of one job to run, as a stream entry a runner has claimed."""
@@ -80,6 +85,7 @@ class WorkItem:
 class LineWork:
     line: BatchLine
     job_model: str  # for lines that name no model
+    submitter: Submitter = NO_SUBMITTER
 
 
 class BatchStore:
@@ -96,7 +102,7 @@ class BatchStore:
     # ------------------------------------------------------------ jobs
 
     async def create(
-        self, job_id: str, model: str, lines: list[BatchLine], now_ms: int, owner: str = ""
+        self, job_id: str, model: str, lines: list[BatchLine], now_ms: int, submitter: Submitter = NO_SUBMITTER
     ) -> BatchSummary:
         """Stores the job's lines, then makes the job and one work item per line appear at once (MULTI/EXEC).
 
@@ -127,7 +133,7 @@ class BatchStore:
                     "created_ms": now_ms,
                     "finished_ms": 0,
                     "model": model,
-                    "owner": owner,
+                    **submitter.to_fields(),
                 },
             )
             pipe.persist(lines_key)
@@ -135,7 +141,7 @@ class BatchStore:
             pipe.zadd(keys.BATCH_JOBS, {job_id: now_ms})
             await pipe.execute()
         await self._durable.confirm()
-        return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model, owner)
+        return BatchSummary(job_id, BatchState.RUNNING, len(lines), 0, 0, now_ms, 0, model, submitter.owner)
 
     async def _check_room(self, job_bytes: int) -> None:
         """RESOURCE_EXHAUSTED before writing a job that would fill Redis past the batch share of its maxmemory."""
@@ -219,13 +225,14 @@ class BatchStore:
     async def work_for(self, item: WorkItem) -> LineWork | None:
         """The line to run, or None when it needs no run: job cancelled or expired, or result recorded."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch_job_key(item.job_id), ["state", "model"])
+            pipe.hmget(keys.batch_job_key(item.job_id), _JOB_FIELDS)
             pipe.hget(keys.batch_lines_key(item.job_id), str(item.index))
             pipe.hexists(keys.batch_results_key(item.job_id), str(item.index))
-            (state, model), raw_line, has_result = await pipe.execute()
-        if state != BatchState.RUNNING.value or raw_line is None or has_result:
+            job, raw_line, has_result = await pipe.execute()
+        fields = dict(zip(_JOB_FIELDS, job, strict=True))
+        if fields["state"] != BatchState.RUNNING.value or raw_line is None or has_result:
             return None
-        return LineWork(_line_from_json(raw_line), model or "")
+        return LineWork(_line_from_json(raw_line), fields["model"] or "", Submitter.from_fields(fields))
 
     async def record(self, job_id: str, result: BatchResult, now_ms: int) -> bool:
         """Keeps the line's result unless it has one already; True when this one was kept."""

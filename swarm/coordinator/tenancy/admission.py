@@ -1,8 +1,8 @@
 """KeyAdmission: holds each new request of a created key to its model list and limits, and settles it when it ends.
 
 Only requests a key submits are held to its limits: a retry that attaches to a request the
-swarm already has (a failover's resume included) is not charged again, and batch lines run
-under the coordinator's own namespace, not a key's.
+swarm already has (a failover's resume included) is not charged again, and a batch job's lines,
+though queued and accounted as its key's batch work, are not (batch.submitter).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from swarm.coordinator.tenancy.caller import Access
 from swarm.coordinator.tenancy.key_record import KeyRecord, KeySettings, new_record
@@ -15,9 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class KeyAdmin:
-    def __init__(self, store: KeyStore, keys_required: bool) -> None:
+    def __init__(self, store: KeyStore, keys_required: bool, on_revoke: Callable[[], None] = lambda: None) -> None:
+        """on_revoke: called after a key is revoked here, so this coordinator ends its requests at once."""
         self._store = store
         self._keys_required = keys_required
+        self._on_revoke = on_revoke
 
     def _check(self, access: Access) -> None:
         if not self._keys_required:  # keys created here would let nobody in who is not let in already
@@ -43,5 +46,6 @@ class KeyAdmin:
     async def revoke(self, access: Access, name: str) -> KeyRecord:
         self._check(access)
         record = await self._store.revoke(name)
+        self._on_revoke()
         log.info("API key %s revoked by %s", name, access.caller.name)
         return record

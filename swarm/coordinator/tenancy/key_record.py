@@ -72,6 +72,16 @@ class KeyRecord:
         )
 
 
+def record_refusal(name: str, record: KeyRecord | None, now_ms: int) -> str:
+    """Why the key named name, with this record (None: gone from Redis), lets nobody in now; "" if it does."""
+    if record is None or record.revoked:
+        return f"API key {name!r} was revoked"
+    if record.expired(now_ms):
+        when = datetime.fromtimestamp(record.expires_ms / 1000, UTC).isoformat(timespec="seconds")
+        return f"API key {name!r} expired at {when}"
+    return ""
+
+
 @dataclass(frozen=True)
 class KeySettings:
     """What `swarm keys create` asks for, as typed: checked by new_record, each problem naming its field."""

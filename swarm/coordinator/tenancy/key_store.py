@@ -54,6 +54,20 @@ class KeyStore:
         data: dict[str, str] = await self._redis.hgetall(keys.api_key_key(digest))  # type: ignore[assignment]
         return KeyRecord.from_hash(data) if data else None
 
+    async def lookup_names(self, names: list[str]) -> dict[str, KeyRecord | None]:
+        """The records of those names that created keys have (None: its record is gone), in two round trips;
+        a name no created key has (a static key's, or none) is left out."""
+        digests: list[str | None] = await self._redis.hmget(keys.API_KEY_NAMES, names)  # type: ignore[assignment]
+        created = [(name, str(digest)) for name, digest in zip(names, digests, strict=True) if digest is not None]
+        if not created:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _name, digest in created:
+                pipe.hgetall(keys.api_key_key(digest))
+            found = await pipe.execute()
+        pairs = zip(created, found, strict=True)
+        return {name: KeyRecord.from_hash(data) if data else None for (name, _digest), data in pairs}
+
     async def records(self) -> list[KeyRecord]:
         """Every created key, revoked ones included, by name."""
         names: dict[str, str] = await self._redis.hgetall(keys.API_KEY_NAMES)  # type: ignore[assignment]

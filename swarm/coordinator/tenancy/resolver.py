@@ -10,12 +10,11 @@ spends its limits. A key's expiry is checked on every call against the clock.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from swarm.coordinator.auth.api_keys import HOW_TO_PASS, ApiKeyCheck
 from swarm.coordinator.request_identity import owner_of_key
 from swarm.coordinator.tenancy.caller import INTERACTIVE, OPEN_ACCESS, Access, Caller
-from swarm.coordinator.tenancy.key_record import KeyRecord
+from swarm.coordinator.tenancy.key_record import KeyRecord, record_refusal
 from swarm.coordinator.tenancy.key_store import KeyStore, key_digest
 from swarm.shared.errors import ErrorCode, SwarmError
 
@@ -56,11 +55,9 @@ class CallerResolver:
         record = await self._record(digest)
         if record is None:
             raise _refused(f"wrong API key: {HOW_TO_PASS}")
-        if record.revoked:
-            raise _refused(f"API key {record.name!r} was revoked")
-        if record.expired(int(time.time() * 1000)):
-            when = datetime.fromtimestamp(record.expires_ms / 1000, UTC).isoformat(timespec="seconds")
-            raise _refused(f"API key {record.name!r} expired at {when}")
+        refusal = record_refusal(record.name, record, int(time.time() * 1000))
+        if refusal:
+            raise _refused(refusal)
         caller = Caller(
             name=record.name,
             owner=owner_of_key(presented),

@@ -13,9 +13,12 @@ from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.batch.runner import batch_request_id
 from swarm.coordinator.batch.service import BatchService
 from swarm.coordinator.batch.store import BatchStore
+from swarm.coordinator.batch.submitter import NO_SUBMITTER, Submitter
+from swarm.coordinator.fairness.queue_tags import BATCH
 from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.request_store import RequestStore
-from swarm.coordinator.tenancy.caller import OPEN_CALLER
+from swarm.coordinator.tenancy.caller import OPEN_CALLER, Access, Caller
+from swarm.coordinator.tenancy.key_record import KeyRecord
 from swarm.shared.batch_types import BatchLimits, BatchLine, BatchResult, BatchState
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import FinishReason, GenerationRequest, RawRequest, SamplingParams
@@ -108,6 +111,31 @@ def test_a_cancelled_job_runs_no_more_lines(redis_url: str) -> None:
         assert [await store.work_for(item) for item in items] == [None, None]
         assert await store.cancel("job-unknown", now_ms=5000) is None
         assert [s.job_id for s in await store.summaries()] == ["job-c"]
+
+    with_store(redis_url, scenario)
+
+
+def test_a_job_keeps_its_submitter_and_its_lines_run_as_that_keys_batch_work(redis_url: str) -> None:
+    async def scenario(store: BatchStore, redis: Redis) -> None:
+        caller = Caller(name="alice", owner="alices-namespace", admin=False, priority=0, weight=2.5)
+        service = BatchService(store, BatchLimits(), RequestLimits())
+        job = await service.submit("", lines(1), Access(caller, KeyRecord("alice"), "alices-digest"))
+        assert job.owner == "alices-namespace"
+        work = await store.work_for((await store.next_items("runner", 1, block_ms=10))[0])
+        assert work is not None
+        assert work.submitter == Submitter("alices-namespace", "alice", 0, 2.5, "alices-digest")
+        line_access = work.submitter.line_access()
+        assert line_access.record is None  # not held to the key's per-minute or stream limits
+        line = with_tenant(
+            GenerationRequest(batch_request_id(job.job_id, 0), "tiny", "p", 4, SamplingParams()), line_access.caller
+        )
+        assert (line.tenant, line.priority, line.weight) == ("alice", BATCH, 2.5)
+
+        # A job stored before submitters were kept runs as no key's, as it did then.
+        await store.create("job-old", "", lines(1), now_ms=1000)
+        await redis.hdel(keys.batch_job_key("job-old"), "tenant", "priority", "weight", "key")
+        old = await store.work_for((await store.next_items("runner", 1, block_ms=10))[0])
+        assert old is not None and old.submitter == NO_SUBMITTER
 
     with_store(redis_url, scenario)
 
