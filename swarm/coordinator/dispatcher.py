@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
@@ -28,20 +28,19 @@ from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
 from swarm.coordinator.ownership.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
-from swarm.coordinator.redis_patience import patiently
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.piece_journal import PieceRefused
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
 from swarm.coordinator.request_identity import check_same_request
+from swarm.coordinator.request_ledger import RequestLedger
 from swarm.coordinator.request_record import RequestRecord, WorkerRun
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
 from swarm.shared import tracing
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, TextPiece, WorkerView
-from swarm.shared.usage_types import finished_tokens
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, WorkerView
 from swarm.wire.convert import run_request_to_wire
 
 log = logging.getLogger(__name__)
@@ -68,12 +67,9 @@ class Dispatcher:
         self._registry = registry
         self._monitor = monitor
         self._calls = calls
-        self._redis_patience_s = redis_patience_s
         self._requests: dict[str, RequestRecord] = {}
         self._leases = LeaseKeeper(store, self._requests, self._admit_stored, self.wake)
-        # Ended while Redis was away: forgotten there, or queued again to resume, once it is back.
-        self._unforgotten: set[str] = set()
-        self._unrequeued: set[str] = set()
+        self._ledger = RequestLedger(store, self._leases, redis_patience_s)
         self._inflight: Counter[str] = Counter()
         self._assigned: Counter[str] = Counter()
         self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
@@ -141,9 +137,9 @@ class Dispatcher:
         """
         record = self._requests.get(request_id)
         if record is None:
-            if request_id in self._unforgotten:  # it ended here while Redis was away: a retry starts anew
+            if request_id in self._ledger.unforgotten:  # it ended here while Redis was away: a retry starts anew
                 await self._store.forget(request_id)
-                self._unforgotten.discard(request_id)
+                self._ledger.unforgotten.discard(request_id)
             stored = await self._store.load(request_id)
             if stored is None:
                 return None
@@ -155,7 +151,7 @@ class Dispatcher:
             # Unless a live peer owns it: its owner died, its relay here ended with Redis away, or no worker
             # could take it. Run it again here, after the pieces saved.
             taken = await self._leases.take_over(request_id)
-            self._unrequeued.discard(request_id)
+            self._ledger.unrequeued.discard(request_id)
             if taken is None:
                 return follow_peer(self._store, request_id, skip_tokens, self._adopt)
             record = taken
@@ -178,17 +174,14 @@ class Dispatcher:
             await events.aclose()  # counts this follower out before deciding
             if finished:
                 self._drop(record)
-                await self._delivered(record)
+                await self._ledger.delivered(record)
             elif not refused:
                 await asyncio.shield(self._cancel(record))
 
     async def _replay(self, request_id: str, result: StoredResult, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
         for event in coalesce([*result.pieces, result.finished], skip_tokens):
             yield event
-        try:
-            await self._store.delivered_stored(request_id)
-        except RedisError as exc:  # it expires with the result TTL instead
-            log.warning("cannot shorten the life of %s's result in Redis (%s)", request_id, exc)
+        await self._ledger.delivered_stored(request_id)
 
     async def _cancel(self, record: RequestRecord) -> None:
         """A client went away: unless another follows, stop the work and free its slot."""
@@ -204,8 +197,8 @@ class Dispatcher:
         if not record.stream.done:
             record.stream.fail(SwarmError(ErrorCode.CANCELLED, "cancelled by the client"))
         self._drop(record)
-        await self._count_cancelled(record)
-        await self._forget(record.request_id)
+        await self._ledger.count_cancelled(record)
+        await self._ledger.forget(record.request_id)
 
     def requests_by_tenant(self) -> dict[str, list[str]]:
         """The ids of the requests this coordinator owns (queued or running), by tenant: for the key watch."""
@@ -224,7 +217,7 @@ class Dispatcher:
                 continue
             if record.run is not None and record.run.task is not None:
                 record.run.task.cancel()
-            await self._count_cancelled(record)
+            await self._ledger.count_cancelled(record)
             await self._end(record, error)
             ended += 1
         return ended
@@ -253,7 +246,7 @@ class Dispatcher:
             try:
                 if self._leases.due():
                     await self._leases.keep()
-                await self._settle()
+                await self._ledger.settle()
                 await self._dispatch_waiting()
             except RedisError as exc:  # Redis restarting or overloaded: the queue waits there
                 log.warning("cannot read the queue from Redis: %s", exc)
@@ -294,31 +287,6 @@ class Dispatcher:
     def _drop(self, record: RequestRecord) -> None:
         if self._requests.get(record.request_id) is record:
             del self._requests[record.request_id]
-
-    async def _forget(self, request_id: str) -> None:
-        """Removes an ended request from Redis, now or, if Redis is away, once it is back."""
-        try:
-            await self._store.forget(request_id)
-        except RedisError as exc:
-            log.warning("cannot forget %s in Redis yet (%s); trying again when it answers", request_id, exc)
-            self._unforgotten.add(request_id)
-
-    async def _delivered(self, record: RequestRecord) -> None:
-        """A client here has the whole result: forgotten in Redis, or kept for a client following elsewhere."""
-        try:
-            await self._store.delivered(record.request_id, StoredResult(record.stream.pieces, record.stream.final))
-        except RedisError as exc:
-            log.warning("cannot forget %s in Redis yet (%s); trying again when it answers", record.request_id, exc)
-            self._unforgotten.add(record.request_id)
-
-    async def _settle(self) -> None:
-        """Tells Redis what happened while it was away."""
-        for request_id in list(self._unforgotten):
-            await self._store.forget(request_id)
-            self._unforgotten.discard(request_id)
-        for request_id in list(self._unrequeued):  # its run here ended with Redis away: run it again
-            await self._leases.take_over(request_id)
-            self._unrequeued.discard(request_id)
 
     # ------------------------------------------------------------ dispatching
 
@@ -392,9 +360,8 @@ class Dispatcher:
         try:
             try:
                 run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
-                await relay_worker_stream(
-                    record, run, partial(self._save_piece, record.request_id), partial(self._count_usage, record, run)
-                )
+                save_piece = partial(self._ledger.save_piece, record.request_id)
+                await relay_worker_stream(record, run, save_piece, partial(self._ledger.count_usage, record, run))
             except WorkerFailed as exc:
                 await self._worker_failed(record, run, exc)
             except PieceRefused:  # its lease lapsed (Redis was away) and another coordinator took it over
@@ -402,7 +369,7 @@ class Dispatcher:
             except WorkerBusy:
                 self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
                 record.attempts -= 1  # refused before any work: no attempt at it
-                await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
+                await self._ledger.patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
             else:
                 await self._completed(record, run)
         except SwarmError as exc:
@@ -414,7 +381,7 @@ class Dispatcher:
                 self.failed += 1
                 record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry"))
             self._drop(record)
-            self._unrequeued.add(record.request_id)
+            self._ledger.unrequeued.add(record.request_id)
         except Exception as exc:
             log.exception("relaying %s failed", record.request_id)
             await self._end(record, SwarmError(ErrorCode.INTERNAL, f"the coordinator failed on this request: {exc}"))
@@ -424,38 +391,13 @@ class Dispatcher:
                 record.run = None
             self.wake()
 
-    async def _save_piece(self, request_id: str, index: int, piece: TextPiece) -> None:
-        await self._patiently(partial(self._store.save_piece, request_id, index, piece))
-
-    async def _count_usage(self, record: RequestRecord, run: WorkerRun, finished: Finished) -> None:
-        """Accounts the request once its worker finished it, before its end reaches any client."""
-        request = record.request
-        tokens = finished_tokens(record.stream.pieces, finished)
-        await self._patiently(
-            lambda: self._store.usage.count(
-                request.request_id, request.tenant, request.model, run.worker.worker_id, tokens
-            )
-        )
-
-    async def _count_cancelled(self, record: RequestRecord) -> None:
-        """Accounts the tokens a client got before it left (none: nothing to account)."""
-        tokens = finished_tokens(record.stream.pieces, None)
-        if not tokens.completion:
-            return
-        request = record.request
-        worker_id = record.run.worker.worker_id if record.run is not None else ""
-        try:
-            await self._store.usage.count(request.request_id, request.tenant, request.model, worker_id, tokens)
-        except RedisError as exc:
-            log.warning("cannot account the cancelled %s in Redis (%s)", request.request_id, exc)
-
     async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
         self.completed += 1
         text = record.request.prompt + "".join(p.text for p in record.stream.pieces)
         self._prefixes.record(run.worker.worker_id, run.worker.slots, text)
         if record.stream.followers == 0:  # nobody is waiting now: keep the result until asked
             result = StoredResult(record.stream.pieces, record.stream.final)
-            await self._patiently(lambda: self._store.complete(record.request_id, result))
+            await self._ledger.patiently(lambda: self._store.complete(record.request_id, result))
             self._drop(record)
 
     async def _worker_failed(self, record: RequestRecord, run: WorkerRun, exc: WorkerFailed) -> None:
@@ -463,7 +405,7 @@ class Dispatcher:
         worker_id = run.worker.worker_id
         if run.stalled:  # its other runs on the same stream are as stuck as this one
             self._calls.reset(run.worker.address)
-        await self._patiently(lambda: self._registry.mark_down(worker_id))
+        await self._ledger.patiently(lambda: self._registry.mark_down(worker_id))
         await self._monitor.refresh()
         self._prefixes.forget(worker_id)
         delivered = record.delivered_tokens()
@@ -485,7 +427,7 @@ class Dispatcher:
         self.failovers += 1
         record.request = replace(record.request, resume_tokens=delivered)
         record.requeued_ms = int(time.time() * 1000)
-        await self._patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
+        await self._ledger.patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
 
     async def _end(self, record: RequestRecord, error: SwarmError) -> None:
         """Fails the request for every follower and removes it here; in Redis, kept for a retry if it may succeed."""
@@ -493,15 +435,7 @@ class Dispatcher:
         if not record.stream.done:
             record.stream.fail(error)
         self._drop(record)
-        if error.code is not ErrorCode.UNAVAILABLE:
-            await self._forget(record.request_id)
-            return
-        # No worker could take it: the client's retry resumes it after the tokens it has, never from the start.
-        try:
-            await self._store.keep_failed(record.request_id)
-        except RedisError as exc:
-            log.warning("cannot keep %s in Redis for a retry (%s); forgetting it", record.request_id, exc)
-            self._unforgotten.add(record.request_id)
-
-    async def _patiently(self, action: Callable[[], Awaitable[T]]) -> T:
-        return await patiently(action, self._redis_patience_s)
+        if error.code is ErrorCode.UNAVAILABLE:
+            await self._ledger.keep_failed(record.request_id)
+        else:
+            await self._ledger.forget(record.request_id)
