@@ -63,6 +63,11 @@ class StageServers:
             self._servicers.append(servicer)
             self._servers.append(self._call(self._serve(servicer, self.ports[stage.index])))
 
+    @property
+    def executors(self) -> list[StageExecutor]:
+        """The stages after the first, in order (touch them only while no step runs)."""
+        return [servicer._executor for servicer in self._servicers]
+
     def _call(self, coroutine):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
 
@@ -92,6 +97,7 @@ def start_head(
     slots: int = SLOTS,
     wrap: Callable[[Forward], Forward] = lambda forward: forward,
     context_per_slot: int = 128,
+    speculate: bool = False,
 ) -> BatchEngine:
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
@@ -99,7 +105,7 @@ def start_head(
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
         first,
-        EngineConfig(slots=slots, context_per_slot=context_per_slot, threads=1),
+        EngineConfig(slots=slots, context_per_slot=context_per_slot, threads=1, speculate=speculate),
         forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
     )
     engine.start()

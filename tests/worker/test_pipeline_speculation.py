@@ -1,0 +1,145 @@
+"""Speculation through a gRPC pipeline: proposals travel through the stages in the step of the token before
+them, the greedy tokens equal the whole model's, and the rows a verification rejects leave every stage's cache.
+
+The synthetic models' greedy choices win by whole units, so a sequence decoding alone must give exactly the
+whole model's tokens, though its proposals make steps of several rows that round differently.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.gguf_files.stage_files import split_model
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import wait_until
+from swarm.shared.errors import SwarmError
+from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams
+from swarm.worker.pipeline_head import PipelineHead
+from tests.worker.test_pipeline import StageServers, start_head
+
+# Prompts that repeat themselves, so proposals are made, accepted and refused.
+PROMPTS = [
+    "a b c d a b c d a b c",
+    "the cat sat on the mat. the cat sat on the",
+    "1 2 3 4 5 1 2 3 4 5 1 2 3",
+    "def f(x): return x + 1\ndef g(x): return x + 1\ndef h(x): return",
+    "red green blue red green blue red",
+    "to be or not to be, to be or not",
+]
+MAX_TOKENS = 48
+CONTEXT = 256
+
+
+@dataclass(frozen=True)
+class Result:
+    tokens: list[int]
+    text: str
+    finished: Finished
+
+
+def generate(engine: BatchEngine, prompt: str, request_id: str = "r") -> Result:
+    events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
+    request = GenerationRequest(request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0))
+    engine.submit(request, events.put)
+    tokens: list[int] = []
+    text = ""
+    while True:
+        event = events.get(timeout=30)
+        if isinstance(event, SwarmError):
+            raise event
+        if isinstance(event, Finished):
+            return Result(tokens, text, event)
+        tokens += event.token_ids
+        text += event.text
+
+
+class Setup:
+    """A speculating pipeline head with its stage servers, and the whole model without speculation."""
+
+    def __init__(self, model: Path, stages: int, directory: Path) -> None:
+        manifest = split_model(model, stages, directory)
+        self.servers = StageServers(directory, manifest, slots=1, context_per_slot=CONTEXT)
+        self.head = start_head(directory, manifest, self.servers, slots=1, context_per_slot=CONTEXT, speculate=True)
+        self.whole = BatchEngine(LlamaModel(model), EngineConfig(slots=1, context_per_slot=CONTEXT, threads=1))
+        self.whole.start()
+
+    def both(self, prompt: str) -> tuple[Result, Result]:
+        """The pipeline's result, then the whole model's."""
+        return generate(self.head, prompt), generate(self.whole, prompt)
+
+    def cached_positions(self) -> list[int]:
+        """How many positions the head's one slot covers on each stage, first to last (once idle)."""
+        wait_until(lambda: self.head.stats().slots_busy == 0, 10, "the head to go idle")
+        forward = self.head._forward
+        assert isinstance(forward, PipelineHead)
+        return [forward._executor.cached_positions(0)] + [
+            executor.cached_positions(local_session(self.servers, i))
+            for i, executor in enumerate(self.servers.executors)
+        ]
+
+    def recorded(self) -> int:
+        """How many cached tokens the head's record of its slot claims."""
+        return len(self.head._slots[0].cached)
+
+    def close(self) -> None:
+        self.head.stop()
+        self.servers.stop()
+        self.whole.stop()
+        self.whole.model.close()
+
+
+def local_session(servers: StageServers, stage: int) -> int:
+    """The stage's own sequence id of the head's session 0 (each stage numbers the sessions it serves)."""
+    table = servers._servicers[stage]._sessions
+    (local,) = [local for (_, session), local in table._local.items() if session == 0]
+    return local
+
+
+@pytest.fixture(params=[2, 3], ids=["2-stages", "3-stages"])
+def setup(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path) -> Iterator[Setup]:
+    model = tiny_model if request.param == 2 else write_tiny_llama(tmp_path / "three.gguf", seed=0, n_layer=3)
+    built = Setup(model, request.param, tmp_path)
+    yield built
+    built.close()
+
+
+def test_speculating_stages_give_the_whole_models_greedy_tokens(setup: Setup) -> None:
+    proposed = accepted = 0
+    for prompt in PROMPTS:
+        piped, whole = setup.both(prompt)
+        assert (piped.tokens, piped.text) == (whole.tokens, whole.text), prompt
+        assert piped.finished.completion_tokens == whole.finished.completion_tokens == MAX_TOKENS
+        assert 0 <= piped.finished.accepted_tokens <= piped.finished.proposed_tokens
+        proposed += piped.finished.proposed_tokens
+        accepted += piped.finished.accepted_tokens
+    assert accepted > 0  # several tokens came back from one trip through the stages...
+    assert accepted < proposed  # ...and some proposals were refused: the rollback ran
+    stats = setup.head.stats()
+    assert stats.steps < stats.tokens_generated + len(PROMPTS)  # fewer trips than tokens and prompts
+
+
+def test_a_rejected_proposal_leaves_no_trace_in_any_stages_cache(setup: Setup) -> None:
+    prompt = PROMPTS[1]
+    piped, _ = setup.both(prompt)
+    assert piped.finished.accepted_tokens < piped.finished.proposed_tokens  # some rows were rolled back
+    held = setup.cached_positions()
+    # The head and the last stage dropped the rejected rows when the verification came back; a middle stage
+    # drops them before the session's next rows, or cuts them off when the slot opens again, as below.
+    assert held[0] == held[-1] == setup.recorded()
+    assert all(middle >= setup.recorded() for middle in held[1:-1])
+    # A prompt that goes on from the answer reuses the cached prefix, which holds only decided tokens on every
+    # stage: it decodes on exactly as the whole model does from scratch.
+    again, whole = setup.both(prompt + piped.text)
+    assert again.finished.cached_prompt_tokens > 0
+    assert again.finished.cached_prompt_tokens <= piped.finished.prompt_tokens + MAX_TOKENS - 1
+    assert (again.tokens, again.text) == (whole.tokens, whole.text)
+    assert again.finished.proposed_tokens > again.finished.accepted_tokens
+    held = setup.cached_positions()
+    assert held[0] == held[-1] == setup.recorded()
