@@ -8,19 +8,21 @@ whole model's tokens, though its proposals make steps of several rows that round
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.forward import Forward
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.errors import SwarmError
-from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams
+from swarm.shared.stage_messages import StageWork
+from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
 from swarm.worker.pipeline_head import PipelineHead
 from tests.worker.test_pipeline import StageServers, start_head
 
@@ -44,20 +46,29 @@ class Result:
     finished: Finished
 
 
-def generate(engine: BatchEngine, prompt: str, request_id: str = "r") -> Result:
-    events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
-    request = GenerationRequest(request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0))
-    engine.submit(request, events.put)
-    tokens: list[int] = []
-    text = ""
-    while True:
-        event = events.get(timeout=30)
-        if isinstance(event, SwarmError):
-            raise event
-        if isinstance(event, Finished):
-            return Result(tokens, text, event)
-        tokens += event.token_ids
-        text += event.text
+class Stream:
+    """One greedy request's events, received from the engine thread."""
+
+    def __init__(self, engine: BatchEngine, prompt: str, request_id: str = "r") -> None:
+        self._events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
+        request = GenerationRequest(request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0))
+        engine.submit(request, self._events.put)
+
+    def result(self) -> Result:
+        tokens: list[int] = []
+        text = ""
+        while True:
+            event = self._events.get(timeout=30)
+            if isinstance(event, SwarmError):
+                raise event
+            if isinstance(event, Finished):
+                return Result(tokens, text, event)
+            tokens += event.token_ids
+            text += event.text
+
+
+def generate(engine: BatchEngine, prompt: str) -> Result:
+    return Stream(engine, prompt).result()
 
 
 class Setup:
@@ -143,3 +154,43 @@ def test_a_rejected_proposal_leaves_no_trace_in_any_stages_cache(setup: Setup) -
     assert again.finished.proposed_tokens > again.finished.accepted_tokens
     held = setup.cached_positions()
     assert held[0] == held[-1] == setup.recorded()
+
+
+def test_a_stream_cancelled_with_a_proposal_in_flight_leaves_its_slot_clean(tiny_model: Path, tmp_path: Path) -> None:
+    manifest = split_model(tiny_model, 2, tmp_path)
+    servers = StageServers(tmp_path, manifest, slots=1, context_per_slot=CONTEXT)
+    prompt = PROMPTS[0]
+    follower: list[Stream] = []
+
+    def cancel_on_proposal(head: Forward) -> Forward:
+        assert isinstance(head, PipelineHead)
+        send = head.send
+
+        def send_then_cancel(work: list[StageWork], proposed: Sequence[int] = ()) -> None:
+            send(work, proposed)
+            if any(proposed) and not follower:
+                # Both drained before this step's tokens are received: the slot opens again meanwhile.
+                engine.cancel("doomed")
+                follower.append(Stream(engine, prompt, "next"))
+
+        head.send = send_then_cancel  # type: ignore[method-assign]
+        return head
+
+    engine = start_head(
+        tmp_path, manifest, servers, slots=1, context_per_slot=CONTEXT, speculate=True, wrap=cancel_on_proposal
+    )
+    whole = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=1, context_per_slot=CONTEXT, threads=1))
+    whole.start()
+    try:
+        doomed = Stream(engine, prompt, "doomed").result()
+        assert follower and doomed.finished.reason == FinishReason.CANCELLED
+        # The next stream keeps the prompt cached and decodes on as the whole model does.
+        again, plain = follower[0].result(), generate(whole, prompt)
+        assert again.finished.cached_prompt_tokens == again.finished.prompt_tokens - 1
+        assert (again.tokens, again.text) == (plain.tokens, plain.text)
+        assert again.finished.accepted_tokens > 0
+    finally:
+        engine.stop()
+        servers.stop()
+        whole.stop()
+        whole.model.close()
