@@ -196,6 +196,7 @@ class PipelineHead:
 
     def send(self, work: list[StageWork], proposed: Sequence[int] = ()) -> None:
         """proposed: for each work item, how many of its last tokens are a proposal the last stage verifies."""
+        started = perf_counter()  # a trip's time starts with this stage's own layers
         counts = list(proposed) or [0] * len(work)
         work = [replace(w, trim=w.session in self._trim) for w in work]
         self._trim.difference_update(w.session for w in work)  # a trim travels with the slot's next rows
@@ -225,7 +226,7 @@ class PipelineHead:
                     _SentRows(w.session, w.sample, w.position + w.rows, k, self._opened.get(w.session, 0))
                     for w, k in zip(work, counts, strict=True)
                 ],
-                perf_counter(),
+                started,
                 sum(w.rows for w in work) if decoding else 0,
             )
         )

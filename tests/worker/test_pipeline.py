@@ -14,6 +14,7 @@ import pytest
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import Forward
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.speculation import SpeculationBudget
 from swarm.engine.stage_executor import StageExecutor
 from swarm.gguf_files.stage_files import StageManifest, split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
@@ -98,6 +99,7 @@ def start_head(
     wrap: Callable[[Forward], Forward] = lambda forward: forward,
     context_per_slot: int = 128,
     speculate: bool = False,
+    speculation: SpeculationBudget | None = None,
 ) -> BatchEngine:
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
@@ -105,7 +107,13 @@ def start_head(
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
         first,
-        EngineConfig(slots=slots, context_per_slot=context_per_slot, threads=1, speculate=speculate),
+        EngineConfig(
+            slots=slots,
+            context_per_slot=context_per_slot,
+            threads=1,
+            speculate=speculate,
+            speculation=speculation or SpeculationBudget(),
+        ),
         forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
     )
     engine.start()

@@ -17,11 +17,12 @@ import pytest
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import Forward
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.speculation import SpeculationBudget
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.errors import SwarmError
-from swarm.shared.stage_messages import StageWork
+from swarm.shared.stage_messages import PipelineStep, StageResult, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
 from swarm.worker.pipeline_head import PipelineHead
 from tests.worker.test_pipeline import StageServers, start_head
@@ -36,6 +37,8 @@ PROMPTS = [
     "to be or not to be, to be or not",
 ]
 MAX_TOKENS = 48
+# Proposes whenever the context has a proposal, whatever the steps measured on a busy machine say they cost.
+EAGER = SpeculationBudget(probe_every=0)
 CONTEXT = 256
 
 
@@ -49,22 +52,24 @@ class Result:
 class Stream:
     """One greedy request's events, received from the engine thread."""
 
-    def __init__(self, engine: BatchEngine, prompt: str, request_id: str = "r") -> None:
+    def __init__(self, engine: BatchEngine, prompt: str, request_id: str = "r", resume: tuple[int, ...] = ()) -> None:
         self._events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
-        request = GenerationRequest(request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0))
+        request = GenerationRequest(
+            request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0), resume_tokens=resume
+        )
         engine.submit(request, self._events.put)
+        self.tokens: list[int] = []  # received so far
+        self.text = ""
 
     def result(self) -> Result:
-        tokens: list[int] = []
-        text = ""
         while True:
             event = self._events.get(timeout=30)
             if isinstance(event, SwarmError):
                 raise event
             if isinstance(event, Finished):
-                return Result(tokens, text, event)
-            tokens += event.token_ids
-            text += event.text
+                return Result(self.tokens, self.text, event)
+            self.tokens += event.token_ids
+            self.text += event.text
 
 
 def generate(engine: BatchEngine, prompt: str) -> Result:
@@ -77,7 +82,9 @@ class Setup:
     def __init__(self, model: Path, stages: int, directory: Path) -> None:
         manifest = split_model(model, stages, directory)
         self.servers = StageServers(directory, manifest, slots=1, context_per_slot=CONTEXT)
-        self.head = start_head(directory, manifest, self.servers, slots=1, context_per_slot=CONTEXT, speculate=True)
+        self.head = start_head(
+            directory, manifest, self.servers, slots=1, context_per_slot=CONTEXT, speculate=True, speculation=EAGER
+        )
         self.whole = BatchEngine(LlamaModel(model), EngineConfig(slots=1, context_per_slot=CONTEXT, threads=1))
         self.whole.start()
 
@@ -177,7 +184,14 @@ def test_a_stream_cancelled_with_a_proposal_in_flight_leaves_its_slot_clean(tiny
         return head
 
     engine = start_head(
-        tmp_path, manifest, servers, slots=1, context_per_slot=CONTEXT, speculate=True, wrap=cancel_on_proposal
+        tmp_path,
+        manifest,
+        servers,
+        slots=1,
+        context_per_slot=CONTEXT,
+        speculate=True,
+        speculation=EAGER,
+        wrap=cancel_on_proposal,
     )
     whole = BatchEngine(LlamaModel(tiny_model), EngineConfig(slots=1, context_per_slot=CONTEXT, threads=1))
     whole.start()
@@ -194,3 +208,37 @@ def test_a_stream_cancelled_with_a_proposal_in_flight_leaves_its_slot_clean(tiny
         servers.stop()
         whole.stop()
         whole.model.close()
+
+
+def test_a_stage_failing_with_a_proposal_in_flight_lets_the_stream_resume_unchanged(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    setup = Setup(tiny_model, 2, tmp_path)
+    try:
+        prompt = PROMPTS[1]
+        unfailed = generate(setup.head, prompt)
+        last = setup.servers.executors[-1]
+        apply = last.apply
+        failed: list[PipelineStep] = []
+
+        def fail_once(step: PipelineStep) -> list[StageResult]:
+            if not failed and any(w.proposal for w in step.work):
+                failed.append(step)
+                raise RuntimeError("the last stage failed")
+            return apply(step)
+
+        last.apply = fail_once  # type: ignore[method-assign]
+        broken = Stream(setup.head, prompt, "broken")
+        with pytest.raises(SwarmError):
+            broken.result()
+        assert failed and len(broken.tokens) < MAX_TOKENS
+        # As the coordinator resumes a failed stream: the tokens the client got follow the prompt, over a new
+        # stream to the stages (their caches of the old one are gone), and speculation goes on.
+        resumed = Stream(setup.head, prompt, "resumed", resume=tuple(broken.tokens)).result()
+        assert broken.tokens + resumed.tokens == unfailed.tokens
+        assert broken.text + resumed.text == unfailed.text
+        assert resumed.finished.accepted_tokens > 0
+        held = setup.cached_positions()
+        assert held[0] == held[-1] == setup.recorded()
+    finally:
+        setup.close()
