@@ -37,6 +37,7 @@ PROMPTS = [
     "to be or not to be, to be or not",
 ]
 MAX_TOKENS = 48
+GREEDY = SamplingParams(temperature=0.0)
 # Proposes whenever the context has a proposal, whatever the steps measured on a busy machine say they cost.
 EAGER = SpeculationBudget(probe_every=0)
 CONTEXT = 256
@@ -52,11 +53,16 @@ class Result:
 class Stream:
     """One greedy request's events, received from the engine thread."""
 
-    def __init__(self, engine: BatchEngine, prompt: str, request_id: str = "r", resume: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        engine: BatchEngine,
+        prompt: str,
+        request_id: str = "r",
+        resume: tuple[int, ...] = (),
+        sampling: SamplingParams = GREEDY,
+    ) -> None:
         self._events: queue.SimpleQueue[GenerationEvent | SwarmError] = queue.SimpleQueue()
-        request = GenerationRequest(
-            request_id, "tiny", prompt, MAX_TOKENS, SamplingParams(temperature=0.0), resume_tokens=resume
-        )
+        request = GenerationRequest(request_id, "tiny", prompt, MAX_TOKENS, sampling, resume_tokens=resume)
         engine.submit(request, self._events.put)
         self.tokens: list[int] = []  # received so far
         self.text = ""
@@ -242,3 +248,15 @@ def test_a_stage_failing_with_a_proposal_in_flight_lets_the_stream_resume_unchan
         assert held[0] == held[-1] == setup.recorded()
     finally:
         setup.close()
+
+
+def test_seeded_sampling_through_speculating_stages_draws_the_whole_models_tokens(setup: Setup) -> None:
+    accepted = 0
+    for seed, prompt in enumerate(PROMPTS):
+        sampling = SamplingParams(temperature=0.5, seed=seed)
+        piped = Stream(setup.head, prompt, sampling=sampling).result()
+        whole = Stream(setup.whole, prompt, sampling=sampling).result()
+        # The last stage draws once per decided token with the sequence's own sampler, as without a proposal.
+        assert (piped.tokens, piped.text) == (whole.tokens, whole.text), prompt
+        accepted += piped.finished.accepted_tokens
+    assert accepted > 0
