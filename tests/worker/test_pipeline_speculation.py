@@ -25,6 +25,7 @@ from swarm.shared.errors import SwarmError
 from swarm.shared.stage_messages import PipelineStep, StageResult, StageWork
 from swarm.shared.types import Finished, FinishReason, GenerationEvent, GenerationRequest, SamplingParams
 from swarm.worker.pipeline_head import PipelineHead
+from tests.greedy_check import GreedyReference
 from tests.worker.test_pipeline import StageServers, start_head
 
 # Prompts that repeat themselves, so proposals are made, accepted and refused.
@@ -85,11 +86,11 @@ def generate(engine: BatchEngine, prompt: str) -> Result:
 class Setup:
     """A speculating pipeline head with its stage servers, and the whole model without speculation."""
 
-    def __init__(self, model: Path, stages: int, directory: Path) -> None:
+    def __init__(self, model: Path, stages: int, directory: Path, slots: int = 1) -> None:
         manifest = split_model(model, stages, directory)
-        self.servers = StageServers(directory, manifest, slots=1, context_per_slot=CONTEXT)
+        self.servers = StageServers(directory, manifest, slots=slots, context_per_slot=CONTEXT)
         self.head = start_head(
-            directory, manifest, self.servers, slots=1, context_per_slot=CONTEXT, speculate=True, speculation=EAGER
+            directory, manifest, self.servers, slots=slots, context_per_slot=CONTEXT, speculate=True, speculation=EAGER
         )
         self.whole = BatchEngine(LlamaModel(model), EngineConfig(slots=1, context_per_slot=CONTEXT, threads=1))
         self.whole.start()
@@ -98,19 +99,19 @@ class Setup:
         """The pipeline's result, then the whole model's."""
         return generate(self.head, prompt), generate(self.whole, prompt)
 
-    def cached_positions(self) -> list[int]:
-        """How many positions the head's one slot covers on each stage, first to last (once idle)."""
+    def cached_positions(self, slot: int = 0) -> list[int]:
+        """How many positions the head's slot covers on each stage, first to last (once idle)."""
         wait_until(lambda: self.head.stats().slots_busy == 0, 10, "the head to go idle")
         forward = self.head._forward
         assert isinstance(forward, PipelineHead)
-        return [forward._executor.cached_positions(0)] + [
-            executor.cached_positions(local_session(self.servers, i))
+        return [forward._executor.cached_positions(slot)] + [
+            executor.cached_positions(local_session(self.servers, i, slot))
             for i, executor in enumerate(self.servers.executors)
         ]
 
-    def recorded(self) -> int:
+    def recorded(self, slot: int = 0) -> int:
         """How many cached tokens the head's record of its slot claims."""
-        return len(self.head._slots[0].cached)
+        return len(self.head._slots[slot].cached)
 
     def close(self) -> None:
         self.head.stop()
@@ -119,17 +120,21 @@ class Setup:
         self.whole.model.close()
 
 
-def local_session(servers: StageServers, stage: int) -> int:
-    """The stage's own sequence id of the head's session 0 (each stage numbers the sessions it serves)."""
+def local_session(servers: StageServers, stage: int, session: int) -> int:
+    """The stage's own sequence id of a session of the head (each stage numbers the sessions it serves)."""
     table = servers._servicers[stage]._sessions
-    (local,) = [local for (_, session), local in table._local.items() if session == 0]
+    (local,) = [local for (_, upstream), local in table._local.items() if upstream == session]
     return local
+
+
+def model_of(stages: int, tiny_model: Path, directory: Path) -> Path:
+    """A synthetic model of as many layers as stages: its greedy choices win by whole units."""
+    return tiny_model if stages == 2 else write_tiny_llama(directory / "three.gguf", seed=0, n_layer=3)
 
 
 @pytest.fixture(params=[2, 3], ids=["2-stages", "3-stages"])
 def setup(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path) -> Iterator[Setup]:
-    model = tiny_model if request.param == 2 else write_tiny_llama(tmp_path / "three.gguf", seed=0, n_layer=3)
-    built = Setup(model, request.param, tmp_path)
+    built = Setup(model_of(request.param, tiny_model, tmp_path), request.param, tmp_path)
     yield built
     built.close()
 
@@ -260,3 +265,30 @@ def test_seeded_sampling_through_speculating_stages_draws_the_whole_models_token
         assert (piped.tokens, piped.text) == (whole.tokens, whole.text), prompt
         accepted += piped.finished.accepted_tokens
     assert accepted > 0
+
+
+@pytest.mark.parametrize("stages", [2, 3])
+def test_concurrent_speculating_streams_in_overlapping_steps_keep_greedy_text_and_clean_caches(
+    stages: int, tiny_model: Path, tmp_path: Path
+) -> None:
+    model = model_of(stages, tiny_model, tmp_path)
+    prompts = [*PROMPTS, "Hello world", "Once upon a time"]
+    setup = Setup(model, stages, tmp_path, slots=len(prompts))
+    reference = GreedyReference(model, n_ctx=CONTEXT)
+    try:
+        # One step per stage in flight, each carrying a group of streams: a stream's rollback rides on its next
+        # rows, which may come several steps later, after other groups' steps.
+        streams = [Stream(setup.head, prompt, f"r{i}") for i, prompt in enumerate(prompts)]
+        results = [stream.result() for stream in streams]
+        for prompt, result in zip(prompts, results, strict=True):
+            assert len(result.tokens) == MAX_TOKENS
+            reference.check(prompt, result.tokens)  # batched: greedy up to rounding ties, never another's rows
+        assert sum(r.finished.accepted_tokens for r in results) > 0
+        assert sum(r.finished.proposed_tokens - r.finished.accepted_tokens for r in results) > 0
+        for slot in range(len(prompts)):
+            held = setup.cached_positions(slot)
+            assert held[0] == held[-1] == setup.recorded(slot), slot
+            assert all(middle >= setup.recorded(slot) for middle in held[1:-1]), slot
+    finally:
+        reference.close()
+        setup.close()
