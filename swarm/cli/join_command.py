@@ -158,9 +158,9 @@ def add_parsers(commands: Any) -> None:
         "--speculate",
         choices=("on", "off"),
         default="on" if _default("speculate") else "off",
-        help="a whole-model worker verifies tokens proposed from each request's own context (prompt lookup) in "
-        "its batched step, as many as pay: several tokens per step where the answer repeats its prompt, the "
-        "same tokens as without (default %(default)s)",
+        help="a whole-model worker (or a pipeline's first stage) verifies tokens proposed from each request's own "
+        "context (prompt lookup) in its batched step, as many as pay: several tokens per step where the answer "
+        "repeats its prompt, the same tokens as without (default %(default)s)",
     )
     add_otlp_flag(p)
     add_install_flags(p)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from opentelemetry.context import Context
 
-from swarm.engine.forward import Forward, WholeModel
+from swarm.engine.forward import Forward, Verifier, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
@@ -42,8 +42,8 @@ class EngineConfig:
     prefill_chunk: int = 128  # prompt tokens per step while other sequences are decoding
     threads: int = 2
     idle_priority: bool = False  # `--when idle`: decode under SCHED_IDLE, so any process of the owner's goes first
-    # Verify prompt-lookup proposals (a whole model only; a request may opt out). Off until measured never slower
-    # on a quiet machine: see docs/benchmarks.md, "Speculative decoding".
+    # Verify prompt-lookup proposals (a whole model or a pipeline; a request may opt out). Off until measured never
+    # slower on a quiet machine: see docs/benchmarks.md, "Speculative decoding".
     speculate: bool = False
     speculation: SpeculationBudget = field(default_factory=SpeculationBudget)
 
@@ -249,9 +249,9 @@ class BatchEngine:
             except queue.Empty:
                 return
 
-    def _verifier_of(self, forward: Forward) -> WholeModel | None:
-        # Only the whole model verifies proposals: a pipeline's stages keep every row they are sent.
-        return forward if self.config.speculate and isinstance(forward, WholeModel) else None
+    def _verifier_of(self, forward: Forward) -> Verifier | None:
+        # The whole model verifies proposals, and so does a pipeline's head, through its last stage.
+        return forward if self.config.speculate and isinstance(forward, Verifier) else None
 
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.

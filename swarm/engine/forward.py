@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from time import perf_counter
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from swarm.engine.llama_adapter import LlamaContext, LlamaModel, Sampler, TokenBatch
 from swarm.engine.speculation.step_cost import StepCost
@@ -62,6 +62,18 @@ class Forward(Protocol):
     def release(self, slot: int, keep_cache: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A Forward that verifies proposals: the last `proposed[i]` tokens of work item i are a proposal, and
+    each item's decided tokens come back (the accepted prefix, then the model's own token)."""
+
+    step_cost: StepCost  # of its decode steps, by rows with logits: proposals are sized by it
+
+    def send(self, work: list[StageWork], proposed: Sequence[int] = ()) -> None: ...
+
+    def receive_decided(self) -> list[tuple[Sampled, ...] | None]: ...
 
 
 class WholeModel:

@@ -3,16 +3,19 @@
 A session keeps the same sequence id (its slot) on every stage of a pipeline, so the
 KV cache of each stage holds exactly its own layers of that session. The first stage
 takes tokens, later stages take the previous stage's hidden states, and the last
-stage samples the next token with the session's own llama.cpp sampler chain.
+stage samples the next token with the session's own llama.cpp sampler chain (or, for
+a speculating session, verifies the proposed tokens its last rows carry).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import numpy as np
 
 from swarm.engine.llama_adapter import EmbeddingBatch, LlamaContext, LlamaModel, Sampler, TokenBatch
+from swarm.engine.speculation.verification import verify
 from swarm.shared.stage_messages import PipelineStep, StageResult, StageWork
 from swarm.shared.types import SamplingParams
 
@@ -86,6 +89,9 @@ class StageExecutor:
 
     def step(self, work: list[StageWork]) -> list[StageResult]:
         """Runs every session's rows through this stage's layers in one decode."""
+        for w in work:
+            if w.trim:
+                self.trim(w.session, w.position)
         starts = self._fill(work)
         self._context.decode(self._batch)
         if not self.last:
@@ -94,14 +100,27 @@ class StageExecutor:
                 StageResult(w.session, hidden=np.ascontiguousarray(hidden[s : s + w.rows]))
                 for w, s in zip(work, starts, strict=True)
             ]
-        results = []
-        for w, s in zip(work, starts, strict=True):
-            if w.sample:
-                sampled = self._samplers[w.session].draw(self._context, s + w.rows - 1)
-                results.append(StageResult(w.session, token=sampled.token, logprob=sampled.logprob))
-            else:
-                results.append(StageResult(w.session))
-        return results
+        return [self._decide(w, s) if w.sample else StageResult(w.session) for w, s in zip(work, starts, strict=True)]
+
+    def _decide(self, work: StageWork, start: int) -> StageResult:
+        """The last stage's tokens for a session: the next one, or those a proposal's verification decides (as
+        the whole model does), whose rejected rows then leave this stage's cache."""
+        draw = partial(self._samplers[work.session].draw, self._context)
+        first_row = start + work.rows - 1 - len(work.proposal)
+        decided = verify(draw, first_row, work.proposal)
+        if len(decided) <= len(work.proposal):
+            self.trim(work.session, work.position + work.rows - len(work.proposal) + len(decided) - 1)
+        first = decided[0]
+        return StageResult(work.session, token=first.token, logprob=first.logprob, following=decided[1:])
+
+    def trim(self, session: int, position: int) -> None:
+        """Drops the session's cells from position on (a proposal's rejected rows)."""
+        if not self._context.forget(session, position):
+            raise RuntimeError("this model's cache cannot drop rejected proposals: run it with --speculate off")
+
+    def cached_positions(self, session: int) -> int:
+        """How many positions the session's KV cells cover here."""
+        return self._context.positions(session)
 
     @property
     def _batch(self) -> TokenBatch | EmbeddingBatch:
@@ -126,7 +145,9 @@ class StageExecutor:
         for w in work:
             if w.hidden is None:
                 raise ValueError(f"session {w.session}: a later stage needs hidden states, not tokens")
-            outputs: Literal["all", "last", "none"] = "all" if not self.last else ("last" if w.sample else "none")
+            outputs: Literal["all", "none"] | int = "all"
+            if self.last:  # logits for the next token's row and a proposal's rows after it
+                outputs = 1 + len(w.proposal) if w.sample else "none"
             starts.append(self._rows.add_rows(w.hidden, w.position, w.session, outputs))
         return starts
 

@@ -21,6 +21,12 @@ class StageWork:
     tokens: tuple[int, ...] = ()
     hidden: HiddenStates | None = None
     sample: bool = False  # last stage: sample the next token from the last row
+    # Speculation: the tokens of the last len(proposal) rows are a proposal; the last stage samples each of the
+    # rows from the one before it on and keeps the tokens its verification decides (rows of the rest leave).
+    proposal: tuple[int, ...] = ()
+    # Before these rows, the session's cells from `position` on leave the cache: a proposal's rejected rows,
+    # which every stage but the last (it verified them) still holds from the session's previous step.
+    trim: bool = False
 
     @property
     def rows(self) -> int:
@@ -62,3 +68,9 @@ class StageResult:
     hidden: HiddenStates | None = None  # a non-final stage: one row per input row
     token: int | None = None  # the last stage, when asked to sample
     logprob: TokenLogprob | None = None  # with the token, when the session's sampling asks for logprobs
+    following: tuple[Sampled, ...] = ()  # a verified proposal: the tokens decided after `token`, in order
+
+    @property
+    def decided(self) -> tuple[Sampled, ...]:
+        """Every token the last stage decided for the session in this step (none when it did not sample)."""
+        return () if self.token is None else (Sampled(self.token, self.logprob), *self.following)

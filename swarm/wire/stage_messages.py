@@ -53,6 +53,8 @@ def step_to_wire(step: PipelineStep, bfloat16: bool = False) -> pb.StageStep:
                 rows=w.rows,
                 hidden=encode_hidden(w.hidden, bfloat16) if w.hidden is not None else b"",
                 sample=w.sample,
+                proposal=w.proposal,
+                trim=w.trim,
             )
             for w in step.work
         ],
@@ -71,7 +73,18 @@ def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
                 f"({rows.rows} rows of {n_embd} {'bfloat16' if msg.bfloat16 else 'float32'})"
             )
         hidden = decode_hidden(rows.hidden, rows.rows, n_embd, msg.bfloat16)
-        work.append(StageWork(rows.session, rows.position, hidden=hidden, sample=rows.sample))
+        if len(rows.proposal) > rows.rows - 1:
+            raise ValueError(f"session {rows.session}: a proposal of {len(rows.proposal)} tokens in {rows.rows} rows")
+        work.append(
+            StageWork(
+                rows.session,
+                rows.position,
+                hidden=hidden,
+                sample=rows.sample,
+                proposal=tuple(rows.proposal),
+                trim=rows.trim,
+            )
+        )
     opens = tuple(
         SessionOpen(o.session, sampling_from_wire(o.sampling), tuple(o.prompt), o.keep, o.traceparent, o.generated)
         for o in msg.opens
@@ -82,14 +95,17 @@ def step_from_wire(msg: pb.StageStep, n_embd: int) -> PipelineStep:
 def tokens_to_wire(results: list[StageResult]) -> pb.StageStepResult:
     return pb.StageStepResult(
         tokens=[
-            pb.SessionToken(session=r.session, token=r.token, logprob=logprob_to_wire(r.logprob) if r.logprob else None)
+            pb.SessionToken(session=r.session, token=s.token, logprob=logprob_to_wire(s.logprob) if s.logprob else None)
             for r in results
-            if r.token is not None
+            for s in r.decided
         ]
     )
 
 
-def tokens_from_wire(msg: pb.StageStepResult) -> dict[int, Sampled]:
-    return {
-        t.session: Sampled(t.token, logprob_from_wire(t.logprob) if t.HasField("logprob") else None) for t in msg.tokens
-    }
+def tokens_from_wire(msg: pb.StageStepResult) -> dict[int, tuple[Sampled, ...]]:
+    """Each session's decided tokens, in order (one unless it sent a proposal)."""
+    decided: dict[int, tuple[Sampled, ...]] = {}
+    for t in msg.tokens:
+        sampled = Sampled(t.token, logprob_from_wire(t.logprob) if t.HasField("logprob") else None)
+        decided[t.session] = (*decided.get(t.session, ()), sampled)
+    return decided

@@ -527,18 +527,22 @@ class SessionOpen(_message.Message):
     def __init__(self, session: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt: _Optional[_Iterable[int]] = ..., keep: _Optional[int] = ..., traceparent: _Optional[str] = ..., generated: _Optional[int] = ...) -> None: ...
 
 class SessionRows(_message.Message):
-    __slots__ = ("session", "position", "rows", "hidden", "sample")
+    __slots__ = ("session", "position", "rows", "hidden", "sample", "proposal", "trim")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_FIELD_NUMBER: _ClassVar[int]
+    TRIM_FIELD_NUMBER: _ClassVar[int]
     session: int
     position: int
     rows: int
     hidden: bytes
     sample: bool
-    def __init__(self, session: _Optional[int] = ..., position: _Optional[int] = ..., rows: _Optional[int] = ..., hidden: _Optional[bytes] = ..., sample: _Optional[bool] = ...) -> None: ...
+    proposal: _containers.RepeatedScalarFieldContainer[int]
+    trim: bool
+    def __init__(self, session: _Optional[int] = ..., position: _Optional[int] = ..., rows: _Optional[int] = ..., hidden: _Optional[bytes] = ..., sample: _Optional[bool] = ..., proposal: _Optional[_Iterable[int]] = ..., trim: _Optional[bool] = ...) -> None: ...
 
 class StageStep(_message.Message):
     __slots__ = ("opens", "releases", "sessions", "bfloat16")

@@ -41,7 +41,7 @@ class WorkerConfig:
     owner_memory: float = 0.10  # `--when idle`: less than this share of RAM available = memory is short
     limits: OwnerLimits = NO_LIMITS  # `--max-cpu`, `--max-memory`; threads is already within them
     limits_kept_by: KeptBy = KeptBy.NOTHING
-    speculate: bool = False  # a whole model verifies prompt-lookup proposals (`--speculate on|off`); stages never
+    speculate: bool = False  # a whole model or a pipeline head verifies prompt-lookup proposals (`--speculate on|off`)
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)

@@ -5,6 +5,12 @@ stage's layers, its hidden states go to the next stage over one gRPC stream, and
 tokens the last stage sampled come back on it. Up to one step per stage is in flight:
 every stage takes its steps in order, so while the later stages compute one step this
 one computes the next.
+
+A speculating session's step carries its next token and the proposal after it; the last
+stage verifies the proposal and answers every token it decided, so one trip through the
+stages yields up to k+1 tokens. The rows it rejected leave the last stage's cache at once,
+this stage's when the tokens come back, and every other stage's just before the session's
+next rows (which follow the steps in flight in order, as the session waits for its tokens).
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from time import perf_counter
 from typing import Any
 
 import grpc
 
+from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.auth import bearer_metadata
 from swarm.shared.stage_messages import PipelineStep, Sampled, SessionOpen, StageWork
@@ -86,8 +96,9 @@ class StageLink:
         self._outbox.put(step)
         self._unanswered += 1
 
-    def receive(self) -> dict[int, Sampled]:
-        """The tokens of the oldest step sent; raises ConnectionError, and the next step opens a fresh stream."""
+    def receive(self) -> dict[int, tuple[Sampled, ...]]:
+        """The tokens of the oldest step sent, per session (several for a verified proposal); raises
+        ConnectionError, and the next step opens a fresh stream."""
         if not self._unanswered:
             raise RuntimeError("no step is waiting for its tokens")
         try:
@@ -113,6 +124,24 @@ class StageLink:
         self._channel.close()
 
 
+@dataclass(frozen=True)
+class _SentRows:
+    """A work item of a step in flight, as the head needs it when the step's tokens come back."""
+
+    session: int
+    sample: bool
+    end: int  # the position after its last row
+    proposed: int  # how many of its last rows are a proposal
+    opened: int  # which opening of the slot sent it: a slot opened again since owns its cells now
+
+
+@dataclass(frozen=True)
+class _SentStep:
+    rows: list[_SentRows]
+    sent_at: float
+    logit_rows: int  # rows with logits when the step only decodes (no prompt chunk), else 0: it times StepCost
+
+
 class PipelineHead:
     def __init__(self, executor: StageExecutor, link: StageLink, bfloat16: bool = False, in_flight: int = 2) -> None:
         """in_flight: steps sent before the oldest one's tokens are awaited; about one per stage keeps them busy."""
@@ -121,13 +150,17 @@ class PipelineHead:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         self._in_flight = in_flight
-        self._sent: deque[list[tuple[int, bool]]] = deque()  # each step in flight: (session, sampled) per item
+        self._sent: deque[_SentStep] = deque()
         self._executor = executor
         self._link = link
         self._bfloat16 = bfloat16  # hidden states cross the network as bfloat16: half the bytes, some accuracy
         self._opens: list[SessionOpen] = []
         self._releases: list[int] = []
         self._cached_on: dict[int, int] = {}  # slot -> the link stream its cache was built over
+        self._opened: dict[int, int] = {}  # slot -> how many times it was opened
+        self._trim: set[int] = set()  # slots whose next rows drop a rejected proposal's cells on every stage
+        # Of whole trips through the stages: speculation sizes proposals by what a step of more rows costs.
+        self.step_cost = StepCost()
 
     @property
     def batch_capacity(self) -> int:
@@ -156,31 +189,74 @@ class PipelineHead:
             keep = 0
         keep = self._executor.open(slot, keep=keep)
         self._opens.append(SessionOpen(slot, sampling, tuple(prompt), keep, traceparent, generated))
+        # Each stage cuts the slot's cache at `keep` when it opens it: no trim of the last run is due any more.
+        self._opened[slot] = self._opened.get(slot, 0) + 1
+        self._trim.discard(slot)
         return keep
 
-    def send(self, work: list[StageWork]) -> None:
+    def send(self, work: list[StageWork], proposed: Sequence[int] = ()) -> None:
+        """proposed: for each work item, how many of its last tokens are a proposal the last stage verifies."""
+        started = perf_counter()  # a trip's time starts with this stage's own layers
+        counts = list(proposed) or [0] * len(work)
+        work = [replace(w, trim=w.session in self._trim) for w in work]
+        self._trim.difference_update(w.session for w in work)  # a trim travels with the slot's next rows
         hidden = self._executor.step(work)
         onward = PipelineStep(
             tuple(self._opens),
             tuple(self._releases),
             tuple(
-                StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
-                for w, r in zip(work, hidden, strict=True)
+                StageWork(
+                    w.session,
+                    w.position,
+                    hidden=r.hidden,
+                    sample=w.sample,
+                    proposal=w.tokens[len(w.tokens) - k :] if k else (),
+                    trim=w.trim,
+                )
+                for w, r, k in zip(work, hidden, counts, strict=True)
             ),
         )
         self._opens.clear()
         self._releases.clear()
         self._link.send(step_to_wire(onward, self._bfloat16))
-        self._sent.append([(w.session, w.sample) for w in work])
+        decoding = all(w.sample and w.rows == 1 + k for w, k in zip(work, counts, strict=True))
+        self._sent.append(
+            _SentStep(
+                [
+                    _SentRows(w.session, w.sample, w.position + w.rows, k, self._opened.get(w.session, 0))
+                    for w, k in zip(work, counts, strict=True)
+                ],
+                started,
+                sum(w.rows for w in work) if decoding else 0,
+            )
+        )
         for w in work:
             self._cached_on[w.session] = self._link.stream
 
     def receive(self) -> list[Sampled | None]:
+        return [decided[0] if decided else None for decided in self.receive_decided()]
+
+    def receive_decided(self) -> list[tuple[Sampled, ...] | None]:
+        """The oldest step's decided tokens per work item: the first, then those of an accepted proposal. The
+        rows a proposal's verification rejected leave this stage's cache now, the later stages' with the
+        session's next rows (the last stage dropped them already)."""
         tokens = self._link.receive()
-        return [tokens.get(session) if sampled else None for session, sampled in self._sent.popleft()]
+        step = self._sent.popleft()
+        if step.logit_rows:
+            self.step_cost.record(step.logit_rows, perf_counter() - step.sent_at)
+        decided: list[tuple[Sampled, ...] | None] = []
+        for rows in step.rows:
+            mine = tokens.get(rows.session) if rows.sample else None
+            decided.append(mine)
+            rejected = rows.proposed - (len(mine) - 1) if mine else 0
+            if rejected > 0 and rows.opened == self._opened.get(rows.session, 0):
+                self._executor.trim(rows.session, rows.end - rejected)
+                self._trim.add(rows.session)
+        return decided
 
     def discard(self) -> None:
         self._sent.clear()
+        self._trim.clear()
         self._link.abandon()
 
     def release(self, slot: int, keep_cache: bool) -> None:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -23,7 +24,7 @@ from swarm.engine.stage_executor import CacheLost, StageExecutor
 from swarm.shared import tracing
 from swarm.shared.auth import TokenGate, bearer_metadata
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import PipelineStep, StageResult, StageWork
+from swarm.shared.stage_messages import PipelineStep, StageResult
 from swarm.shared.tls import TlsFiles, aio_channel
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -119,10 +120,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 onward = PipelineStep(
                     step.opens,
                     step.releases,
-                    tuple(
-                        StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
-                        for w, r in zip(step.work, results, strict=True)
-                    ),
+                    tuple(replace(w, hidden=r.hidden, tokens=()) for w, r in zip(step.work, results, strict=True)),
                 )
                 try:
                     await downstream.write(step_to_wire(onward, bfloat16=message.bfloat16))

@@ -181,6 +181,11 @@ def test_embedding_batch_bounds_and_output_flags(three: list[LlamaModel]) -> Non
         batch.add_rows(rows[:1], 4, 1)
     batch.clear()
     assert (batch.size, batch.outputs) == (0, 0)
+    assert batch.add_rows(rows, 0, 0, 2) == 0  # a token and a proposal after it: logits for the last two rows
+    assert (batch.size, batch.outputs) == (3, 2)
+    with pytest.raises(ValueError, match="4 rows with logits"):
+        batch.add_rows(rows, 3, 1, 4)
+    batch.clear()
     batch.close()
     plain = LlamaContext(middle, 1, CTX, CTX, THREADS)
     with pytest.raises(RuntimeError, match="no hidden states"):

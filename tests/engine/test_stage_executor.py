@@ -1,7 +1,9 @@
-"""StageExecutor chains: sessions batched through 2 and 3 stages generate what the whole model does."""
+"""StageExecutor chains: sessions batched through 2 and 3 stages generate what the whole model does, and verify
+proposed tokens as it does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,10 +28,7 @@ def four_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_pipeline(stages: list[StageExecutor], work: list[StageWork]) -> list[StageResult]:
     for stage in stages[:-1]:
         results = stage.step(work)
-        work = [
-            StageWork(w.session, w.position, hidden=r.hidden, sample=w.sample)
-            for w, r in zip(work, results, strict=True)
-        ]
+        work = [replace(w, hidden=r.hidden, tokens=()) for w, r in zip(work, results, strict=True)]
     return stages[-1].step(work)
 
 
@@ -75,3 +74,45 @@ def test_a_stage_refuses_sessions_outside_its_slots(four_layers: Path, tmp_path:
         stage.open(0, GREEDY)
         stage.step([StageWork(0, 0, tokens=(1, 2))])
     stage.close_all()
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_last_stage_verifies_a_proposal_and_every_stage_drops_its_rejected_rows(
+    tiny_model: Path, tmp_path: Path, count: int
+) -> None:
+    model = tiny_model if count == 2 else write_tiny_llama(tmp_path / "three.gguf", seed=0, n_layer=3)
+    manifest = split_model(model, count, tmp_path)
+    stages = [
+        StageExecutor(
+            LlamaModel(tmp_path / s.file), first=i == 0, last=i == count - 1, slots=2, context_per_slot=64, threads=1
+        )
+        for i, s in enumerate(manifest.stages)
+    ]
+    prompt = tuple(stages[0].model.tokenize(PROMPTS[1]))
+    for stage in stages:
+        stage.open(0, GREEDY)
+        stage.open(1, GREEDY)
+    # Session 0 decodes plainly: the greedy continuation g.
+    (first,) = run_pipeline(stages, [StageWork(0, 0, tokens=prompt, sample=True)])
+    assert first.token is not None
+    greedy = [first.token]
+    for i in range(5):
+        (result,) = run_pipeline(stages, [StageWork(0, len(prompt) + i, tokens=(greedy[-1],), sample=True)])
+        assert result.token is not None
+        greedy.append(result.token)
+    # Session 1 sends g0 and a proposal right for two tokens, wrong at the third: one trip decides g1 g2 g3.
+    run_pipeline(stages, [StageWork(1, 0, tokens=prompt, sample=True)])
+    wrong = next(t for t in range(100, 200) if t != greedy[3])
+    proposal = (greedy[1], greedy[2], wrong, greedy[4])
+    (verified,) = run_pipeline(
+        stages, [StageWork(1, len(prompt), tokens=(greedy[0], *proposal), sample=True, proposal=proposal)]
+    )
+    assert [s.token for s in verified.decided] == greedy[1:4]
+    assert stages[-1].cached_positions(1) == len(prompt) + 3  # the last stage dropped the rejected rows at once...
+    assert all(stage.cached_positions(1) == len(prompt) + 5 for stage in stages[:-1])  # ...the others hold them
+    # The session's next rows drop them on every stage first, and decode on as without the proposal.
+    (after,) = run_pipeline(stages, [StageWork(1, len(prompt) + 3, tokens=(greedy[3],), sample=True, trim=True)])
+    assert after.token == greedy[4]
+    assert all(stage.cached_positions(1) == len(prompt) + 4 for stage in stages)
+    for stage in stages:
+        stage.close_all()

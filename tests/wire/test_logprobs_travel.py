@@ -41,9 +41,13 @@ def test_merged_pieces_keep_one_logprob_per_token() -> None:
 def test_a_last_stages_logprobs_come_back_with_its_tokens() -> None:
     sent = [
         StageResult(0, token=7, logprob=TokenLogprob(7, -0.25, top=(TokenLogprob(7, -0.25),))),
-        StageResult(1, token=3),
+        StageResult(1, token=3, following=(Sampled(4, TokenLogprob(4, -0.5)), Sampled(5))),  # a verified proposal
+        StageResult(2),
     ]
-    assert tokens_from_wire(tokens_to_wire(sent)) == {0: Sampled(7, sent[0].logprob), 1: Sampled(3)}
+    assert tokens_from_wire(tokens_to_wire(sent)) == {
+        0: (Sampled(7, sent[0].logprob),),
+        1: (Sampled(3), Sampled(4, TokenLogprob(4, -0.5)), Sampled(5)),
+    }
 
 
 def test_the_request_for_logprobs_travels_to_the_worker_and_through_redis() -> None:

@@ -14,6 +14,7 @@ import pytest
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import Forward
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.speculation import SpeculationBudget
 from swarm.engine.stage_executor import StageExecutor
 from swarm.gguf_files.stage_files import StageManifest, split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
@@ -63,6 +64,11 @@ class StageServers:
             self._servicers.append(servicer)
             self._servers.append(self._call(self._serve(servicer, self.ports[stage.index])))
 
+    @property
+    def executors(self) -> list[StageExecutor]:
+        """The stages after the first, in order (touch them only while no step runs)."""
+        return [servicer._executor for servicer in self._servicers]
+
     def _call(self, coroutine):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
 
@@ -92,6 +98,8 @@ def start_head(
     slots: int = SLOTS,
     wrap: Callable[[Forward], Forward] = lambda forward: forward,
     context_per_slot: int = 128,
+    speculate: bool = False,
+    speculation: SpeculationBudget | None = None,
 ) -> BatchEngine:
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
@@ -99,7 +107,13 @@ def start_head(
     link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
     engine = BatchEngine(
         first,
-        EngineConfig(slots=slots, context_per_slot=context_per_slot, threads=1),
+        EngineConfig(
+            slots=slots,
+            context_per_slot=context_per_slot,
+            threads=1,
+            speculate=speculate,
+            speculation=speculation or SpeculationBudget(),
+        ),
         forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
     )
     engine.start()

@@ -68,12 +68,16 @@ class EmbeddingBatch:
         rows: npt.ArrayLike,
         first_position: int,
         seq_id: int,
-        outputs: Literal["all", "last", "none"] = "all",
+        outputs: Literal["all", "last", "none"] | int = "all",
     ) -> int:
         """Appends consecutive hidden states of one sequence, shape (n, n_embd) or (n_embd,); returns the
-        batch index of the first. A non-final stage needs outputs="all"; a final one "last" for the next token."""
+        batch index of the first. A non-final stage needs outputs="all"; a final one "last" for the next token,
+        or a number: logits for that many last rows (a proposal to verify)."""
         block = np.asarray(rows, dtype=np.float32).reshape(-1, self.n_embd)
         n, first = len(block), self.size
+        with_logits = {"all": n, "last": min(n, 1), "none": 0}[outputs] if isinstance(outputs, str) else outputs
+        if not 0 <= with_logits <= n:
+            raise ValueError(f"{with_logits} rows with logits asked of {n}")
         if first + n > self.capacity:
             raise IndexError(f"batch holds {self.capacity} rows; {first} used, {n} more asked")
         self._embd[first : first + n] = block
@@ -83,9 +87,9 @@ class EmbeddingBatch:
             b.pos[i] = first_position + k
             b.n_seq_id[i] = 1
             b.seq_id[i][0] = seq_id
-            b.logits[i] = outputs == "all" or (outputs == "last" and k == n - 1)
+            b.logits[i] = k >= n - with_logits
         self.size = first + n
-        self.outputs += n if outputs == "all" else int(outputs == "last" and n > 0)
+        self.outputs += with_logits
         return first
 
     @property
