@@ -53,11 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--log-dir", default="", help="keep the processes' logs here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     interrupt_on_stop_signals()
     grammar = schema_grammar(PERSON_SCHEMA, "schema")
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
-        swarm = LocalSwarm(log_dir=Path(scratch))
+        logs = Path(args.log_dir or scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        swarm = LocalSwarm(log_dir=logs)
         try:
             swarm.start_redis(Path(scratch) / "redis")
             address = f"127.0.0.1:{free_port()}"

@@ -19,12 +19,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
-from opentelemetry.context import Context
-
+from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, Submit
+from swarm.engine.engine_meter import EngineMeter, EngineStats
 from swarm.engine.forward import Forward, Verifier, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
+from swarm.engine.step_rows import StepRow, add_to_step
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -55,58 +56,7 @@ class EngineConfig:
             raise ValueError("batch_size must be at least slots (one decode token per slot)")
 
 
-@dataclass(frozen=True)
-class EngineStats:
-    slots_busy: int
-    waiting: int
-    tokens_generated: int
-    tokens_per_second: float
-    prompt_tokens: int
-    cached_prompt_tokens: int
-    steps: int = 0  # batched decode steps run so far
-    step_seconds: float = 0.0  # their total duration
-    proposed_tokens: int = 0  # speculation: tokens proposed for verification so far
-    accepted_tokens: int = 0  # and how many of them the model's own choices confirmed
-
-
-@dataclass(frozen=True)
-class _Submit:
-    request: GenerationRequest
-    emit: EmitFn
-    trace: Context | None
-    submitted_ns: int
-
-
-@dataclass(frozen=True)
-class _Cancel:
-    request_id: str
-
-
-@dataclass(frozen=True)
-class _SetLoaded:
-    loaded: bool
-    done: Future[None]
-
-
-@dataclass(frozen=True)
-class _SetThreads:
-    threads: int
-    done: Future[None]
-
-
-@dataclass(frozen=True)
-class _Row:
-    """One sequence's rows in a step in flight; its token is dropped if the sequence ended meanwhile."""
-
-    slot: Slot
-    sequence: Sequence
-    sample: bool
-    proposed: int = 0  # trailing tokens that are a proposal to verify
-
-
 class BatchEngine:
-    RATE_WINDOW_S = 10.0
-
     def __init__(self, model: LlamaModel, config: EngineConfig, forward: Forward | None = None) -> None:
         """model tokenizes and detokenizes; forward (default: the whole model here) computes the steps."""
         self.model = model
@@ -118,19 +68,12 @@ class BatchEngine:
         self._verifier = self._verifier_of(self._forward)
         self.context_per_slot = self._forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
-        self._inbox: queue.SimpleQueue[_Submit | _Cancel | _SetLoaded | _SetThreads | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
-        self._in_flight: deque[list[_Row]] = deque()  # steps sent, oldest first
+        self._in_flight: deque[list[StepRow]] = deque()  # steps sent, oldest first
         self._running = False
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
-        self._steps = 0
-        self._tokens_generated = 0
-        self._step_seconds = 0.0
-        self._prompt_tokens = 0
-        self._cached_prompt_tokens = 0
-        self._proposed_tokens = 0
-        self._accepted_tokens = 0
-        self._rate: deque[tuple[float, int]] = deque()
+        self.meter = EngineMeter()
         # Called on the engine thread after each round of work, once that round's events are emitted:
         # a server sends a round's tokens for every sequence together.
         self.round_listener: Callable[[], None] = _nothing
@@ -150,40 +93,27 @@ class BatchEngine:
             self._forward.close()
 
     def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
-        self._inbox.put(_Submit(request, emit, tracing.current_context(), time.time_ns()))
+        self._inbox.put(Submit(request, emit, tracing.current_context(), time.time_ns()))
 
     def cancel(self, request_id: str) -> None:
-        self._inbox.put(_Cancel(request_id))
+        self._inbox.put(Cancel(request_id))
 
     def set_loaded(self, loaded: bool) -> Future[None]:
         """Frees the llama.cpp context and weights (False) or loads them again (True), after what the inbox
         holds; done once it has. Unloaded, it cancels what runs and refuses new requests (can_unload only)."""
         done: Future[None] = Future()
-        self._inbox.put(_SetLoaded(loaded, done))
+        self._inbox.put(SetLoaded(loaded, done))
         return done
 
     def set_threads(self, threads: int) -> Future[None]:
         """The whole model's steps run on this many threads from the next one (a pipeline head keeps its own)."""
         done: Future[None] = Future()
-        self._inbox.put(_SetThreads(threads, done))
+        self._inbox.put(SetThreads(threads, done))
         return done
 
     def stats(self) -> EngineStats:
-        now = time.monotonic()
-        window = [(t, n) for t, n in list(self._rate) if now - t <= self.RATE_WINDOW_S]
-        rate = sum(n for _, n in window) / self.RATE_WINDOW_S if window else 0.0
-        return EngineStats(
-            slots_busy=sum(1 for s in self._slots if s.sequence is not None),
-            waiting=len(self._waiting),
-            tokens_generated=self._tokens_generated,
-            tokens_per_second=rate,
-            prompt_tokens=self._prompt_tokens,
-            cached_prompt_tokens=self._cached_prompt_tokens,
-            steps=self._steps,
-            step_seconds=self._step_seconds,
-            proposed_tokens=self._proposed_tokens,
-            accepted_tokens=self._accepted_tokens,
-        )
+        busy = sum(1 for s in self._slots if s.sequence is not None)
+        return self.meter.stats(busy, len(self._waiting))
 
     # ------------------------------------------------------------ engine thread
 
@@ -216,7 +146,7 @@ class BatchEngine:
                     if slot.sequence is not None:
                         slot.sequence.emit(SwarmError(ErrorCode.INTERNAL, f"engine step failed: {exc}"))
                         self._release(slot, keep_cache=False)
-            self._step_seconds += time.monotonic() - started
+            self.meter.step_seconds += time.monotonic() - started
         for slot in self._slots:
             if slot.sequence is not None:
                 self._finish(slot, FinishReason.CANCELLED)
@@ -232,13 +162,13 @@ class BatchEngine:
         while True:
             if item is None:
                 self._running = False
-            elif isinstance(item, _SetLoaded):
+            elif isinstance(item, SetLoaded):
                 self._set_loaded(item)
-            elif isinstance(item, _SetThreads):
+            elif isinstance(item, SetThreads):
                 self._set_threads(item)
-            elif isinstance(item, _Submit) and not self._loaded:
+            elif isinstance(item, Submit) and not self._loaded:
                 item.emit(SwarmError(ErrorCode.UNAVAILABLE, "the worker unloaded its model: memory is short"))
-            elif isinstance(item, _Submit):
+            elif isinstance(item, Submit):
                 sequence = Sequence(item.request, item.emit, TextStream(item.request.stop))
                 sequence.trace, sequence.submitted_ns = item.trace, item.submitted_ns
                 self._waiting.append(sequence)
@@ -258,14 +188,14 @@ class BatchEngine:
         per_slot = min(self.config.context_per_slot, self.model.context_length_trained or self.config.context_per_slot)
         return WholeModel(self.model, self.config.slots, per_slot, self.config.batch_size, self.threads)
 
-    def _set_threads(self, item: _SetThreads) -> None:
+    def _set_threads(self, item: SetThreads) -> None:
         if self.can_unload:  # a whole model; unloaded, it takes them when it loads again
             if self._loaded and isinstance(self._forward, WholeModel):
                 self._forward.set_threads(item.threads)
             self.threads = item.threads
         item.done.set_result(None)
 
-    def _set_loaded(self, item: _SetLoaded) -> None:
+    def _set_loaded(self, item: SetLoaded) -> None:
         try:
             if not self.can_unload:
                 raise RuntimeError("a pipeline stage keeps its model loaded")
@@ -329,8 +259,7 @@ class BatchEngine:
             sequence.cached_prompt_tokens = keep
             if self._verifier is not None and sequence.request.speculate and not sequence.request.sampling.grammar:
                 sequence.lookup = PromptLookup(sequence.prompt)
-            self._prompt_tokens += len(sequence.prompt)
-            self._cached_prompt_tokens += keep
+            self.meter.admitted(len(sequence.prompt), keep)
             sequence.admitted_ns = time.time_ns()
             tracing.past_span("worker.wait_for_slot", sequence.trace, sequence.submitted_ns, sequence.admitted_ns)
 
@@ -368,18 +297,19 @@ class BatchEngine:
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
         stepping = ready[:share]
         work: list[StageWork] = []
-        rows: list[_Row] = []
+        rows: list[StepRow] = []
         room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
         logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
         for slot, sequence in stepping:
             if sequence.replay:
-                _add(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
+                add_to_step(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
                 continue
             proposal = self._proposal(sequence, logit_rows, expected, room)
             room -= len(proposal)
             logit_rows += len(proposal)
             expected += sequence.acceptance.expected_tokens(len(proposal))
-            _add(work, rows, slot, sequence, (sequence.next_token, *proposal), sample=True, proposed=len(proposal))
+            tokens = (sequence.next_token, *proposal)
+            add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
         budget = room
         if work:
             budget = min(budget, self.config.prefill_chunk)
@@ -395,7 +325,7 @@ class BatchEngine:
             # A prompt's next chunk need not wait for the last one's step: the stages take steps in order.
             chunk = sequence.pending[:budget]
             sequence.pending = sequence.pending[len(chunk) :]
-            _add(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
+            add_to_step(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
             budget -= len(chunk)
         if not work:
             return False
@@ -432,7 +362,7 @@ class BatchEngine:
         else:
             decided = [None if token is None else (token,) for token in self._forward.receive()]
         rows = self._in_flight.popleft()
-        self._steps += 1
+        self.meter.steps += 1
         produced = 0
         for row, tokens in zip(rows, decided, strict=True):
             if not row.sample or row.slot.sequence is not row.sequence:
@@ -441,7 +371,7 @@ class BatchEngine:
                 raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
             sequence = row.sequence
             sequence.awaiting_token = False
-            sequence.ready_at = self._steps
+            sequence.ready_at = self.meter.steps
             if row.proposed:
                 self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
             for sampled in tokens:
@@ -449,16 +379,12 @@ class BatchEngine:
                 self._accept(row.slot, sequence, sampled)
                 if row.slot.sequence is not sequence:
                     break
-        self._tokens_generated += produced
-        self._rate.append((time.monotonic(), produced))
-        while self._rate and time.monotonic() - self._rate[0][0] > self.RATE_WINDOW_S:
-            self._rate.popleft()
+        self.meter.produced(produced)
 
     def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
         """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
         sequence.acceptance.record(proposed, accepted)
-        self._proposed_tokens += proposed
-        self._accepted_tokens += accepted
+        self.meter.proposal_settled(proposed, accepted)
         rejected = proposed - accepted
         sequence.position -= rejected
         del slot.cached[len(slot.cached) - rejected :]
@@ -523,28 +449,9 @@ class BatchEngine:
             del slot.cached[len(slot.cached) - sequence.proposal_in_flight :]
         self._forward.release(slot.seq_id, keep_cache)
         slot.sequence = None
-        slot.last_used = self._steps
+        slot.last_used = self.meter.steps
         if not keep_cache:
             slot.cached = []
-
-
-def _add(
-    work: list[StageWork],
-    rows: list[_Row],
-    slot: Slot,
-    sequence: Sequence,
-    tokens: tuple[int, ...],
-    sample: bool,
-    proposed: int = 0,
-) -> None:
-    """Puts a sequence's tokens into the step being formed; they are in its cache from now on (a proposal's
-    rejected tail leaves it when the step's tokens are received)."""
-    work.append(StageWork(slot.seq_id, sequence.position, tokens, sample=sample))
-    rows.append(_Row(slot, sequence, sample, proposed))
-    slot.cached.extend(tokens)
-    sequence.position += len(tokens)
-    sequence.awaiting_token = sample
-    sequence.proposal_in_flight = proposed
 
 
 def _nothing() -> None:
