@@ -2,6 +2,7 @@
 
 Two desk workers share core 0 with the owner's job, one per arm (the other arm's is paused); a spare
 worker on core 1 takes what they hand back, and clients keep STREAMS greedy streams going all along.
+Everything else (Redis, the coordinator, the clients) runs on core 1.
 The arms alternate within one run: the job on an idle core (both desk workers paused), beside the
 `--when always` worker, beside the `--when idle` one. The job times itself from its own start. In the
 `idle` arm the coordinator's view of the `idle` worker is polled: how soon after the job starts it
@@ -145,6 +146,11 @@ class Results:
 
 def run(repeats: int, rounds: int) -> Results:
     cores = sorted(os.sched_getaffinity(0))[:2]
+    # Core 0 is the owner's PC: only the desk workers and the job run there. This process, its client
+    # threads, Redis and the coordinator (started from here: they inherit it) stand for the rest of the
+    # swarm on core 1; left free to run on core 0 they counted as the owner's load there and kept the
+    # idle worker away all run.
+    os.sched_setaffinity(0, {cores[1]})
     results = Results()
     with tempfile.TemporaryDirectory(prefix="swarm-owner-") as scratch_dir:
         scratch = Path(scratch_dir)
