@@ -19,6 +19,7 @@ import argparse
 import functools
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from swarm.client import SwarmCallError, SwarmClient
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import LocalSwarm, free_port, swarm_argv, wait_until
+from swarm.worker.owner_load import busy_seconds
 
 STREAMS = 8
 STREAM_TOKENS = 200
@@ -47,10 +49,18 @@ def pin(pid: int, core: int) -> None:
         os.sched_setaffinity(int(task), {core})
 
 
-def owner_job_s(core: int, rounds: int) -> float:
-    """Seconds the owner's hashing job took, pinned to core, from its own start."""
+def owner_job_s(core: int, rounds: int) -> tuple[float, float]:
+    """Seconds the owner's hashing job took, pinned to core, from its own start; and the CPU seconds everything
+    else took on that core meanwhile (its busy time in /proc/stat less the job's own)."""
+    before_busy, before_job = core_busy_s(core), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-c", JOB.format(core=core, rounds=rounds)], capture_output=True, check=True)
-    return float(done.stdout)
+    after_job = resource.getrusage(resource.RUSAGE_CHILDREN)
+    job_cpu = (after_job.ru_utime + after_job.ru_stime) - (before_job.ru_utime + before_job.ru_stime)
+    return float(done.stdout), core_busy_s(core) - before_busy - job_cpu
+
+
+def core_busy_s(core: int) -> float:
+    return busy_seconds(Path("/proc/stat").read_text(), {core})
 
 
 @dataclass
@@ -137,6 +147,7 @@ class StateClock:
 class Results:
     times: dict[str, list[float]] = field(default_factory=lambda: {arm: [] for arm in ARMS})
     with_streams: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ARMS, 0))
+    others_cpu: dict[str, list[float]] = field(default_factory=lambda: {arm: [] for arm in ARMS})  # on its core
     stopped_taking_s: list[float] = field(default_factory=list)  # job start to the idle worker taking nothing new
     away_s: list[float] = field(default_factory=list)  # job start to its streams handed on
     back_s: list[float] = field(default_factory=list)  # job end to it serving again
@@ -196,7 +207,9 @@ def run_arm(
     busy = desk is not None and took_streams(client, desk)
     results.with_streams[arm] += busy
     clock = StateClock(address, "idle") if desk == "idle" else None
-    results.times[arm].append(owner_job_s(core, rounds))
+    job_s, others_s = owner_job_s(core, rounds)
+    results.times[arm].append(job_s)
+    results.others_cpu[arm].append(others_s)
     if clock is None:
         return
     ended = time.monotonic()
@@ -237,6 +250,8 @@ def main() -> None:
         runs = ", ".join(f"{t:.2f}" for t in results.times[arm])
         busy = f"; the worker had streams at the start of {results.with_streams[arm]}" if arm in DESK_OF_ARM else ""
         print(f"  {arm:22s} {median:6.2f} s  {base / median:.2f}x of its idle-core speed  ({runs}{busy})")
+        others = ", ".join(f"{t:.2f}" for t in results.others_cpu[arm])
+        print(f"  {'':22s} CPU seconds others took on its core meanwhile: {others}")
     print("--when idle, from the job's start (where it had streams then):")
     print(f"  takes nothing new {seconds(results.stopped_taking_s)}")
     print(f"  hands its streams on {seconds(results.away_s)}")

@@ -72,6 +72,9 @@ def three_nodes(tmp_path: Path) -> Iterator[tuple[str, list[ManagedProcess]]]:
         nodes += [ray_node(tmp_path, f"node-{i}", port) for i in (1, 2)]  # one after another: each registers
         yield f"127.0.0.1:{port}", nodes
     finally:
+        for node in nodes:  # all at once: each takes seconds to wind its Ray processes down
+            with contextlib.suppress(OSError):
+                node.terminate()
         for node in reversed(nodes):
             node.stop(30)
 

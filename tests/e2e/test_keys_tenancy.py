@@ -60,13 +60,17 @@ def dashboard_snapshot(http: str, key: str, jobs: int, timeout_s: float = 20) ->
     raise AssertionError(f"the event stream ended; the last snapshot: {seen}")
 
 
-def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_swarm: MakeSwarm) -> None:
+def swarm_with_keys(make_swarm: MakeSwarm, *names: str) -> tuple[RunningSwarm, AdminCalls, list[str]]:
+    """A swarm with one worker behind an admin key, and a key created for each name (their secrets)."""
     swarm: RunningSwarm = make_swarm(
         workers=1, coordinator_args=("--api-key", ADMIN_KEY), client_options={"api_key": ADMIN_KEY}
     )
     admin = AdminCalls(swarm.address, ADMIN_KEY)
-    alice = admin.call("CreateKey", pb.CreateKeyRequest(name="alice")).secret
-    bob = admin.call("CreateKey", pb.CreateKeyRequest(name="bob")).secret
+    return swarm, admin, [admin.call("CreateKey", pb.CreateKeyRequest(name=name)).secret for name in names]
+
+
+def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_swarm: MakeSwarm) -> None:
+    swarm, _, (alice, bob) = swarm_with_keys(make_swarm, "alice", "bob")
 
     with BatchClient(swarm.address, api_key=alice) as as_alice, BatchClient(swarm.address, api_key=bob) as as_bob:
         job = as_alice.submit(lines(200, 64))
@@ -116,12 +120,7 @@ def test_a_key_sees_reads_and_cancels_only_its_own_batch_jobs_and_requests(make_
 
 
 def test_a_keys_batch_lines_are_accounted_under_its_name_and_stop_when_it_is_revoked(make_swarm: MakeSwarm) -> None:
-    swarm: RunningSwarm = make_swarm(
-        workers=1, coordinator_args=("--api-key", ADMIN_KEY), client_options={"api_key": ADMIN_KEY}
-    )
-    admin = AdminCalls(swarm.address, ADMIN_KEY)
-    batcher = admin.call("CreateKey", pb.CreateKeyRequest(name="batcher")).secret
-    quitter = admin.call("CreateKey", pb.CreateKeyRequest(name="quitter")).secret
+    swarm, admin, (batcher, quitter) = swarm_with_keys(make_swarm, "batcher", "quitter")
 
     with BatchClient(swarm.address, api_key=batcher) as batches:
         job = batches.submit(lines(6, 12))

@@ -14,6 +14,7 @@ The processes themselves are started by LocalSwarm, so they are the very process
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import socket
@@ -34,6 +35,22 @@ from swarm.launch.local_swarm import (
 
 COORDINATOR_PC = 0
 LINK_PREFIX = "link-"  # names of the relay processes
+
+
+def add_lan_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every LAN bench shares: the model, and the links and PCs it runs on."""
+    parser.add_argument("--model", default="default", help="GGUF path or 'default' (Gemma 3 270M)")
+    parser.add_argument("--delay-ms", type=float, default=0.25, help="one-way delay of each link")
+    parser.add_argument("--gbps", type=float, default=1.0, help="bandwidth cap of each link, Gbit/s")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (one PC's cores)")
+
+
+def two_pcs(threads: int) -> list[set[int]]:
+    """Two PCs of `threads` cores each from this process's cores (SystemExit saying why when it has too few)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 * threads:
+        raise SystemExit(f"two PCs of {threads} core(s) need {2 * threads} cores; this process has {cores}")
+    return [set(cores[:threads]), set(cores[threads : 2 * threads])]
 
 
 def pin_to_cores(pid: int, cores: set[int]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from swarm.bench.lan.emulated_lan import EmulatedLan
+from swarm.bench.lan.emulated_lan import EmulatedLan, add_lan_flags, two_pcs
 from swarm.bench.speculation import REEMIT_PROMPT, agreement
 from swarm.client import AsyncSwarmClient
 from swarm.gguf_files.default_model import cache_dir, resolve_model
@@ -122,20 +121,14 @@ def report(arms: dict[bool, list[Stream]], model: Path, lan: EmulatedLan, args: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", default="default", help="GGUF path or 'default' (Gemma 3 270M)")
-    parser.add_argument("--delay-ms", type=float, default=0.25, help="one-way delay of each link")
-    parser.add_argument("--gbps", type=float, default=1.0, help="bandwidth cap of each link, Gbit/s")
-    parser.add_argument("--threads", type=int, default=1, help="threads per stage (one PC's cores)")
+    add_lan_flags(parser)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2 * args.threads:
-        raise SystemExit(f"two PCs of {args.threads} core(s) need {2 * args.threads} cores; this process has {cores}")
-    pcs = [set(cores[: args.threads]), set(cores[args.threads : 2 * args.threads])]
+    pcs = two_pcs(args.threads)
     model = resolve_model(args.model)
     interrupt_on_stop_signals()
     with tempfile.TemporaryDirectory(prefix="swarm-lan-") as scratch:
