@@ -73,6 +73,8 @@ class AsyncSwarmClient:
                     yield call.received(message)
                 return
             except grpc.aio.AioRpcError as exc:
+                if call.finished:
+                    return
                 await asyncio.sleep(attempts.after_failure(exc.code(), exc.details() or ""))
 
     async def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:

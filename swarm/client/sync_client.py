@@ -79,6 +79,8 @@ class SwarmClient:
                     yield call.received(message)
                 return
             except grpc.RpcError as exc:
+                if call.finished:
+                    return
                 time.sleep(attempts.after_failure(exc.code(), exc.details() or ""))
 
     def generate(self, prompt: str, options: GenerateOptions | None = None, **fields: Any) -> Completion:

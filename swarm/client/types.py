@@ -94,10 +94,14 @@ class ResumableRequest:
     def __init__(self, request: pb.GenerateRequest, attempts: CallAttempts) -> None:
         self.request = request
         self.attempts = attempts
+        # The whole answer arrived: a failure now (its coordinator died before the stream's close reached
+        # this client) ends the call, not a retry, which would deliver the kept result's end a second time.
+        self.finished = False
 
     def received(self, message: pb.GenerateResponse) -> GenerationEvent:
         event = event_from_wire(message)
         self.attempts.progressed()
         if isinstance(event, TextPiece):
             self.request.resume_after_tokens += len(event.token_ids)
+        self.finished = isinstance(event, Finished)
         return event

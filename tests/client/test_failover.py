@@ -1,4 +1,4 @@
-"""Which coordinator a call tries next, and when it waits or gives up: pure logic, no network."""
+"""Which coordinator a call tries next, and when it waits, gives up or is done: pure logic, no network."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import grpc
 import pytest
 
 from swarm.client.failover import CallAttempts, SwarmCallError, channel_options, coordinator_addresses
+from swarm.client.types import ResumableRequest
+from swarm.shared.types import Finished, FinishReason, TextPiece
+from swarm.wire import swarm_pb2 as pb
+from swarm.wire.convert import event_to_wire
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
@@ -81,3 +85,11 @@ def test_progress_starts_the_budget_and_the_backoff_afresh() -> None:
     assert 0.0 <= wait <= 0.2  # the first step of a fresh backoff, not the next of the old one
     with pytest.raises(SwarmCallError):
         attempts.after_failure(UNAVAILABLE, "gone")
+
+
+def test_a_call_knows_when_the_whole_answer_arrived_so_a_lost_close_ends_it_instead_of_a_retry() -> None:
+    call = ResumableRequest(pb.GenerateRequest(request_id="r", prompt="Hi"), CallAttempts(1, 0, retries=0))
+    call.received(event_to_wire("r", TextPiece("a", (1, 2))))
+    assert (call.finished, call.request.resume_after_tokens) == (False, 2)
+    call.received(event_to_wire("r", Finished(FinishReason.LENGTH, prompt_tokens=1, completion_tokens=2)))
+    assert call.finished
