@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -43,6 +44,14 @@ def add_lan_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delay-ms", type=float, default=0.25, help="one-way delay of each link")
     parser.add_argument("--gbps", type=float, default=1.0, help="bandwidth cap of each link, Gbit/s")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (one PC's cores)")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--log-level", default="warning")
+
+
+def lan_from_args(args: argparse.Namespace, scratch: Path) -> EmulatedLan:
+    """The two-PC LAN add_lan_flags describes, its processes logging to scratch (and this one at --log-level)."""
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return EmulatedLan(two_pcs(args.threads), args.delay_ms / 1e3, args.gbps * 1e9, LocalSwarm(log_dir=scratch))
 
 
 def two_pcs(threads: int) -> list[set[int]]:

@@ -20,12 +20,12 @@ from pathlib import Path
 import llama_cpp
 
 from swarm.bench.engine_vs_bare import fresh_prompts
-from swarm.bench.lan.emulated_lan import EmulatedLan, add_lan_flags, two_pcs
+from swarm.bench.lan.emulated_lan import EmulatedLan, add_lan_flags, lan_from_args
 from swarm.bench.swarm_load import measure_swarm
 from swarm.client import AsyncSwarmClient
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals
+from swarm.launch.local_swarm import interrupt_on_stop_signals
 from swarm.shared.types import Finished, TextPiece
 
 log = logging.getLogger(__name__)
@@ -138,15 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--long-prompt", type=int, default=1500, help="tokens of the first-token prompt; 0: skip")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
-    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pcs = two_pcs(args.threads)
     model = resolve_model(args.model)
     interrupt_on_stop_signals()
     with tempfile.TemporaryDirectory(prefix="swarm-lan-") as scratch:
-        lan = EmulatedLan(pcs, args.delay_ms / 1e3, args.gbps * 1e9, LocalSwarm(log_dir=Path(scratch)))
+        lan = lan_from_args(args, Path(scratch))
         try:
             start_arms(lan, Path(scratch), model, args)
             link_cpu, started = lan.link_cpu_seconds(), time.monotonic()

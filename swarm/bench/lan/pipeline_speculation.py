@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import statistics
 import tempfile
 import time
@@ -24,12 +23,12 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from swarm.bench.lan.emulated_lan import EmulatedLan, add_lan_flags, two_pcs
+from swarm.bench.lan.emulated_lan import EmulatedLan, add_lan_flags, lan_from_args
 from swarm.bench.speculation import REEMIT_PROMPT, agreement
 from swarm.client import AsyncSwarmClient
 from swarm.gguf_files.default_model import cache_dir, resolve_model
 from swarm.gguf_files.stage_files import cached_split
-from swarm.launch.local_swarm import LocalSwarm, interrupt_on_stop_signals
+from swarm.launch.local_swarm import interrupt_on_stop_signals
 from swarm.shared.types import Finished, TextPiece
 
 ARMS = {False: "off", True: "on"}
@@ -124,15 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     add_lan_flags(parser)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
-    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pcs = two_pcs(args.threads)
     model = resolve_model(args.model)
     interrupt_on_stop_signals()
     with tempfile.TemporaryDirectory(prefix="swarm-lan-") as scratch:
-        lan = EmulatedLan(pcs, args.delay_ms / 1e3, args.gbps * 1e9, LocalSwarm(log_dir=Path(scratch)))
+        lan = lan_from_args(args, Path(scratch))
         try:
             lan.start_coordinator(Path(scratch))
             stage_files = cached_split(model, 2, cache_dir() / "stages")
