@@ -62,8 +62,10 @@ def test_a_round_trip_through_two_relays_takes_four_one_way_delays(delay_s: floa
         return direct, relayed
 
     direct, relayed = run_precise(main())
-    # There and back through two links: four one-way delays. Loosely bounded above: a shared VM.
-    assert relayed >= 4 * delay_s
+    # There and back through two links: four one-way delays. The relay steers its wake-ups so that
+    # chunks leave on time on average, so one may leave a little early: bounded below at 90%.
+    # Loosely bounded above: a shared VM.
+    assert relayed >= 0.9 * 4 * delay_s, f"median round trip {relayed * 1e3:.2f} ms"
     assert relayed < 4 * delay_s + direct + 0.004, f"median round trip {relayed * 1e3:.2f} ms"
 
 
