@@ -4,7 +4,8 @@ restarted) every K seconds; every answer must arrive once, parse and match its s
 The swarm is real (redis-server, a coordinator, W workers on the default model, loopback gRPC). Requests go
 through SwarmClient with the schema's GBNF grammar, seeded sampling at temperature 0.8 so answers differ;
 a killed worker's streams fail over and resume after the tokens their clients have, the grammar rebuilt
-from them. Prints valid, invalid and failed counts, kills and throughput.
+from them. A worker that dies without a kill is counted as a crash (with its exit code) and restarted.
+Prints valid, invalid and failed counts, kills, crashes and throughput.
 
     python -m swarm.bench.structured_chaos --requests 1000 --concurrency 16 --workers 3 --kill-every 5
 """
@@ -72,27 +73,40 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(args.workers)
             ]
             wait_for_a_worker(address, 180.0, args.workers)
-            answers, kills, seconds = run(address, grammar, workers, args)
+            answers, kills, crashes, seconds = run(address, grammar, workers, args)
         finally:
             swarm.stop()
-    report(answers, kills, seconds, args)
-    return 0 if all(a.valid and not a.error for a in answers) else 1
+    report(answers, kills, crashes, seconds, args)
+    return 0 if all(a.valid and not a.error for a in answers) and not crashes else 1
 
 
 def run(
     address: str, grammar: str, workers: list[ManagedProcess], args: argparse.Namespace
-) -> tuple[list[Answer], int, float]:
+) -> tuple[list[Answer], int, list[str], float]:
     done = threading.Event()
     kills = 0
+    crashes: list[str] = []
+
+    lock = threading.Lock()  # a kill and its restart are one step: the crash watch must not see between them
 
     def chaos() -> None:  # one worker at a time: the others serve while it restarts
         nonlocal kills
         rng = random.Random(7)
         while args.kill_every and not done.wait(args.kill_every):
             victim = rng.choice(workers)
-            victim.kill()
-            kills += 1
-            victim.start()
+            with lock:
+                victim.kill()
+                kills += 1
+                victim.start()
+
+    def crash_watch() -> None:  # a worker that died without a kill is a finding: count it, then serve on
+        while not done.wait(0.2):
+            with lock:
+                for worker in workers:
+                    if worker.process is not None and worker.process.poll() is not None:
+                        crashes.append(f"{worker.name} exited with {worker.process.returncode}")
+                        print(f"crash: {crashes[-1]} at {time.perf_counter() - started:.0f} s", flush=True)
+                        worker.start()
 
     def ask(i: int) -> Answer:
         started = time.perf_counter()
@@ -102,7 +116,7 @@ def run(
                     PROMPT, max_tokens=args.max_tokens, temperature=0.8, seed=i, grammar=grammar, request_id=f"s-{i}"
                 )
         except SwarmCallError as exc:
-            return Answer(False, str(exc), 0, time.perf_counter() - started)
+            return Answer(False, f"s-{i}: {exc}", 0, time.perf_counter() - started)
         cut = answer.finished.reason is FinishReason.LENGTH
         problem = ""
         try:
@@ -113,18 +127,21 @@ def run(
         return Answer(not problem, "", answer.finished.completion_tokens, seconds, cut, problem)
 
     killer = threading.Thread(target=chaos, name="chaos")
+    watch = threading.Thread(target=crash_watch, name="crash-watch")
     started = time.perf_counter()
     killer.start()
+    watch.start()
     try:
         with ThreadPoolExecutor(args.concurrency) as pool:
             answers = list(pool.map(ask, range(args.requests)))
     finally:
         done.set()
         killer.join()
-    return answers, kills, time.perf_counter() - started
+        watch.join()
+    return answers, kills, crashes, time.perf_counter() - started
 
 
-def report(answers: list[Answer], kills: int, seconds: float, args: argparse.Namespace) -> None:
+def report(answers: list[Answer], kills: int, crashes: list[str], seconds: float, args: argparse.Namespace) -> None:
     failed = [a.error for a in answers if a.error]
     invalid = sum(1 for a in answers if not a.error and not a.valid and not a.cut)
     cut = sum(1 for a in answers if not a.error and a.cut)
@@ -133,7 +150,8 @@ def report(answers: list[Answer], kills: int, seconds: float, args: argparse.Nam
     print(
         f"requests={len(answers)} valid={sum(a.valid for a in answers)} invalid={invalid} "
         f"cut by max_tokens={cut} failed={len(failed)} "
-        f"kills={kills} (every {args.kill_every:g} s, {args.workers} workers) concurrency={args.concurrency}"
+        f"kills={kills} (every {args.kill_every:g} s, {args.workers} workers) crashes={len(crashes)} "
+        f"concurrency={args.concurrency}"
     )
     print(
         f"elapsed={seconds:.0f} s  completion tokens={tokens}  {tokens / seconds:.1f} tok/s  "

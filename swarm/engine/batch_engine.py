@@ -250,11 +250,16 @@ class BatchEngine:
             self._waiting.popleft()
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
-            # A failover's resume tokens are replayed one per step, as they were first decoded, so a
-            # greedy stream goes on bit-identically (a batched prefill rounds differently).
-            own = sequence.prompt_tokens
-            sequence.pending = sequence.prompt[keep:own]
-            sequence.replay = sequence.prompt[max(keep, own) :]
+            # A greedy failover's resume tokens are replayed one per step, as they were first decoded, so
+            # it goes on bit-identically (a batched prefill rounds differently). A sampled stream goes on
+            # differently from an unfailed run anyway (its sampler starts afresh), so its resume tokens are
+            # prefilled with the prompt: replayed one per step, a long answer's took longer on a busy swarm
+            # than its workers lived, and three workers in a row died before it made a new token.
+            replay_from = (
+                max(keep, sequence.prompt_tokens) if sequence.request.sampling.greedy else len(sequence.prompt)
+            )
+            sequence.pending = sequence.prompt[keep:replay_from]
+            sequence.replay = sequence.prompt[replay_from:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
             if self._verifier is not None and sequence.request.speculate and not sequence.request.sampling.grammar:

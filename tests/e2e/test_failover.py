@@ -14,7 +14,7 @@ from tests.conftest import RunningSwarm, serving_worker
 
 MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "Once upon a time"
-MAX_TOKENS = 300
+MAX_TOKENS = 160  # long enough that a kill in its first half lands mid-stream, short enough for 10 rounds
 ROUNDS = 10
 
 

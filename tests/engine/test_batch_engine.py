@@ -281,3 +281,30 @@ def test_fewer_threads_from_the_next_step_give_the_same_greedy_text(tiny_model: 
         assert engine._forward.threads == 2
     finally:
         engine.stop()
+
+
+def test_a_sampled_failover_prefills_its_resume_tokens_where_a_greedy_one_replays_them_one_per_step(
+    tiny_model: Path,
+) -> None:
+    model = LlamaModel(tiny_model)
+    recorder = RecordingForward(WholeModel(model, 2, 512, 512, 1))
+    engine = BatchEngine(model, EngineConfig(slots=2, context_per_slot=512, threads=1), forward=recorder)
+    engine.start()
+    sampled = SamplingParams(temperature=0.9, seed=3)
+    steps: dict[str, int] = {}
+    try:
+        collector = Collector()
+        engine.submit(GenerationRequest("first", "tiny", PROMPTS[0], 60, sampled), collector)
+        resume = tuple(collector.tokens())
+        # Each arm on a prompt of its own, so neither finds the other's tokens cached; one new token each.
+        for name, prompt, sampling in (("sampled", PROMPTS[1], sampled), ("greedy", PROMPTS[2], GREEDY)):
+            recorder.steps.clear()
+            req = GenerationRequest(name, "tiny", prompt, len(resume) + 1, sampling, resume_tokens=resume)
+            _, finished = run(engine, req)
+            assert finished.completion_tokens == len(resume) + 1
+            steps[name] = len(recorder.steps)
+    finally:
+        engine.stop()
+    assert len(resume) == 60
+    assert steps["sampled"] <= 2  # the prompt and its 60 resume tokens in one prefill, then its one token
+    assert steps["greedy"] >= len(resume)  # one per step, as first decoded: its text goes on bit-identically
