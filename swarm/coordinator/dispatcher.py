@@ -2,9 +2,9 @@
 
 The queue lives in Redis, with every piece sent to a client; this process keeps one
 RequestRecord per request it owns (`_requests`: accepted here or taken over, each held by a
-lease in Redis, see request_leases), created in `_admit` and dropped in `_drop`, and nothing
-a restart could not rebuild from Redis. Requests another live coordinator owns are followed
-from Redis (peer_follow), never run here.
+lease in Redis, see request_leases), created in `_admit`, run on workers by WorkerRuns and
+dropped in `_drop`, and nothing a restart could not rebuild from Redis. Requests another live
+coordinator owns are followed from Redis (peer_follow), never run here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from functools import partial
-from typing import TypeVar
 
 from redis.exceptions import RedisError
 
@@ -29,22 +27,19 @@ from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
 from swarm.coordinator.ownership.peer_follow import follow_peer
 from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.registry import WorkerRegistry
-from swarm.coordinator.relay.piece_journal import PieceRefused
 from swarm.coordinator.relay.worker_calls import WorkerCalls
-from swarm.coordinator.relay.worker_relay import WorkerBusy, WorkerFailed, give_up_on_stalled, relay_worker_stream
+from swarm.coordinator.relay.worker_relay import give_up_on_stalled
 from swarm.coordinator.request_identity import check_same_request
 from swarm.coordinator.request_ledger import RequestLedger
-from swarm.coordinator.request_record import RequestRecord, WorkerRun
+from swarm.coordinator.request_record import RequestRecord
 from swarm.coordinator.request_store import RequestStore, StoredRequest, StoredResult
-from swarm.shared import tracing
+from swarm.coordinator.worker_runs import WorkerRuns
 from swarm.shared.cancellation import stop_if_cancelled
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.pieces import check_resume_point, coalesce
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, WorkerView
-from swarm.wire.convert import run_request_to_wire
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 QUEUE_SCAN_LIMIT = 512
 ACTIVE_TENANTS_READ_S = 1.0  # how often the tenants active lately are counted in Redis
@@ -70,18 +65,15 @@ class Dispatcher:
         self._requests: dict[str, RequestRecord] = {}
         self._leases = LeaseKeeper(store, self._requests, self._admit_stored, self.wake)
         self._ledger = RequestLedger(store, self._leases, redis_patience_s)
-        self._inflight: Counter[str] = Counter()
-        self._assigned: Counter[str] = Counter()
-        self._full_until: dict[str, float] = {}  # worker id -> time.monotonic() until which it is routed nothing
         self._active_tenants: set[str] = set()  # that queued a request lately, read from Redis (fairness.slot_share)
         self._tenants_read_at = -ACTIVE_TENANTS_READ_S
         self._wake_event = asyncio.Event()
         self._prefixes = PrefixIndex()
+        self._runs = WorkerRuns(
+            config, store, registry, monitor, calls, self._ledger, self._leases, self._prefixes, self._drop, self.wake
+        )
         self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
         self._started_ms = int(time.time() * 1000)
-        self.completed = 0
-        self.failed = 0
-        self.failovers = 0
 
     # ------------------------------------------------------------ workers, for the service and metrics
 
@@ -103,9 +95,22 @@ class Dispatcher:
 
     def _with_inflight(self, views: list[WorkerView]) -> list[WorkerView]:
         return [
-            replace(v, inflight=self._inflight[v.info.worker_id], assigned=self._assigned[v.info.worker_id])
+            replace(v, inflight=self._runs.inflight[v.info.worker_id], assigned=self._runs.assigned[v.info.worker_id])
             for v in views
         ]
+
+    # The counts for metrics, kept where the runs end.
+    @property
+    def completed(self) -> int:
+        return self._runs.completed
+
+    @property
+    def failed(self) -> int:
+        return self._runs.failed
+
+    @property
+    def failovers(self) -> int:
+        return self._runs.failovers
 
     # ------------------------------------------------------------ clients
 
@@ -218,7 +223,7 @@ class Dispatcher:
             if record.run is not None and record.run.task is not None:
                 record.run.task.cancel()
             await self._ledger.count_cancelled(record)
-            await self._end(record, error)
+            await self._runs.end(record, error)
             ended += 1
         return ended
 
@@ -313,7 +318,7 @@ class Dispatcher:
             await self._slot_share(),
         )
         for expiry in plan.expired:
-            await self._end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
+            await self._runs.end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
         if not plan.assignments:
             return
         # One Redis round trip claims them all; False where another coordinator took it first.
@@ -321,7 +326,7 @@ class Dispatcher:
         for assignment, won in zip(plan.assignments, claimed, strict=True):
             record = self._requests.get(assignment.request_id)
             if won and record is not None:
-                self._start(record, assignment.worker)
+                self._runs.start(record, assignment.worker)
 
     async def _slot_share(self) -> SlotShare:
         """The running requests per tenant and model here, and the tenants active lately, for the slot rule."""
@@ -337,105 +342,6 @@ class Dispatcher:
         """The views, with workers that just said all their slots are taken (by peers' requests) counted full."""
         now = time.monotonic()
         return [
-            replace(v, inflight=v.info.slots) if self._full_until.get(v.info.worker_id, 0.0) > now else v
+            replace(v, inflight=v.info.slots) if self._runs.full_until.get(v.info.worker_id, 0.0) > now else v
             for v in self.views()
         ]
-
-    def _start(self, record: RequestRecord, worker: WorkerView) -> None:
-        worker_id = worker.info.worker_id
-        self._inflight[worker_id] += 1
-        self._assigned[worker_id] += 1
-        run = record.run = WorkerRun(worker.info, time.monotonic())
-        record.attempts += 1
-        tracing.past_span("coordinator.queued", record.request.traceparent, record.admitted_ns)
-        relay = tracing.in_span(
-            "coordinator.dispatch", record.request.traceparent, self._relay(record, run), worker=worker_id
-        )
-        run.task = asyncio.create_task(relay, name=record.request_id)
-
-    # ------------------------------------------------------------ one run on one worker
-
-    async def _relay(self, record: RequestRecord, run: WorkerRun) -> None:
-        """Streams the run's events to the record; whatever happens, the request ends or waits again."""
-        try:
-            try:
-                run.call = self._calls.run(run.worker.address, run_request_to_wire(record.request))
-                save_piece = partial(self._ledger.save_piece, record.request_id)
-                await relay_worker_stream(record, run, save_piece, partial(self._ledger.count_usage, record, run))
-            except WorkerFailed as exc:
-                await self._worker_failed(record, run, exc)
-            except PieceRefused:  # its lease lapsed (Redis was away) and another coordinator took it over
-                self._leases.lose(record)
-            except WorkerBusy:
-                self._full_until[run.worker.worker_id] = time.monotonic() + max(self._config.poll_interval_s, 0.1)
-                record.attempts -= 1  # refused before any work: no attempt at it
-                await self._ledger.patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
-            else:
-                await self._completed(record, run)
-        except SwarmError as exc:
-            await self._end(record, exc)
-        except (RedisError, ConnectionError) as exc:
-            # Queued again once Redis is back, to resume after the pieces sent; the client's retry follows it.
-            log.warning("Redis failed while running %s: %s", record.request_id, exc)
-            if not record.stream.done:  # else its result could not be kept: the rerun resumes after its pieces
-                self.failed += 1
-                record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry"))
-            self._drop(record)
-            self._ledger.unrequeued.add(record.request_id)
-        except Exception as exc:
-            log.exception("relaying %s failed", record.request_id)
-            await self._end(record, SwarmError(ErrorCode.INTERNAL, f"the coordinator failed on this request: {exc}"))
-        finally:
-            self._inflight[run.worker.worker_id] -= 1
-            if record.run is run:
-                record.run = None
-            self.wake()
-
-    async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
-        self.completed += 1
-        text = record.request.prompt + "".join(p.text for p in record.stream.pieces)
-        self._prefixes.record(run.worker.worker_id, run.worker.slots, text)
-        if record.stream.followers == 0:  # nobody is waiting now: keep the result until asked
-            result = StoredResult(record.stream.pieces, record.stream.final)
-            await self._ledger.patiently(lambda: self._store.complete(record.request_id, result))
-            self._drop(record)
-
-    async def _worker_failed(self, record: RequestRecord, run: WorkerRun, exc: WorkerFailed) -> None:
-        """Resumes the request on another worker: it prefills the prompt and every token the client got."""
-        worker_id = run.worker.worker_id
-        if run.stalled:  # its other runs on the same stream are as stuck as this one
-            self._calls.reset(run.worker.address)
-        await self._ledger.patiently(lambda: self._registry.mark_down(worker_id))
-        await self._monitor.refresh()
-        self._prefixes.forget(worker_id)
-        delivered = record.delivered_tokens()
-        if len(delivered) > len(record.request.resume_tokens):
-            record.attempts = 0  # it made progress: only attempts in a row without any count
-        if record.attempts >= self._config.max_attempts:
-            raise SwarmError(
-                ErrorCode.UNAVAILABLE,
-                f"{self._config.max_attempts} workers in a row failed on this request (last: {worker_id}, "
-                f"{exc}); retry it later",
-            )
-        log.warning(
-            "worker %s failed on %s after %d tokens (%s); resuming it elsewhere",
-            worker_id,
-            record.request_id,
-            len(delivered),
-            exc,
-        )
-        self.failovers += 1
-        record.request = replace(record.request, resume_tokens=delivered)
-        record.requeued_ms = int(time.time() * 1000)
-        await self._ledger.patiently(lambda: self._store.requeue(record.request_id, record.queue_score))
-
-    async def _end(self, record: RequestRecord, error: SwarmError) -> None:
-        """Fails the request for every follower and removes it here; in Redis, kept for a retry if it may succeed."""
-        self.failed += 1
-        if not record.stream.done:
-            record.stream.fail(error)
-        self._drop(record)
-        if error.code is ErrorCode.UNAVAILABLE:
-            await self._ledger.keep_failed(record.request_id)
-        else:
-            await self._ledger.forget(record.request_id)

@@ -3,8 +3,8 @@
 All llama.cpp calls happen on the engine's own thread. Requests join between steps,
 finished or cancelled ones leave at once, and a long prompt is prefilled in chunks
 so that running streams wait at most one chunk. A pipeline's Forward takes several steps
-in flight: each step carries the sequences not waiting for a token, about an equal share
-of them, so while the last stage computes one group the first computes the next.
+in flight (steps_in_flight): each step carries the sequences not waiting for a token, about an
+equal share of them, so while the last stage computes one group the first computes the next.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from dataclasses import dataclass, field, replace
 
 from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, Submit
 from swarm.engine.engine_meter import EngineMeter, EngineStats
-from swarm.engine.forward import Forward, Verifier, WholeModel
+from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
-from swarm.engine.step_rows import StepRow, add_to_step
+from swarm.engine.steps_in_flight import StepsInFlight
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
 from swarm.shared.errors import ErrorCode, SwarmError
-from swarm.shared.stage_messages import Sampled, StageWork
+from swarm.shared.stage_messages import Sampled
 from swarm.shared.types import Finished, FinishReason, GenerationRequest, TextPiece, TokenLogprob
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,15 @@ class BatchEngine:
         self.can_unload = forward is None  # a pipeline head's stages keep theirs: it keeps its own too
         self._loaded = True
         self.threads = config.threads  # the whole model's now: fewer while its owner uses some of its cores
+        self.meter = EngineMeter()
         self._forward = forward or self._whole_model()
-        self._verifier = self._verifier_of(self._forward)
+        self._in_flight = self._steps_through(self._forward)
         self.context_per_slot = self._forward.context_per_slot
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
-        self._in_flight: deque[list[StepRow]] = deque()  # steps sent, oldest first
         self._running = False
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
-        self.meter = EngineMeter()
         # Called on the engine thread after each round of work, once that round's events are emitted:
         # a server sends a round's tokens for every sequence together.
         self.round_listener: Callable[[], None] = _nothing
@@ -136,8 +135,8 @@ class BatchEngine:
                 continue
             started = time.monotonic()
             try:
-                if len(self._in_flight) >= self._forward.max_in_flight or not self._send_step():
-                    self._receive_step()
+                if len(self._in_flight) >= self._forward.max_in_flight or not self._in_flight.send(self._slots):
+                    self._in_flight.receive(self._accept)
             except Exception as exc:  # a failed decode must not kill the worker: fail its sequences
                 log.exception("engine step failed")
                 self._in_flight.clear()
@@ -179,9 +178,10 @@ class BatchEngine:
             except queue.Empty:
                 return
 
-    def _verifier_of(self, forward: Forward) -> Verifier | None:
-        # The whole model verifies proposals, and so does a pipeline's head, through its last stage.
-        return forward if self.config.speculate and isinstance(forward, Verifier) else None
+    def _steps_through(self, forward: Forward) -> StepsInFlight:
+        """The steps to send through forward: a new one's, when the engine starts or loads its model again."""
+        config = self.config
+        return StepsInFlight(forward, self.meter, config.prefill_chunk, config.speculate, config.speculation)
 
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.
@@ -202,7 +202,7 @@ class BatchEngine:
             if item.loaded and not self._loaded:
                 self.model.load()
                 self._forward = self._whole_model()
-                self._verifier = self._verifier_of(self._forward)
+                self._in_flight = self._steps_through(self._forward)
                 self._loaded = True
             elif not item.loaded and self._loaded:
                 for sequence in self._waiting:
@@ -262,7 +262,7 @@ class BatchEngine:
             sequence.replay = sequence.prompt[replay_from:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
-            if self._verifier is not None and sequence.request.speculate and not sequence.request.sampling.grammar:
+            if self._in_flight.verifies and sequence.request.speculate and not sequence.request.sampling.grammar:
                 sequence.lookup = PromptLookup(sequence.prompt)
             self.meter.admitted(len(sequence.prompt), keep)
             sequence.admitted_ns = time.time_ns()
@@ -292,108 +292,6 @@ class BatchEngine:
         if sequence.generated >= sequence.request.max_tokens:
             return Finished(FinishReason.LENGTH, len(prompt), sequence.generated)
         return None
-
-    def _send_step(self) -> bool:
-        """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
-        chunks in the room left; False when no sequence is ready."""
-        occupied = [(slot, slot.sequence) for slot in self._slots if slot.sequence is not None]
-        decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
-        ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
-        share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
-        stepping = ready[:share]
-        work: list[StageWork] = []
-        rows: list[StepRow] = []
-        room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
-        logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
-        for slot, sequence in stepping:
-            if sequence.replay:
-                add_to_step(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
-                continue
-            proposal = self._proposal(sequence, logit_rows, expected, room)
-            room -= len(proposal)
-            logit_rows += len(proposal)
-            expected += sequence.acceptance.expected_tokens(len(proposal))
-            tokens = (sequence.next_token, *proposal)
-            add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
-        budget = room
-        if work:
-            budget = min(budget, self.config.prefill_chunk)
-        else:
-            # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
-            # first computes chunk 2 while the next computes chunk 1), so stages add up less to the first token.
-            budget = max(budget // self._forward.max_in_flight, self.config.prefill_chunk)
-        for slot, sequence in occupied:
-            if budget <= 0:
-                break
-            if not sequence.prefilling:
-                continue
-            # A prompt's next chunk need not wait for the last one's step: the stages take steps in order.
-            chunk = sequence.pending[:budget]
-            sequence.pending = sequence.pending[len(chunk) :]
-            add_to_step(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
-            budget -= len(chunk)
-        if not work:
-            return False
-        if self._verifier is not None:
-            self._verifier.send(work, [row.proposed for row in rows])
-        else:
-            self._forward.send(work)
-        self._in_flight.append(rows)
-        return True
-
-    def _proposal(self, sequence: Sequence, logit_rows: int, expected: float, room: int) -> list[int]:
-        """Tokens to verify after the sequence's next one: as many as pay in a step of `logit_rows` rows so far
-        that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
-        if sequence.lookup is None or self._verifier is None:
-            return []
-        budget = self.config.speculation
-        limit = min(
-            budget.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
-            room,
-            sequence.request.max_tokens - sequence.generated - 1,
-            self.context_per_slot - sequence.position - 1,
-        )
-        proposal = sequence.lookup.propose(limit)
-        if not proposal:
-            sequence.acceptance.idle_steps += 1
-        return proposal
-
-    def _receive_step(self) -> None:
-        """Takes the oldest step's tokens; those of sequences that ended meanwhile are dropped."""
-        if not self._in_flight:
-            return
-        if self._verifier is not None:
-            decided = self._verifier.receive_decided()
-        else:
-            decided = [None if token is None else (token,) for token in self._forward.receive()]
-        rows = self._in_flight.popleft()
-        self.meter.steps += 1
-        produced = 0
-        for row, tokens in zip(rows, decided, strict=True):
-            if not row.sample or row.slot.sequence is not row.sequence:
-                continue
-            if tokens is None:
-                raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
-            sequence = row.sequence
-            sequence.awaiting_token = False
-            sequence.ready_at = self.meter.steps
-            if row.proposed:
-                self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
-            for sampled in tokens:
-                produced += 1
-                self._accept(row.slot, sequence, sampled)
-                if row.slot.sequence is not sequence:
-                    break
-        self.meter.produced(produced)
-
-    def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
-        """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
-        sequence.acceptance.record(proposed, accepted)
-        self.meter.proposal_settled(proposed, accepted)
-        rejected = proposed - accepted
-        sequence.position -= rejected
-        del slot.cached[len(slot.cached) - rejected :]
-        sequence.proposal_in_flight = 0
 
     def _accept(self, slot: Slot, sequence: Sequence, sampled: Sampled) -> None:
         token = sampled.token

@@ -1,0 +1,145 @@
+"""StepsInFlight: a BatchEngine's steps from the slots to its Forward and back, sent in order, received oldest first."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from swarm.engine.engine_meter import EngineMeter
+from swarm.engine.forward import Forward, Verifier
+from swarm.engine.sequence import Sequence, Slot
+from swarm.engine.speculation import SpeculationBudget
+from swarm.engine.step_rows import StepRow, add_to_step
+from swarm.shared.stage_messages import Sampled, StageWork
+
+AcceptFn = Callable[[Slot, Sequence, Sampled], None]  # takes one sampled token into its sequence
+
+
+class StepsInFlight:
+    """Each step carries a token for each ready decoding sequence (with a proposal to verify, when it pays),
+    then prompt chunks; its tokens come back with a proposal's rejected tail already out of the slot's cache."""
+
+    def __init__(
+        self, forward: Forward, meter: EngineMeter, prefill_chunk: int, speculate: bool, speculation: SpeculationBudget
+    ) -> None:
+        self._forward = forward
+        self._meter = meter
+        self._prefill_chunk = prefill_chunk
+        self._speculation = speculation
+        # The whole model verifies proposals, and so does a pipeline's head, through its last stage.
+        self._verifier = forward if speculate and isinstance(forward, Verifier) else None
+        self._steps: deque[list[StepRow]] = deque()  # sent, oldest first
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def verifies(self) -> bool:
+        """Whether proposals are verified: only then does a sequence need a context to propose from."""
+        return self._verifier is not None
+
+    def clear(self) -> None:
+        """Forgets every step sent (the Forward discards them too): their tokens never come."""
+        self._steps.clear()
+
+    def send(self, slots: list[Slot]) -> bool:
+        """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
+        chunks in the room left; False when no sequence is ready."""
+        occupied = [(slot, slot.sequence) for slot in slots if slot.sequence is not None]
+        decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
+        ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
+        share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
+        stepping = ready[:share]
+        work: list[StageWork] = []
+        rows: list[StepRow] = []
+        room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks
+        logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
+        for slot, sequence in stepping:
+            if sequence.replay:
+                add_to_step(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
+                continue
+            proposal = self._proposal(sequence, logit_rows, expected, room)
+            room -= len(proposal)
+            logit_rows += len(proposal)
+            expected += sequence.acceptance.expected_tokens(len(proposal))
+            tokens = (sequence.next_token, *proposal)
+            add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
+        budget = room
+        if work:
+            budget = min(budget, self._prefill_chunk)
+        else:
+            # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
+            # first computes chunk 2 while the next computes chunk 1), so stages add up less to the first token.
+            budget = max(budget // self._forward.max_in_flight, self._prefill_chunk)
+        for slot, sequence in occupied:
+            if budget <= 0:
+                break
+            if not sequence.prefilling:
+                continue
+            # A prompt's next chunk need not wait for the last one's step: the stages take steps in order.
+            chunk = sequence.pending[:budget]
+            sequence.pending = sequence.pending[len(chunk) :]
+            add_to_step(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
+            budget -= len(chunk)
+        if not work:
+            return False
+        if self._verifier is not None:
+            self._verifier.send(work, [row.proposed for row in rows])
+        else:
+            self._forward.send(work)
+        self._steps.append(rows)
+        return True
+
+    def _proposal(self, sequence: Sequence, logit_rows: int, expected: float, room: int) -> list[int]:
+        """Tokens to verify after the sequence's next one: as many as pay in a step of `logit_rows` rows so far
+        that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
+        if sequence.lookup is None or self._verifier is None:
+            return []
+        limit = min(
+            self._speculation.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
+            room,
+            sequence.request.max_tokens - sequence.generated - 1,
+            self._forward.context_per_slot - sequence.position - 1,
+        )
+        proposal = sequence.lookup.propose(limit)
+        if not proposal:
+            sequence.acceptance.idle_steps += 1
+        return proposal
+
+    def receive(self, accept: AcceptFn) -> None:
+        """Takes the oldest step's tokens into `accept`, in order; those of sequences that ended meanwhile
+        (even by an earlier token of this step) are dropped."""
+        if not self._steps:
+            return
+        if self._verifier is not None:
+            decided = self._verifier.receive_decided()
+        else:
+            decided = [None if token is None else (token,) for token in self._forward.receive()]
+        rows = self._steps.popleft()
+        self._meter.steps += 1
+        produced = 0
+        for row, tokens in zip(rows, decided, strict=True):
+            if not row.sample or row.slot.sequence is not row.sequence:
+                continue
+            if tokens is None:
+                raise RuntimeError(f"a step came back without the token of session {row.slot.seq_id}")
+            sequence = row.sequence
+            sequence.awaiting_token = False
+            sequence.ready_at = self._meter.steps
+            if row.proposed:
+                self._settle_proposal(row.slot, sequence, row.proposed, accepted=len(tokens) - 1)
+            for sampled in tokens:
+                produced += 1
+                accept(row.slot, sequence, sampled)
+                if row.slot.sequence is not sequence:
+                    break
+        self._meter.produced(produced)
+
+    def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
+        """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
+        sequence.acceptance.record(proposed, accepted)
+        self._meter.proposal_settled(proposed, accepted)
+        rejected = proposed - accepted
+        sequence.position -= rejected
+        del slot.cached[len(slot.cached) - rejected :]
+        sequence.proposal_in_flight = 0
