@@ -23,7 +23,7 @@ from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, 
 from swarm.engine.engine_meter import EngineMeter, EngineStats
 from swarm.engine.forward import Forward, Verifier, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
-from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.step_rows import StepRow, add_to_step
 from swarm.engine.text_stream import TextStream
@@ -248,6 +248,7 @@ class BatchEngine:
             resumed = len(sequence.request.resume_tokens)
             keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace, resumed)
             self._waiting.popleft()
+            sequence.prefill_alone = first_of_its_tenant(self._active(), sequence.request.tenant)
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
             # A greedy failover's resume tokens are replayed one per step, as they were first decoded, so
@@ -295,8 +296,13 @@ class BatchEngine:
 
     def _send_step(self) -> bool:
         """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
-        chunks in the room left; False when no sequence is ready."""
+        chunks in the room left; False when no sequence is ready. A tenant's first sequence here prefills
+        first, a chunk a step, alone: the others wait that chunk's time for its quick first token."""
         occupied = [(slot, slot.sequence) for slot in self._slots if slot.sequence is not None]
+        first = [(slot, s) for slot, s in occupied if s.prefill_alone and s.prefilling]
+        others_wait = bool(first) and len(first) < len(occupied)
+        if others_wait:
+            occupied = first
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
@@ -316,7 +322,7 @@ class BatchEngine:
             tokens = (sequence.next_token, *proposal)
             add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
         budget = room
-        if work:
+        if work or others_wait:
             budget = min(budget, self.config.prefill_chunk)
         else:
             # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
