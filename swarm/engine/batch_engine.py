@@ -23,7 +23,7 @@ from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, 
 from swarm.engine.engine_meter import EngineMeter, EngineStats
 from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
-from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot
+from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.steps_in_flight import StepsInFlight
 from swarm.engine.text_stream import TextStream
@@ -248,6 +248,7 @@ class BatchEngine:
             resumed = len(sequence.request.resume_tokens)
             keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace, resumed)
             self._waiting.popleft()
+            sequence.prefill_alone = first_of_its_tenant(self._active(), sequence.request.tenant)
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
             # A greedy failover's resume tokens are replayed one per step, as they were first decoded, so

@@ -44,8 +44,13 @@ class StepsInFlight:
 
     def send(self, slots: list[Slot]) -> bool:
         """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
-        chunks in the room left; False when no sequence is ready."""
+        chunks in the room left; False when no sequence is ready. A tenant's first sequence here prefills
+        first, a chunk a step, alone: the others wait that chunk's time for its quick first token."""
         occupied = [(slot, slot.sequence) for slot in slots if slot.sequence is not None]
+        first = [(slot, s) for slot, s in occupied if s.prefill_alone and s.prefilling]
+        others_wait = bool(first) and len(first) < len(occupied)
+        if others_wait:
+            occupied = first
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
@@ -65,7 +70,7 @@ class StepsInFlight:
             tokens = (sequence.next_token, *proposal)
             add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
         budget = room
-        if work:
+        if work or others_wait:
             budget = min(budget, self._prefill_chunk)
         else:
             # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the

@@ -143,6 +143,7 @@ def run_request_to_wire(request: GenerationRequest) -> pb.RunRequest:
         resume_tokens=request.resume_tokens,
         piece_interval_ms=round(request.piece_interval_s * 1000),
         speculation_off=not request.speculate,
+        tenant=request.tenant,
     )
 
 
@@ -157,6 +158,7 @@ def run_request_from_wire(msg: pb.RunRequest, model: str) -> GenerationRequest:
         resume_tokens=tuple(msg.resume_tokens),
         piece_interval_s=msg.piece_interval_ms / 1000,
         speculate=not msg.speculation_off,
+        tenant=msg.tenant,
     )
 
 

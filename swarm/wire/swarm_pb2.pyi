@@ -445,7 +445,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., repeat_penalty: _Optional[float] = ..., grammar: _Optional[str] = ..., grammar_trigger: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms", "speculation_off")
+    __slots__ = ("request_id", "prompt", "max_tokens", "sampling", "stop", "resume_tokens", "traceparent", "piece_interval_ms", "speculation_off", "tenant")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -455,6 +455,7 @@ class RunRequest(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     PIECE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     SPECULATION_OFF_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     max_tokens: int
@@ -464,7 +465,8 @@ class RunRequest(_message.Message):
     traceparent: str
     piece_interval_ms: int
     speculation_off: bool
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ..., piece_interval_ms: _Optional[int] = ..., speculation_off: _Optional[bool] = ...) -> None: ...
+    tenant: str
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., stop: _Optional[_Iterable[str]] = ..., resume_tokens: _Optional[_Iterable[int]] = ..., traceparent: _Optional[str] = ..., piece_interval_ms: _Optional[int] = ..., speculation_off: _Optional[bool] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
     __slots__ = ("model",)

@@ -1,0 +1,73 @@
+"""A tenant's first sequence on an engine prefills in steps of its own, ahead of another tenant's decode rows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
+from swarm.engine.forward import WholeModel
+from swarm.engine.llama_adapter import LlamaModel
+from swarm.shared.types import TextPiece
+from tests.engine.test_batch_engine import PROMPTS, Collector, RecordingForward, request
+from tests.greedy_check import GreedyReference
+
+CHUNK = 16
+LATE_PROMPT = "the sea and the sky " * 12  # 60+ tokens: several chunks
+
+
+@pytest.mark.parametrize(
+    ("running_tenant", "late_tenant", "alone"),
+    [("flood", "quiet", True), ("flood", "flood", False), ("", "", False)],
+    ids=["another-tenant-prefills-alone", "same-tenant-shares-steps", "no-tenants-share-steps"],
+)
+def test_a_new_tenants_prefill_goes_alone_while_the_running_tenants_decode(
+    tiny_model: Path, running_tenant: str, late_tenant: str, alone: bool
+) -> None:
+    model = LlamaModel(tiny_model)
+    recorder = RecordingForward(WholeModel(model, 3, 512, 512, 1))
+    engine = BatchEngine(model, EngineConfig(slots=3, context_per_slot=512, threads=1, prefill_chunk=CHUNK), recorder)
+    engine.start()
+    try:
+        running = {prompt: Collector() for prompt in PROMPTS[:2]}
+        first_pieces: dict[str, list[int]] = {}
+        for prompt, collector in running.items():
+            engine.submit(replace(request(prompt, max_tokens=400), tenant=running_tenant), collector)
+            piece = collector.next()
+            assert isinstance(piece, TextPiece)  # it is decoding
+            first_pieces[prompt] = list(piece.token_ids)
+        before = len(recorder.steps)  # steps so far carried only the running sequences
+        late = Collector()
+        engine.submit(replace(request(LATE_PROMPT, max_tokens=4, rid="late"), tenant=late_tenant), late)
+        late_tokens = late.tokens()
+        outputs = {prompt: first_pieces[prompt] + collector.tokens() for prompt, collector in running.items()}
+    finally:
+        engine.stop()
+    running_sessions = set[int]().union(*recorder.steps[:before])
+    late_session = {s for step in recorder.steps[before:] for s in step} - running_sessions
+    assert len(running_sessions) == 2 and len(late_session) == 1
+    (session,) = late_session
+    prompt_rows = len(model.tokenize(LATE_PROMPT))
+    prefill_steps, filled, last = [], 0, before
+    for index, step in enumerate(recorder.steps[before:], before):
+        if session in step and filled < prompt_rows:
+            prefill_steps.append(step)
+            filled += step[session]
+            last = index
+    assert filled == prompt_rows and len(prefill_steps) >= 4  # chunked: a chunk a step, whether alone or not
+    assert all(step[session] <= CHUNK for step in prefill_steps)
+    if alone:
+        assert all(set(step) == {session} for step in prefill_steps)  # the running sequences waited
+    else:  # today's steps: a token for each running sequence beside each chunk
+        assert all(step.keys() == running_sessions | {session} for step in prefill_steps)
+    assert any(running_sessions <= step.keys() for step in recorder.steps[last + 1 :])  # and went on decoding after it
+    reference = GreedyReference(tiny_model)
+    try:
+        reference.check(LATE_PROMPT, late_tokens)
+        for prompt, tokens in outputs.items():
+            assert len(tokens) == 400
+            reference.check(prompt, tokens)  # the wait changed no running sequence's greedy text
+    finally:
+        reference.close()
