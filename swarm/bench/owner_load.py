@@ -49,14 +49,15 @@ def pin(pid: int, core: int) -> None:
         os.sched_setaffinity(int(task), {core})
 
 
-def owner_job_s(core: int, rounds: int) -> tuple[float, float]:
-    """Seconds the owner's hashing job took, pinned to core, from its own start; and the CPU seconds everything
-    else took on that core meanwhile (its busy time in /proc/stat less the job's own)."""
+def owner_job_s(core: int, rounds: int) -> tuple[float, float, float]:
+    """Seconds the owner's hashing job took, pinned to core, from its own start; its own CPU seconds; and the
+    CPU seconds everything else took on that core meanwhile (its busy time in /proc/stat, host steal included,
+    less the job's own)."""
     before_busy, before_job = core_busy_s(core), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-c", JOB.format(core=core, rounds=rounds)], capture_output=True, check=True)
     after_job = resource.getrusage(resource.RUSAGE_CHILDREN)
     job_cpu = (after_job.ru_utime + after_job.ru_stime) - (before_job.ru_utime + before_job.ru_stime)
-    return float(done.stdout), core_busy_s(core) - before_busy - job_cpu
+    return float(done.stdout), job_cpu, core_busy_s(core) - before_busy - job_cpu
 
 
 def core_busy_s(core: int) -> float:
@@ -148,6 +149,7 @@ class Results:
     times: dict[str, list[float]] = field(default_factory=lambda: {arm: [] for arm in ARMS})
     with_streams: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ARMS, 0))
     others_cpu: dict[str, list[float]] = field(default_factory=lambda: {arm: [] for arm in ARMS})  # on its core
+    job_cpu: dict[str, list[float]] = field(default_factory=lambda: {arm: [] for arm in ARMS})
     stopped_taking_s: list[float] = field(default_factory=list)  # job start to the idle worker taking nothing new
     away_s: list[float] = field(default_factory=list)  # job start to its streams handed on
     back_s: list[float] = field(default_factory=list)  # job end to it serving again
@@ -207,7 +209,8 @@ def run_arm(
     busy = desk is not None and took_streams(client, desk)
     results.with_streams[arm] += busy
     clock = StateClock(address, "idle") if desk == "idle" else None
-    job_s, others_s = owner_job_s(core, rounds)
+    job_s, job_cpu, others_s = owner_job_s(core, rounds)
+    results.job_cpu[arm].append(job_cpu)
     results.times[arm].append(job_s)
     results.others_cpu[arm].append(others_s)
     if clock is None:
@@ -251,7 +254,14 @@ def main() -> None:
         busy = f"; the worker had streams at the start of {results.with_streams[arm]}" if arm in DESK_OF_ARM else ""
         print(f"  {arm:22s} {median:6.2f} s  {base / median:.2f}x of its idle-core speed  ({runs}{busy})")
         others = ", ".join(f"{t:.2f}" for t in results.others_cpu[arm])
+        # The job's share of the CPU time its core gave out while it ran: what the worker took from it, apart
+        # from how fast the host ran that core (a shared VM's core runs at different speeds minute to minute).
+        shares = [j / (j + o) for j, o in zip(results.job_cpu[arm], results.others_cpu[arm], strict=True)]
         print(f"  {'':22s} CPU seconds others took on its core meanwhile: {others}")
+        print(
+            f"  {'':22s} the job's share of its core's busy time: median {statistics.median(shares):.3f} "
+            f"({', '.join(f'{v:.3f}' for v in shares)})"
+        )
     print("--when idle, from the job's start (where it had streams then):")
     print(f"  takes nothing new {seconds(results.stopped_taking_s)}")
     print(f"  hands its streams on {seconds(results.away_s)}")
