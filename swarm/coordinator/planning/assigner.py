@@ -26,7 +26,7 @@ from swarm.coordinator.planning.model_plan import feeds, plan_model, replan
 from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, bytes_on, holds_a_layer
 from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
-from swarm.gguf_files.stage_files import MANIFEST_NAME, split_model
+from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest, split_model
 from swarm.shared.plan_messages import (
     AssignmentReply,
     Layout,
@@ -85,7 +85,10 @@ class StageAssigner:
         self._why = "no worker has offered to serve yet"
         self._parts: dict[NodeId, NodeAssignment] = {}  # the plan's part for each node
         self._serving: dict[NodeId, NodeAssignment] = {}  # what each node was told to serve
-        self._splitting = asyncio.Lock()
+        # One cut per layout, shared by every node that asks for it: a node whose call timed out while its
+        # cut ran must find that cut on asking again, not start a second one beside it (each then took longer
+        # than the next call's deadline, and Gemma's one-stage cut was started every 10 s for two minutes).
+        self._cuts: dict[str, asyncio.Task[StageManifest]] = {}
         self._book = MeasurementBook(self._shape)
         self._watch = RecutWatch()
 
@@ -214,13 +217,17 @@ class StageAssigner:
         self._parts = {node: kept_feed(self._serving.get(node), part, parts, addresses) for node, part in parts.items()}
 
     async def _prepare(self, split: str, layout: Layout) -> None:
-        """Cuts the layout's stage files from the model the first time (off the event loop)."""
+        """Cuts the layout's stage files from the model the first time (off the event loop); a caller that
+        leaves (its call's deadline passed) leaves the cut running for the next."""
         folder = self._root / split
-        async with self._splitting:
-            if (folder / MANIFEST_NAME).is_file():
-                return
+        if (folder / MANIFEST_NAME).is_file():
+            return
+        cut = self._cuts.get(split)
+        if cut is None or (cut.done() and (cut.cancelled() or cut.exception() is not None)):  # none yet, or failed
             log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
-            await asyncio.to_thread(split_model, self._path, list(layout), folder)
+            cut = asyncio.create_task(asyncio.to_thread(split_model, self._path, list(layout), folder))
+            self._cuts[split] = cut
+        await asyncio.shield(cut)
 
 
 def kept_feed(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from swarm.coordinator.planning.plan_store import state_from_json, state_to_json
 from swarm.coordinator.planning.planner import ModelPlan, StageAssignment, stage_bytes
 from swarm.gguf_files.stage_files import MANIFEST_NAME
 from swarm.gguf_files.synthetic_model import write_tiny_llama
-from swarm.shared.plan_messages import NodeAssignment, NodeOffer, offer_problem
+from swarm.shared.plan_messages import AssignmentReply, NodeAssignment, NodeOffer, offer_problem
 from swarm.shared.types import NodeId
 
 
@@ -117,3 +119,33 @@ def test_plans_saved_before_offers_carried_slots_and_context_still_load() -> Non
     old = '{"offers":[{"node_id":"a","address":"h:1","free_bytes":5,"speed":1.0,"asked":2.0}],"serving":{},"plan":null}'
     ((loaded, asked),) = state_from_json(old).offers
     assert (loaded.slots, loaded.context_length, asked) == (8, 2048, 2.0)
+
+
+def test_a_node_whose_call_times_out_during_the_cut_finds_that_cut_on_asking_again(
+    six_layers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut runs once, however often nodes ask while it runs, and a caller leaving does not stop it."""
+    import swarm.coordinator.planning.assigner as assigner_module
+
+    real_split, started = assigner_module.split_model, threading.Event()
+    cuts: list[Path] = []
+
+    def slow_split(path: Path, layout: list[tuple[int, int]], folder: Path) -> object:
+        cuts.append(folder)
+        started.set()
+        time.sleep(1.0)  # a cut longer than the first caller's deadline below
+        return real_split(path, layout, folder)
+
+    monkeypatch.setattr(assigner_module, "split_model", slow_split)
+    assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
+    whole = sum(assigner.shape.layer_bytes) * 4
+
+    async def main() -> list[AssignmentReply]:
+        with pytest.raises(TimeoutError):  # its call's deadline passes while the cut runs
+            await asyncio.wait_for(assigner.assign(offer("a", whole)), 0.3)
+        return list(await asyncio.gather(assigner.assign(offer("a", whole)), assigner.assign(offer("b", whole))))
+
+    replies = asyncio.run(main())
+    assert started.is_set() and len(cuts) == 1, cuts
+    assert all(r.assignment is not None for r in replies)
+    assert (tmp_path / "plans" / replies[0].split / MANIFEST_NAME).is_file()
