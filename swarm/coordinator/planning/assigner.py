@@ -223,7 +223,7 @@ class StageAssigner:
         if (folder / MANIFEST_NAME).is_file():
             return
         cut = self._cuts.get(split)
-        if cut is None or (cut.done() and (cut.cancelled() or cut.exception() is not None)):  # none yet, or failed
+        if cut is None or cut.done():  # none yet, or one that ended without its manifest: it failed
             log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
             cut = asyncio.create_task(asyncio.to_thread(split_model, self._path, list(layout), folder))
             self._cuts[split] = cut
