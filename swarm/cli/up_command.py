@@ -77,6 +77,14 @@ def run_up(args: argparse.Namespace) -> int:
     if args.coordinators < 1:
         print("swarm up: error: --coordinators must be at least 1", file=sys.stderr)
         return 2
+    if abs(args.port - args.http_port) < args.coordinators:
+        print(
+            f"swarm up: error: {args.coordinators} coordinators take --port {args.port} to "
+            f"{args.port + args.coordinators - 1} and --http-port {args.http_port} to "
+            f"{args.http_port + args.coordinators - 1}: the two ranges overlap; pick ports further apart",
+            file=sys.stderr,
+        )
+        return 2
     if args.stages > 1 and args.stages != args.workers:
         print("swarm up: error: a pipeline of --stages K runs on exactly K workers: pass --workers K", file=sys.stderr)
         return 2

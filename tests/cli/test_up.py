@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,27 @@ from swarm.cli.up_command import DEMO_PROMPT
 from swarm.client import SwarmClient
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import free_port
+
+
+def free_port_runs(length: int, runs: int) -> list[int]:
+    """The first ports of `runs` disjoint runs of `length` consecutive free ports (a coordinator per port of a run)."""
+    taken: set[int] = set()
+    firsts: list[int] = []
+    while len(firsts) < runs:
+        run = range(first := free_port(), first + length)
+        if run[-1] < 65536 and taken.isdisjoint(run) and all(port_is_free(port) for port in run[1:]):
+            taken.update(run)
+            firsts.append(first)
+    return firsts
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def swarm_command(
@@ -35,8 +57,11 @@ class SwarmUp:
     ignore_sigint: start it with SIGINT ignored, as bash starts a script's background jobs.
     """
 
-    def __init__(self, tmp_path: Path, *args: str, log_level: str = "warning", ignore_sigint: bool = False) -> None:
-        self.port, self.http_port = free_port(), free_port()
+    def __init__(
+        self, tmp_path: Path, *args: str, log_level: str = "warning", ignore_sigint: bool = False, coordinators: int = 1
+    ) -> None:
+        # N coordinators listen on port..port+N-1 and http_port..http_port+N-1: every one of those must be free.
+        self.port, self.http_port = free_port_runs(coordinators, 2)
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
         self.process = subprocess.Popen(
             [
@@ -80,15 +105,24 @@ class SwarmUp:
 
     def children(self) -> list[psutil.Process]:
         """Its child processes now; remembered, so that a failed test can kill whatever is left."""
-        found = psutil.Process(self.process.pid).children(recursive=True)
+        try:
+            found = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
         self._children += found
         return found
 
     def interrupt(self, whole_group: bool = False, timeout_s: float = 60) -> int:
         """SIGINT to `swarm up` (kill -INT), or to its process group (Ctrl-C in its terminal); its exit code.
 
-        When it does not exit in time, it and every child it had are killed, and TimeoutExpired is raised.
+        When it does not exit in time, it and every child it had are killed, and TimeoutExpired is raised; when it
+        had already exited, AssertionError says so with its output.
         """
+        if self.process.poll() is not None:
+            rest, _ = self.process.communicate()
+            self.kill_everything()
+            output = "".join(self.output) + rest
+            raise AssertionError(f"swarm up exited by itself (code {self.process.returncode}):\n{output}")
         self.children()
         if whole_group:
             os.killpg(self.process.pid, signal.SIGINT)
@@ -147,7 +181,9 @@ def test_swarm_up_serves_status_and_generate_then_ctrl_c_stops_everything(tmp_pa
 def test_swarm_up_runs_several_coordinators_on_consecutive_ports_each_serving_the_swarm(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    up = SwarmUp(tmp_path, "--model", str(tiny_model), "--workers", "2", "--threads", "1", "--coordinators", "2")
+    up = SwarmUp(
+        tmp_path, "--model", str(tiny_model), "--workers", "2", "--threads", "1", "--coordinators", "2", coordinators=2
+    )
     try:
         output = up.read_until("swarm is up")
         second = f"127.0.0.1:{up.port + 1}"
@@ -181,6 +217,14 @@ def test_swarm_up_says_how_to_install_redis_when_it_is_missing(tmp_path: Path, t
     assert result.returncode == 1
     assert "redis-server was not found" in result.stderr
     assert "apt-get install -y redis-server" in result.stderr
+
+
+def test_swarm_up_refuses_coordinator_ports_that_overlap_their_http_ports(tiny_model: Path) -> None:
+    result = swarm_command(
+        "up", "--model", str(tiny_model), "--coordinators", "2", "--port", "40100", "--http-port", "40101"
+    )
+    assert result.returncode == 2
+    assert "--port 40100 to 40101 and --http-port 40101 to 40102: the two ranges overlap" in result.stderr
 
 
 def test_generate_against_no_coordinator_fails_with_a_clear_message() -> None:
