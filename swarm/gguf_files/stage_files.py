@@ -154,6 +154,30 @@ def split_model(
     return manifest
 
 
+def link_whole_model(model: Path, out_dir: Path) -> StageManifest:
+    """A one-stage manifest in out_dir whose stage is the model file itself, linked rather than cut: a node
+    serving the whole model downloads the original, and no copy of it is written or hashed twice."""
+    reader = gguf.GGUFReader(model)
+    arch = _string_field(reader, gguf.Keys.General.ARCHITECTURE)
+    metadata = _read_metadata(reader)
+    n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
+    n_embd = int(metadata[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].value)
+    name_value = metadata.get(gguf.Keys.General.NAME)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / model.name
+    path.unlink(missing_ok=True)
+    try:
+        path.hardlink_to(model)
+    except OSError:  # another file system, or one without hard links
+        path.symlink_to(model.resolve())
+    source_sha256 = sha256_of(model)
+    stage = StageFile(0, path.name, 0, n_layers, path.stat().st_size, source_sha256)
+    name = _text(name_value.value) if name_value else model.stem
+    manifest = StageManifest(name, arch, n_layers, n_embd, model.name, source_sha256, (stage,))
+    (out_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
 def _layer_ranges(stages: int | Sequence[tuple[int, int]], n_layers: int) -> list[tuple[int, int]]:
     if isinstance(stages, int):
         if not 1 <= stages <= n_layers:

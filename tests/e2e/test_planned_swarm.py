@@ -69,7 +69,11 @@ def test_small_nodes_form_a_pipeline_a_big_one_a_replica_and_a_lost_stage_is_rep
 
     offer("big", BIG)
     with swarm.client() as client:
-        wait_until(lambda: roles(client).get("big") == "whole", 60, "the big node to serve the whole model")
+        # The stages' heartbeats may still be finding the new coordinator: a stage shows down until one lands.
+        def replica_beside_the_pipeline() -> bool:
+            return sorted(roles(client).values()) == ["stage 1/2 L0-2", "stage 2/2 L3-5", "whole"]
+
+        wait_until(replica_beside_the_pipeline, 60, "the big node to serve the whole model beside the pipeline")
         stages = {w: r for w, r in roles(client).items() if r.startswith("stage")}
         last = next(w for w, r in stages.items() if r.startswith("stage 2/2"))
         first = next(w for w, r in stages.items() if r.startswith("stage 1/2"))
@@ -106,5 +110,9 @@ def test_a_stage_lost_mid_stream_is_replanned_onto_the_nodes_left_and_the_stream
                 finished = event
         assert text == reference.text
         assert finished.completion_tokens == 300
-        after = roles(client)
-        assert sorted(r.split(" L")[0] for r in after.values()) == ["stage 1/2", "stage 2/2"], after
+
+        # Both stages of the new plan serve; one may be moving still (a measured re-cut) as the stream ends.
+        def replanned() -> bool:
+            return sorted(r.split(" L")[0] for r in roles(client).values()) == ["stage 1/2", "stage 2/2"]
+
+        wait_until(replanned, 30, "a two-stage pipeline on the nodes left")

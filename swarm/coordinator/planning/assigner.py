@@ -3,11 +3,11 @@
 Workers that join with `--auto` ask Assign for work. The assigner keeps every live offer,
 re-plans when one arrives or a node goes away (keeping the previous plan where it is as fast),
 cuts the model into the stage files of each pipeline layout (cached on disk, served by
-ModelFiles), and answers: a whole replica, a stage of a pipeline with the address of the next
-stage, or "wait" with the reason. Stages report their measured speed and links with their
-heartbeats: once per round of reports the plan is re-cut if the measurements call for it,
-with hysteresis (recut.py). A worker whose part changed is told by its next heartbeat to leave
-and ask again.
+ModelFiles; a whole replica gets the model file itself, uncut), and answers: a whole replica,
+a stage of a pipeline with the address of the next stage, or "wait" with the reason. Stages
+report their measured speed and links with their heartbeats: once per round of reports the
+plan is re-cut if the measurements call for it, with hysteresis (recut.py). A worker whose
+part changed is told by its next heartbeat to leave and ask again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from swarm.coordinator.planning.model_plan import feeds, plan_model, replan
 from swarm.coordinator.planning.planner import ModelPlan, NodeCapacity, PlanError, bytes_on, holds_a_layer
 from swarm.coordinator.planning.recut import RecutWatch, propose_recut
 from swarm.gguf_files.model_shape import ModelShape, model_shape
-from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest, split_model
+from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest, link_whole_model, split_model
 from swarm.shared.plan_messages import (
     AssignmentReply,
     Layout,
@@ -224,8 +224,12 @@ class StageAssigner:
             return
         cut = self._cuts.get(split)
         if cut is None or cut.done():  # none yet, or one that ended without its manifest: it failed
-            log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
-            cut = asyncio.create_task(asyncio.to_thread(split_model, self._path, list(layout), folder))
+            if layout == ((0, self._shape.n_layers),):  # the whole model is served as it is: nothing to cut
+                log.info("serving %s whole from %s", self.model, self._path)
+                cut = asyncio.create_task(asyncio.to_thread(link_whole_model, self._path, folder))
+            else:
+                log.info("cutting %s into %d stage file(s) for layout %s", self.model, len(layout), split)
+                cut = asyncio.create_task(asyncio.to_thread(split_model, self._path, list(layout), folder))
             self._cuts[split] = cut
         await asyncio.shield(cut)
 

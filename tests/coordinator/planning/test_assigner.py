@@ -13,8 +13,9 @@ from swarm.coordinator.planning.assigner import StageAssigner, kept_feed, node_a
 from swarm.coordinator.planning.link_costs import Link, Measurements
 from swarm.coordinator.planning.plan_store import state_from_json, state_to_json
 from swarm.coordinator.planning.planner import ModelPlan, StageAssignment, stage_bytes
-from swarm.gguf_files.stage_files import MANIFEST_NAME
+from swarm.gguf_files.stage_files import MANIFEST_NAME, StageManifest
 from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.shared.hashing import sha256_of
 from swarm.shared.plan_messages import AssignmentReply, NodeAssignment, NodeOffer, offer_problem
 from swarm.shared.types import NodeId
 
@@ -127,16 +128,16 @@ def test_a_node_whose_call_times_out_during_the_cut_finds_that_cut_on_asking_aga
     """The cut runs once, however often nodes ask while it runs, and a caller leaving does not stop it."""
     import swarm.coordinator.planning.assigner as assigner_module
 
-    real_split, started = assigner_module.split_model, threading.Event()
+    real_link, started = assigner_module.link_whole_model, threading.Event()
     cuts: list[Path] = []
 
-    def slow_split(path: Path, layout: list[tuple[int, int]], folder: Path) -> object:
+    def slow_link(path: Path, folder: Path) -> object:
         cuts.append(folder)
         started.set()
-        time.sleep(1.0)  # a cut longer than the first caller's deadline below
-        return real_split(path, layout, folder)
+        time.sleep(1.0)  # a preparation longer than the first caller's deadline below
+        return real_link(path, folder)
 
-    monkeypatch.setattr(assigner_module, "split_model", slow_split)
+    monkeypatch.setattr(assigner_module, "link_whole_model", slow_link)
     assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
     whole = sum(assigner.shape.layer_bytes) * 4
 
@@ -149,3 +150,15 @@ def test_a_node_whose_call_times_out_during_the_cut_finds_that_cut_on_asking_aga
     assert started.is_set() and len(cuts) == 1, cuts
     assert all(r.assignment is not None for r in replies)
     assert (tmp_path / "plans" / replies[0].split / MANIFEST_NAME).is_file()
+
+
+def test_a_whole_replica_is_served_the_model_file_itself_not_a_cut_copy(six_layers: Path, tmp_path: Path) -> None:
+    assigner = StageAssigner(six_layers, "six", tmp_path / "plans")
+    reply = asyncio.run(assigner.assign(offer("a", sum(assigner.shape.layer_bytes) * 4)))
+    assert reply.assignment is not None and reply.assignment.layout == ((0, assigner.shape.n_layers),)
+    folder = tmp_path / "plans" / reply.split
+    manifest = StageManifest.from_json((folder / MANIFEST_NAME).read_text())
+    (stage,) = manifest.stages
+    assert (folder / stage.file).samefile(six_layers)
+    assert stage.sha256 == manifest.source_sha256 == sha256_of(six_layers)
+    assert (stage.layer_start, stage.layer_end, stage.bytes) == (0, 6, six_layers.stat().st_size)
