@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote
 
 import redis
@@ -67,19 +66,19 @@ class ManagedProcess:
     ignored_sigterm: bool = False  # the last stop() had to SIGKILL it: it outlived its grace period
     env: dict[str, str] | None = None  # extra environment variables for the child
     unset_env: tuple[str, ...] = ()  # variables of this process the child must not inherit
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
-        if self.log_path is not None:
-            self._log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=self._log_file or subprocess.DEVNULL,
-            stderr=self._log_file,
-            stdin=subprocess.DEVNULL,
-            env=self._child_env(),
-            start_new_session=True,
-        )
+        # The child writes its log through its own copy of the descriptor: ours closes at once, so that
+        # restarting a process many times (a chaos bench) leaves no open file behind.
+        with self.log_path.open("ab") if self.log_path is not None else contextlib.nullcontext() as log_file:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log_file or subprocess.DEVNULL,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                env=self._child_env(),
+                start_new_session=True,
+            )
         return self
 
     def _child_env(self) -> dict[str, str] | None:
@@ -127,9 +126,6 @@ class ManagedProcess:
             self.ignored_sigterm = True
             self._kill_group()
             self.process.wait(10)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
         return self.process.returncode
 
     def log_tail(self, chars: int = 3000) -> str:
