@@ -273,6 +273,7 @@ async def _serve_worker(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(servicer.idle.wait(), 5.0)
     finally:
+        servicer.end_relays()
         await server.stop(grace=1.0)
         if servicer.embedder is not None:  # before the model is freed
             await asyncio.to_thread(servicer.embedder.close)

@@ -39,9 +39,16 @@ class RelayChannel:
         self._held: dict[str, list[TextPiece]] = {}  # whole-answer runs' pieces not yet due
         self._held_due: asyncio.TimerHandle | None = None  # moves them to the outbox
         self._commands_ended = False
+        self._closing = False
+
+    def close(self) -> None:
+        """Ends the stream from this side once nothing runs on it (the worker leaves): the server's stop then
+        waits for no open stream (else its whole grace period, every time)."""
+        self._closing = True
+        self._ready.set()
 
     async def serve(self, commands: AsyncIterator[pb.RelayCommand]) -> AsyncIterator[pb.RelayBatch]:
-        """The stream's messages, until the coordinator closes its side and nothing runs."""
+        """The stream's messages, until the coordinator closes its side (or close() is called) and nothing runs."""
         reader = asyncio.create_task(self._read(commands), name="relay-commands")
         try:
             while True:
@@ -52,7 +59,7 @@ class RelayChannel:
                 if self._outbox:
                     outgoing, self._outbox = self._outbox, []
                     yield _pack(outgoing)
-                elif self._commands_ended and not self._open:
+                elif (self._commands_ended or self._closing) and not self._open:
                     return
         finally:
             if self._held_due is not None:

@@ -46,6 +46,7 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
         self.idle = asyncio.Event()
         self.idle.set()
         self._running: dict[str, Deliver] = {}
+        self._relays: set[RelayChannel] = set()
         self._handoff: EngineHandoff | None = None
         self.embedder: Embedder | None = None  # a whole model's; a pipeline stage cannot embed
 
@@ -101,6 +102,11 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
             deliver(SwarmError(ErrorCode.UNAVAILABLE, "worker is leaving; resume this request elsewhere"))
         return len(running)
 
+    def end_relays(self) -> None:
+        """Leaving: each coordinator's Relay stream ends once nothing runs on it."""
+        for relay in self._relays:
+            relay.close()
+
     # ------------------------------------------------------------ the calls
 
     @error_boundary
@@ -109,8 +115,12 @@ class WorkerServicer(pb_grpc.WorkerServicer):  # type: ignore[misc]
     ) -> AsyncIterator[pb.RelayBatch]:
         await self._gate.check(context)
         channel = RelayChannel(self._admit, self._release)
-        async for batch in channel.serve(commands):
-            yield batch
+        self._relays.add(channel)
+        try:
+            async for batch in channel.serve(commands):
+                yield batch
+        finally:
+            self._relays.discard(channel)
 
     @error_boundary
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:

@@ -165,3 +165,19 @@ def test_a_closed_stream_frees_the_slots_of_its_runs(make_swarm: MakeSwarm) -> N
             relay.close()
 
     wait_until(a_new_stream_gets_the_slot, 20, "the slot of a run whose stream closed")
+
+
+def test_a_leaving_worker_ends_an_idle_stream_itself_rather_than_having_it_cancelled(make_swarm: MakeSwarm) -> None:
+    swarm = make_swarm(workers=1)
+    relay = RelayCall(worker_address(swarm))
+    relay.run("before-leaving", max_tokens=2)
+    for batch in relay.batches:
+        if any(event.HasField("finished") for event in batch.events):
+            break
+    worker = swarm.processes.processes[-1]
+    worker.terminate()
+    # The stream ends cleanly (its server did not wait out its grace period and cancel it) while the
+    # coordinator's side of it is still open.
+    assert list(relay.batches) == []
+    assert worker.process is not None and worker.process.wait(30) == 0
+    relay.close()
