@@ -14,8 +14,8 @@ from tests.conftest import RunningSwarm, serving_worker
 
 MakeSwarm = Callable[..., RunningSwarm]
 PROMPT = "Once upon a time"
-MAX_TOKENS = 160  # long enough that a kill in its first half lands mid-stream, short enough for 10 rounds
-ROUNDS = 10
+MAX_TOKENS = 160  # long enough that a kill in its first half lands mid-stream, short enough for 6 rounds
+ROUNDS = 6
 
 
 def worker_up(client: SwarmClient, worker_id: str) -> bool:

@@ -94,9 +94,9 @@ def test_queued_request_survives_a_coordinator_restart(make_swarm: MakeSwarm, re
     store.close()
 
 
-def test_sigterm_worker_finishes_in_flight_work_and_deregisters(make_swarm: MakeSwarm, gemma_model: Path) -> None:
-    # The real model decodes slowly enough that the request is surely mid-stream at SIGTERM.
-    swarm = make_swarm(workers=1, model=gemma_model)
+def test_sigterm_worker_finishes_in_flight_work_and_deregisters(make_swarm: MakeSwarm, slow_model: Path) -> None:
+    # The slow model decodes slowly enough that the request is surely mid-stream at SIGTERM.
+    swarm = make_swarm(workers=1, model=slow_model)
     worker = swarm.processes.processes[-1]
     assert worker.process is not None
     with swarm.client() as client:
