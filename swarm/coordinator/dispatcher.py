@@ -297,7 +297,11 @@ class Dispatcher:
 
     async def _dispatch_waiting(self) -> None:
         """Dispatches the waiting requests this coordinator owns in fair queue order (fairness.queue_tags)."""
-        owned = [r for r in self._requests.values() if r.run is None and not r.stream.done]
+        # Not one whose enqueue is under way: its score is not known here yet (0 would sort it first), and if
+        # Redis has queued it by the claim, claiming it moved its class's virtual time up to its tag, a
+        # flooding tenant's some hundreds deep, putting every later request of other tenants behind its queue.
+        # Its enqueue wakes the next pass.
+        owned = [r for r in self._requests.values() if r.run is None and not r.stream.done and r.in_redis]
         owned.sort(key=lambda r: (r.queue_score, r.enqueued_ms))
         waiting = [
             WaitingRequest(

@@ -81,6 +81,16 @@ class WorkerRuns:
             "coordinator.dispatch", record.request.traceparent, self._relay(record, run), worker=worker_id
         )
         run.task = asyncio.create_task(relay, name=record.request_id)
+        # Counted free again once the task is done, not in the relay's own `finally`: a task cancelled before
+        # its first step (its client left between the dispatch and that step, as a stopped flood's hundreds
+        # do) never runs its coroutine at all, and its slot stayed counted busy for good.
+        run.task.add_done_callback(lambda _: self._run_ended(record, run))
+
+    def _run_ended(self, record: RequestRecord, run: WorkerRun) -> None:
+        self.inflight[run.worker.worker_id] -= 1
+        if record.run is run:
+            record.run = None
+        self._wake()
 
     async def _relay(self, record: RequestRecord, run: WorkerRun) -> None:
         """Streams the run's events to the record; whatever happens, the request ends or waits again."""
@@ -112,11 +122,6 @@ class WorkerRuns:
         except Exception as exc:
             log.exception("relaying %s failed", record.request_id)
             await self.end(record, SwarmError(ErrorCode.INTERNAL, f"the coordinator failed on this request: {exc}"))
-        finally:
-            self.inflight[run.worker.worker_id] -= 1
-            if record.run is run:
-                record.run = None
-            self._wake()
 
     async def _completed(self, record: RequestRecord, run: WorkerRun) -> None:
         self.completed += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -134,6 +135,54 @@ def test_a_client_that_goes_away_stops_the_run_and_frees_the_slot(redis_url: str
             await wait_for(lambda: core.dispatcher.views()[0].inflight == 0, "the slot freed")
             assert await left_redis(core, "r")
             assert core.dispatcher.completed == 0
+
+    run(scenario)
+
+
+def test_a_client_leaving_as_its_request_is_dispatched_frees_the_slot(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's cancel cancels the relay task in the same turn the dispatcher started it, before its first
+    step: the task never runs its coroutine. Its slot must still be counted free. A stopped flood's hundreds of
+    cancels hit this now and then; each such slot stayed counted busy for good, and once three of a 4-slot
+    worker's were lost a quiet tenant's requests waited for a whole flood request (bench-fair-queue's 1.4 s)."""
+
+    async def scenario() -> None:
+        worker = FakeWorker("w", slots=1, hold_at=1)
+        async with running_core(redis_url, [worker]) as core:
+            checking, claimed = asyncio.Event(), asyncio.Event()
+            claim_many, watched = core.store.claim_many, core.store.watched
+
+            async def claim_then_tell(pairs: list[tuple[str, str]]) -> list[bool]:
+                won = await claim_many(pairs)
+                if ("r", "w") in pairs:
+                    claimed.set()  # wakes the leaving client's check before the dispatcher starts r's relay
+                return won
+
+            async def watched_answering_with_the_claim(request_id: str) -> bool:
+                answer = await watched(request_id)
+                if request_id == "r":
+                    checking.set()
+                    await claimed.wait()
+                return answer
+
+            monkeypatch.setattr(core.store, "claim_many", claim_then_tell)
+            monkeypatch.setattr(core.store, "watched", watched_answering_with_the_claim)
+            blocker = asyncio.create_task(collect(core.service.generate(request("blocker"))))
+            await wait_for(lambda: worker.reached.get("blocker") == 1, "the blocker holding the only slot")
+            leaving = asyncio.create_task(anext(core.service.generate(request("r"))))
+            await wait_for(lambda: "r" in core.dispatcher.requests_by_tenant().get("", []), "r queued")
+            leaving.cancel()  # its client goes away while r waits for the slot
+            await asyncio.wait_for(checking.wait(), 5)
+            worker.release.set()  # the blocker ends; r is claimed, started, and cancelled before its first step
+            await blocker
+            with contextlib.suppress(asyncio.CancelledError):
+                await leaving
+            assert [run.request_id for run in worker.runs] == ["blocker"]  # r's relay never ran
+            await wait_for(lambda: core.dispatcher.views()[0].inflight == 0, "r's slot counted free", timeout_s=5)
+            tokens, _, _ = await collect(core.service.generate(request("after", max_tokens=3)))
+            assert tokens == expected_tokens(3)
+            assert await left_redis(core, "r")
 
     run(scenario)
 
