@@ -25,6 +25,13 @@ def add_parsers(commands: Any) -> None:
     p = commands.add_parser("coordinator", help="run the coordinator (gRPC + HTTP, state in Redis)")
     p.add_argument("--listen", default=_default("listen"), help="gRPC HOST:PORT (default %(default)s)")
     p.add_argument("--http", default=_default("http"), help="HTTP HOST:PORT, empty to disable (default %(default)s)")
+    p.add_argument(
+        "--http-idle-timeout",
+        type=float,
+        default=_default("http_idle_timeout_s"),
+        metavar="SECONDS",
+        help="an HTTP connection sends its headers within this, and closes this long idle (default %(default)s)",
+    )
     redis_url = _default("redis_url")
     p.add_argument(
         "--redis",
@@ -136,6 +143,7 @@ def coordinator_config(args: argparse.Namespace) -> CoordinatorConfig:
         token=args.token,
         default_model=args.default_model,
         no_worker_wait_s=args.no_worker_wait,
+        http_idle_timeout_s=args.http_idle_timeout,
         max_queue=args.max_queue,
         tenant_slot_share=args.tenant_slot_share,
         batch_reclaim_after_s=args.batch_reclaim_after,

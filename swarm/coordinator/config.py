@@ -18,6 +18,9 @@ from swarm.shared.validation import RequestLimits
 class CoordinatorConfig:
     listen: str = "0.0.0.0:50051"
     http: str = "0.0.0.0:8080"  # empty: no HTTP endpoint
+    # A connection must send a whole request's headers within this long, and an idle keep-alive connection
+    # closes after it: a half-sent request cannot hold its socket open for aiohttp's default 75 s.
+    http_idle_timeout_s: float = 15.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     token: str = ""  # workers must present it to join
     default_model: str = ""  # empty: the model most workers serve
@@ -79,6 +82,8 @@ class CoordinatorConfig:
                 "whole_answer_piece_interval_s must be >= 0 and well under worker_idle_timeout_s "
                 f"(a held worker would look stalled), got {self.whole_answer_piece_interval_s}"
             )
+        if self.http_idle_timeout_s <= 0:
+            raise ValueError(f"--http-idle-timeout must be > 0 seconds, got {self.http_idle_timeout_s}")
         if self.lease_ttl_s <= 0:
             raise ValueError(f"lease_ttl_s must be > 0 seconds, got {self.lease_ttl_s}")
         if self.batch_reclaim_after_s <= 0:

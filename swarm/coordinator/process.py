@@ -42,7 +42,7 @@ from swarm.coordinator.tenancy.key_watch import KeyWatch
 from swarm.coordinator.tenancy.resolver import CallerResolver
 from swarm.coordinator.usage.usage_servicer import UsageServicer
 from swarm.coordinator.web.http_tracing import http_spans
-from swarm.coordinator.web.server import IDLE_CONNECTION_TIMEOUT_S, build_http_app
+from swarm.coordinator.web.server import build_http_app
 from swarm.gguf_files.default_model import cache_dir
 from swarm.shared import tracing
 from swarm.shared.addresses import split_host_port
@@ -145,7 +145,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
         http_runner = web.AppRunner(
             http_app,
             access_log=None,
-            keepalive_timeout=IDLE_CONNECTION_TIMEOUT_S,
+            keepalive_timeout=config.http_idle_timeout_s,  # bounds a request's headers too, never its answer
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
         )
         await http_runner.setup()

@@ -20,10 +20,6 @@ from swarm.coordinator.web.errors import http_error_boundary
 from swarm.shared.failures import as_swarm_error
 from swarm.wire.json_views import status_to_json
 
-# A connection must send a whole request's headers within this long, and an idle keep-alive
-# connection closes after it: without it a half-sent request holds its socket open for aiohttp's
-# default 75 s (the app runner's keepalive_timeout bounds both, never a request being answered).
-IDLE_CONNECTION_TIMEOUT_S = 15.0
 # /healthz answers within this even when Redis hangs: a probe that times out tells nobody why.
 REDIS_HEALTH_TIMEOUT_S = 2.0
 
