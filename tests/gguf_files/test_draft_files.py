@@ -9,6 +9,7 @@ import gguf
 import llama_cpp
 import pytest
 
+from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.draft_files import _write_drafts, write_early_exit_drafts
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
@@ -47,6 +48,11 @@ def test_a_draft_of_all_but_one_layer_loads_and_generates(tiny4: Path, tmp_path:
     assert field(draft.path, "swarm.draft.source_sha256") == sha256_of(tiny4)
     # A worker serves a file with swarm.stage.* keys as a pipeline stage: a draft must have none.
     assert not [name for name in gguf.GGUFReader(draft.path).fields if name.startswith("swarm.stage.")]
+    model = LlamaModel(draft.path)
+    try:
+        assert (model.n_layer, model.stage) == (3, None)
+    finally:
+        model.close()
     reader = gguf.GGUFReader(draft.path)
     assert {t.name for t in reader.tensors} >= {"token_embd.weight", "output_norm.weight", "output.weight"}
     assert not [t.name for t in reader.tensors if t.name.startswith("blk.3.")]
