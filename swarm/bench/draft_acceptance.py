@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("draft of %d layers (%.1f MB)", draft_file.layers, draft_file.bytes / 1e6)
                 draft = Decoder(draft_file.path, args.threads)
                 try:
-                    accepted = {name: acceptance(agreements(draft, runs)) for name, runs in workloads.items()}
+                    accepted = {name: acceptance(agreements(draft, cs)) for name, cs in workloads.items()}
                     costs = measure_costs(draft, target, workloads["ordinary"][0], args.runs)
                 finally:
                     draft.close()
