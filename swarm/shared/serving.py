@@ -31,10 +31,22 @@ class StopEvent(asyncio.Event):
         self.set()
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def stop_on_signals() -> StopEvent:
     """An event set by SIGTERM or SIGINT, for the running event loop's process to wind down on."""
     stop = StopEvent()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.signalled)
     return stop
+
+
+def stop_listening_for_signals() -> None:
+    """Gives SIGTERM and SIGINT their usual effect back once the server has wound down. uvloop leaves its
+    handler in place when its loop closes: a process that goes on without a loop (a spare `--auto` node
+    waiting for work) would then ignore SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.remove_signal_handler(sig)

@@ -22,7 +22,7 @@ from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.plan_messages import StageMeasurement
-from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.serving import start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -287,4 +287,5 @@ async def _serve_worker(
             stats.cached_prompt_tokens,
             stats.prompt_tokens,
         )
+        stop_listening_for_signals()
     return membership.reassigned and not stop.by_signal  # told to stop while being moved: it stops

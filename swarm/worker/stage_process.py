@@ -16,7 +16,7 @@ from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.plan_messages import StageMeasurement
-from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.serving import start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
@@ -78,4 +78,5 @@ async def _serve_stage(
         await servicer.close()
         await metrics.close()
         executor.close_all()
+        stop_listening_for_signals()
     return membership.reassigned and not stop.by_signal  # told to stop while being moved: it stops
