@@ -80,12 +80,12 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     dispatcher = Dispatcher(config, store, registry, monitor, calls)
     monitor.on_change = dispatcher.wake
     library_root = stage_library_root(config)
-    fleet, plans = await build_fleet(config, redis, library_root)
+    demand, plans = await build_fleet(config, redis, library_root)
     key_store = KeyStore(redis)
     admission = KeyAdmission(KeyLimits(redis))
     key_watch = KeyWatch(key_store, dispatcher.requests_by_tenant, dispatcher.end_requests)
     embeddings = Embeddings(dispatcher.views, dispatcher.fresh_views, calls)
-    service = InferenceService(config, dispatcher, registry, store, fleet, plans, admission, embeddings)
+    service = InferenceService(config, dispatcher, registry, store, demand, plans, admission, embeddings)
     batch_store = BatchStore(redis, config.batch_limits, durable)
     batch_runner = BatchRunner(
         batch_store,

@@ -174,6 +174,17 @@ def plan_key(model: str) -> str:
     return PLAN_PREFIX + model
 
 
+# Hash planned model -> unix time a request first asked for it while no worker served it (HSETNX). Shared
+# so that a request waiting on one coordinator moves nodes whose heartbeats reach another; an entry is
+# deleted once a worker serves the model, and the key expires when no request has asked in vain for a
+# load wait (planning.demand_store), so a want whose requests all gave up does not outlive them for long.
+MODELS_WANTED = "swarm:models:wanted"
+
+# Hash planned model -> unix time a request last asked for it, written at most once a second by each
+# coordinator: the least recently used model is evicted first, counting every coordinator's requests.
+MODELS_LAST_USED = "swarm:models:last-used"
+
+
 # ---------------------------------------------------------------- API keys created at run time
 
 # Hash per key created with `swarm keys create`, under the digest of its secret (tenancy.key_store), never

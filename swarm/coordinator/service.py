@@ -14,8 +14,8 @@ from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
-from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
+from swarm.coordinator.planning.shared_demand import SharedDemand
 from swarm.coordinator.registry import Standing, WorkerRegistry
 from swarm.coordinator.request_identity import owner_of_key, request_fingerprint, scoped_request_id
 from swarm.coordinator.request_store import RequestStore
@@ -49,7 +49,7 @@ class InferenceService:
         dispatcher: Dispatcher,
         registry: WorkerRegistry,
         store: RequestStore,
-        fleet: ModelFleet | None = None,
+        demand: SharedDemand | None = None,  # the planned models' fleet, its demand shared by every coordinator
         plans: Mapping[str, PlanStore] | None = None,
         admission: KeyAdmission | None = None,
         embeddings: Embeddings | None = None,
@@ -58,7 +58,8 @@ class InferenceService:
         self._dispatcher = dispatcher
         self._registry = registry
         self._store = store
-        self._fleet = fleet
+        self._demand = demand
+        self._fleet = demand.fleet if demand is not None else None
         self._plans = dict(plans or {})  # model -> where its plan is kept
         self._admission = admission
         self._embeddings = embeddings
@@ -173,8 +174,8 @@ class InferenceService:
         return next((v.info.chat_template for v in views if v.info.chat_template), "")
 
     async def _resolve_model(self, requested: str) -> str:
-        if self._fleet is not None and requested in self._fleet.models:
-            self._fleet.used(requested)
+        if self._demand is not None and requested in self._demand.fleet.models:
+            await self._demand.used(requested)
             await self._wait_for_load(requested)
             return requested
         if requested:
@@ -199,13 +200,13 @@ class InferenceService:
 
     async def _wait_for_load(self, model: str) -> None:
         """Returns once a worker serves the planned model, having asked the fleet to load it if none did."""
-        fleet = self._fleet
-        if fleet is None or self._serves(model):
+        demand = self._demand
+        if demand is None or self._serves(model):
             return
         deadline = time.monotonic() + self._config.model_load_wait_s
         log.info("model %s is asked for and no worker serves it: loading it", model)
         while not self._serves(model):
-            if fleet.too_large(model):
+            if demand.fleet.too_large(model):
                 raise SwarmError(
                     ErrorCode.FAILED_PRECONDITION,
                     f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more "
@@ -216,7 +217,7 @@ class InferenceService:
                     ErrorCode.UNAVAILABLE,
                     f"model {model!r} is still loading (waited {self._config.model_load_wait_s:.0f} s); retry shortly",
                 )
-            fleet.want(model)
+            await demand.want(model)
             await asyncio.sleep(self._config.poll_interval_s)
 
     def _serves(self, model: str) -> bool:
@@ -234,7 +235,10 @@ class InferenceService:
         views = await self._dispatcher.fresh_views()
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
-        planned = {m.name: m for m in self._fleet.describe(views)} if self._fleet is not None else {}
+        planned = {}
+        if self._demand is not None:
+            await self._demand.sync()  # "loading" for a model wanted on any coordinator
+            planned = {m.name: m for m in self._demand.fleet.describe(views)}
         return [
             ModelSummary(
                 name=name,
@@ -281,12 +285,13 @@ class InferenceService:
         standing = await self._registry.heartbeat(worker_id, secret, load)
         await self._store.usage.busy(worker_id, load.busy_seconds, load.watts, load.cost_per_hour)
         await self._prune_assigner()
-        if self._fleet is None:
+        if self._demand is None:
             return standing, False
-        if standing is Standing.MEMBER and measured is not None and self._fleet.observe(worker_id, measured):
+        fleet = self._demand.fleet
+        if standing is Standing.MEMBER and measured is not None and fleet.observe(worker_id, measured):
             await self._save_plan()
-        self._fleet.rebalance(self._dispatcher.views())
-        return standing, self._fleet.must_reassign(worker_id)
+        await self._demand.rebalance(self._dispatcher.views())
+        return standing, fleet.must_reassign(worker_id)
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
         """What a worker that joined without a model should serve, from the plan of every offer so far."""

@@ -8,16 +8,18 @@ from redis.asyncio import Redis
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.planning.assigner import StageAssigner
+from swarm.coordinator.planning.demand_store import DemandStore
 from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.plan_store import PlanStore
+from swarm.coordinator.planning.shared_demand import SharedDemand
 from swarm.gguf_files.default_model import resolve_model
 
 
 async def build_fleet(
     config: CoordinatorConfig, redis: Redis, library_root: Path
-) -> tuple[ModelFleet | None, dict[str, PlanStore]]:
-    """The fleet of planned models (None when the coordinator plans none), with a previous coordinator's
-    plans taken over."""
+) -> tuple[SharedDemand | None, dict[str, PlanStore]]:
+    """The fleet of planned models with the demand every coordinator shares (None when the coordinator plans
+    none), with a previous coordinator's plans taken over."""
     models = config.planned_models()
     if not models:
         return None, {}
@@ -32,4 +34,4 @@ async def build_fleet(
         if state is not None:
             previous[name] = state
     fleet.restore(previous)
-    return fleet, plans
+    return SharedDemand(fleet, DemandStore(redis, config.model_load_wait_s), config.poll_interval_s), plans

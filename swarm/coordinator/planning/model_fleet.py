@@ -71,6 +71,17 @@ class ModelFleet:
         """A request waits for the model and no worker serves it."""
         self._wanted.setdefault(model, self._clock())
 
+    def merge_demand(self, wanted: Mapping[str, float], last_used: Mapping[str, float]) -> None:
+        """Takes in every coordinator's demand (times on this fleet's clock's scale, unix seconds).
+
+        `wanted` replaces this fleet's wants: it is the shared record, which every want is written to
+        before it reaches a fleet and from which a want met anywhere is deleted. A model's last use is
+        the latest any coordinator saw."""
+        self._wanted = {model: at for model, at in wanted.items() if model in self._assigners}
+        for model, at in last_used.items():
+            if model in self._assigners and at > self._last_used.get(model, 0.0):
+                self._last_used[model] = at
+
     def too_large(self, model: str) -> bool:
         """Whether no node that offered so far could hold the model whole."""
         return model_too_large(model, self._nodes())
@@ -98,19 +109,21 @@ class ModelFleet:
         model = self._model_of.get(node)
         return model is not None and self._assigners[model].must_reassign(worker_id)
 
-    def rebalance(self, views: Iterable[WorkerView]) -> None:
-        """Moves nodes to wanted models no node serves; forgets wants a worker now meets."""
+    def rebalance(self, views: Iterable[WorkerView]) -> list[str]:
+        """Moves nodes to wanted models no node serves; forgets wants a worker now meets, and returns them."""
         views = list(views)
         self._busy = {planned_node(v.info.worker_id) for v in views if v.inflight or v.load.slots_busy}
         served = {v.info.model for v in views if v.up and v.info.takes_requests}
-        for model in [m for m in self._wanted if m in served]:
+        met = [m for m in self._wanted if m in served]
+        for model in met:
             del self._wanted[model]
         if not self._wanted:
-            return
+            return met
         for node, model in evictions(self._nodes(), self._demand()).items():
             if self._moving.get(node) != model:
                 log.info("model %s is asked for: node %s leaves %s for it", model, node, self._model_of.get(node))
                 self._moving[node] = model
+        return met
 
     def prune(self, dead: Iterable[WorkerId], registered: Iterable[WorkerId]) -> bool:
         dead, registered = list(dead), list(registered)
