@@ -20,6 +20,7 @@ import numpy as np
 import psutil
 
 from swarm.gguf_files.default_model import resolve_model
+from swarm.gguf_files.gguf_header import read_gguf_header
 from swarm.gguf_files.stage_files import cached_split
 
 
@@ -58,20 +59,18 @@ def measure_one(path: Path, slots: int, context: int) -> dict[str, float]:
 
 def kv_bytes(path: Path, slots: int, context: int) -> int:
     """K and V of every layer of the stage for every cell (f16), from the GGUF's hyper-parameters."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
+    header = read_gguf_header(path)
 
     def value(suffix: str) -> int:
-        for field in reader.fields.values():
-            if field.name.endswith(suffix):
-                return int(field.parts[field.data[0]][0])
+        for field in header.fields.values():
+            if field.key.endswith(suffix):
+                return field.integer()  # of a per-layer array, the first layer's
         raise KeyError(suffix)
 
     layers, heads_kv = value(".block_count"), value(".attention.head_count_kv")
     key_len = (
         value(".attention.key_length")
-        if any(f.endswith(".attention.key_length") for f in reader.fields)
+        if any(f.endswith(".attention.key_length") for f in header.fields)
         else value(".embedding_length") // value(".attention.head_count")
     )
     return layers * slots * context * heads_kv * key_len * 2 * 2

@@ -22,6 +22,7 @@ from typing import Any
 
 import gguf
 
+from swarm.gguf_files.gguf_header import GGUFArray, GGUFHeader
 from swarm.shared.hashing import sha256_of
 
 __all__ = [
@@ -246,10 +247,17 @@ def _swa_pattern(metadata: dict[str, _Value], arch: str, n_layers: int) -> list[
     return [period == 0 or il % period < period - 1 for il in range(n_layers)]
 
 
-def sliding_window_layers(reader: gguf.GGUFReader, arch: str, n_layers: int) -> tuple[bool, ...]:
+def sliding_window_layers(header: GGUFHeader, arch: str, n_layers: int) -> tuple[bool, ...]:
     """Which layers attend through a sliding window; empty when the architecture has none. llama.cpp refuses to
     load a stage of such a model whose layers are all global."""
-    return tuple(_swa_pattern(_read_metadata(reader), arch, n_layers) or ())
+    key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
+    metadata: dict[str, _Value] = {}
+    found = header.fields.get(key)
+    if found is not None and isinstance(found.value, GGUFArray):
+        metadata[key] = _Value(list(found.value.values()), found.type, found.value.element_type)
+    elif found is not None:
+        metadata[key] = _Value(found.value, found.type)
+    return tuple(_swa_pattern(metadata, arch, n_layers) or ())
 
 
 def _stage_metadata(
