@@ -22,7 +22,7 @@ from typing import Any
 
 import gguf
 
-from swarm.gguf_files.gguf_header import GGUFArray, GGUFHeader
+from swarm.gguf_files.gguf_header import GGUFArray, GGUFHeader, read_gguf_header
 from swarm.shared.hashing import sha256_of
 
 __all__ = [
@@ -158,12 +158,11 @@ def split_model(
 def link_whole_model(model: Path, out_dir: Path) -> StageManifest:
     """A one-stage manifest in out_dir whose stage is the model file itself, linked rather than cut: a node
     serving the whole model downloads the original, and no copy of it is written or hashed twice."""
-    reader = gguf.GGUFReader(model)
-    arch = _string_field(reader, gguf.Keys.General.ARCHITECTURE)
-    metadata = _read_metadata(reader)
-    n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
-    n_embd = int(metadata[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].value)
-    name_value = metadata.get(gguf.Keys.General.NAME)
+    header = read_gguf_header(model)  # the header alone: GGUFReader takes seconds over a large vocabulary
+    arch = str(header.fields[gguf.Keys.General.ARCHITECTURE].value)
+    n_layers = header.fields[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].integer()
+    n_embd = header.fields[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].integer()
+    name_field = header.fields.get(gguf.Keys.General.NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / model.name
     path.unlink(missing_ok=True)
@@ -173,7 +172,7 @@ def link_whole_model(model: Path, out_dir: Path) -> StageManifest:
         path.symlink_to(model.resolve())
     source_sha256 = sha256_of(model)
     stage = StageFile(0, path.name, 0, n_layers, path.stat().st_size, source_sha256)
-    name = _text(name_value.value) if name_value else model.stem
+    name = str(name_field.value) if name_field is not None else model.stem
     manifest = StageManifest(name, arch, n_layers, n_embd, model.name, source_sha256, (stage,))
     (out_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
