@@ -3,8 +3,9 @@ model's stream slows down meanwhile.
 
 Two `swarm join --auto` nodes, each pinned to a core of its own (two PCs on one machine), and a coordinator
 planning model `a` (the default model) with `b` (the same file under another name, so the switch costs a
-real cut, download and load) as a model loaded on demand. Both nodes start on `a`; one greedy stream on
-`a` runs throughout and its decode rate is taken before the switch and while `b` loads on the other node.
+real download and load; a whole replica is served the model file itself, uncut) as a model loaded on
+demand. Both nodes start on `a`; one greedy stream on `a` runs throughout and its decode rate is taken
+before the switch and while `b` loads on the other node.
 
     python -m swarm.bench.model_switch --rounds 3
 """
@@ -54,15 +55,21 @@ class RateWatch:
         self._thread.join()
 
 
-def one_round(scratch: Path, model: Path, threads: int, index: int) -> tuple[float, float, float]:
+def one_round(
+    scratch: Path, model: Path, threads: int, index: int, pin_coordinator: bool
+) -> tuple[float, float, float]:
     """(seconds to b's first token, a's tokens/s before, a's tokens/s while b loads)."""
     swarm = LocalSwarm(log_dir=scratch)
     try:
         swarm.start_redis(scratch / "redis")
         address = f"127.0.0.1:{free_port()}"
         plan = ("--plan-model", str(model), "--plan-model-name", "a", "--add-model", f"b={model}")
-        swarm.start_coordinator(address, "", *plan, "--stages-dir", str(scratch / "library"), "--model-residency", "0")
+        coordinator = swarm.start_coordinator(
+            address, "", *plan, "--stages-dir", str(scratch / "library"), "--model-residency", "0"
+        )
         cores = sorted(os.sched_getaffinity(0))
+        if pin_coordinator:  # beside the node that loads b: a's node keeps its core to itself
+            os.sched_setaffinity(coordinator.pid, {cores[1 % len(cores)]})
         for node in range(2):
             flags = ("--worker-id", f"node-{node}", "--threads", str(threads), "--context", "1024", "--slots", "4")
             env = {"XDG_CACHE_HOME": str(scratch / f"cache-{index}-{node}")}
@@ -90,13 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--pin-coordinator",
+        action="store_true",
+        help="pin the coordinator to the core of the node that loads b (default: it floats over both cores)",
+    )
     args = parser.parse_args(argv)
     interrupt_on_stop_signals()
     model = resolve_model(args.model)
     rounds = []
     for index in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="swarm-bench-") as scratch:
-            rounds.append(one_round(Path(scratch), model, args.threads, index))
+            rounds.append(one_round(Path(scratch), model, args.threads, index, args.pin_coordinator))
         switch_s, before, during = rounds[-1]
         print(
             f"round {index + 1}: b's first token after {switch_s:.1f} s; "
