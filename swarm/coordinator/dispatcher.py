@@ -20,11 +20,12 @@ from dataclasses import replace
 from redis.exceptions import RedisError
 
 from swarm.coordinator.config import CoordinatorConfig
-from swarm.coordinator.dispatch_plan import WaitingRequest, plan_dispatch
+from swarm.coordinator.dispatch_plan import NO_LOADS, WaitingRequest, plan_dispatch
 from swarm.coordinator.fairness.slot_share import ACTIVE_TENANT_S, SlotShare
 from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.lease_keeper import LeaseKeeper
 from swarm.coordinator.ownership.peer_follow import follow_peer
+from swarm.coordinator.planning.queued_demand import QueuedDemand
 from swarm.coordinator.prefix_index import PrefixIndex
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.worker_calls import WorkerCalls
@@ -56,8 +57,10 @@ class Dispatcher:
         monitor: HeartbeatMonitor,
         calls: WorkerCalls,
         redis_patience_s: float = REDIS_PATIENCE_S,
+        loads: QueuedDemand | None = None,  # the planned models' demand: None when the coordinator plans none
     ) -> None:
         self._config = config
+        self._loads = loads
         self._store = store
         self._registry = registry
         self._monitor = monitor
@@ -302,6 +305,10 @@ class Dispatcher:
         # flooding tenant's some hundreds deep, putting every later request of other tenants behind its queue.
         # Its enqueue wakes the next pass.
         owned = [r for r in self._requests.values() if r.run is None and not r.stream.done and r.in_redis]
+        views = self._routing_views()
+        loads = NO_LOADS
+        if self._loads is not None:  # every queued request's model, not only those scanned: each is loaded at once
+            loads = await self._loads.keep_wanted({r.request.model for r in owned}, views)
         owned.sort(key=lambda r: (r.queue_score, r.enqueued_ms))
         waiting = [
             WaitingRequest(
@@ -315,14 +322,15 @@ class Dispatcher:
         ]
         plan = plan_dispatch(
             waiting,
-            self._routing_views(),
+            views,
             self._prefixes.matches,
             int(time.time() * 1000),
             self._config.no_worker_wait_s,
             await self._slot_share(),
+            loads,
         )
         for expiry in plan.expired:
-            await self._runs.end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
+            await self._runs.end(self._requests[expiry.request_id], SwarmError(expiry.code, expiry.message))
         if not plan.assignments:
             return
         # One Redis round trip claims them all; False where another coordinator took it first.

@@ -28,6 +28,7 @@ from swarm.coordinator.liveness import HeartbeatMonitor
 from swarm.coordinator.ownership.request_leases import new_coordinator_id
 from swarm.coordinator.planning.fleet_setup import build_fleet
 from swarm.coordinator.planning.model_files import StageLibrary, add_model_files_servicer
+from swarm.coordinator.planning.queued_demand import QueuedDemand
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.request_store import RequestStore
@@ -77,10 +78,11 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
     store = RequestStore(redis, coordinator_id, config.lease_ttl_s, durable=durable)
     calls = WorkerCalls(config.token, config.tls)
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
-    dispatcher = Dispatcher(config, store, registry, monitor, calls)
-    monitor.on_change = dispatcher.wake
     library_root = stage_library_root(config)
     demand, plans = await build_fleet(config, redis, library_root)
+    loads = QueuedDemand(demand, config.model_load_wait_s) if demand is not None else None
+    dispatcher = Dispatcher(config, store, registry, monitor, calls, loads=loads)
+    monitor.on_change = dispatcher.wake
     key_store = KeyStore(redis)
     admission = KeyAdmission(KeyLimits(redis))
     key_watch = KeyWatch(key_store, dispatcher.requests_by_tenant, dispatcher.end_requests)

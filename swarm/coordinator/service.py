@@ -158,13 +158,19 @@ class InferenceService:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         if self._embeddings is None:
             raise SwarmError(ErrorCode.FAILED_PRECONDITION, "this coordinator serves no embeddings")
-        model = await self._resolve_model(request.model)
+        model = await self._resolve_model(request.model, loaded=True)  # embeddings skip the queue
         request_id = request.request_id or new_request_id()
         return await self._embeddings.embed(replace(request, model=model, request_id=request_id))
 
-    async def resolve_model(self, requested: str) -> str:
-        """The model a request naming `requested` runs on ("": the default); NOT_FOUND or UNAVAILABLE as generate."""
-        return await self._resolve_model(requested)
+    async def resolve_model(self, requested: str, *, loaded: bool = False) -> str:
+        """The model a request naming `requested` runs on ("": the default); NOT_FOUND, FAILED_PRECONDITION or
+        UNAVAILABLE as generate.
+
+        loaded: returns once a worker serves it (a planned model may be loading), for a caller that needs a
+        worker's answer before it can queue the request (a chat template); else a planned model's request
+        waits in the queue while it loads.
+        """
+        return await self._resolve_model(requested, loaded=loaded)
 
     async def chat_template(self, model: str) -> str:
         """The chat template the model's workers report; "" when none has one (or none has joined)."""
@@ -173,10 +179,12 @@ class InferenceService:
             views = [v for v in await self._dispatcher.fresh_views() if v.info.model == model]
         return next((v.info.chat_template for v in views if v.info.chat_template), "")
 
-    async def _resolve_model(self, requested: str) -> str:
+    async def _resolve_model(self, requested: str, loaded: bool = False) -> str:
         if self._demand is not None and requested in self._demand.fleet.models:
             await self._demand.used(requested)
-            await self._wait_for_load(requested)
+            self._check_loadable(requested)
+            if loaded:
+                await self._wait_for_load(requested)
             return requested
         if requested:
             known = {v.info.model for v in self._dispatcher.views()} | {self._config.default_model}
@@ -198,20 +206,29 @@ class InferenceService:
                 )
             await asyncio.sleep(self._config.poll_interval_s)
 
+    def _check_loadable(self, model: str) -> None:
+        """Refuses a planned model no worker serves and no PC that offered can hold whole: it can never load.
+
+        One that can waits in the queue like any request while the fleet loads it (the dispatcher's
+        QueuedDemand wants it for as long as a request it owns waits for it).
+        """
+        if self._demand is not None and not self._serves(model) and self._demand.fleet.too_large(model):
+            raise SwarmError(
+                ErrorCode.FAILED_PRECONDITION,
+                f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more "
+                "memory, or serve it as pipeline stages (swarm split)",
+            )
+
     async def _wait_for_load(self, model: str) -> None:
-        """Returns once a worker serves the planned model, having asked the fleet to load it if none did."""
+        """Returns once a worker serves the planned model, asking the fleet to load it meanwhile: for the few
+        calls that cannot wait in the queue (a chat needs its model's template, embeddings skip the queue)."""
         demand = self._demand
         if demand is None or self._serves(model):
             return
         deadline = time.monotonic() + self._config.model_load_wait_s
         log.info("model %s is asked for and no worker serves it: loading it", model)
         while not self._serves(model):
-            if demand.fleet.too_large(model):
-                raise SwarmError(
-                    ErrorCode.FAILED_PRECONDITION,
-                    f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more "
-                    "memory, or serve it as pipeline stages (swarm split)",
-                )
+            self._check_loadable(model)
             if time.monotonic() >= deadline:
                 raise SwarmError(
                     ErrorCode.UNAVAILABLE,

@@ -20,6 +20,8 @@ from swarm.coordinator import redis_keys as keys
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
 from swarm.coordinator.liveness import HeartbeatMonitor
+from swarm.coordinator.planning.queued_demand import QueuedDemand
+from swarm.coordinator.planning.shared_demand import SharedDemand
 from swarm.coordinator.registry import WorkerRegistry
 from swarm.coordinator.relay.worker_calls import WorkerCalls
 from swarm.coordinator.relay.worker_channel import RunBroken
@@ -52,13 +54,14 @@ class FakeWorker:
     runs: list[pb.RunRequest] = field(default_factory=list)
     reached: dict[str, int] = field(default_factory=dict)  # request id -> tokens its last call emitted
     joins_at_start: bool = True  # False: the test joins it later (service.join(worker.info()))
+    model: str = "m"
 
     @property
     def address(self) -> str:
         return f"fake-{self.worker_id}:1"
 
     def info(self) -> WorkerInfo:
-        return WorkerInfo(WorkerId(self.worker_id), self.address, "m", 512, self.slots, 1)
+        return WorkerInfo(WorkerId(self.worker_id), self.address, self.model, 512, self.slots, 1)
 
 
 class FakeCall:
@@ -152,11 +155,13 @@ async def running_core(
     config: CoordinatorConfig | None = None,
     redis: Redis | None = None,
     join: bool = True,
+    demand: SharedDemand | None = None,
     **dispatcher_options: Any,
 ) -> AsyncIterator[Core]:
     """A Dispatcher, HeartbeatMonitor and InferenceService running on a real Redis, as serve_coordinator wires them.
 
     join=False: the workers already joined through another core on this Redis (a second coordinator).
+    demand: the planned models' fleet and shared demand, for the service and the dispatcher's QueuedDemand.
     """
     config = config or core_config()
     own_redis = redis is None
@@ -164,9 +169,11 @@ async def running_core(
     registry = WorkerRegistry(redis, config.heartbeat_ttl_s)
     store = RequestStore(redis, lease_ttl_s=config.lease_ttl_s)
     monitor = HeartbeatMonitor(registry, config.poll_interval_s, config.forget_worker_after_s)
+    if demand is not None:
+        dispatcher_options["loads"] = QueuedDemand(demand, config.model_load_wait_s)
     dispatcher = Dispatcher(config, store, registry, monitor, FakeWorkerCalls(workers), **dispatcher_options)
     monitor.on_change = dispatcher.wake
-    service = InferenceService(config, dispatcher, registry, store)
+    service = InferenceService(config, dispatcher, registry, store, demand)
     for worker in workers:
         if join and worker.joins_at_start:
             await service.join(worker.info())
