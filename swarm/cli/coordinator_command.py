@@ -88,7 +88,7 @@ def add_parsers(commands: Any) -> None:
         "--model-load-wait",
         type=float,
         default=_default("model_load_wait_s"),
-        help="seconds a request for a planned model waits while a node loads it",
+        help="seconds a request for a planned model no node serves waits in the queue while a node loads it",
     )
     p.add_argument(
         "--no-advertise",

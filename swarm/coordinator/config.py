@@ -48,7 +48,7 @@ class CoordinatorConfig:
     more_models: tuple[str, ...] = ()
     pinned_models: tuple[str, ...] = ()  # kept loaded: never evicted for another model
     model_residency_s: float = 30.0  # a node serves a model at least this long before it may be moved
-    model_load_wait_s: float = 180.0  # how long a request for a planned model waits while it loads
+    model_load_wait_s: float = 180.0  # how long a request for a planned model waits in the queue while it loads
     limits: RequestLimits = field(default_factory=RequestLimits)
     batch_limits: BatchLimits = field(default_factory=BatchLimits)
     batch_reclaim_after_s: float = 60.0  # a batch line untouched this long was left by a dead coordinator
