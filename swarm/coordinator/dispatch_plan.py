@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 
 from swarm.coordinator.fairness.slot_share import SlotShare
 from swarm.coordinator.routing import candidates, pick_worker
-from swarm.shared.errors import ErrorCode
 from swarm.shared.types import WorkerView
 
 
@@ -31,17 +30,20 @@ class Assignment:
 @dataclass(frozen=True)
 class Expiry:
     request_id: str
-    message: str  # why it fails: for the client
-    code: ErrorCode = ErrorCode.UNAVAILABLE  # UNAVAILABLE: a retry may succeed (its pieces are kept for it)
+    message: str  # why it fails (UNAVAILABLE: a retry may succeed): for the client
 
 
 @dataclass(frozen=True)
 class ModelLoads:
-    """The models the fleet loads on demand (planned), and how long a request for one no worker serves waits."""
+    """The models the fleet loads on demand (planned), and how long a request for one no worker serves waits.
+
+    Whether a model can be loaded at all (a PC holds it) is decided when its request arrives (the service
+    refuses it with FAILED_PRECONDITION): a planned model is re-planned onto the PCs left, as pipeline stages
+    where none holds it whole, so one whose workers all left is waited for here like one asked for anew.
+    """
 
     planned: frozenset[str] = frozenset()
     wait_s: float = 0.0  # config.model_load_wait_s
-    too_large: frozenset[str] = frozenset()  # planned models no PC that offered can hold whole: never loaded
 
 
 NO_LOADS = ModelLoads()
@@ -52,25 +54,18 @@ def no_worker_expiry(
 ) -> Expiry | None:
     """Whether a request no worker of its model is up for has waited too long (None: it waits on).
 
-    A planned model is being loaded for it (the fleet moves a node to it): it waits loads.wait_s,
-    unless no PC can ever hold the model, which fails it at once. Any other model waits
-    no_worker_wait_s for a worker to join.
+    For a planned model the fleet is loading it (moving a node to it): it waits loads.wait_s. Any
+    other model waits no_worker_wait_s for a worker to join.
     """
     waited_s = (now_ms - request.waiting_since_ms) / 1000
-    model = request.model
-    if model in loads.too_large:
-        message = (
-            f"model {model!r} fits no PC of this swarm whole (with its KV cache): join a PC with more memory, "
-            "or serve it as pipeline stages (swarm split)"
-        )
-        return Expiry(request.request_id, message, ErrorCode.FAILED_PRECONDITION)
-    if model in loads.planned:
+    if request.model in loads.planned:
         if waited_s <= loads.wait_s:
             return None
-        return Expiry(request.request_id, f"model {model!r} is still loading (waited {waited_s:.0f} s); retry shortly")
+        message = f"model {request.model!r} is still loading (waited {waited_s:.0f} s); retry shortly"
+        return Expiry(request.request_id, message)
     if waited_s <= no_worker_wait_s:
         return None
-    return Expiry(request.request_id, f"no worker serving model {model!r} is up (waited {waited_s:.0f} s)")
+    return Expiry(request.request_id, f"no worker serving model {request.model!r} is up (waited {waited_s:.0f} s)")
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,7 @@ class Dispatcher:
             loads,
         )
         for expiry in plan.expired:
-            await self._runs.end(self._requests[expiry.request_id], SwarmError(expiry.code, expiry.message))
+            await self._runs.end(self._requests[expiry.request_id], SwarmError(ErrorCode.UNAVAILABLE, expiry.message))
         if not plan.assignments:
             return
         # One Redis round trip claims them all; False where another coordinator took it first.

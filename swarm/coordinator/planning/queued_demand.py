@@ -39,12 +39,11 @@ class QueuedDemand:
     async def keep_wanted(self, waiting: Iterable[str], workers: Iterable[WorkerView]) -> ModelLoads:
         """Wants each planned model that requests owned here wait for (`waiting`: their models) and no worker
         serves; the load rule for this pass's dispatch plan."""
-        fleet = self._demand.fleet
-        loading = models_to_load(waiting, workers, fleet.models)
-        too_large = frozenset(model for model in loading if fleet.too_large(model))
-        for model in sorted(loading - too_large):
+        models = self._demand.fleet.models
+        loading = models_to_load(waiting, workers, models)
+        for model in sorted(loading):
             if model not in self._loading:
                 log.info("model %s is asked for and no worker serves it: loading it", model)
             await self._demand.want(model)
-        self._loading = loading - too_large
-        return ModelLoads(frozenset(fleet.models), self._wait_s, too_large)
+        self._loading = loading
+        return ModelLoads(frozenset(models), self._wait_s)
