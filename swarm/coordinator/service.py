@@ -22,6 +22,7 @@ from swarm.coordinator.request_store import RequestStore
 from swarm.coordinator.routing import default_model
 from swarm.coordinator.tenancy.admission import KeyAdmission, check_model
 from swarm.coordinator.tenancy.caller import OPEN_ACCESS, Access
+from swarm.gguf_files.chat_template import file_chat_template
 from swarm.shared import tracing
 from swarm.shared.embedding_messages import EmbedRequest, EmbedResult, check_inputs
 from swarm.shared.errors import ErrorCode, SwarmError
@@ -61,6 +62,7 @@ class InferenceService:
         self._demand = demand
         self._fleet = demand.fleet if demand is not None else None
         self._plans = dict(plans or {})  # model -> where its plan is kept
+        self._planned_templates: dict[str, str] = {}  # planned model -> its file's chat template
         self._admission = admission
         self._embeddings = embeddings
         self._started = time.monotonic()
@@ -162,22 +164,24 @@ class InferenceService:
         request_id = request.request_id or new_request_id()
         return await self._embeddings.embed(replace(request, model=model, request_id=request_id))
 
-    async def resolve_model(self, requested: str, *, loaded: bool = False) -> str:
+    async def resolve_model(self, requested: str) -> str:
         """The model a request naming `requested` runs on ("": the default); NOT_FOUND, FAILED_PRECONDITION or
-        UNAVAILABLE as generate.
-
-        loaded: returns once a worker serves it (a planned model may be loading), for a caller that needs a
-        worker's answer before it can queue the request (a chat template); else a planned model's request
-        waits in the queue while it loads.
-        """
-        return await self._resolve_model(requested, loaded=loaded)
+        UNAVAILABLE as generate. A planned model may still be loading: its request waits in the queue."""
+        return await self._resolve_model(requested)
 
     async def chat_template(self, model: str) -> str:
-        """The chat template the model's workers report; "" when none has one (or none has joined)."""
+        """The chat template the model's workers report, else a planned model's file's (none may serve it yet);
+        "" when none has one."""
         views = [v for v in self._dispatcher.views() if v.info.model == model]
         if not views:  # a worker may have joined since the last registry poll
             views = [v for v in await self._dispatcher.fresh_views() if v.info.model == model]
-        return next((v.info.chat_template for v in views if v.info.chat_template), "")
+        template = next((v.info.chat_template for v in views if v.info.chat_template), "")
+        assigner = self._fleet.assigner(model) if self._fleet is not None else None
+        if template or assigner is None:
+            return template
+        if model not in self._planned_templates:  # read once: a header read, 0.05 s for Gemma 3 270M
+            self._planned_templates[model] = await asyncio.to_thread(file_chat_template, assigner.model_path)
+        return self._planned_templates[model]
 
     async def _resolve_model(self, requested: str, loaded: bool = False) -> str:
         if self._demand is not None and requested in self._demand.fleet.models:
@@ -220,8 +224,8 @@ class InferenceService:
             )
 
     async def _wait_for_load(self, model: str) -> None:
-        """Returns once a worker serves the planned model, asking the fleet to load it meanwhile: for the few
-        calls that cannot wait in the queue (a chat needs its model's template, embeddings skip the queue)."""
+        """Returns once a worker serves the planned model, asking the fleet to load it meanwhile: for embeddings,
+        which skip the queue."""
         demand = self._demand
         if demand is None or self._serves(model):
             return

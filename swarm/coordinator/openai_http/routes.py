@@ -91,8 +91,7 @@ class OpenAIRoutes:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             call = parse_chat(await _body(request))
-            # The prompt is rendered with a worker's template: a planned model is loaded before it is queued.
-            model = await self._service.resolve_model(call.raw.model, loaded=True)
+            model = await self._service.resolve_model(call.raw.model)
             template = await self._service.chat_template(model)
             if not template:
                 message = f"model {model!r} has no chat template; use /v1/completions"

@@ -97,6 +97,11 @@ class StageAssigner:
         return self._plan
 
     @property
+    def model_path(self) -> Path:
+        """The whole model's file, as the coordinator was given it."""
+        return self._path
+
+    @property
     def shape(self) -> ModelShape:
         return self._shape
 

@@ -1,6 +1,7 @@
 """A request for a planned model no worker serves is queued in Redis at once and waits there while the model
 loads: the coordinator owning it keeps the model wanted (also one that took it over from a dead peer), it
-waits the load wait rather than the worker wait, and it runs once a worker of the model joins."""
+waits the load wait rather than the worker wait, and it runs once a worker of the model joins. A chat for
+such a model is rendered with the planned file's template, so it too is queued at once."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import pytest
 from redis.asyncio import Redis
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.planning.assigner import StageAssigner
 from swarm.coordinator.planning.demand_store import DemandStore
+from swarm.coordinator.planning.model_fleet import ModelFleet
 from swarm.coordinator.planning.queued_demand import models_to_load
 from swarm.coordinator.planning.shared_demand import SharedDemand
+from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.shared.errors import ErrorCode, SwarmError
 from swarm.shared.types import RawRequest, WorkerId, WorkerInfo, WorkerState, WorkerView
 from tests.coordinator.core_harness import (
@@ -61,7 +65,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s:
 
 @asynccontextmanager
 async def planned_core(
-    redis_url: str, tmp_path: Path, workers: list[FakeWorker], join: bool = True, **config: object
+    redis_url: str,
+    tmp_path: Path,
+    workers: list[FakeWorker],
+    join: bool = True,
+    fleet: ModelFleet | None = None,
+    **config: object,
 ) -> AsyncIterator[Core]:
     """A core planning models m (served by the fake workers) and b (served by none at first), with its own fleet
     and the demand shared through Redis, as every coordinator of a swarm has."""
@@ -69,7 +78,7 @@ async def planned_core(
     redis = Redis.from_url(redis_url, decode_responses=True)
     settings = core_config(**{"lease_ttl_s": LEASE_TTL_S, "no_worker_wait_s": 0.2, **config})
     demand = SharedDemand(
-        fleet_of(tmp_path, "mb", Clock()),
+        fleet or fleet_of(tmp_path, "mb", Clock()),
         DemandStore(redis, settings.model_load_wait_s),
         settings.poll_interval_s,
     )
@@ -154,5 +163,25 @@ def test_a_coordinator_that_takes_over_a_dead_peer_s_queued_request_keeps_its_mo
             assert tokens == expected_tokens(8)  # its kept result, or the run it follows
             assert finished.worker_id == "wb"
             assert [r.request_id for r in late.runs] == ["r"]
+
+    run(scenario)
+
+
+def test_a_chat_for_an_unloaded_planned_model_gets_the_model_file_s_template_without_waiting_for_a_worker(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A chat's prompt is rendered before it is queued: with the template of the planned file, not a worker's."""
+    template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    files = {
+        "m": write_tiny_llama(tmp_path / "m.gguf", seed=0),
+        "b": write_tiny_llama(tmp_path / "b.gguf", seed=1, chat_template=template),
+    }
+    fleet = ModelFleet([StageAssigner(path, name, tmp_path / "plans") for name, path in files.items()])
+
+    async def scenario() -> None:
+        async with planned_core(redis_url, tmp_path, [FakeWorker("w")], fleet=fleet) as core:
+            assert await core.service.chat_template("b") == template
+            assert await core.service.chat_template("m") == ""  # the fake worker reports none; its file has none
+            assert not await wanted(core, "b"), "asking for the template loads nothing"
 
     run(scenario)
