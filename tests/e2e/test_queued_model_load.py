@@ -1,7 +1,8 @@
 """A request for a planned model no node serves is queued in Redis at once, like any other, and waits there
 while a node loads the model: it shows in the queue (and `swarm status`) meanwhile and completes with the
-model's own text; when the coordinator holding it is SIGKILLed while the model loads, another coordinator on
-the same Redis takes it over, keeps the model wanted, and runs it for the client's retry."""
+model's own text (a chat too, rendered with the model file's template); when the coordinator holding it is
+SIGKILLed while the model loads, another coordinator on the same Redis takes it over, keeps the model
+wanted, and runs it for the client's retry."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import openai
 import pytest
 import redis
 
 from swarm.client import Completion, SwarmCallError, SwarmClient
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.openai_http.chat_template import ChatMessage, render_chat
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import free_port, wait_until
 from tests.conftest import RunningSwarm, coordinator_answers
 from tests.e2e.test_model_fleet import PROMPT, check_greedy, serving, states
+from tests.e2e.test_openai_api import CHATML_TEMPLATE
 
 MakeSwarm = Callable[..., RunningSwarm]
 LOAD_WAIT_S = 90
@@ -34,15 +38,19 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def planned_swarm(
-    make_swarm: MakeSwarm, tmp_path: Path, *, second_coordinator: bool = False
+    make_swarm: MakeSwarm, tmp_path: Path, *, second_coordinator: bool = False, b_template: str = ""
 ) -> tuple[RunningSwarm, dict[str, Path], str]:
     """A coordinator planning models a and b with two `--auto` nodes heartbeating through it, both given a;
-    second_coordinator: another one on the same Redis and plan, started first, its address returned.
+    second_coordinator: another one on the same Redis and plan, started first, its address returned;
+    b_template: b's chat template.
 
     A node serves a model at least RESIDENCY_S before it is moved: b's load starts that long after the
     nodes joined, not in the second or so a tiny model takes, so the tests look at the request while it waits.
     """
-    models = {name: write_tiny_llama(tmp_path / f"{name}.gguf", seed=seed) for seed, name in enumerate("ab")}
+    models = {
+        "a": write_tiny_llama(tmp_path / "a.gguf", seed=0),
+        "b": write_tiny_llama(tmp_path / "b.gguf", seed=1, chat_template=b_template),
+    }
     plan = (
         *("--plan-model", str(models["a"]), "--stages-dir", str(tmp_path / "library")),
         *("--add-model", f"b={models['b']}", "--model-residency", str(RESIDENCY_S)),
@@ -117,3 +125,23 @@ def test_a_request_waiting_for_its_model_outlives_the_sigkill_of_its_coordinator
         assert completion.finished.completion_tokens == 12
         assert sorted(serving(client).values()) == ["a", "b"]
         assert states(client) == {"a": "loaded", "b": "loaded"}
+
+
+def test_a_chat_for_an_unloaded_planned_model_is_queued_with_its_file_s_template_and_answered(
+    make_swarm: MakeSwarm, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    swarm, _, _ = planned_swarm(make_swarm, tmp_path, b_template=CHATML_TEMPLATE)
+    api = openai.OpenAI(base_url=f"http://{swarm.http}/v1", api_key="unused", max_retries=0, timeout=LOAD_WAIT_S)
+    messages = [{"role": "user", "content": "Say something"}]
+    with ThreadPoolExecutor(1) as pool:
+        chat = pool.submit(
+            api.chat.completions.create, model="b", messages=messages, max_completion_tokens=12, temperature=0
+        )
+        wait_until(lambda: redis_client.zcard(keys.QUEUE) == 1, 10, "the chat in the queue")
+        assert not chat.done(), "b answered before it was loaded"
+        answer = chat.result(timeout=LOAD_WAIT_S)
+    with swarm.client() as client:  # b serves now: the same prompt, rendered as the worker's template would be
+        rendered = render_chat(CHATML_TEMPLATE, [ChatMessage("user", "Say something")])
+        expected = client.generate(rendered, model="b", max_tokens=12, temperature=0.0)
+        assert answer.choices[0].message.content == expected.text
+        assert answer.usage is not None and answer.usage.prompt_tokens == expected.finished.prompt_tokens
