@@ -30,7 +30,7 @@ class Assignment:
 @dataclass(frozen=True)
 class Expiry:
     request_id: str
-    message: str  # why it fails (UNAVAILABLE: a retry may succeed): for the client
+    message: str  # why it fails: for the client
 
 
 @dataclass(frozen=True)
