@@ -75,27 +75,40 @@ def ask_for_b(address: str, request_id: str) -> Completion:
         return client.generate(PROMPT, model="b", max_tokens=12, temperature=0.0, request_id=request_id)
 
 
-def test_a_request_for_an_unloaded_planned_model_waits_in_the_redis_queue_and_completes(
+def test_requests_for_an_unloaded_planned_model_wait_in_the_redis_queue_and_complete(
     make_swarm: MakeSwarm, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    swarm, models, _ = planned_swarm(make_swarm, tmp_path)
-    with swarm.client() as client, ThreadPoolExecutor(1) as pool:
+    """A gRPC generate and an OpenAI chat (rendered with the planned file's template) for b, which no node serves."""
+    swarm, models, _ = planned_swarm(make_swarm, tmp_path, b_template=CHATML_TEMPLATE)
+    api = openai.OpenAI(base_url=f"http://{swarm.http}/v1", api_key="unused", max_retries=0, timeout=LOAD_WAIT_S)
+    messages = [{"role": "user", "content": "Say something"}]
+    with swarm.client() as client, ThreadPoolExecutor(2) as pool:
         assert sorted(serving(client).values()) == ["a", "a"]
         started = time.monotonic()
         answer: Future[Completion] = pool.submit(ask_for_b, swarm.address, "load-b")
-        wait_until(lambda: redis_client.zscore(keys.QUEUE, "load-b") is not None, 10, "the request in the queue")
+        chat = pool.submit(
+            api.chat.completions.create, model="b", messages=messages, max_completion_tokens=12, temperature=0
+        )
+        wait_until(lambda: redis_client.zcard(keys.QUEUE) == 2, 10, "both requests in the queue")
+        assert redis_client.zscore(keys.QUEUE, "load-b") is not None
         queued_after = time.monotonic() - started
         depth = client.status().queue_depth
-        assert not answer.done(), "b answered before it was loaded"
-        assert sorted(serving(client).values()) == ["a", "a"], "b was served before the request was queued"
+        assert not answer.done() and not chat.done(), "b answered before it was loaded"
+        assert sorted(serving(client).values()) == ["a", "a"], "b was served before the requests were queued"
         wait_until(lambda: states(client)["b"] == "loading", 5, "b listed as loading")
 
         completion = answer.result(timeout=LOAD_WAIT_S)
+        chat_answer = chat.result(timeout=LOAD_WAIT_S)
         print(f"queued after {queued_after:.2f} s; answered {time.monotonic() - started:.1f} s after it was asked")
-        assert depth >= 1, "swarm status did not count the request waiting for its model"
+        assert depth >= 2, "swarm status did not count the requests waiting for their model"
         check_greedy(models["b"], completion)
         assert redis_client.zscore(keys.QUEUE, "load-b") is None
         assert sorted(serving(client).values()) == ["a", "b"]
+        # b serves now: the chat's prompt, rendered as the worker's template would be, gives the same text.
+        rendered = render_chat(CHATML_TEMPLATE, [ChatMessage("user", "Say something")])
+        expected = client.generate(rendered, model="b", max_tokens=12, temperature=0.0)
+        assert chat_answer.choices[0].message.content == expected.text
+        assert chat_answer.usage is not None and chat_answer.usage.prompt_tokens == expected.finished.prompt_tokens
 
 
 def test_a_request_waiting_for_its_model_outlives_the_sigkill_of_its_coordinator(
@@ -125,23 +138,3 @@ def test_a_request_waiting_for_its_model_outlives_the_sigkill_of_its_coordinator
         assert completion.finished.completion_tokens == 12
         assert sorted(serving(client).values()) == ["a", "b"]
         assert states(client) == {"a": "loaded", "b": "loaded"}
-
-
-def test_a_chat_for_an_unloaded_planned_model_is_queued_with_its_file_s_template_and_answered(
-    make_swarm: MakeSwarm, tmp_path: Path, redis_client: redis.Redis
-) -> None:
-    swarm, _, _ = planned_swarm(make_swarm, tmp_path, b_template=CHATML_TEMPLATE)
-    api = openai.OpenAI(base_url=f"http://{swarm.http}/v1", api_key="unused", max_retries=0, timeout=LOAD_WAIT_S)
-    messages = [{"role": "user", "content": "Say something"}]
-    with ThreadPoolExecutor(1) as pool:
-        chat = pool.submit(
-            api.chat.completions.create, model="b", messages=messages, max_completion_tokens=12, temperature=0
-        )
-        wait_until(lambda: redis_client.zcard(keys.QUEUE) == 1, 10, "the chat in the queue")
-        assert not chat.done(), "b answered before it was loaded"
-        answer = chat.result(timeout=LOAD_WAIT_S)
-    with swarm.client() as client:  # b serves now: the same prompt, rendered as the worker's template would be
-        rendered = render_chat(CHATML_TEMPLATE, [ChatMessage("user", "Say something")])
-        expected = client.generate(rendered, model="b", max_tokens=12, temperature=0.0)
-        assert answer.choices[0].message.content == expected.text
-        assert answer.usage is not None and answer.usage.prompt_tokens == expected.finished.prompt_tokens
