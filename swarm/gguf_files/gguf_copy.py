@@ -3,7 +3,7 @@
 gguf.GGUFWriter packs each item of a metadata array in Python, from values gguf.GGUFReader first decoded one
 by one: over Gemma 3's 262,144-entry tokenizer arrays the two take 15-25 s. Here a field the new file keeps
 unchanged is copied as the bytes the source stores it in, and a tensor as its byte range of the source file.
-The layout is GGUFWriter's byte for byte (stage files written before this module are unchanged by it):
+The layout is GGUFWriter's byte for byte, so a stage file is the same bytes as when GGUFWriter wrote it:
 version 3, general.architecture first, then the metadata in the order given, the tensor table with each
 tensor's offset padded to the alignment, zeros up to the aligned data section, and each tensor's data padded
 with zeros to the alignment. Little-endian only, as gguf_header reads.

@@ -74,8 +74,8 @@ class GGUFArray:
 
 @dataclass(frozen=True)
 class MetadataField:
-    """One key/value pair of the metadata. The file holds it, key, type and value as stored, in bytes [offset, end):
-    a writer copies a long array it does not change from there rather than from a decoded value."""
+    """One key/value pair of the metadata, stored (key, type, value) in the file's bytes [offset, end): a file cut
+    from this one copies the fields it keeps unchanged from there, long arrays that were never decoded included."""
 
     key: str
     type: gguf.GGUFValueType
