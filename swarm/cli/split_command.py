@@ -54,7 +54,7 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def _write_draft(model: Path, layers: int, out: Path) -> int:
-    if layers < 1:  # before the model's half-minute parse; the top of the range needs its layer count
+    if layers < 1:  # before the model is read; the top of the range needs its layer count
         print(f"swarm split: error: --draft-layers must be at least 1, not {layers}", file=sys.stderr)
         return 2
     try:

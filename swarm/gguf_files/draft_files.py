@@ -16,18 +16,9 @@ from pathlib import Path
 
 import gguf
 
-from swarm.gguf_files.stage_files import (
-    SUPPORTED_ARCHITECTURES,
-    UnsupportedArchitecture,
-    _key,
-    _read_metadata,
-    _stage_metadata,
-    _stage_tensors,
-    _string_field,
-    _text,
-    _Value,
-    _write_gguf,
-)
+from swarm.gguf_files.gguf_copy import NewValue, write_gguf_copy
+from swarm.gguf_files.gguf_header import read_gguf_header
+from swarm.gguf_files.stage_files import _key, model_name, stage_metadata, stage_tensors, supported_architecture
 from swarm.shared.hashing import sha256_of
 
 __all__ = ["DraftFile", "write_early_exit_drafts"]
@@ -53,9 +44,6 @@ def write_early_exit_drafts(
     """Writes, for each N of layer_counts, the model's first N layers, embedding, output norm and head into
     one GGUF in out_dir. N must be 1 to the model's layer count minus one: a draft of every layer is the
     model itself, proposing what it then verifies at full cost.
-
-    The source is parsed once for all of them (gguf's reader takes half a minute over Gemma 3's
-    262,144-token vocabulary).
     """
     return _write_drafts(model, layer_counts, out_dir, progress, every_layer_allowed=False)
 
@@ -65,37 +53,33 @@ def _write_drafts(
 ) -> list[DraftFile]:
     """write_early_exit_drafts; every_layer_allowed also takes N = the model's layer count, a file that
     computes what the model does: how the tests check that the embedding and head are carried right."""
-    reader = gguf.GGUFReader(model)
-    arch = _string_field(reader, gguf.Keys.General.ARCHITECTURE)
-    if arch not in SUPPORTED_ARCHITECTURES:
-        raise UnsupportedArchitecture(arch)
-    metadata = _read_metadata(reader)
-    if any(key.startswith(_STAGE_PREFIX) for key in metadata):
+    header = read_gguf_header(model)
+    arch = supported_architecture(header)
+    if any(key.startswith(_STAGE_PREFIX) for key in header.fields):
         raise ValueError(f"{model.name} is a pipeline stage file: a draft is cut from a whole model")
-    n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
+    n_layers = header.fields[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].integer()
     most = n_layers if every_layer_allowed else n_layers - 1
     for layers in layer_counts:
         if not 1 <= layers <= most:
             raise ValueError(f"a draft of this {n_layers}-layer model keeps 1 to {n_layers - 1} layers, not {layers}")
     source_sha256 = sha256_of(model)
-    name_value = metadata.get(gguf.Keys.General.NAME)
-    name = _text(name_value.value) if name_value else model.stem
+    name = model_name(header, model)
     string, u32 = gguf.GGUFValueType.STRING, gguf.GGUFValueType.UINT32
     out_dir.mkdir(parents=True, exist_ok=True)
     drafts: list[DraftFile] = []
     for layers in layer_counts:
         # One stage that is both first and last is a whole model of layers [0, layers): the stage code
         # already cuts the per-layer arrays and the sliding-window pattern, and keeps embedding and head.
-        draft_meta = _stage_metadata(metadata, arch, n_layers, 0, 1, 0, layers, source_sha256)
+        draft_meta = stage_metadata(header, arch, n_layers, 0, 1, 0, layers, source_sha256)
         for key in [k for k in draft_meta if k.startswith(_STAGE_PREFIX)]:
             del draft_meta[key]
         label = f"{name} (draft: layers 0-{layers - 1} of {n_layers})"
-        draft_meta[gguf.Keys.General.NAME] = _Value(label.encode(), string)
-        draft_meta["swarm.draft.source_block_count"] = _Value(n_layers, u32)
-        draft_meta["swarm.draft.source_sha256"] = _Value(source_sha256.encode(), string)
-        tensors = _stage_tensors(reader, n_layers, first=True, last=True, lo=0, hi=layers)
+        draft_meta[gguf.Keys.General.NAME] = NewValue(label.encode(), string)
+        draft_meta["swarm.draft.source_block_count"] = NewValue(n_layers, u32)
+        draft_meta["swarm.draft.source_sha256"] = NewValue(source_sha256.encode(), string)
+        tensors = stage_tensors(header, n_layers, first=True, last=True, lo=0, hi=layers)
         path = out_dir / f"{model.stem}.draft{layers}-of-{n_layers}.gguf"
-        _write_gguf(path, reader, arch, draft_meta, tensors, progress)
+        write_gguf_copy(path, model, arch, header.alignment, draft_meta, tensors, progress)
         log.info("draft of %s: layers [0, %d) of %d -> %s", model.name, layers, n_layers, path)
         drafts.append(DraftFile(path, layers, n_layers, path.stat().st_size))
     return drafts

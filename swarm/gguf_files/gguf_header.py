@@ -21,6 +21,7 @@ import gguf
 
 __all__ = [
     "DECODED_ARRAY_MAX",
+    "SCALAR_FORMATS",
     "GGUFArray",
     "GGUFHeader",
     "MetadataField",
@@ -35,7 +36,8 @@ SUPPORTED_VERSIONS = (2, 3)
 DECODED_ARRAY_MAX = 4096
 
 _VT = gguf.GGUFValueType
-_SCALAR_FORMATS: dict[gguf.GGUFValueType, str] = {
+# The struct format of each scalar value type, little-endian once prefixed with "<".
+SCALAR_FORMATS: dict[gguf.GGUFValueType, str] = {
     _VT.UINT8: "B",
     _VT.INT8: "b",
     _VT.UINT16: "H",
@@ -72,12 +74,14 @@ class GGUFArray:
 
 @dataclass(frozen=True)
 class MetadataField:
-    """One key/value pair of the metadata; offset is where its key starts in the file."""
+    """One key/value pair of the metadata, stored (key, type, value) in the file's bytes [offset, end): a file cut
+    from this one copies the fields it keeps unchanged from there, long arrays that were never decoded included."""
 
     key: str
     type: gguf.GGUFValueType
     value: Value
     offset: int
+    end: int
 
     def integer(self, index: int = 0) -> int:
         """The value as an int; of a per-layer array (head counts that differ by layer), its item at index."""
@@ -186,7 +190,7 @@ def _value(cursor: _Cursor, kind: gguf.GGUFValueType) -> Value:
         return cursor.string()
     if kind == _VT.ARRAY:
         return _array(cursor)
-    return cursor.unpack(_SCALAR_FORMATS[kind], 1)[0]
+    return cursor.unpack(SCALAR_FORMATS[kind], 1)[0]
 
 
 def _array(cursor: _Cursor) -> GGUFArray:
@@ -204,7 +208,7 @@ def _array(cursor: _Cursor) -> GGUFArray:
         else:
             cursor.skip_strings(length)
     else:
-        fmt = _SCALAR_FORMATS[element]
+        fmt = SCALAR_FORMATS[element]
         if decode:
             items = cursor.unpack(fmt, length)
         else:
@@ -256,7 +260,8 @@ def _read(cursor: _Cursor) -> GGUFHeader:
         if key in fields:
             raise cursor.error(f"duplicate metadata key {key}", at=offset)
         kind = _value_type(cursor)
-        fields[key] = MetadataField(key, kind, _value(cursor, kind), offset)
+        value = _value(cursor, kind)
+        fields[key] = MetadataField(key, kind, value, offset, cursor.pos)
     tensors: list[TensorInfo] = []
     names: set[str] = set()
     for _ in range(tensor_count):

@@ -15,14 +15,14 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
 
-from swarm.gguf_files.gguf_header import GGUFArray, GGUFHeader, read_gguf_header
+from swarm.gguf_files.gguf_copy import CopiedTensor, MetadataEntry, NewValue, write_gguf_copy
+from swarm.gguf_files.gguf_header import GGUFArray, GGUFHeader, MetadataField, read_gguf_header
 from swarm.shared.hashing import sha256_of
 
 __all__ = [
@@ -111,15 +111,6 @@ class StageManifest:
         )
 
 
-@dataclass(frozen=True)
-class _Value:
-    """A metadata value as GGUFWriter.add_key_value takes it."""
-
-    value: Any
-    type: gguf.GGUFValueType
-    sub_type: gguf.GGUFValueType | None = None
-
-
 def split_model(
     model: Path, stages: int | Sequence[tuple[int, int]], out_dir: Path, progress: bool = False
 ) -> StageManifest:
@@ -128,25 +119,22 @@ def split_model(
     ``stages`` is a stage count (layers split as evenly as possible) or the layer ranges
     [start, end) themselves, contiguous from layer 0 to the last layer.
     """
-    reader = gguf.GGUFReader(model)
-    arch = _string_field(reader, gguf.Keys.General.ARCHITECTURE)
-    if arch not in SUPPORTED_ARCHITECTURES:
-        raise UnsupportedArchitecture(arch)
-    metadata = _read_metadata(reader)
-    n_layers = int(metadata[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].value)
-    n_embd = int(metadata[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].value)
+    # The header alone, long arrays stepped over: gguf.GGUFReader takes 15-25 s over a large vocabulary.
+    header = read_gguf_header(model)
+    arch = supported_architecture(header)
+    n_layers = header.fields[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].integer()
+    n_embd = header.fields[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].integer()
     ranges = _layer_ranges(stages, n_layers)
     source_sha256 = sha256_of(model)
-    name_value = metadata.get(gguf.Keys.General.NAME)
-    name = _text(name_value.value) if name_value else model.stem
+    name = model_name(header, model)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[StageFile] = []
     for index, (lo, hi) in enumerate(ranges):
         path = out_dir / f"{model.stem}.stage{index}-of-{len(ranges)}.gguf"
-        stage_meta = _stage_metadata(metadata, arch, n_layers, index, len(ranges), lo, hi, source_sha256)
-        tensors = _stage_tensors(reader, n_layers, first=index == 0, last=index == len(ranges) - 1, lo=lo, hi=hi)
-        _write_gguf(path, reader, arch, stage_meta, tensors, progress)
+        stage_meta = stage_metadata(header, arch, n_layers, index, len(ranges), lo, hi, source_sha256)
+        tensors = stage_tensors(header, n_layers, first=index == 0, last=index == len(ranges) - 1, lo=lo, hi=hi)
+        write_gguf_copy(path, model, arch, header.alignment, stage_meta, tensors, progress)
         files.append(StageFile(index, path.name, lo, hi, path.stat().st_size, sha256_of(path)))
         log.info("stage %d/%d: layers [%d, %d) -> %s (%d bytes)", index + 1, len(ranges), lo, hi, path, files[-1].bytes)
 
@@ -199,49 +187,30 @@ def _key(template: str, arch: str) -> str:
     return template.format(arch=arch)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def supported_architecture(header: GGUFHeader) -> str:
+    """The model's general.architecture; UnsupportedArchitecture where this module cannot cut it."""
+    found = header.fields.get(gguf.Keys.General.ARCHITECTURE)
+    if found is None or not isinstance(found.value, str):
+        raise ValueError(f"{header.path}: GGUF file has no {gguf.Keys.General.ARCHITECTURE} string")
+    if found.value not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedArchitecture(found.value)
+    return found.value
 
 
-def _string_field(reader: gguf.GGUFReader, key: str) -> str:
-    field = reader.get_field(key)
-    if field is None:
-        raise ValueError(f"GGUF file has no {key}")
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
+def model_name(header: GGUFHeader, model: Path) -> str:
+    """general.name, or the file's stem where the model has none."""
+    found = header.fields.get(gguf.Keys.General.NAME)
+    return str(found.value) if found is not None else model.stem
 
 
-def _read_metadata(reader: gguf.GGUFReader) -> dict[str, _Value]:
-    """All key/values of the file in order, strings kept as raw bytes (token texts need not be UTF-8)."""
-    metadata: dict[str, _Value] = {}
-    for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
-            continue  # header fields, and the one key GGUFWriter writes itself
-        kind = gguf.GGUFValueType(field.types[0])
-        if kind == gguf.GGUFValueType.ARRAY:
-            if len(field.types) != 2:
-                raise ValueError(f"nested metadata array {field.name} is not supported")
-            sub = gguf.GGUFValueType(field.types[1])
-            if sub == gguf.GGUFValueType.STRING:
-                items: list[Any] = [bytes(field.parts[i]) for i in field.data]
-            else:
-                items = field.contents()
-            metadata[field.name] = _Value(items, kind, sub)
-        elif kind == gguf.GGUFValueType.STRING:
-            metadata[field.name] = _Value(bytes(field.parts[field.data[0]]), kind)
-        else:
-            metadata[field.name] = _Value(field.contents(), kind)
-    return metadata
-
-
-def _swa_pattern(metadata: dict[str, _Value], arch: str, n_layers: int) -> list[bool] | None:
+def _swa_pattern(fields: Mapping[str, MetadataField], arch: str, n_layers: int) -> list[bool] | None:
     """Per-layer sliding-window flags, as llama.cpp's load_swa_pattern would derive them for the whole model."""
-    key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
-    found = metadata.get(key)
-    if found is not None and found.type == gguf.GGUFValueType.ARRAY:
-        return [bool(v) for v in found.value]
+    found = fields.get(_key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch))
+    if found is not None and isinstance(found.value, GGUFArray):
+        return [bool(v) for v in found.value.values()]
     if arch not in _DEFAULT_SWA_PERIOD:
         return None
-    period = int(found.value) if found is not None else _DEFAULT_SWA_PERIOD[arch]
+    period = found.integer() if found is not None else _DEFAULT_SWA_PERIOD[arch]
     # llama_hparams::set_swa_pattern with dense_first = false: the last layer of each period is global.
     return [period == 0 or il % period < period - 1 for il in range(n_layers)]
 
@@ -249,18 +218,11 @@ def _swa_pattern(metadata: dict[str, _Value], arch: str, n_layers: int) -> list[
 def sliding_window_layers(header: GGUFHeader, arch: str, n_layers: int) -> tuple[bool, ...]:
     """Which layers attend through a sliding window; empty when the architecture has none. llama.cpp refuses to
     load a stage of such a model whose layers are all global."""
-    key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
-    metadata: dict[str, _Value] = {}
-    found = header.fields.get(key)
-    if found is not None and isinstance(found.value, GGUFArray):
-        metadata[key] = _Value(list(found.value.values()), found.type, found.value.element_type)
-    elif found is not None:
-        metadata[key] = _Value(found.value, found.type)
-    return tuple(_swa_pattern(metadata, arch, n_layers) or ())
+    return tuple(_swa_pattern(header.fields, arch, n_layers) or ())
 
 
-def _stage_metadata(
-    metadata: dict[str, _Value],
+def stage_metadata(
+    header: GGUFHeader,
     arch: str,
     n_layers: int,
     index: int,
@@ -268,96 +230,65 @@ def _stage_metadata(
     lo: int,
     hi: int,
     source_sha256: str,
-) -> dict[str, _Value]:
-    out = dict(metadata)
+) -> dict[str, MetadataEntry]:
+    """The metadata of stage index of count, layers [lo, hi), in the order written: the source's own fields
+    (but general.architecture, which the writer puts first) with the per-layer ones cut, then swarm.stage.*."""
+    out: dict[str, MetadataEntry] = {
+        key: field for key, field in header.fields.items() if key != gguf.Keys.General.ARCHITECTURE
+    }
     u32 = gguf.GGUFValueType.UINT32
-    out[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)] = _Value(hi - lo, u32)
+    out[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)] = NewValue(hi - lo, u32)
     for template in _PER_LAYER_KEYS:
         key = _key(template, arch)
-        found = metadata.get(key)
-        if found is not None and found.type == gguf.GGUFValueType.ARRAY:
-            if len(found.value) != n_layers:
-                raise ValueError(f"{key} has {len(found.value)} entries for {n_layers} layers")
-            out[key] = _Value(found.value[lo:hi], found.type, found.sub_type)
-    pattern = _swa_pattern(metadata, arch, n_layers)
+        found = header.fields.get(key)
+        if found is not None and isinstance(found.value, GGUFArray):
+            if found.value.length != n_layers:
+                raise ValueError(f"{key} has {found.value.length} entries for {n_layers} layers")
+            out[key] = NewValue(found.value.values()[lo:hi], found.type, found.value.element_type)
+    pattern = _swa_pattern(header.fields, arch, n_layers)
     if pattern is not None:
         key = _key(gguf.Keys.Attention.SLIDING_WINDOW_PATTERN, arch)
-        out[key] = _Value(pattern[lo:hi], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.BOOL)
+        out[key] = NewValue(pattern[lo:hi], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.BOOL)
     if 0 < index < count - 1:  # a middle stage: no vocabulary at all
         for key in [k for k in out if k.startswith("tokenizer.")]:
             del out[key]
-        out[gguf.Keys.Tokenizer.MODEL] = _Value(b"none", gguf.GGUFValueType.STRING)
-        out[_key(gguf.Keys.LLM.VOCAB_SIZE, arch)] = _Value(1, u32)
-    out["swarm.stage.index"] = _Value(index, u32)
-    out["swarm.stage.count"] = _Value(count, u32)
-    out["swarm.stage.layer_start"] = _Value(lo, u32)
-    out["swarm.stage.layer_end"] = _Value(hi, u32)
-    out["swarm.stage.source_block_count"] = _Value(n_layers, u32)
-    out["swarm.stage.source_sha256"] = _Value(source_sha256.encode(), gguf.GGUFValueType.STRING)
+        out[gguf.Keys.Tokenizer.MODEL] = NewValue(b"none", gguf.GGUFValueType.STRING)
+        out[_key(gguf.Keys.LLM.VOCAB_SIZE, arch)] = NewValue(1, u32)
+    out["swarm.stage.index"] = NewValue(index, u32)
+    out["swarm.stage.count"] = NewValue(count, u32)
+    out["swarm.stage.layer_start"] = NewValue(lo, u32)
+    out["swarm.stage.layer_end"] = NewValue(hi, u32)
+    out["swarm.stage.source_block_count"] = NewValue(n_layers, u32)
+    out["swarm.stage.source_sha256"] = NewValue(source_sha256.encode(), gguf.GGUFValueType.STRING)
     return out
 
 
-def _stage_tensors(
-    reader: gguf.GGUFReader, n_layers: int, *, first: bool, last: bool, lo: int, hi: int
-) -> list[tuple[str, Any, gguf.GGMLQuantizationType]]:
-    """(name in the stage file, memory-mapped data, type) of every tensor the stage keeps, in source order."""
-    tensors: list[tuple[str, Any, gguf.GGMLQuantizationType]] = []
-    for tensor in reader.tensors:
-        match = _BLOCK_TENSOR.match(tensor.name)
+def stage_tensors(
+    header: GGUFHeader, n_layers: int, *, first: bool, last: bool, lo: int, hi: int
+) -> list[CopiedTensor]:
+    """Every tensor the stage keeps, in source order, named as in the stage file, with its bytes in the source."""
+    tensors: list[CopiedTensor] = []
+    for tensor in header.tensors:
+        name, dims, n_bytes = tensor.name, tensor.dims, tensor.n_bytes
+        match = _BLOCK_TENSOR.match(name)
         if match:
             layer = int(match.group(1))
             if layer >= n_layers:
-                raise ValueError(f"tensor {tensor.name} is past the model's {n_layers} blocks")
-            if lo <= layer < hi:
-                tensors.append((f"blk.{layer - lo}.{match.group(2)}", tensor.data, tensor.tensor_type))
-        elif tensor.name == _TOKEN_EMBD:
+                raise ValueError(f"tensor {name} is past the model's {n_layers} blocks")
+            if not lo <= layer < hi:
+                continue
+            name = f"blk.{layer - lo}.{match.group(2)}"
+        elif name == _TOKEN_EMBD and not (first or last):
             # llama.cpp requires token_embd with one row per vocabulary entry in every stage. The first
             # stage looks tokens up in it and the last uses it as the head when the model ties the two;
-            # a middle stage (vocab_size 1) keeps one row.
-            data = tensor.data if first or last else tensor.data[:1]
-            tensors.append((tensor.name, data, tensor.tensor_type))
-        elif tensor.name == _OUTPUT:
-            if last:
-                tensors.append((tensor.name, tensor.data, tensor.tensor_type))
-        else:
-            # output_norm and any other small model-wide tensor: llama.cpp requires output_norm even
-            # where cb_eval stops the graph before it.
-            tensors.append((tensor.name, tensor.data, tensor.tensor_type))
+            # a middle stage (vocab_size 1) keeps one row: the first slice along the slowest dimension.
+            dims, n_bytes = (*dims[:-1], 1), n_bytes // dims[-1]
+        elif name == _OUTPUT and not last:
+            continue
+        # Anything else is output_norm or another small model-wide tensor: llama.cpp requires output_norm
+        # even where cb_eval stops the graph before it.
+        tensors.append(CopiedTensor(name, dims, tensor.type, header.data_offset + tensor.offset, n_bytes))
     return tensors
-
-
-def _write_gguf(
-    path: Path,
-    reader: gguf.GGUFReader,
-    arch: str,
-    metadata: dict[str, _Value],
-    tensors: list[tuple[str, Any, gguf.GGMLQuantizationType]],
-    progress: bool,
-) -> None:
-    writer = gguf.GGUFWriter(path, arch, endianess=reader.endianess)
-    writer.data_alignment = reader.alignment
-    for key, item in metadata.items():
-        writer.add_key_value(key, item.value, item.type, sub_type=item.sub_type)
-    for name, data, kind in tensors:
-        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, raw_dtype=kind)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(desc=path.name, total=sum(data.nbytes for _, data, _ in tensors), unit="B", unit_scale=True)
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for _, data, _ in tensors:
-            # data is a view of the reader's memory map: pages stream through the page cache.
-            writer.write_tensor_data(data, tensor_endianess=reader.endianess)
-            if bar is not None:
-                bar.update(data.nbytes)
-    finally:
-        writer.close()
-        if bar is not None:
-            bar.close()
 
 
 def cached_split(model: Path, stages: int, cache_root: Path) -> list[Path]:

@@ -13,7 +13,7 @@ import pytest
 
 from swarm.gguf_files.gguf_header import DECODED_ARRAY_MAX, GGUFArray, GGUFHeader, Value, read_gguf_header
 from swarm.gguf_files.model_shape import KV_BYTES_PER_VALUE, ModelShape, model_shape
-from swarm.gguf_files.stage_files import _read_metadata, _swa_pattern, split_model
+from swarm.gguf_files.stage_files import split_model
 
 LONG = DECODED_ARRAY_MAX + 1
 
@@ -45,6 +45,7 @@ def assert_matches_gguf_reader(header: GGUFHeader, path: Path) -> None:
         expected = reader.fields[key]
         assert field.key == key
         assert field.offset == expected.offset
+        assert field.end == expected.offset + sum(int(part.nbytes) for part in expected.parts), key
         assert field.type == expected.types[0], key
         if isinstance(field.value, GGUFArray):
             assert field.value.length == len(expected.data) or field.value.element_type == gguf.GGUFValueType.ARRAY
@@ -101,9 +102,20 @@ def shape_by_gguf_reader(path: Path, name: str) -> ModelShape:
         output_bytes=(head or embeddings) + other,
         kv_bytes_per_token=2 * field(f"{arch}.attention.head_count_kv") * head_dim * KV_BYTES_PER_VALUE,
         hidden_size=hidden,
-        sliding_window=tuple(_swa_pattern(_read_metadata(reader), arch, n_layers) or ()),
+        sliding_window=swa_by_gguf_reader(reader, arch, n_layers),
         architecture=arch,
     )
+
+
+def swa_by_gguf_reader(reader: gguf.GGUFReader, arch: str, n_layers: int) -> tuple[bool, ...]:
+    """The sliding-window flags as stage_files derived them from GGUFReader's fields before gguf_header."""
+    found = reader.fields.get(f"{arch}.attention.sliding_window_pattern")
+    if found is not None and found.types[0] == gguf.GGUFValueType.ARRAY:
+        return tuple(bool(v) for v in found.contents())
+    if arch != "gemma3":
+        return ()
+    period = int(found.contents()) if found is not None else 6
+    return tuple(period == 0 or il % period < period - 1 for il in range(n_layers))
 
 
 def write_every_type(path: Path) -> Path:
