@@ -106,10 +106,3 @@ def test_a_metadata_entry_under_another_key_is_refused(tiny4: Path, tmp_path: Pa
         write_gguf_copy(tmp_path / "x.gguf", tiny4, "llama", 32, {"general.name": fields["llama.block_count"]}, [])
     with pytest.raises(ValueError, match="element type"):
         write_gguf_copy(tmp_path / "x.gguf", tiny4, "llama", 32, {"a": NewValue([1], _ARRAY)}, [])
-
-
-@pytest.mark.slow
-def test_gemma_stages(gemma_model: Path, tmp_path: Path) -> None:
-    # GGUFReader over Gemma's 262,144-token vocabulary takes 15-25 s and GGUFWriter 5 s a file with a tokenizer:
-    # a first, middle and last stage, and no draft (the synthetic models check those).
-    assert_cut_as_gguf_reader_cuts(gemma_model, 3, [], tmp_path)
