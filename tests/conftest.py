@@ -132,8 +132,14 @@ class RunningSwarm:
     def answers(self) -> bool:
         return coordinator_answers(self.address, **self.client_options)
 
-    def wait_for_coordinator(self, timeout_s: float = 30) -> None:
-        wait_until(self.answers, timeout_s, f"coordinator on {self.address}")
+    def wait_for_coordinator(self, timeout_s: float = 60) -> None:
+        def answers() -> bool:
+            if not self.coordinator.alive:
+                log = self.coordinator.log_path.read_text() if self.coordinator.log_path else ""
+                raise CoordinatorExited(f"the coordinator on {self.address} exited:\n{log[-3000:]}")
+            return self.answers()
+
+        wait_until(answers, timeout_s, f"coordinator on {self.address}")
 
     def wait_for_workers(self, count: int, timeout_s: float = 60) -> list[str]:
         def enough() -> bool:
@@ -145,6 +151,10 @@ class RunningSwarm:
 
         wait_until(enough, timeout_s, f"{count} workers up")
         return self.up_workers()
+
+
+class CoordinatorExited(RuntimeError):
+    """The coordinator a test started exited before it answered."""
 
 
 @pytest.fixture
@@ -160,12 +170,20 @@ def make_swarm(redis_url: str, tiny_model: Path, tmp_path: Path) -> Iterator[obj
     ) -> RunningSwarm:
         processes = LocalSwarm(log_dir=tmp_path, redis_url=redis_url)
         started.append(processes)
-        address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        coordinator = processes.start_coordinator(address, http, *coordinator_args)
-        swarm = RunningSwarm(
-            processes, address, http, model or tiny_model, coordinator, client_options or {}, worker_args
-        )
-        swarm.wait_for_coordinator()
+        for attempt in range(3):
+            address, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            coordinator = processes.start_coordinator(address, http, *coordinator_args)
+            swarm = RunningSwarm(
+                processes, address, http, model or tiny_model, coordinator, client_options or {}, worker_args
+            )
+            try:
+                swarm.wait_for_coordinator()
+                break
+            except CoordinatorExited as exited:
+                # free_port's port was taken by another process before the coordinator bound it: new ports.
+                if "cannot listen" not in str(exited) or attempt == 2:
+                    raise
+                processes.processes.remove(coordinator)
         for i in range(workers):
             swarm.add_worker(name=f"worker-{i}")
         if workers:

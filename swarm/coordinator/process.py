@@ -51,7 +51,7 @@ from swarm.shared.discovery import CoordinatorAdvertiser
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.redaction import redact_url
 from swarm.shared.redis_connection import DurableWrites, close_redis, connect_redis
-from swarm.shared.serving import start_listening, stop_on_signals
+from swarm.shared.serving import EXCLUSIVE_PORT, start_listening, stop_on_signals
 from swarm.shared.tls import server_credentials, ssl_context_for_http
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -107,7 +107,7 @@ async def serve_coordinator(config: CoordinatorConfig) -> None:
             *([ApiKeyInterceptor(callers)] if callers.required else []),
             *tracing.server_interceptors({"/swarm.v1.Inference/Generate": "coordinator.Generate"}),
         ],
-        options=[("grpc.max_receive_message_length", config.limits.max_message_bytes)],
+        options=[EXCLUSIVE_PORT, ("grpc.max_receive_message_length", config.limits.max_message_bytes)],
     )
     pb_grpc.add_InferenceServicer_to_server(InferenceServicer(service), server)
     pb_grpc.add_RegistryServicer_to_server(RegistryServicer(service, config.token, config.heartbeat_interval_s), server)

@@ -6,17 +6,26 @@ import asyncio
 import signal
 from typing import Any
 
+# gRPC sets SO_REUSEPORT by default: a second swarm process started on a port already in use would bind
+# beside the first without a word, and the kernel would split connections between the two. Every swarm
+# server takes its port alone, so a port in use is an error at start.
+EXCLUSIVE_PORT = ("grpc.so_reuseport", 0)
+
 
 async def start_listening(server: Any, address: str, credentials: Any = None) -> int:
-    """Binds a grpc.aio server to HOST:PORT (port 0: any free one), starts it, returns the port.
+    """Binds a grpc.aio server (made with EXCLUSIVE_PORT) to HOST:PORT (port 0: any free one), starts it,
+    returns the port.
 
     With credentials (swarm.shared.tls.server_credentials) the port speaks TLS only."""
-    if credentials is None:
-        port = int(server.add_insecure_port(address))
-    else:
-        port = int(server.add_secure_port(address, credentials))
+    try:
+        if credentials is None:
+            port = int(server.add_insecure_port(address))
+        else:
+            port = int(server.add_secure_port(address, credentials))
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: the port is in use or the address is not this machine's")
     await server.start()
     return port
 

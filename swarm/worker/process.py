@@ -22,7 +22,7 @@ from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.plan_messages import StageMeasurement
-from swarm.shared.serving import start_listening, stop_listening_for_signals, stop_on_signals
+from swarm.shared.serving import EXCLUSIVE_PORT, start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -198,7 +198,7 @@ async def _serve_worker(
     if not stage_fields(engine.model):  # a whole model embeds; its embedding context opens on the first call
         servicer.embedder = Embedder(engine.model, config.threads)
     spans = tracing.server_interceptors({"/swarm.v1.Worker/Run": "worker.Run"})
-    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans])
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor(), *spans], options=[EXCLUSIVE_PORT])
     pb_grpc.add_WorkerServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, engine.model, port, engine.context_per_slot)

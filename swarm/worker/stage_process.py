@@ -16,7 +16,7 @@ from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
 from swarm.shared.plan_messages import StageMeasurement
-from swarm.shared.serving import start_listening, stop_listening_for_signals, stop_on_signals
+from swarm.shared.serving import EXCLUSIVE_PORT, start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
@@ -54,7 +54,7 @@ async def _serve_stage(
     servicer = StageServicer(
         executor, "" if executor.last else config.next_stage, config.token, config.stage_timeout_s, tls=config.tls
     )
-    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()], options=[EXCLUSIVE_PORT])
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
     info = describe_worker(config, executor.model, port, executor.context_per_slot)
