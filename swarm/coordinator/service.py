@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.draft_pairing import draft_refusal, paired_draft
 from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
@@ -271,6 +272,8 @@ class InferenceService:
         """The worker's id and the secret its heartbeats and leave must carry."""
         if not info.address or not info.model or info.slots < 1:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "join needs an address, a model and at least one slot")
+        if info.draft_for and (refused := draft_refusal(await self._dispatcher.fresh_views(), info)):
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, f"--draft-for {info.draft_for}: {refused}")
         worker_id = info.worker_id or WorkerId("worker-" + secrets.token_hex(4))
         secret = await self._registry.join(replace(info, worker_id=worker_id))
         log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
@@ -292,6 +295,12 @@ class InferenceService:
             await self._save_plan()
         await self._demand.rebalance(self._dispatcher.views())
         return standing, fleet.must_reassign(worker_id)
+
+    def paired_draft(self, worker_id: WorkerId) -> str:
+        """The draft PC a worker should take proposals from ("" for none), as of the last registry poll."""
+        views = self._dispatcher.views()
+        target = next((v.info for v in views if v.info.worker_id == worker_id), None)
+        return paired_draft(views, target) if target is not None else ""
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
         """What a worker that joined without a model should serve, from the plan of every offer so far."""

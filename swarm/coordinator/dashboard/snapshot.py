@@ -21,7 +21,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
         "host": info.hostname or info.address.rsplit(":", 1)[0],
         "address": info.address,
         "model": info.model,
-        "serves": "whole model" if info.stage_count == 0 else info.role,
+        "serves": "whole model" if info.stage_count == 0 and not info.draft_for else info.role,
         "stage_index": info.stage_index,
         "stage_count": info.stage_count,
         "layer_start": info.layer_start,

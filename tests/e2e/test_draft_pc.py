@@ -1,0 +1,92 @@
+"""A draft PC (`swarm join --draft-for MODEL`) through a real swarm: its proposals are used, the text is the same,
+a draft killed mid-stream changes nothing, and a draft of another vocabulary is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarm.client import SwarmClient
+from swarm.gguf_files.synthetic_model import write_tiny_llama
+from swarm.launch.local_swarm import wait_until
+from swarm.shared.types import Finished, TextPiece
+from tests.e2e.test_failover import MakeSwarm
+
+# Words in no order the synthetic model repeats, so prompt lookup finds little; the target runs with
+# --speculate off anyway, where every proposal it verifies is the draft's.
+PROMPT = "the quick brown fox jumps over a lazy dog near river banks"
+LONG = 120  # tokens: seconds of the paced model, so a kill lands mid-stream
+
+
+@pytest.fixture(scope="module")
+def paced_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The slow model with as many idle layers again: it predicts exactly what the slow model does, at half its
+    speed, so the slow model is a draft for it that guesses every token and runs ahead of it."""
+    path = tmp_path_factory.mktemp("models") / "paced.gguf"
+    shape = dict(n_layer=6, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536, context_length=1024)
+    return write_tiny_llama(path, seed=3, idle_layers=6, **shape)  # type: ignore[arg-type]
+
+
+def drafted(client: SwarmClient) -> bool:
+    """Whether a short greedy request got proposals (the target is paired with the draft and takes them)."""
+    return client.generate(PROMPT, max_tokens=12, temperature=0.0).finished.proposed_tokens > 0
+
+
+def test_a_draft_pc_proposes_and_the_text_is_unchanged(
+    make_swarm: MakeSwarm, slow_model: Path, paced_model: Path
+) -> None:
+    swarm = make_swarm(workers=1, model=paced_model)
+    swarm.add_worker("--draft-for", "paced", name="draft", model=slow_model)
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        status = client.status()
+        assert [w.info.role for w in status.workers if w.info.draft_for] == ["draft for paced"]
+        wait_until(lambda: drafted(client), 20, "the worker takes the draft's proposals")
+        plain = client.generate(PROMPT, max_tokens=80, temperature=0.0, speculate=False)
+        assert (plain.finished.proposed_tokens, plain.finished.accepted_tokens) == (0, 0)
+        fast = client.generate(PROMPT, max_tokens=80, temperature=0.0)
+        assert fast.text == plain.text
+        # The draft predicts what the target does: its guesses are the target's choices, so most are taken.
+        assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0
+
+
+def test_a_draft_pc_killed_mid_stream_changes_nothing(
+    make_swarm: MakeSwarm, slow_model: Path, paced_model: Path
+) -> None:
+    swarm = make_swarm(workers=1, model=paced_model)
+    draft = swarm.add_worker("--draft-for", "paced", name="draft", model=slow_model)
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        wait_until(lambda: drafted(client), 20, "the worker takes the draft's proposals")
+        unfailed = client.generate(PROMPT, max_tokens=LONG, temperature=0.0)
+        assert unfailed.finished.accepted_tokens > 0
+        tokens: list[int] = []
+        text, finished, killed_at = "", None, 0
+        for event in client.stream(PROMPT, max_tokens=LONG, temperature=0.0):
+            if isinstance(event, TextPiece):
+                tokens += event.token_ids
+                text += event.text
+                if not killed_at and len(tokens) >= 15:
+                    draft.kill()
+                    killed_at = len(tokens)
+            elif isinstance(event, Finished):
+                finished = event
+        assert finished is not None
+        assert 0 < killed_at < LONG, "the draft was not killed mid-stream"
+        assert text == unfailed.text
+        assert finished.completion_tokens == LONG
+        later = client.generate(PROMPT, max_tokens=LONG, temperature=0.0)
+        assert later.text == unfailed.text
+        assert later.finished.proposed_tokens == 0  # nothing proposes any more: the draft is gone
+
+
+def test_a_draft_of_another_vocabulary_is_refused(make_swarm: MakeSwarm, tmp_path: Path) -> None:
+    other = write_tiny_llama(tmp_path / "other.gguf", seed=1, extra_pieces=("▁zebra", "▁quokka"))
+    swarm = make_swarm(workers=1)
+    draft = swarm.add_worker("--draft-for", "tiny", name="draft", model=other)
+    wait_until(lambda: not draft.alive, 30, "the mismatched draft to exit")
+    assert draft.process is not None and draft.process.returncode != 0
+    log = draft.log_tail()
+    assert "'other'" in log and "'tiny'" in log and "vocabulary" in log, log
+    assert len(swarm.up_workers()) == 1
