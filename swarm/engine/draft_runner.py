@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # Called on the runner's thread with (sequence, proposal): must not block.
 AnswerFn = Callable[[str, DraftProposal], None]
 Key = tuple[int, str]  # (stream, sequence)
+# The answer to news of a sequence the draft does not hold (any more): send its whole context again.
+LOST = DraftProposal(0, ())
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,9 @@ class DraftRunner:
             return
         entry = self._entries.get(item.key)
         if entry is None:
-            if item.start != 0:
-                return  # it missed the start of this sequence; a target sends the whole context on a new stream
+            if item.start != 0:  # it never had this sequence, or gave its cells to another: it asks for all of it
+                item.answer(item.key[1], LOST)
+                return
             if not self._free:
                 self._drop(next(iter(self._entries)))
             entry = _Entry(DraftLine(self._lookahead, self._room), self._free.pop(), item.answer)
@@ -121,6 +124,7 @@ class DraftRunner:
         self._entries.move_to_end(item.key)
         if not entry.line.tell(item.start, list(item.tokens)):
             self._drop(item.key)
+            item.answer(item.key[1], LOST)
 
     def _drop(self, key: Key) -> None:
         entry = self._entries.pop(key)

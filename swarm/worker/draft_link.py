@@ -2,10 +2,12 @@
 
 The engine thread tells it each sequence's context as it grows and returns at once; the event
 loop sends that on the Draft stream and leaves each proposal that comes back in the mailbox,
-where the engine takes it when it forms a step. A draft that fails (its stream errs, or it answers
-nothing for STALL_S while it has been told news) is dropped: its proposals are cleared, and the
-engine goes on with prompt lookup, or none. The same address is tried again after RETRY_S, if the
-coordinator still pairs it (a restarted draft PC); another address is tried at once.
+where the engine takes it when it forms a step. A draft that lost a sequence (it holds fewer than
+are running) answers its news with an empty proposal from position 0 and is sent the whole context
+again. A draft that fails (its stream errs, or it answers nothing for STALL_S while it has been
+told news) is dropped: its proposals are cleared, and the engine goes on with prompt lookup, or
+none. The same address is tried again after RETRY_S, if the coordinator still pairs it (a
+restarted draft PC); another address is tried at once.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ class DraftLink:
                 if reply is grpc.aio.EOF:
                     raise ConnectionError("the draft closed its stream")
                 told = 0
+                if reply.start == 0 and not reply.tokens:  # the draft lost this sequence: all of it again
+                    if (whole := self._contexts.get(reply.sequence)) is not None:
+                        outbox.put_nowait(pb.DraftContext(sequence=reply.sequence, start=0, tokens=whole))
+                    continue
                 self.mailbox.post(reply.sequence, DraftProposal(reply.start, tuple(reply.tokens)))
         except asyncio.CancelledError:
             raise
