@@ -112,6 +112,9 @@ class StepsInFlight:
         that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
         if sequence.lookup is None or self._verifier is None:
             return []
+        drafted = self._drafts is not None and bool(sequence.draft_key) and self._drafts.holds(sequence.draft_key)
+        if not drafted and not self._lookup:  # nothing could propose: the budget need not be sized
+            return []
         limit = min(
             self._speculation.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
             room,
@@ -119,7 +122,7 @@ class StepsInFlight:
             self._forward.context_per_slot - sequence.position - 1,
         )
         proposal: list[int] = []
-        if self._drafts is not None and sequence.draft_key:
+        if drafted and self._drafts is not None:
             proposal = self._drafts.take(sequence.draft_key, sequence.lookup.tokens, limit)
         if not proposal and self._lookup:
             proposal = sequence.lookup.propose(limit)

@@ -52,12 +52,15 @@ class DraftLink:
 
     # ------------------------------------------------------------ the engine thread (DraftFeed)
 
+    # Unpaired (the usual case), these return at once: a sequence that started before the worker was paired is
+    # never drafted (its news after pairing does not follow from a start the link saw, and is dropped).
+
     def extend(self, sequence: str, start: int, tokens: Sequence[int]) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self.address:
             self._loop.call_soon_threadsafe(self._extended, sequence, start, list(tokens))
 
     def end(self, sequence: str) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self.address:
             self._loop.call_soon_threadsafe(self._ended, sequence)
 
     # ------------------------------------------------------------ the event loop
@@ -83,6 +86,8 @@ class DraftLink:
             return
         self._stop()
         self.address = address
+        if not address:  # unpaired: news stops coming, so what it kept would only go stale
+            self._contexts.clear()
         if address:
             log.info("taking proposals from the draft PC on %s", address)
             self._task = asyncio.create_task(self._run(address))

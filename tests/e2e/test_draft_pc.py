@@ -25,7 +25,7 @@ def paced_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     speed, so the slow model is a draft for it that guesses every token and runs ahead of it."""
     path = tmp_path_factory.mktemp("models") / "paced.gguf"
     shape = dict(n_layer=6, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536, context_length=1024)
-    return write_tiny_llama(path, seed=3, idle_layers=6, **shape)  # type: ignore[arg-type]
+    return write_tiny_llama(path, seed=3, idle_layers=6, **shape)
 
 
 def drafted(client: SwarmClient) -> bool:
@@ -49,6 +49,10 @@ def test_a_draft_pc_proposes_and_the_text_is_unchanged(
         assert fast.text == plain.text
         # The draft predicts what the target does: its guesses are the target's choices, so most are taken.
         assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0
+        sampled = dict(max_tokens=60, temperature=0.9, seed=16)
+        drawn = client.generate(PROMPT, **sampled)
+        assert drawn.text == client.generate(PROMPT, speculate=False, **sampled).text
+        assert drawn.finished.proposed_tokens > 0
 
 
 def test_a_draft_pc_killed_mid_stream_changes_nothing(

@@ -43,6 +43,10 @@ class DraftMailbox:
         with self._lock:
             self._latest[sequence] = proposal
 
+    def holds(self, sequence: str) -> bool:
+        """Whether a proposal for the sequence came (fresh or not): without one, nothing is worth sizing."""
+        return sequence in self._latest  # one dict lookup: atomic, no lock needed
+
     def take(self, sequence: str, context: Sequence[int], limit: int) -> list[int]:
         """The fresh part of the sequence's latest proposal (see fresh_part); [] when it has none."""
         with self._lock:
