@@ -233,7 +233,7 @@ class InferenceService:
 
     async def list_models(self, access: Access = OPEN_ACCESS) -> list[ModelSummary]:
         """The models served and planned; a key held to some models sees only those."""
-        views = await self._dispatcher.fresh_views()
+        views = [v for v in await self._dispatcher.fresh_views() if not v.info.draft_for]  # a draft serves no model
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
         planned = {}

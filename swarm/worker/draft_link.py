@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STALL_S = 5.0
 RETRY_S = 10.0
+CLOSE_S = 2.0
 
 
 class DraftLink:
@@ -45,6 +46,8 @@ class DraftLink:
         self._task: asyncio.Task[None] | None = None
         self._failed_at = 0.0  # monotonic time of the last failure of `address`
         self.streams_opened = 0
+        self.failures = 0  # drafts dropped for an error or a stall
+        self._news = 0  # context messages queued since the draft last answered
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the link works on: until bound, the engine's news is dropped (no draft is paired yet)."""
@@ -74,6 +77,7 @@ class DraftLink:
             return
         if self._outbox is not None:
             self._outbox.put_nowait(pb.DraftContext(sequence=sequence, start=start, tokens=tokens))
+            self._news += 1
 
     def _ended(self, sequence: str) -> None:
         if self._contexts.pop(sequence, None) is not None and self._outbox is not None:
@@ -84,6 +88,8 @@ class DraftLink:
         running = self._task is not None and not self._task.done()
         if address == self.address and (running or time.monotonic() - self._failed_at < RETRY_S):
             return
+        if self.address and not address:  # its heartbeats stopped (a dead or frozen PC), or it left
+            log.info("the coordinator no longer pairs a draft PC with this worker: going on without %s", self.address)
         self._stop()
         self.address = address
         if not address:  # unpaired: news stops coming, so what it kept would only go stale
@@ -112,45 +118,48 @@ class DraftLink:
         for sequence, context in self._contexts.items():
             outbox.put_nowait(pb.DraftContext(sequence=sequence, start=0, tokens=context))
         self._outbox = outbox
-        told = 0  # context messages sent since the last proposal came back
+        self._news = len(self._contexts)
 
         async def requests() -> AsyncIterator[pb.DraftContext]:
-            nonlocal told
             while True:
-                message = await outbox.get()
-                told += 0 if message.end or not message.sequence else 1
-                yield message
+                yield await outbox.get()
 
         channel = aio_channel(address, self._tls)
+        call = pb_grpc.DraftStub(channel).Propose(requests(), metadata=self._metadata)
+        self.streams_opened += 1
+        reading: asyncio.Future[object] | None = None
         try:
-            call = pb_grpc.DraftStub(channel).Propose(requests(), metadata=self._metadata)
-            self.streams_opened += 1
             while True:
-                try:
-                    reply = await asyncio.wait_for(call.read(), STALL_S)
-                except TimeoutError:
-                    if told:
-                        raise
+                # A read is never cancelled for being slow (that would end the call): it is waited on again.
+                reading = reading or asyncio.ensure_future(call.read())
+                done, _ = await asyncio.wait({reading}, timeout=STALL_S)
+                if not done:
+                    if self._news:
+                        raise TimeoutError(f"no proposal for {STALL_S:g} s")
                     continue
-                if reply is grpc.aio.EOF:
+                reply, reading = reading.result(), None
+                if reply is grpc.aio.EOF or not isinstance(reply, pb.DraftProposal):
                     raise ConnectionError("the draft closed its stream")
-                told = 0
+                self._news = 0
                 if reply.start == 0 and not reply.tokens:  # the draft lost this sequence: all of it again
                     if (whole := self._contexts.get(reply.sequence)) is not None:
                         outbox.put_nowait(pb.DraftContext(sequence=reply.sequence, start=0, tokens=whole))
                     continue
                 self.mailbox.post(reply.sequence, DraftProposal(reply.start, tuple(reply.tokens)))
-        except asyncio.CancelledError:
-            raise
         except grpc.aio.AioRpcError as exc:
             self._failed(address, f"{exc.code().name}: {exc.details()}")
         except (TimeoutError, ConnectionError) as exc:
-            self._failed(address, str(exc) or f"no proposal for {STALL_S:g} s")
+            self._failed(address, str(exc))
         finally:
-            await channel.close()
+            if reading is not None:
+                reading.cancel()
+            call.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.close(), CLOSE_S)
 
     def _failed(self, address: str, why: str) -> None:
         log.warning("draft PC %s failed (%s): going on without it", address, why)
+        self.failures += 1
         self._failed_at = time.monotonic()
         if self.address == address:
             self._outbox = None

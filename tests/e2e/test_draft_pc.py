@@ -3,19 +3,27 @@ a draft killed mid-stream changes nothing, and a draft of another vocabulary is 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from swarm.client import SwarmClient
+from swarm.engine.llama_adapter import LlamaModel
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.types import Finished, TextPiece
+from swarm.shared.vocab_fingerprint import vocab_fingerprint
+from swarm.worker import draft_link
+from swarm.worker.draft_link import DraftLink
 from tests.e2e.test_failover import MakeSwarm
 
-# Words in no order the synthetic model repeats, so prompt lookup finds little; the target runs with
-# --speculate off anyway, where every proposal it verifies is the draft's.
-PROMPT = "the quick brown fox jumps over a lazy dog near river banks"
+# The target runs with --speculate off, so every proposal it verifies is the draft's. The slow model (and so the
+# paced one) has near ties, where a step of more rows may round to the other side: greedily, this prompt's first
+# 150 tokens win by at least 0.067 (measured with llama-cpp-python), far more than rounding moves a logit.
+PROMPT = "one two three four five six"
 LONG = 120  # tokens: seconds of the paced model, so a kill lands mid-stream
 
 
@@ -26,6 +34,14 @@ def paced_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "paced.gguf"
     shape = dict(n_layer=6, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536, context_length=1024)
     return write_tiny_llama(path, seed=3, idle_layers=6, **shape)
+
+
+def vocab_fingerprint_of(model: Path) -> str:
+    loaded = LlamaModel(model)
+    try:
+        return vocab_fingerprint(loaded.vocab_size, loaded.token_bytes)
+    finally:
+        loaded.close()
 
 
 def drafted(client: SwarmClient) -> bool:
@@ -42,6 +58,7 @@ def test_a_draft_pc_proposes_and_the_text_is_unchanged(
     with swarm.client() as client:
         status = client.status()
         assert [w.info.role for w in status.workers if w.info.draft_for] == ["draft for paced"]
+        assert [m.name for m in client.list_models()] == ["paced"]  # the draft serves no model of its own
         wait_until(lambda: drafted(client), 20, "the worker takes the draft's proposals")
         plain = client.generate(PROMPT, max_tokens=80, temperature=0.0, speculate=False)
         assert (plain.finished.proposed_tokens, plain.finished.accepted_tokens) == (0, 0)
@@ -50,9 +67,8 @@ def test_a_draft_pc_proposes_and_the_text_is_unchanged(
         # The draft predicts what the target does: its guesses are the target's choices, so most are taken.
         assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0
         sampled = dict(max_tokens=60, temperature=0.9, seed=16)
-        drawn = client.generate(PROMPT, **sampled)
+        drawn = client.generate(PROMPT, **sampled)  # greedy guesses, verified by the sampler: the same draws
         assert drawn.text == client.generate(PROMPT, speculate=False, **sampled).text
-        assert drawn.finished.proposed_tokens > 0
 
 
 def test_a_draft_pc_killed_mid_stream_changes_nothing(
@@ -94,3 +110,64 @@ def test_a_draft_of_another_vocabulary_is_refused(make_swarm: MakeSwarm, tmp_pat
     log = draft.log_tail()
     assert "'other'" in log and "'tiny'" in log and "vocabulary" in log, log
     assert len(swarm.up_workers()) == 1
+
+
+def test_a_stalled_draft_pc_holds_nothing_up_and_is_dropped(
+    make_swarm: MakeSwarm, slow_model: Path, paced_model: Path
+) -> None:
+    swarm = make_swarm(workers=0, model=paced_model)
+    target = swarm.add_worker(name="target")
+    draft = swarm.add_worker("--draft-for", "paced", name="draft", model=slow_model)
+    swarm.wait_for_workers(2)
+    with swarm.client() as client:
+        wait_until(lambda: drafted(client), 20, "the worker takes the draft's proposals")
+        unfailed = client.generate(PROMPT, max_tokens=LONG, temperature=0.0)
+        os.kill(draft.pid, signal.SIGSTOP)  # alive and connected, but silent: no error ever comes
+        try:
+            stalled = client.generate(PROMPT, max_tokens=LONG, temperature=0.0)
+            assert stalled.text == unfailed.text
+            assert stalled.finished.accepted_tokens == 0  # nothing came from the draft
+            # Dropped by the worker (no answer to its news) or unpaired by the coordinator (no heartbeat), whichever
+            # comes first.
+            wait_until(lambda: "going on without" in target.log_tail(), 20, "the worker to drop the draft")
+        finally:
+            os.kill(draft.pid, signal.SIGCONT)
+
+
+def test_a_worker_drops_a_draft_that_stops_answering_its_news(
+    make_swarm: MakeSwarm, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link's own stall check, without the coordinator (which unpairs a frozen draft once its heartbeats stop)."""
+    monkeypatch.setattr(draft_link, "STALL_S", 1.0)
+    swarm = make_swarm(workers=0)
+    draft = swarm.add_worker("--draft-for", "tiny", name="draft")
+    swarm.wait_for_workers(1)
+    with swarm.client() as client:
+        (address,) = [w.info.address for w in client.status().workers]
+
+    async def scenario() -> tuple[list[int], int]:
+        link = DraftLink(vocab_fingerprint_of(tiny_model))
+        link.bind(asyncio.get_running_loop())
+        link.use(address)
+        context = [1, 30, 31, 32]
+        link.extend("s", 0, context)
+        guessed: list[int] = []
+        for _ in range(100):  # a real answer first: the stream works
+            await asyncio.sleep(0.05)
+            if guessed := link.mailbox.take("s", context, 4):
+                break
+        os.kill(draft.pid, signal.SIGSTOP)
+        try:
+            link.extend("s", len(context), guessed[:1])
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if link.failures:
+                    break
+            return guessed, link.failures
+        finally:
+            os.kill(draft.pid, signal.SIGCONT)
+            await link.close()
+
+    guessed, failures = asyncio.run(scenario())
+    assert guessed, "the draft never answered"
+    assert failures == 1
