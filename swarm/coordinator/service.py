@@ -36,6 +36,7 @@ from swarm.shared.types import (
     WorkerId,
     WorkerInfo,
     WorkerLoad,
+    WorkerView,
 )
 from swarm.shared.usage_types import UsageReport
 from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
@@ -226,9 +227,9 @@ class InferenceService:
 
     async def _context_length(self, model: str) -> int:
         """The smallest per-sequence context among the model's workers; 0 when none has joined."""
-        lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
+        lengths = [v.info.context_length for v in self._dispatcher.views() if _serving(v, model)]
         if not lengths:  # a worker may have joined since the last registry poll
-            lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if v.info.model == model]
+            lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if _serving(v, model)]
         return min(lengths, default=0)
 
     async def list_models(self, access: Access = OPEN_ACCESS) -> list[ModelSummary]:
@@ -344,3 +345,8 @@ class InferenceService:
         await self._registry.leave(worker_id, secret)
         log.info("worker %s left", worker_id)
         await self._dispatcher.workers_changed()
+
+
+def _serving(view: WorkerView, model: str) -> bool:
+    """A worker of the model that serves it (whole or a stage), not a draft PC named after it."""
+    return view.info.model == model and not view.info.draft_for
