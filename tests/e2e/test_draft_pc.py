@@ -12,6 +12,7 @@ import pytest
 
 from swarm.client import SwarmClient
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import wait_until
 from swarm.shared.types import Finished, TextPiece
@@ -171,3 +172,21 @@ def test_a_worker_drops_a_draft_that_stops_answering_its_news(
     guessed, failures = asyncio.run(scenario())
     assert guessed, "the draft never answered"
     assert failures == 1
+
+
+def test_a_pipeline_s_first_stage_verifies_a_draft_pc_s_guesses_through_its_stages(
+    make_swarm: MakeSwarm, slow_model: Path, paced_model: Path, tmp_path: Path
+) -> None:
+    manifest = split_model(paced_model, 2, tmp_path / "paced-2")
+    swarm = make_swarm(workers=0, model=paced_model)
+    swarm.processes.start_pipeline(
+        swarm.address, [tmp_path / "paced-2" / s.file for s in manifest.stages], "--threads", "1"
+    )
+    swarm.add_worker("--draft-for", "paced", name="draft", model=slow_model)
+    swarm.wait_for_workers(3)
+    with swarm.client() as client:
+        wait_until(lambda: drafted(client), 20, "the first stage takes the draft's proposals")
+        plain = client.generate(PROMPT, max_tokens=80, temperature=0.0, speculate=False)
+        fast = client.generate(PROMPT, max_tokens=80, temperature=0.0)
+        assert fast.text == plain.text
+        assert fast.finished.accepted_tokens > 0
