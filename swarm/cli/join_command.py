@@ -162,6 +162,20 @@ def add_parsers(commands: Any) -> None:
         "context (prompt lookup) in its batched step, as many as pay: several tokens per step where the answer "
         "repeats its prompt, the same tokens as without (default %(default)s)",
     )
+    p.add_argument(
+        "--draft-for",
+        default="",
+        metavar="MODEL",
+        help="join as a draft PC for MODEL's workers instead of serving requests: --model is a small model with "
+        "MODEL's vocabulary, run ahead of each of their sequences; they verify its guesses as speculation "
+        "(the same text, fewer steps when it guesses well; see the README's 'A draft PC')",
+    )
+    p.add_argument(
+        "--draft-lookahead",
+        type=int,
+        default=8,
+        help="with --draft-for: tokens guessed ahead of each sequence (default %(default)s)",
+    )
     add_otlp_flag(p)
     add_install_flags(p)
     p.set_defaults(run=run_join)

@@ -17,6 +17,7 @@ from swarm.gguf_files.stage_files import StageManifest
 from swarm.shared.tls import TlsFiles
 from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import UNREACHABLE, coordinator_list
+from swarm.worker.draft_process import serve_draft
 from swarm.worker.membership import JoinRefused
 from swarm.worker.model_download import DownloadFailed, download_stage, fetch_manifest
 from swarm.worker.owner_hours import parse_owner_hours
@@ -56,6 +57,8 @@ def join_config(
         owner_quiet_s=args.owner_quiet,
         owner_memory=args.owner_memory,
         speculate=args.speculate == "on",
+        draft_for=args.draft_for,
+        draft_lookahead=args.draft_lookahead,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})
@@ -66,6 +69,8 @@ def serve_model(config: WorkerConfig) -> tuple[int, bool]:
     try:
         config.limits.check_model_fits(config.model_path)
         model = LlamaModel(config.model_path)
+        if config.draft_for:  # a draft PC serves the workers of another model, not requests
+            return serve_draft_model(config, model), False
         stage = model.stage
         meter = DecodeMeter() if stage is not None and stage.count > 1 else None  # a stage measures itself
         if stage is not None and stage.index > 0:  # a later stage serves the stage before it, not clients
@@ -81,6 +86,14 @@ def serve_model(config: WorkerConfig) -> tuple[int, bool]:
         return fail("join", str(exc)), False
     finally:
         engine.stop()
+
+
+def serve_draft_model(config: WorkerConfig, model: LlamaModel) -> int:
+    try:
+        uvloop.run(serve_draft(config, model))
+    except (JoinRefused, OSError) as exc:
+        return fail("join", str(exc))
+    return 0
 
 
 def model_path(spec: str, coordinators: str, token: str, tls: TlsFiles | None = None) -> Path:

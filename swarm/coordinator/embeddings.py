@@ -73,6 +73,7 @@ class Embeddings:
             for v in views
             if v.info.model == model
             and v.info.stage_count == 0
+            and not v.info.draft_for  # a draft PC of the same model serves only its workers
             and v.up
             and not v.draining
             and not v.load.away

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
 from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.draft_pairing import draft_refusal, paired_draft
 from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.fairness.request_tenant import with_tenant
 from swarm.coordinator.metrics import CoordinatorMetrics, metric_model
@@ -36,6 +37,7 @@ from swarm.shared.types import (
     WorkerId,
     WorkerInfo,
     WorkerLoad,
+    WorkerView,
 )
 from swarm.shared.usage_types import UsageReport
 from swarm.shared.validation import InvalidRequest, check_fits_context, new_request_id, validate_request
@@ -246,14 +248,14 @@ class InferenceService:
 
     async def _context_length(self, model: str) -> int:
         """The smallest per-sequence context among the model's workers; 0 when none has joined."""
-        lengths = [v.info.context_length for v in self._dispatcher.views() if v.info.model == model]
+        lengths = [v.info.context_length for v in self._dispatcher.views() if _serving(v, model)]
         if not lengths:  # a worker may have joined since the last registry poll
-            lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if v.info.model == model]
+            lengths = [v.info.context_length for v in await self._dispatcher.fresh_views() if _serving(v, model)]
         return min(lengths, default=0)
 
     async def list_models(self, access: Access = OPEN_ACCESS) -> list[ModelSummary]:
         """The models served and planned; a key held to some models sees only those."""
-        views = await self._dispatcher.fresh_views()
+        views = [v for v in await self._dispatcher.fresh_views() if not v.info.draft_for]  # a draft serves no model
         default = default_model(views, self._config.default_model) or ""
         names = {v.info.model for v in views} | ({default} if default else set())
         planned = {}
@@ -292,6 +294,8 @@ class InferenceService:
         """The worker's id and the secret its heartbeats and leave must carry."""
         if not info.address or not info.model or info.slots < 1:
             raise SwarmError(ErrorCode.INVALID_ARGUMENT, "join needs an address, a model and at least one slot")
+        if info.draft_for and (refused := draft_refusal(await self._dispatcher.fresh_views(), info)):
+            raise SwarmError(ErrorCode.INVALID_ARGUMENT, f"--draft-for {info.draft_for}: {refused}")
         worker_id = info.worker_id or WorkerId("worker-" + secrets.token_hex(4))
         secret = await self._registry.join(replace(info, worker_id=worker_id))
         log.info("worker %s joined from %s serving %s (%d slots)", worker_id, info.address, info.model, info.slots)
@@ -313,6 +317,12 @@ class InferenceService:
             await self._save_plan()
         await self._demand.rebalance(self._dispatcher.views())
         return standing, fleet.must_reassign(worker_id)
+
+    def paired_draft(self, worker_id: WorkerId) -> str:
+        """The draft PC a worker should take proposals from ("" for none), as of the last registry poll."""
+        views = self._dispatcher.views()
+        target = next((v.info for v in views if v.info.worker_id == worker_id), None)
+        return paired_draft(views, target) if target is not None else ""
 
     async def assign(self, offer: NodeOffer) -> AssignmentReply:
         """What a worker that joined without a model should serve, from the plan of every offer so far."""
@@ -356,3 +366,8 @@ class InferenceService:
         await self._registry.leave(worker_id, secret)
         log.info("worker %s left", worker_id)
         await self._dispatcher.workers_changed()
+
+
+def _serving(view: WorkerView, model: str) -> bool:
+    """A worker of the model that serves it (whole or a stage), not a draft PC named after it."""
+    return view.info.model == model and not view.info.draft_for

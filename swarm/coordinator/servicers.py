@@ -86,7 +86,10 @@ class RegistryServicer(pb_grpc.RegistryServicer):  # type: ignore[misc]
         measured = measurement_from_wire(request.measured) if request.HasField("measured") else None
         standing, reassign = await self._service.heartbeat(worker_id, request.worker_secret, load, measured)
         return pb.HeartbeatResponse(
-            rejoin=standing is Standing.UNKNOWN, drain=standing is Standing.DRAINING, reassign=reassign
+            rejoin=standing is Standing.UNKNOWN,
+            drain=standing is Standing.DRAINING,
+            reassign=reassign,
+            draft=self._service.paired_draft(worker_id) if standing is Standing.MEMBER else "",
         )
 
     @error_boundary

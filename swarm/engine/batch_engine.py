@@ -25,6 +25,7 @@ from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
+from swarm.engine.speculation.draft_feed import DraftFeed
 from swarm.engine.steps_in_flight import StepsInFlight
 from swarm.engine.text_stream import TextStream
 from swarm.shared import tracing
@@ -57,10 +58,15 @@ class EngineConfig:
 
 
 class BatchEngine:
-    def __init__(self, model: LlamaModel, config: EngineConfig, forward: Forward | None = None) -> None:
-        """model tokenizes and detokenizes; forward (default: the whole model here) computes the steps."""
+    def __init__(
+        self, model: LlamaModel, config: EngineConfig, forward: Forward | None = None, drafts: DraftFeed | None = None
+    ) -> None:
+        """model tokenizes and detokenizes; forward (default: the whole model here) computes the steps; drafts
+        (a draft PC, when one is paired) proposes tokens to verify, with or without config.speculate."""
         self.model = model
         self.config = config
+        self.drafts = drafts
+        self._drafted = 0  # sequences named to the draft so far: each gets a name of its own
         self.can_unload = forward is None  # a pipeline head's stages keep theirs: it keeps its own too
         self._loaded = True
         self.threads = config.threads  # the whole model's now: fewer while its owner uses some of its cores
@@ -181,7 +187,8 @@ class BatchEngine:
     def _steps_through(self, forward: Forward) -> StepsInFlight:
         """The steps to send through forward: a new one's, when the engine starts or loads its model again."""
         config = self.config
-        return StepsInFlight(forward, self.meter, config.prefill_chunk, config.speculate, config.speculation)
+        mailbox = self.drafts.mailbox if self.drafts is not None else None
+        return StepsInFlight(forward, self.meter, config.prefill_chunk, config.speculate, config.speculation, mailbox)
 
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.
@@ -265,6 +272,10 @@ class BatchEngine:
             sequence.cached_prompt_tokens = keep
             if self._in_flight.verifies and sequence.request.speculate and not sequence.request.sampling.grammar:
                 sequence.lookup = PromptLookup(sequence.prompt)
+                if self.drafts is not None:
+                    self._drafted += 1
+                    sequence.draft_key = f"{sequence.request.request_id}#{self._drafted}"
+                    self.drafts.extend(sequence.draft_key, 0, sequence.prompt)
             self.meter.admitted(len(sequence.prompt), keep)
             sequence.admitted_ns = time.time_ns()
             tracing.past_span("worker.wait_for_slot", sequence.trace, sequence.submitted_ns, sequence.admitted_ns)
@@ -321,6 +332,8 @@ class BatchEngine:
             sequence.next_token = token
             if sequence.lookup is not None:
                 sequence.lookup.extend((token,))
+                if sequence.draft_key and self.drafts is not None:
+                    self.drafts.extend(sequence.draft_key, len(sequence.lookup) - 1, (token,))
 
     def _finish(self, slot: Slot, reason: FinishReason, flush: bool = True) -> None:
         sequence = slot.sequence
@@ -352,6 +365,9 @@ class BatchEngine:
             # Its step removes the rejected part of the proposal before this slot is reused: cached claims none of it.
             del slot.cached[len(slot.cached) - sequence.proposal_in_flight :]
         self._forward.release(slot.seq_id, keep_cache)
+        if sequence is not None and sequence.draft_key and self.drafts is not None:
+            self.drafts.end(sequence.draft_key)
+            self.drafts.mailbox.forget(sequence.draft_key)
         slot.sequence = None
         slot.last_used = self.meter.steps
         if not keep_cache:

@@ -36,6 +36,7 @@ class Sequence:
     submitted_ns: int = 0  # time.time_ns() stamps for its trace
     admitted_ns: int = 0
     lookup: PromptLookup | None = None  # its context for proposals; None: it does not speculate
+    draft_key: str = ""  # its name on the draft PC's stream; "": no draft proposes to it
     acceptance: Acceptance = field(default_factory=Acceptance)
     proposal_in_flight: int = 0  # proposed tokens in its step in flight, not yet verified
     logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens fed to `text` but not yet released

@@ -9,6 +9,7 @@ from swarm.engine.engine_meter import EngineMeter
 from swarm.engine.forward import Forward, Verifier
 from swarm.engine.sequence import Sequence, Slot
 from swarm.engine.speculation import SpeculationBudget
+from swarm.engine.speculation.draft_mailbox import DraftMailbox
 from swarm.engine.step_rows import StepRow, add_to_step
 from swarm.shared.stage_messages import Sampled, StageWork
 
@@ -20,14 +21,25 @@ class StepsInFlight:
     then prompt chunks; its tokens come back with a proposal's rejected tail already out of the slot's cache."""
 
     def __init__(
-        self, forward: Forward, meter: EngineMeter, prefill_chunk: int, speculate: bool, speculation: SpeculationBudget
+        self,
+        forward: Forward,
+        meter: EngineMeter,
+        prefill_chunk: int,
+        speculate: bool,
+        speculation: SpeculationBudget,
+        drafts: DraftMailbox | None = None,
     ) -> None:
+        """speculate: propose from each sequence's own context (prompt lookup); drafts: a draft PC's proposals,
+        taken first when fresh (either makes proposals to verify)."""
         self._forward = forward
         self._meter = meter
         self._prefill_chunk = prefill_chunk
         self._speculation = speculation
+        self._lookup = speculate
+        self._drafts = drafts
         # The whole model verifies proposals, and so does a pipeline's head, through its last stage.
-        self._verifier = forward if speculate and isinstance(forward, Verifier) else None
+        proposes = speculate or drafts is not None
+        self._verifier = forward if proposes and isinstance(forward, Verifier) else None
         self._steps: deque[list[StepRow]] = deque()  # sent, oldest first
 
     def __len__(self) -> int:
@@ -100,13 +112,20 @@ class StepsInFlight:
         that may yield `expected` tokens, within the batch's room, max_tokens and the context."""
         if sequence.lookup is None or self._verifier is None:
             return []
+        drafted = self._drafts is not None and bool(sequence.draft_key) and self._drafts.holds(sequence.draft_key)
+        if not drafted and not self._lookup:  # nothing could propose: the budget need not be sized
+            return []
         limit = min(
             self._speculation.limit(sequence.acceptance, logit_rows, expected, self._verifier.step_cost),
             room,
             sequence.request.max_tokens - sequence.generated - 1,
             self._forward.context_per_slot - sequence.position - 1,
         )
-        proposal = sequence.lookup.propose(limit)
+        proposal: list[int] = []
+        if drafted and self._drafts is not None:
+            proposal = self._drafts.take(sequence.draft_key, sequence.lookup.tokens, limit)
+        if not proposal and self._lookup:
+            proposal = sequence.lookup.propose(limit)
         if not proposal:
             sequence.acceptance.idle_steps += 1
         return proposal

@@ -75,13 +75,19 @@ def write_tiny_llama(
     n_ff: int = 128,
     context_length: int = 512,
     chat_template: str = "",
+    extra_pieces: tuple[str, ...] = (),
+    idle_layers: int = 0,
 ) -> pathlib.Path:
     """Write a tiny random-weight llama model (all-F32 GGUF) to ``path`` and return ``path``.
 
     The bytes depend only on the arguments. The model carries a SentencePiece-style ("llama")
     tokenizer with byte fallback, so text prompts work; control and byte tokens are never
     predicted, so greedy decoding emits readable ordinary pieces and never stops on EOS by itself.
-    A non-empty ``chat_template`` is stored as the file's tokenizer.chat_template.
+    A non-empty ``chat_template`` is stored as the file's tokenizer.chat_template; ``extra_pieces`` are
+    ordinary pieces added after the usual ones (another vocabulary, e.g. for a draft that must not match).
+    ``idle_layers`` layers of zero weights follow the others: they cost what a layer costs and change
+    nothing, so the file predicts exactly what the one without them does, only slower (a target that
+    its own smaller twin drafts for).
     """
     if n_embd % n_head or n_head % n_head_kv:
         raise ValueError("n_embd must be divisible by n_head, and n_head by n_head_kv")
@@ -89,6 +95,10 @@ def write_tiny_llama(
     q_dim, kv_dim = n_head * head_dim, n_head_kv * head_dim
     std = 1.0 / float(np.sqrt(n_embd))
     pieces, scores, types = _build_vocab()
+    for piece in extra_pieces:
+        pieces.append(piece)
+        scores.append(float(np.float32(len(piece) - 10.0 - len(pieces) * 1e-3)))
+        types.append(int(gguf.TokenType.NORMAL))
     n_vocab = len(pieces)
     rng = np.random.default_rng(seed)
 
@@ -107,6 +117,12 @@ def write_tiny_llama(
             (f"blk.{i}.ffn_up.weight", _normal(rng, (n_ff, n_embd), std)),
             (f"blk.{i}.ffn_down.weight", _normal(rng, (n_embd, n_ff), 1.0 / np.sqrt(n_ff))),
         ]
+    for i in range(n_layer, n_layer + idle_layers):  # zero attention output and FFN: the residual passes unchanged
+        shapes = {"attn_q": (q_dim, n_embd), "attn_k": (kv_dim, n_embd), "attn_v": (kv_dim, n_embd)}
+        shapes |= {"attn_output": (n_embd, q_dim), "ffn_gate": (n_ff, n_embd), "ffn_up": (n_ff, n_embd)}
+        shapes |= {"ffn_down": (n_embd, n_ff)}
+        tensors += [(f"blk.{i}.{name}.weight", np.zeros(shape, dtype=np.float32)) for name, shape in shapes.items()]
+        tensors += [(f"blk.{i}.{name}.weight", np.ones(n_embd, dtype=np.float32)) for name in ("attn_norm", "ffn_norm")]
     # Output head: random plus an anti-tied term, so tokens already in the residual stream (the
     # current one above all) are pushed down and greedy decoding wanders instead of looping on one
     # token. Logits spread over several units, so the top-1 margin dwarfs float rounding.
@@ -122,7 +138,7 @@ def write_tiny_llama(
     writer.add_vocab_size(n_vocab)
     writer.add_context_length(context_length)
     writer.add_embedding_length(n_embd)
-    writer.add_block_count(n_layer)
+    writer.add_block_count(n_layer + idle_layers)
     writer.add_feed_forward_length(n_ff)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_head_kv)

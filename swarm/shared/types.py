@@ -146,14 +146,19 @@ class WorkerInfo:
     layer_start: int = 0
     layer_end: int = 0
     chat_template: str = ""  # the GGUF's tokenizer.chat_template (Jinja); empty when it has none
+    draft_for: str = ""  # a draft PC: the model whose workers it proposes tokens to; it takes no requests
+    vocab_fingerprint: str = ""  # see swarm.shared.vocab_fingerprint; empty from workers that predate it
 
     @property
     def takes_requests(self) -> bool:
-        """Whole models and the first stage of a pipeline; later stages serve the stage before them."""
-        return self.stage_index == 0
+        """Whole models and the first stage of a pipeline; later stages serve the stage before them, and a
+        draft PC the workers it is paired with."""
+        return self.stage_index == 0 and not self.draft_for
 
     @property
     def role(self) -> str:
+        if self.draft_for:
+            return f"draft for {self.draft_for}"
         if self.stage_count == 0:
             return "whole"
         return f"stage {self.stage_index + 1}/{self.stage_count} L{self.layer_start}-{self.layer_end - 1}"

@@ -177,6 +177,8 @@ def worker_info_to_wire(info: WorkerInfo) -> pb.WorkerInfo:
         layer_start=info.layer_start,
         layer_end=info.layer_end,
         chat_template=info.chat_template,
+        draft_for=info.draft_for,
+        vocab_fingerprint=info.vocab_fingerprint,
     )
 
 
@@ -195,6 +197,8 @@ def worker_info_from_wire(msg: pb.WorkerInfo) -> WorkerInfo:
         layer_start=msg.layer_start,
         layer_end=msg.layer_end,
         chat_template=msg.chat_template,
+        draft_for=msg.draft_for,
+        vocab_fingerprint=msg.vocab_fingerprint,
     )
 
 

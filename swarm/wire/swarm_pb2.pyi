@@ -221,7 +221,7 @@ class GetStatusResponse(_message.Message):
     def __init__(self, workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., queue_depth: _Optional[int] = ..., default_model: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "address", "model", "context_length", "slots", "threads", "hostname", "model_bytes", "stage_index", "stage_count", "layer_start", "layer_end", "chat_template")
+    __slots__ = ("worker_id", "address", "model", "context_length", "slots", "threads", "hostname", "model_bytes", "stage_index", "stage_count", "layer_start", "layer_end", "chat_template", "draft_for", "vocab_fingerprint")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,8 @@ class WorkerInfo(_message.Message):
     LAYER_START_FIELD_NUMBER: _ClassVar[int]
     LAYER_END_FIELD_NUMBER: _ClassVar[int]
     CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FOR_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     address: str
     model: str
@@ -248,7 +250,9 @@ class WorkerInfo(_message.Message):
     layer_start: int
     layer_end: int
     chat_template: str
-    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., model: _Optional[str] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ..., threads: _Optional[int] = ..., hostname: _Optional[str] = ..., model_bytes: _Optional[int] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., chat_template: _Optional[str] = ...) -> None: ...
+    draft_for: str
+    vocab_fingerprint: str
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., model: _Optional[str] = ..., context_length: _Optional[int] = ..., slots: _Optional[int] = ..., threads: _Optional[int] = ..., hostname: _Optional[str] = ..., model_bytes: _Optional[int] = ..., stage_index: _Optional[int] = ..., stage_count: _Optional[int] = ..., layer_start: _Optional[int] = ..., layer_end: _Optional[int] = ..., chat_template: _Optional[str] = ..., draft_for: _Optional[str] = ..., vocab_fingerprint: _Optional[str] = ...) -> None: ...
 
 class WorkerLoad(_message.Message):
     __slots__ = ("slots_busy", "tokens_per_second", "rss_bytes", "ram_available_bytes", "tokens_generated", "prompt_tokens", "cached_prompt_tokens", "away", "busy_seconds", "watts", "cost_per_hour")
@@ -325,14 +329,16 @@ class LinkMeasurement(_message.Message):
     def __init__(self, peer: _Optional[str] = ..., rtt_s: _Optional[float] = ..., bytes_per_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("rejoin", "drain", "reassign")
+    __slots__ = ("rejoin", "drain", "reassign", "draft")
     REJOIN_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     REASSIGN_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
     rejoin: bool
     drain: bool
     reassign: bool
-    def __init__(self, rejoin: _Optional[bool] = ..., drain: _Optional[bool] = ..., reassign: _Optional[bool] = ...) -> None: ...
+    draft: str
+    def __init__(self, rejoin: _Optional[bool] = ..., drain: _Optional[bool] = ..., reassign: _Optional[bool] = ..., draft: _Optional[str] = ...) -> None: ...
 
 class AssignRequest(_message.Message):
     __slots__ = ("node_id", "address", "free_bytes", "speed", "context_length", "slots")
@@ -573,6 +579,30 @@ class StageStepResult(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[SessionToken]
     def __init__(self, tokens: _Optional[_Iterable[_Union[SessionToken, _Mapping]]] = ...) -> None: ...
+
+class DraftContext(_message.Message):
+    __slots__ = ("sequence", "start", "tokens", "end", "vocab_fingerprint")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    sequence: str
+    start: int
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    end: bool
+    vocab_fingerprint: str
+    def __init__(self, sequence: _Optional[str] = ..., start: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ..., end: _Optional[bool] = ..., vocab_fingerprint: _Optional[str] = ...) -> None: ...
+
+class DraftProposal(_message.Message):
+    __slots__ = ("sequence", "start", "tokens")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    sequence: str
+    start: int
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence: _Optional[str] = ..., start: _Optional[int] = ..., tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BatchSubmitChunk(_message.Message):
     __slots__ = ("model", "lines")

@@ -922,6 +922,87 @@ class Stage:
             _registered_method=True)
 
 
+class DraftStub:
+    """Served by a draft PC (`swarm join --draft-for MODEL`); called by workers of MODEL. A worker opens one
+    stream and tells it each sequence's context as it grows; the draft runs its own (smaller) model ahead
+    of it and answers with the tokens it expects next, which the worker verifies as speculation.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Propose = channel.stream_stream(
+                '/swarm.v1.Draft/Propose',
+                request_serializer=swarm_dot_wire_dot_swarm__pb2.DraftContext.SerializeToString,
+                response_deserializer=swarm_dot_wire_dot_swarm__pb2.DraftProposal.FromString,
+                _registered_method=True)
+
+
+class DraftServicer:
+    """Served by a draft PC (`swarm join --draft-for MODEL`); called by workers of MODEL. A worker opens one
+    stream and tells it each sequence's context as it grows; the draft runs its own (smaller) model ahead
+    of it and answers with the tokens it expects next, which the worker verifies as speculation.
+    """
+
+    def Propose(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DraftServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Propose': grpc.stream_stream_rpc_method_handler(
+                    servicer.Propose,
+                    request_deserializer=swarm_dot_wire_dot_swarm__pb2.DraftContext.FromString,
+                    response_serializer=swarm_dot_wire_dot_swarm__pb2.DraftProposal.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarm.v1.Draft', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarm.v1.Draft', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Draft:
+    """Served by a draft PC (`swarm join --draft-for MODEL`); called by workers of MODEL. A worker opens one
+    stream and tells it each sequence's context as it grows; the draft runs its own (smaller) model ahead
+    of it and answers with the tokens it expects next, which the worker verifies as speculation.
+    """
+
+    @staticmethod
+    def Propose(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/swarm.v1.Draft/Propose',
+            swarm_dot_wire_dot_swarm__pb2.DraftContext.SerializeToString,
+            swarm_dot_wire_dot_swarm__pb2.DraftProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class BatchStub:
     """---------------------------------------------------------------- batch jobs
 

@@ -42,6 +42,8 @@ class WorkerConfig:
     limits: OwnerLimits = NO_LIMITS  # `--max-cpu`, `--max-memory`; threads is already within them
     limits_kept_by: KeptBy = KeptBy.NOTHING
     speculate: bool = False  # a whole model or a pipeline head verifies prompt-lookup proposals (`--speculate on|off`)
+    draft_for: str = ""  # a draft PC: the model whose workers it proposes tokens to (`--draft-for`)
+    draft_lookahead: int = 8  # a draft PC: how many tokens it guesses ahead of each sequence
 
     def __post_init__(self) -> None:
         coordinator_list(self.coordinator)
@@ -70,6 +72,8 @@ class WorkerConfig:
             raise ValueError("--slots must be at least 1")
         if self.steps_in_flight < 0:
             raise ValueError("--steps-in-flight must be 0 (one per stage) or more")
+        if self.draft_lookahead < 1:
+            raise ValueError("--draft-lookahead must be at least 1")
         if self.context_per_slot < 16:
             raise ValueError("--context must be at least 16 tokens")
 

@@ -45,6 +45,10 @@ def _stop_when_failed(heartbeats: asyncio.Task[None], stop: asyncio.Event) -> No
         stop.set()
 
 
+def _no_draft(address: str) -> None:
+    pass
+
+
 class Membership:
     """A worker's membership of a swarm, through whichever of its coordinators answers.
 
@@ -76,6 +80,8 @@ class Membership:
         self.reassigned = False  # the coordinator's plan moved this worker: it must ask Assign again
         self.refused: JoinRefused | None = None  # set when the coordinator turned this worker away for good
         self._beat_now = asyncio.Event()  # its load changed in a way the coordinators must learn at once
+        # Told, after each heartbeat, the draft PC the coordinator paired this worker with ("" for none).
+        self.on_draft: Callable[[str], None] = _no_draft
 
     @property
     def coordinator(self) -> str:
@@ -208,6 +214,7 @@ class Membership:
                     log.warning("heartbeat to %s failed: %s", address, exc.code().name)
                 continue
             self._rotation.answered()
+            self.on_draft(reply.draft)
             if reply.rejoin:
                 log.info("coordinator does not know this worker any more; joining again")
                 try:

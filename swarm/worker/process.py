@@ -25,9 +25,11 @@ from swarm.shared.plan_messages import StageMeasurement
 from swarm.shared.serving import EXCLUSIVE_PORT, start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.types import WorkerId, WorkerInfo, WorkerLoad
+from swarm.shared.vocab_fingerprint import vocab_fingerprint
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.coordinators import dialed_host_port
+from swarm.worker.draft_link import DraftLink
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, serve_metrics
 from swarm.worker.owner_backoff import BackoffPolicy, Phase
@@ -61,6 +63,8 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
         hostname=socket.gethostname(),
         model_bytes=model.size_bytes,
         chat_template=model.metadata("tokenizer.chat_template") or "",
+        draft_for=config.draft_for,
+        vocab_fingerprint=vocab_fingerprint(model.vocab_size, model.token_bytes),
         **stage_fields(model),
     )
 
@@ -102,9 +106,11 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         idle_priority=config.hours.mode is WhenMode.IDLE,
         speculate=config.speculate,
     )
+    # Paired with a draft PC later, if the coordinator finds one for its model (see draft_link).
+    drafts = DraftLink(vocab_fingerprint(model.vocab_size, model.token_bytes), config.token, config.tls)
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
-        return BatchEngine(model, engine_config)
+        return BatchEngine(model, engine_config, drafts=drafts)
     if stage.index != 0 or not config.next_stage:
         raise ValueError(
             f"{model.path.name} is stage {stage.index + 1} of {stage.count}: a first stage needs --next-stage"
@@ -112,7 +118,8 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
     executor = stage_executor(config, model, first=True, last=False, meter=meter)
     in_flight = config.steps_in_flight or stage.count
     link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
-    return BatchEngine(model, engine_config, forward=PipelineHead(executor, link, config.hidden_bfloat16, in_flight))
+    head = PipelineHead(executor, link, config.hidden_bfloat16, in_flight)
+    return BatchEngine(model, engine_config, forward=head, drafts=drafts)
 
 
 def owner_actions(
@@ -234,6 +241,10 @@ async def _serve_worker(
 
     metrics = await serve_metrics(config.metrics, WorkerCollector(info, counters), config.tls)
     membership = Membership(config.coordinator, config.token, info, current_load, config.tls, measure)
+    drafts = engine.drafts if isinstance(engine.drafts, DraftLink) else None
+    if drafts is not None:
+        drafts.bind(asyncio.get_running_loop())
+        membership.on_draft = drafts.use
     stop = stop_on_signals()
     actions = owner_actions(config, info, owner, servicer, membership, lambda: engine.threads)
     log.info("serving %s on %s (%d slots, %d threads)", info.model, info.address, config.slots, config.threads)
@@ -273,6 +284,8 @@ async def _serve_worker(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(servicer.idle.wait(), 5.0)
     finally:
+        if drafts is not None:
+            await drafts.close()
         servicer.end_relays()
         await server.stop(grace=1.0)
         if servicer.embedder is not None:  # before the model is freed

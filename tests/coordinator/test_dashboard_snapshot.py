@@ -114,3 +114,15 @@ def test_a_draining_worker_shows_as_draining_and_takes_no_requests() -> None:
     assert samples[("swarm_workers", (("state", "draining"),))] == 1
     assert samples[("swarm_workers", (("state", "up"),))] == 1
     assert samples[("swarm_model_workers_up", (("model", "tiny"),))] == 1
+
+
+def test_a_draft_pc_shows_under_the_model_it_drafts_for_not_as_a_model() -> None:
+    draft = worker("d")
+    draft = replace(draft, info=replace(draft.info, model="small", draft_for="tiny"))
+    status = SwarmStatus([worker("whole"), draft], queue_depth=0, default_model="tiny")
+    snapshot = snapshot_json(status, [], [], with_history=False)
+    (model,) = snapshot["models"]
+    assert model["name"] == "tiny" and model["drafts"] == [{"worker_id": "d", "state": "up"}]
+    assert model["replicas"] == [{"worker_id": "whole", "state": "up"}]
+    assert [w["serves"] for w in snapshot["workers"]] == ["whole model", "draft for tiny"]
+    assert problems(status, []) == []  # no "no worker is up for model small"

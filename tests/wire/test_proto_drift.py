@@ -38,6 +38,6 @@ def test_stubs_import_and_describe_the_services() -> None:
     from swarm.wire import swarm_pb2
 
     services = set(swarm_pb2.DESCRIPTOR.services_by_name)
-    assert services == {"Inference", "Registry", "Worker", "ModelFiles", "Stage", "Batch", "Admin", "Usage"}
+    assert services == {"Inference", "Registry", "Worker", "ModelFiles", "Stage", "Batch", "Admin", "Usage", "Draft"}
     fields = set(swarm_pb2.GenerateRequest.DESCRIPTOR.fields_by_name)
     assert {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop"} <= fields

@@ -21,7 +21,7 @@ def _worker_json(view: WorkerView) -> dict[str, Any]:
         "host": info.hostname or info.address.rsplit(":", 1)[0],
         "address": info.address,
         "model": info.model,
-        "serves": "whole model" if info.stage_count == 0 else info.role,
+        "serves": "whole model" if info.stage_count == 0 and not info.draft_for else info.role,
         "stage_index": info.stage_index,
         "stage_count": info.stage_count,
         "layer_start": info.layer_start,
@@ -41,11 +41,13 @@ def _member(view: WorkerView) -> dict[str, str]:
 
 
 def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
-    """Per model: its whole replicas, and its pipelines as stages with their layers and workers."""
-    names = sorted({w.info.model for w in status.workers} | ({status.default_model} - {""}))
+    """Per model: its whole replicas, its pipelines as stages with their layers and workers, and its drafts
+    (a draft PC is listed under the model it drafts for, not as a model of its own)."""
+    serving = [w for w in status.workers if not w.info.draft_for]
+    names = sorted({w.info.model for w in serving} | ({status.default_model} - {""}))
     models = []
     for name in names:
-        mine = [w for w in status.workers if w.info.model == name]
+        mine = [w for w in serving if w.info.model == name]
         pipelines = []
         for count in sorted({w.info.stage_count for w in mine} - {0}):
             stages = []
@@ -68,6 +70,7 @@ def _models_json(status: SwarmStatus) -> list[dict[str, Any]]:
                 "workers_up": sum(1 for w in mine if w.state is WorkerState.UP and w.info.takes_requests),
                 "replicas": [_member(w) for w in mine if w.info.stage_count == 0],
                 "pipelines": pipelines,
+                "drafts": [_member(w) for w in status.workers if w.info.draft_for == name],
             }
         )
     return models

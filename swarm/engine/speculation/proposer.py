@@ -28,6 +28,11 @@ class PromptLookup:
     def __len__(self) -> int:
         return len(self._tokens)
 
+    @property
+    def tokens(self) -> list[int]:
+        """The whole context so far (not a copy: callers only read it)."""
+        return self._tokens
+
     def extend(self, tokens: Iterable[int]) -> None:
         for token in tokens:
             end = len(self._tokens)  # n-grams ending here get a token after them: index them now
