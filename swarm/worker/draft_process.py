@@ -14,7 +14,7 @@ import grpc
 from swarm.engine.draft_runner import DraftRunner
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.shared.malformed_requests import MalformedRequestInterceptor
-from swarm.shared.serving import start_listening, stop_listening_for_signals, stop_on_signals
+from swarm.shared.serving import EXCLUSIVE_PORT, start_listening, stop_listening_for_signals, stop_on_signals
 from swarm.shared.tls import server_credentials
 from swarm.shared.vocab_fingerprint import vocab_fingerprint
 from swarm.wire import swarm_pb2_grpc as pb_grpc
@@ -32,7 +32,7 @@ async def serve_draft(config: WorkerConfig, model: LlamaModel) -> None:
     runner = DraftRunner(model, config.slots, config.context_per_slot, config.threads, config.draft_lookahead)
     fingerprint = vocab_fingerprint(model.vocab_size, model.token_bytes)
     servicer = DraftServicer(runner, config.served_model_name, config.draft_for, fingerprint, config.token)
-    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
+    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()], options=[EXCLUSIVE_PORT])
     pb_grpc.add_DraftServicer_to_server(servicer, server)
     runner.start()
     try:
