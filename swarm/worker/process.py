@@ -49,6 +49,15 @@ log = logging.getLogger(__name__)
 REASSIGN_GRACE_S = 3.0
 
 
+def model_vocab_fingerprint(model: LlamaModel) -> str:
+    """The model's vocab_fingerprint; "" for a pipeline's middle stage, which holds no vocabulary (llama.cpp
+    aborts the process when asked for its token texts) and never meets a draft."""
+    stage = model.stage
+    if stage is not None and 0 < stage.index < stage.count - 1:
+        return ""
+    return vocab_fingerprint(model.vocab_size, model.token_bytes)
+
+
 def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_length: int) -> WorkerInfo:
     """What this worker tells the coordinator about itself when it joins."""
     address = config.advertise or f"{reachable_host(dialed_host_port(config.coordinators[0]))}:{port}"
@@ -64,7 +73,7 @@ def describe_worker(config: WorkerConfig, model: LlamaModel, port: int, context_
         model_bytes=model.size_bytes,
         chat_template=model.metadata("tokenizer.chat_template") or "",
         draft_for=config.draft_for,
-        vocab_fingerprint=vocab_fingerprint(model.vocab_size, model.token_bytes),
+        vocab_fingerprint=model_vocab_fingerprint(model),
         **stage_fields(model),
     )
 
@@ -107,7 +116,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         speculate=config.speculate,
     )
     # Paired with a draft PC later, if the coordinator finds one for its model (see draft_link).
-    drafts = DraftLink(vocab_fingerprint(model.vocab_size, model.token_bytes), config.token, config.tls)
+    drafts = DraftLink(model_vocab_fingerprint(model), config.token, config.tls)
     stage = model.stage
     if stage is None or stage.count == 1:  # a one-stage split is the whole model
         return BatchEngine(model, engine_config, drafts=drafts)
