@@ -64,12 +64,14 @@ def test_a_draft_pc_proposes_and_the_text_is_unchanged(
         plain = client.generate(PROMPT, max_tokens=80, temperature=0.0, speculate=False)
         assert (plain.finished.proposed_tokens, plain.finished.accepted_tokens) == (0, 0)
         fast = client.generate(PROMPT, max_tokens=80, temperature=0.0)
-        assert fast.text == plain.text
+        counts = f"{fast.finished.accepted_tokens} of {fast.finished.proposed_tokens} proposals accepted"
+        assert fast.text == plain.text, counts
         # The draft predicts what the target does: its guesses are the target's choices, so most are taken.
-        assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0
+        assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0, counts
         sampled = dict(max_tokens=60, temperature=0.9, seed=16)
         drawn = client.generate(PROMPT, **sampled)  # greedy guesses, verified by the sampler: the same draws
-        assert drawn.text == client.generate(PROMPT, speculate=False, **sampled).text
+        alone = client.generate(PROMPT, speculate=False, **sampled)
+        assert drawn.text == alone.text, f"{drawn.finished.accepted_tokens} of {drawn.finished.proposed_tokens}"
 
 
 def test_a_draft_pc_killed_mid_stream_changes_nothing(
