@@ -36,7 +36,7 @@ CLOSE_S = 2.0
 class DraftLink:
     def __init__(self, fingerprint: str, token: str = "", tls: TlsFiles | None = None) -> None:
         self.mailbox = DraftMailbox()
-        self._fingerprint = fingerprint
+        self.fingerprint = fingerprint  # this worker's vocabulary (vocab_fingerprint), told to the draft first
         self._metadata = bearer_metadata(token)
         self._tls = tls
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,7 +114,7 @@ class DraftLink:
 
     async def _run(self, address: str) -> None:
         outbox: asyncio.Queue[pb.DraftContext] = asyncio.Queue()
-        outbox.put_nowait(pb.DraftContext(vocab_fingerprint=self._fingerprint))
+        outbox.put_nowait(pb.DraftContext(vocab_fingerprint=self.fingerprint))
         for sequence, context in self._contexts.items():
             outbox.put_nowait(pb.DraftContext(sequence=sequence, start=0, tokens=context))
         self._outbox = outbox

@@ -37,7 +37,7 @@ async def serve_draft(config: WorkerConfig, model: LlamaModel) -> None:
     runner.start()
     try:
         port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
-        info = describe_worker(config, model, port, config.context_per_slot)
+        info = describe_worker(config, model, port, config.context_per_slot, fingerprint)
         metrics = await serve_metrics(
             config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())), config.tls
         )

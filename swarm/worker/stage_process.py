@@ -22,7 +22,7 @@ from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.worker.config import WorkerConfig
 from swarm.worker.membership import Membership
 from swarm.worker.metrics import WorkerCollector, WorkerCounters, process_load, serve_metrics
-from swarm.worker.process import describe_worker, stage_executor
+from swarm.worker.process import describe_worker, model_vocab_fingerprint, stage_executor
 from swarm.worker.stage_measuring import DecodeMeter, probing, stage_measurement
 from swarm.worker.stage_servicer import StageServicer
 
@@ -57,7 +57,9 @@ async def _serve_stage(
     server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()], options=[EXCLUSIVE_PORT])
     pb_grpc.add_StageServicer_to_server(servicer, server)
     port = await start_listening(server, config.listen, server_credentials(config.tls) if config.tls else None)
-    info = describe_worker(config, executor.model, port, executor.context_per_slot)
+    info = describe_worker(
+        config, executor.model, port, executor.context_per_slot, model_vocab_fingerprint(executor.model)
+    )
     metrics = await serve_metrics(
         config.metrics, WorkerCollector(info, lambda: WorkerCounters(process_load())), config.tls
     )
