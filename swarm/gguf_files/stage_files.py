@@ -150,7 +150,6 @@ def link_whole_model(model: Path, out_dir: Path) -> StageManifest:
     arch = str(header.fields[gguf.Keys.General.ARCHITECTURE].value)
     n_layers = header.fields[_key(gguf.Keys.LLM.BLOCK_COUNT, arch)].integer()
     n_embd = header.fields[_key(gguf.Keys.LLM.EMBEDDING_LENGTH, arch)].integer()
-    name_field = header.fields.get(gguf.Keys.General.NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / model.name
     path.unlink(missing_ok=True)
@@ -160,8 +159,7 @@ def link_whole_model(model: Path, out_dir: Path) -> StageManifest:
         path.symlink_to(model.resolve())
     source_sha256 = sha256_of(model)
     stage = StageFile(0, path.name, 0, n_layers, path.stat().st_size, source_sha256)
-    name = str(name_field.value) if name_field is not None else model.stem
-    manifest = StageManifest(name, arch, n_layers, n_embd, model.name, source_sha256, (stage,))
+    manifest = StageManifest(model_name(header, model), arch, n_layers, n_embd, model.name, source_sha256, (stage,))
     (out_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
 
