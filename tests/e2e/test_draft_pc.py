@@ -68,10 +68,15 @@ def test_a_draft_pc_proposes_and_the_text_is_unchanged(
         assert fast.text == plain.text, counts
         # The draft predicts what the target does: its guesses are the target's choices, so most are taken.
         assert fast.finished.accepted_tokens > fast.finished.proposed_tokens // 2 > 0, counts
-        sampled = dict(max_tokens=60, temperature=0.9, seed=16)
-        drawn = client.generate(PROMPT, **sampled)  # greedy guesses, verified by the sampler: the same draws
-        alone = client.generate(PROMPT, speculate=False, **sampled)
-        assert drawn.text == alone.text, f"{drawn.finished.accepted_tokens} of {drawn.finished.proposed_tokens}"
+        # A sampled request verifies the draft's greedy guesses with its own sampler. Its text is not compared
+        # with one drawn without speculation: llama.cpp computes a row of a 1+k-row step differently from a
+        # step of one row (up to 0.02 in this model's logits), enough to move a draw at this temperature.
+        # That the draws keep their distribution is the chi-square test's (tests/engine/test_speculation_engine.py).
+        drawn = client.generate(PROMPT, max_tokens=60, temperature=0.9, seed=16)
+        counts = f"{drawn.finished.accepted_tokens} of {drawn.finished.proposed_tokens} proposals accepted"
+        assert drawn.finished.completion_tokens == 60, counts
+        assert 0 <= drawn.finished.accepted_tokens <= drawn.finished.proposed_tokens > 0, counts
+        assert drawn.text != plain.text[: len(drawn.text)]  # it was sampled, not greedy
 
 
 def test_a_draft_pc_killed_mid_stream_changes_nothing(
