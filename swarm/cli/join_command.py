@@ -156,11 +156,12 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument(
         "--speculate",
-        choices=("on", "off"),
+        choices=("on", "off", "always"),
         default="on" if _default("speculate") else "off",
         help="a whole-model worker (or a pipeline's first stage) verifies tokens proposed from each request's own "
         "context (prompt lookup) in its batched step, as many as pay: several tokens per step where the answer "
-        "repeats its prompt, the same tokens as without (default %(default)s)",
+        "repeats its prompt, the same tokens as without; always: verify every proposal, paying or not, to "
+        "measure what proposals would be accepted (default %(default)s)",
     )
     p.add_argument(
         "--draft-for",

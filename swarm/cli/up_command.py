@@ -55,9 +55,10 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--token", default="", help="join token (default: none, loopback only)")
     p.add_argument(
         "--speculate",
-        choices=("on", "off"),
+        choices=("on", "off", "always"),
         default="on" if default_of(WorkerConfig, "speculate") else "off",
-        help="workers verify tokens proposed from each request's own context (default %(default)s)",
+        help="workers verify tokens proposed from each request's own context, as many as pay; always: every "
+        "proposal, paying or not (default %(default)s)",
     )
     p.add_argument(
         "--stages",

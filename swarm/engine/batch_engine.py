@@ -25,6 +25,7 @@ from swarm.engine.forward import Forward, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
+from swarm.engine.speculation.budget import WorkerAcceptance
 from swarm.engine.speculation.draft_feed import DraftFeed
 from swarm.engine.steps_in_flight import StepsInFlight
 from swarm.engine.text_stream import TextStream
@@ -71,6 +72,7 @@ class BatchEngine:
         self._loaded = True
         self.threads = config.threads  # the whole model's now: fewer while its owner uses some of its cores
         self.meter = EngineMeter()
+        self.acceptance = WorkerAcceptance()  # a new sequence's proposals start from how the last ones fared
         self._forward = forward or self._whole_model()
         self._in_flight = self._steps_through(self._forward)
         self.context_per_slot = self._forward.context_per_slot
@@ -188,7 +190,9 @@ class BatchEngine:
         """The steps to send through forward: a new one's, when the engine starts or loads its model again."""
         config = self.config
         mailbox = self.drafts.mailbox if self.drafts is not None else None
-        return StepsInFlight(forward, self.meter, config.prefill_chunk, config.speculate, config.speculation, mailbox)
+        return StepsInFlight(
+            forward, self.meter, config.prefill_chunk, config.speculate, config.speculation, self.acceptance, mailbox
+        )
 
     def _whole_model(self) -> WholeModel:
         # A sequence longer than the model was trained on degrades; never offer more than that.
@@ -270,9 +274,17 @@ class BatchEngine:
             sequence.replay = sequence.prompt[replay_from:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
-            if self._in_flight.verifies and sequence.request.speculate and not sequence.request.sampling.grammar:
+            drafted = self.drafts is not None and self.drafts.paired
+            proposes = self.config.speculate or drafted
+            if (
+                proposes
+                and self._in_flight.verifies
+                and sequence.request.speculate
+                and not sequence.request.sampling.grammar
+            ):
                 sequence.lookup = PromptLookup(sequence.prompt)
-                if self.drafts is not None:
+                sequence.acceptance = self.acceptance.new_sequence()
+                if drafted and self.drafts is not None:
                     self._drafted += 1
                     sequence.draft_key = f"{sequence.request.request_id}#{self._drafted}"
                     self.drafts.extend(sequence.draft_key, 0, sequence.prompt)

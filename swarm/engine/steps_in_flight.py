@@ -9,6 +9,7 @@ from swarm.engine.engine_meter import EngineMeter
 from swarm.engine.forward import Forward, Verifier
 from swarm.engine.sequence import Sequence, Slot
 from swarm.engine.speculation import SpeculationBudget
+from swarm.engine.speculation.budget import WorkerAcceptance
 from swarm.engine.speculation.draft_mailbox import DraftMailbox
 from swarm.engine.step_rows import StepRow, add_to_step
 from swarm.shared.stage_messages import Sampled, StageWork
@@ -27,14 +28,17 @@ class StepsInFlight:
         prefill_chunk: int,
         speculate: bool,
         speculation: SpeculationBudget,
+        acceptance: WorkerAcceptance,
         drafts: DraftMailbox | None = None,
     ) -> None:
         """speculate: propose from each sequence's own context (prompt lookup); drafts: a draft PC's proposals,
-        taken first when fresh (either makes proposals to verify)."""
+        taken first when fresh (either makes proposals to verify); acceptance: the worker's, kept across steps
+        and sequences, where each verified proposal is also recorded."""
         self._forward = forward
         self._meter = meter
         self._prefill_chunk = prefill_chunk
         self._speculation = speculation
+        self._acceptance = acceptance
         self._lookup = speculate
         self._drafts = drafts
         # The whole model verifies proposals, and so does a pipeline's head, through its last stage.
@@ -162,6 +166,7 @@ class StepsInFlight:
     def _settle_proposal(self, slot: Slot, sequence: Sequence, proposed: int, accepted: int) -> None:
         """The rejected tokens of a proposal leave the sequence's count and the slot's record of its cache."""
         sequence.acceptance.record(proposed, accepted)
+        self._acceptance.record(proposed, accepted)
         self._meter.proposal_settled(proposed, accepted)
         rejected = proposed - accepted
         sequence.position -= rejected

@@ -42,10 +42,13 @@ class WorkerConfig:
     limits: OwnerLimits = NO_LIMITS  # `--max-cpu`, `--max-memory`; threads is already within them
     limits_kept_by: KeptBy = KeptBy.NOTHING
     speculate: bool = False  # a whole model or a pipeline head verifies prompt-lookup proposals (`--speculate on|off`)
+    speculate_always: bool = False  # `--speculate always`: every proposal verified, paying or not (to measure them)
     draft_for: str = ""  # a draft PC: the model whose workers it proposes tokens to (`--draft-for`)
     draft_lookahead: int = 8  # a draft PC: how many tokens it guesses ahead of each sequence
 
     def __post_init__(self) -> None:
+        if self.speculate_always and not self.speculate:
+            raise ValueError("speculate_always needs speculate: it verifies every proposal of a speculating worker")
         coordinator_list(self.coordinator)
         split_host_port(self.listen)
         if self.advertise:

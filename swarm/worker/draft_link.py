@@ -58,6 +58,10 @@ class DraftLink:
     # Unpaired (the usual case), these return at once: a sequence that started before the worker was paired is
     # never drafted (its news after pairing does not follow from a start the link saw, and is dropped).
 
+    @property
+    def paired(self) -> bool:
+        return self._loop is not None and bool(self.address)
+
     def extend(self, sequence: str, start: int, tokens: Sequence[int]) -> None:
         if self._loop is not None and self.address:
             self._loop.call_soon_threadsafe(self._extended, sequence, start, list(tokens))

@@ -17,6 +17,7 @@ import psutil
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.embedder import Embedder
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.speculation import SpeculationBudget
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared import tracing
 from swarm.shared.addresses import reachable_host, split_host_port
@@ -115,6 +116,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         batch_size=max(512, config.slots),
         idle_priority=config.hours.mode is WhenMode.IDLE,
         speculate=config.speculate,
+        speculation=SpeculationBudget.eager() if config.speculate_always else SpeculationBudget(),
     )
     # Paired with a draft PC later, if the coordinator finds one for its model (see draft_link).
     drafts = DraftLink(model_vocab_fingerprint(model), config.token, config.tls)

@@ -68,3 +68,23 @@ def test_steps_in_flight_default_to_one_per_stage_and_take_lock_step_on_request(
     assert WorkerConfig("127.0.0.1:50051", model).steps_in_flight == 0  # build_engine: one per stage
     with pytest.raises(ValueError, match="steps-in-flight"):
         WorkerConfig("127.0.0.1:50051", model, steps_in_flight=-1)
+
+
+def test_speculate_always_verifies_every_proposal_and_needs_speculation(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    configs = {
+        value: join_config(
+            build_parser().parse_args(["join", "127.0.0.1:50051", "--model", str(model), "--speculate", value]),
+            "127.0.0.1:50051",
+            None,
+            model,
+        )
+        for value in ("off", "on", "always")
+    }
+    assert {value: (c.speculate, c.speculate_always) for value, c in configs.items()} == {
+        "off": (False, False),
+        "on": (True, False),
+        "always": (True, True),
+    }
+    with pytest.raises(ValueError, match="speculate_always needs speculate"):
+        WorkerConfig("127.0.0.1:50051", model, speculate_always=True)

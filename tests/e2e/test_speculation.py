@@ -59,7 +59,7 @@ def completion_text(swarm: RunningSwarm, body: dict[str, object]) -> str:
 def test_finished_counts_proposals_and_every_switch_turns_them_off(make_swarm: MakeSwarm) -> None:
     swarm = make_swarm(workers=0)
     metrics = f"127.0.0.1:{free_port()}"
-    speculating = swarm.add_worker("--speculate", "on", "--metrics", metrics, name="speculating")
+    speculating = swarm.add_worker("--speculate", "always", "--metrics", metrics, name="speculating")
     swarm.wait_for_workers(1)
     with swarm.client() as client:
         fast = client.generate(REPEATING, max_tokens=64, temperature=0.0)
@@ -92,7 +92,9 @@ def test_a_worker_killed_while_speculating_hands_its_stream_on_unchanged(
     by token against llama.cpp (GreedyReference) rather than against one run's text."""
     swarm = make_swarm(workers=0, model=slow_model)
     workers = {
-        name: swarm.add_worker("--worker-id", name, "--slots", "2", "--context", "1024", "--speculate", "on", name=name)
+        name: swarm.add_worker(
+            "--worker-id", name, "--slots", "2", "--context", "1024", "--speculate", "always", name=name
+        )
         for name in ("w-a", "w-b")
     }
     swarm.wait_for_workers(2)

@@ -92,7 +92,7 @@ def engines(tiny_model: Path) -> Iterator[tuple[BatchEngine, BatchEngine]]:
 def eager(tiny_model: Path) -> Iterator[BatchEngine]:
     """An engine whose sequences verify at least one proposed token whenever their context has one, however
     they fare: sampled requests on a random model seldom pay for proposals, and these tests need many."""
-    config = EngineConfig(slots=8, context_per_slot=512, speculate=True, speculation=SpeculationBudget(probe_every=0))
+    config = EngineConfig(slots=8, context_per_slot=512, speculate=True, speculation=SpeculationBudget.eager())
     engine = BatchEngine(LlamaModel(tiny_model), config)
     engine.start()
     yield engine

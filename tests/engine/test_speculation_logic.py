@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
-from swarm.engine.speculation.budget import Acceptance
+from swarm.engine.speculation.budget import Acceptance, WorkerAcceptance
 from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.speculation.verification import verify
 from swarm.shared.stage_messages import Sampled
@@ -72,12 +72,18 @@ def test_a_sequence_that_accepts_verifies_more_and_fewer_beside_many() -> None:
     assert budget.limit(good, 1, 1.0, _linear(0.010, 0.008)) < alone  # dear rows: fewer of them
 
 
-def test_a_step_that_costs_double_for_a_second_row_needs_a_long_accepted_proposal() -> None:
+def _gemma_like() -> StepCost:
+    """As measured on Gemma 3 270M: 16 ms for one row, 34 ms for two, 5 ms for each row beyond."""
     cost = StepCost()
-    for _ in range(3):  # as on Gemma 3 270M: 16 ms for one row, 34 ms for two, 5 ms for each row beyond
+    for _ in range(3):
         cost.record(1, 0.016)
         for rows in range(2, 10):
             cost.record(rows, 0.034 + 0.005 * (rows - 2))
+    return cost
+
+
+def test_a_step_that_costs_double_for_a_second_row_needs_a_long_accepted_proposal() -> None:
+    cost = _gemma_like()
     budget = SpeculationBudget(longest=8)
     fair, sure = Acceptance(), Acceptance()
     for _ in range(30):
@@ -87,16 +93,51 @@ def test_a_step_that_costs_double_for_a_second_row_needs_a_long_accepted_proposa
     assert budget.limit(sure, 1, 1.0, cost) == 8
 
 
-def test_a_sequence_whose_proposals_fail_stops_and_probes_now_and_then() -> None:
-    budget = SpeculationBudget(probe_every=4)
+def test_a_sequence_whose_proposals_fail_stops_and_probes_with_a_small_share_of_its_time() -> None:
+    budget = SpeculationBudget(probe_every=4, probe_share=0.02)
     bad = Acceptance()
     for _ in range(20):
         bad.record(proposed=2, accepted=0)
     cheap = _linear(0.010, 0.001)
     assert budget.limit(bad, 1, 1.0, cheap) == 0
-    bad.idle_steps = 4
-    assert budget.limit(bad, 1, 1.0, cheap) == 1
+    # A probe is the proposal that pays were it accepted (8 tokens on cheap rows: 8 ms more than the step's 11 ms),
+    # once the steps without one took 50 times its cost.
+    bad.idle_steps = 36
+    assert budget.limit(bad, 1, 1.0, cheap) == 0
+    bad.idle_steps = 37
+    assert budget.limit(bad, 1, 1.0, cheap) == 8
+    # Dear rows make a probe rarer: 7 tokens (what pays best there) add 48 ms to a 16 ms step.
+    dear = _gemma_like()
+    bad.idle_steps = 149
+    assert budget.limit(bad, 1, 1.0, dear) == 0
+    bad.idle_steps = 151
+    assert budget.limit(bad, 1, 1.0, dear) == 7
     assert (bad.proposed, bad.accepted) == (40, 0)
+    bad.idle_steps = 0
+    assert SpeculationBudget.eager().limit(bad, 1, 1.0, dear) == 7  # always probes
+
+
+def test_a_new_sequence_starts_from_the_worker_s_acceptance() -> None:
+    cost, budget = _gemma_like(), SpeculationBudget()
+    worker = WorkerAcceptance()
+    assert budget.limit(worker.new_sequence(), 1, 1.0, cost) == 0  # one in two: nothing pays on these rows
+    for _ in range(20):  # a worker re-emitting its prompts: nearly every proposal right
+        worker.record(proposed=8, accepted=8)
+    fresh = worker.new_sequence()
+    assert (fresh.rate > 0.9, fresh.proposed, fresh.accepted) == (True, 0, 0)
+    assert budget.limit(fresh, 1, 1.0, cost) == 8
+    for _ in range(4):
+        fresh.record(proposed=8, accepted=0)
+    assert fresh.rate < 0.5  # its own failures soon outweigh where it started
+    for _ in range(200):
+        worker.record(proposed=4, accepted=0)
+    assert worker.new_sequence().rate < 0.1
+
+
+@pytest.mark.parametrize("bad", [dict(longest=0), dict(probe_every=-1), dict(probe_share=0.0), dict(hopeful_rate=0)])
+def test_a_budget_that_could_not_work_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="speculation budget"):
+        SpeculationBudget(**bad)  # type: ignore[arg-type]
 
 
 def test_acceptance_forgets_old_steps() -> None:

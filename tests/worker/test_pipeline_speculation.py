@@ -40,7 +40,7 @@ PROMPTS = [
 MAX_TOKENS = 48
 GREEDY = SamplingParams(temperature=0.0)
 # Proposes whenever the context has a proposal, whatever the steps measured on a busy machine say they cost.
-EAGER = SpeculationBudget(probe_every=0)
+EAGER = SpeculationBudget.eager()
 CONTEXT = 256
 
 

@@ -16,6 +16,11 @@ from swarm.engine.speculation.draft_mailbox import DraftMailbox
 class DraftFeed(Protocol):
     mailbox: DraftMailbox
 
+    @property
+    def paired(self) -> bool:
+        """Whether a draft follows this engine's sequences now: one admitted while none does is never drafted."""
+        ...
+
     def extend(self, sequence: str, start: int, tokens: Sequence[int]) -> None:
         """The sequence's context from position `start` on is `tokens` (start 0: its whole context, a new one)."""
         ...
