@@ -24,7 +24,9 @@ from swarm.shared.addresses import split_host_port
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_swarm._tcp.local."
-FIND_TIMEOUT_S = 5.0
+FIND_TIMEOUT_S = 8.0
+# How long one ask for an announced coordinator's records waits before the next announced name's turn.
+RESOLVE_WAIT_S = 1.0
 # mDNS responders answer a query after a random 20-120 ms delay: once one coordinator has
 # answered, browse this much longer for others, so that several are reported instead of one at random.
 SETTLE_S = 1.0
@@ -179,15 +181,22 @@ def find_coordinators(
     zeroconf = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     browser = ServiceBrowser(zeroconf, SERVICE_TYPE, handlers=[on_change])
     found: dict[str, FoundCoordinator] = {}
+    unresolved: list[str] = []  # announced, records not in yet (a busy responder): asked again until the deadline
     deadline = time.monotonic() + timeout_s
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                name = announced.get(timeout=remaining)
+                unresolved.append(announced.get(block=not unresolved, timeout=remaining))
             except queue.Empty:
-                break
-            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=2000)
-            coordinator = parse_info(info) if info is not None else None
+                if not unresolved:
+                    break
+            name = unresolved.pop(0)
+            wait_ms = int(1000 * min(RESOLVE_WAIT_S, max(deadline - time.monotonic(), 0.0)))
+            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=max(wait_ms, 1))
+            if info is None:
+                unresolved.append(name)
+                continue
+            coordinator = parse_info(info)
             if coordinator is not None and (not swarm_name or coordinator.swarm_name == swarm_name):
                 found[name] = coordinator
                 deadline = min(deadline, time.monotonic() + settle_s)
