@@ -2,7 +2,9 @@
 
 One swarm (redis-server, a coordinator with two static API keys, one worker), both arms alternating in
 one run: the quiet tenant sends one request at a time, alone, then with the flooding tenant holding
---flood-streams + --flood-queued requests open. Prints each round's p95s, their medians and the ratio.
+--flood-streams + --flood-queued requests open. Prints each round's p95s, their medians and the ratio;
+with --breakdown, where the quiet requests' milliseconds went in each arm, hop by hop, from the swarm's
+own spans (the flood's requests are traced too, which costs the coordinator some time of its own).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from swarm.bench.flood_and_quiet import FloodLoad, alone_and_flooded, p95
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+from swarm.bench.first_token import breakdown_lines
+from swarm.bench.flood_and_quiet import FloodLoad, alone_and_flooded, first_token_seconds, p95
+from swarm.bench.span_receiver import SpanReceiver
+from swarm.bench.traced_request import TracedRequest
 from swarm.client import SwarmClient
 from swarm.client.failover import SwarmCallError
 from swarm.gguf_files.default_model import resolve_model
@@ -53,16 +61,22 @@ def add_parsers(commands: Any) -> None:
         "--tenant-slot-share", type=float, default=1.0, help="the coordinator's --tenant-slot-share (default 1)"
     )
     p.add_argument("--settle", type=float, default=3.0, help="seconds the flood runs before the quiet tenant starts")
+    p.add_argument(
+        "--breakdown", action="store_true", help="trace the swarm (OTLP to a receiver here) and time each hop per arm"
+    )
     p.set_defaults(run=run_fair_queue)
 
 
 def run_fair_queue(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     interrupt_on_stop_signals()
+    receiver = SpanReceiver() if args.breakdown else None
+    tracer = TracerProvider().get_tracer("swarm-bench") if receiver else None  # ids for the swarm's spans
+    arms: tuple[list[TracedRequest], list[TracedRequest]] = ([], [])
     with tempfile.TemporaryDirectory(prefix="swarm-fair-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         try:
-            address = start_swarm(swarm, Path(scratch), model, args)
+            address = start_swarm(swarm, Path(scratch), model, args, receiver)
             load = FloodLoad(
                 address,
                 FLOOD_KEY,
@@ -72,20 +86,28 @@ def run_fair_queue(args: argparse.Namespace) -> int:
                 args.quiet_requests,
                 args.quiet_max_tokens,
             )
-            rounds = asyncio.run(measure_rounds(load, args.settle, args.rounds))
+            rounds = asyncio.run(measure_rounds(load, args.settle, args.rounds, tracer, arms))
         finally:
-            swarm.stop()
-    print("\n".join(report_lines(rounds, model, args)))
+            swarm.stop()  # each process exports its last spans on the way out
+    lines = report_lines(rounds, model, args)
+    if receiver is not None:
+        for name, requests in zip(("alone", "flooded"), arms, strict=True):
+            lines += ["", f"Quiet requests {name}, every round:", *breakdown_lines(receiver, requests)[1:]]
+        receiver.close()
+    print("\n".join(lines))
     return 0
 
 
-def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, args: argparse.Namespace) -> str:
+def start_swarm(
+    swarm: LocalSwarm, scratch: Path, model: Path, args: argparse.Namespace, receiver: SpanReceiver | None
+) -> str:
+    tracing = ["--otlp-endpoint", receiver.endpoint] if receiver is not None else []
     swarm.start_redis(scratch / "redis")
     address = f"127.0.0.1:{free_port()}"
-    swarm.start_coordinator(
-        address, "", "--api-key", FLOOD_KEY, "--api-key", QUIET_KEY, "--tenant-slot-share", str(args.tenant_slot_share)
-    )
-    swarm.start_worker(address, model, "--threads", str(args.threads), "--slots", str(args.slots), "--context", "512")
+    keys = ["--api-key", FLOOD_KEY, "--api-key", QUIET_KEY]
+    swarm.start_coordinator(address, "", *keys, "--tenant-slot-share", str(args.tenant_slot_share), *tracing)
+    worker_args = ["--threads", str(args.threads), "--slots", str(args.slots), "--context", "512", *tracing]
+    swarm.start_worker(address, model, *worker_args)
 
     def worker_up() -> bool:
         try:
@@ -98,11 +120,21 @@ def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, args: argparse.Na
     return address
 
 
-async def measure_rounds(load: FloodLoad, settle_s: float, rounds: int) -> list[tuple[float, float]]:
-    """Pairs of arms, alone first in each: the quiet tenant's p95 seconds to first token alone and flooded."""
+async def measure_rounds(
+    load: FloodLoad,
+    settle_s: float,
+    rounds: int,
+    tracer: Tracer | None,
+    arms: tuple[list[TracedRequest], list[TracedRequest]],
+) -> list[tuple[float, float]]:
+    """Pairs of arms, alone first in each: the quiet tenant's p95 seconds to first token alone and flooded (every
+    request of each arm is added to `arms`)."""
     measured = []
     for _ in range(rounds):
-        alone, flooded = await alone_and_flooded(load, PROMPTS, settle_s)
+        alone_arm, flooded_arm = await alone_and_flooded(load, PROMPTS, settle_s, tracer)
+        arms[0].extend(alone_arm)
+        arms[1].extend(flooded_arm)
+        alone, flooded = first_token_seconds(alone_arm), first_token_seconds(flooded_arm)
         measured.append((p95(alone), p95(flooded)))
         log.info("round: quiet p95 alone %.1f ms, flooded %.1f ms", p95(alone) * 1000, p95(flooded) * 1000)
     return measured

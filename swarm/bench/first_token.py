@@ -5,6 +5,7 @@ swarm's milliseconds go, hop by hop, from its own OpenTelemetry spans."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import statistics
 import tempfile
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from swarm.bench.span_receiver import ReceivedSpan, SpanReceiver
 from swarm.bench.swarm_load import wait_for_a_worker
+from swarm.bench.traced_request import TracedRequest
 from swarm.client import SwarmClient
 from swarm.gguf_files.default_model import resolve_model
 from swarm.launch.local_swarm import LocalSwarm, free_port, interrupt_on_stop_signals, wait_until
@@ -73,17 +75,6 @@ HOPS: list[tuple[str, Stamp, Stamp]] = [
     ("first piece saved in Redis", ("redis.save_first_piece", "start"), ("redis.save_first_piece", "end")),
     ("coordinator -> client", ("redis.save_first_piece", "end"), ("client", "first")),
 ]
-
-
-@dataclass(frozen=True)
-class SwarmSample:
-    trace_id: str
-    sent_ns: int
-    first_ns: int
-
-    @property
-    def first_token_ms(self) -> float:
-        return (self.first_ns - self.sent_ns) / 1e6
 
 
 def add_parsers(commands: Any) -> None:
@@ -141,7 +132,7 @@ def bare_first_token_ms(llm: llama_cpp.Llama, prompt: str) -> float:
     raise RuntimeError("llama-cpp-python streamed nothing")
 
 
-def swarm_first_token(client: SwarmClient, tracer: Any, prompt: str) -> SwarmSample:
+def swarm_first_token(client: SwarmClient, tracer: Any, prompt: str) -> TracedRequest:
     """The client's own span gives the request a trace id to find the swarm's spans by."""
     with tracer.start_as_current_span("client.request") as span:
         sent = time.time_ns()
@@ -149,13 +140,13 @@ def swarm_first_token(client: SwarmClient, tracer: Any, prompt: str) -> SwarmSam
         for event in client.stream(prompt, max_tokens=2, temperature=0.0):
             if isinstance(event, TextPiece) and not first:
                 first = time.time_ns()
-    return SwarmSample(format(span.get_span_context().trace_id, "032x"), sent, first)
+    return TracedRequest(format(span.get_span_context().trace_id, "032x"), sent, first)
 
 
 @dataclass(frozen=True)
 class Measured:
     bare_ms: list[float]
-    swarm: list[SwarmSample]  # one long-lived client, as an application holds
+    swarm: list[TracedRequest]  # one long-lived client, as an application holds
     new_client_ms: list[float]  # a client connected for each request, as `swarm generate` is
 
 
@@ -163,7 +154,7 @@ def measure(address: str, model: Path, threads: int, rounds: int) -> Measured:
     llm = llama_cpp.Llama(str(model), n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False, seed=0)
     tracer = TracerProvider().get_tracer("swarm-bench")  # records, exports nothing: ids for the swarm's spans
     bare: list[float] = []
-    samples: list[SwarmSample] = []
+    samples: list[TracedRequest] = []
     new_client: list[float] = []
     try:
         with SwarmClient(address, retries=0) as client:
@@ -209,27 +200,33 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def breakdown_lines(receiver: SpanReceiver, samples: list[SwarmSample]) -> list[str]:
+def breakdown_lines(receiver: SpanReceiver, samples: list[TracedRequest]) -> list[str]:
+    """Per hop, the median and p95 over the requests whose spans all came (a busy process may drop some)."""
     names = {name for _, start, end in HOPS for name, _ in (start, end)} - {"client"}
 
-    def complete() -> bool:
-        return all(names <= receiver.spans(s.trace_id).keys() for s in samples)
+    def traced(sample: TracedRequest) -> bool:
+        return names <= receiver.spans(sample.trace_id).keys()
 
-    wait_until(complete, 10, "every request's spans")
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: all(traced(s) for s in samples), 10, "every request's spans")
+    complete = [s for s in samples if traced(s)]
+    if not complete:
+        return ["", f"no request of {len(samples)} had all its spans: no breakdown"]
     per_hop: dict[str, list[float]] = {label: [] for label, _, _ in HOPS}
-    for sample in samples:
+    for sample in complete:
         spans = receiver.spans(sample.trace_id)
         stamp = _stamper(spans, sample)
         for label, start, end in HOPS:
             per_hop[label].append((stamp(end) - stamp(start)) / 1e6)
-    lines = ["", "| hop (median over requests) | ms |", "| --- | ---: |"]
-    lines += [f"| {label} | {statistics.median(ms):.2f} |" for label, ms in per_hop.items()]
-    total = statistics.median(sum(ms[i] for ms in per_hop.values()) for i in range(len(samples)))
-    lines.append(f"| sum (= client TTFT, median of sums) | {total:.2f} |")
+    lines = ["", f"| hop ({len(complete)} of {len(samples)} requests traced whole) | median ms | p95 ms |"]
+    lines.append("| --- | ---: | ---: |")
+    lines += [f"| {label} | {statistics.median(ms):.2f} | {quantile(ms, 0.95):.2f} |" for label, ms in per_hop.items()]
+    sums = [sum(ms[i] for ms in per_hop.values()) for i in range(len(complete))]
+    lines.append(f"| sum (= client TTFT) | {statistics.median(sums):.2f} | {quantile(sums, 0.95):.2f} |")
     return lines
 
 
-def _stamper(spans: dict[str, ReceivedSpan], sample: SwarmSample) -> Callable[[Stamp], int]:
+def _stamper(spans: dict[str, ReceivedSpan], sample: TracedRequest) -> Callable[[Stamp], int]:
     def stamp(at: Stamp) -> int:
         name, edge = at
         if name == "client":

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 
+from opentelemetry.trace import Tracer
+
+from swarm.bench.traced_request import TracedRequest
 from swarm.client.async_client import AsyncSwarmClient
 from swarm.shared.types import TextPiece
 
@@ -37,25 +40,31 @@ class FloodLoad:
     quiet_gap_s: float = 0.05  # between the quiet tenant's requests
 
 
+def first_token_seconds(requests: list[TracedRequest]) -> list[float]:
+    return [r.first_token_ms / 1000 for r in requests]
+
+
 def p95(values: list[float]) -> float:
     """The 95th percentile by the nearest-rank method."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-async def quiet_first_tokens(load: FloodLoad, prompts: list[str]) -> list[float]:
-    """The quiet tenant's requests, one at a time: each one's seconds to its first piece of text."""
-    times: list[float] = []
+async def quiet_first_tokens(load: FloodLoad, prompts: list[str], tracer: Tracer | None = None) -> list[TracedRequest]:
+    """The quiet tenant's requests, one at a time; with a tracer, each in a span of its own that the swarm's join."""
+    measured: list[TracedRequest] = []
     async with AsyncSwarmClient(load.address, api_key=load.quiet_key, retries=0) as client:
         for i in range(load.quiet_requests):
-            sent = time.perf_counter()
-            first: float | None = None
-            async for event in client.stream(prompts[i % len(prompts)], max_tokens=load.quiet_max_tokens):
-                if first is None and isinstance(event, TextPiece) and event.token_ids:
-                    first = time.perf_counter() - sent
-            times.append(first if first is not None else time.perf_counter() - sent)
+            with tracer.start_as_current_span("client.request") if tracer else contextlib.nullcontext() as span:
+                sent = time.time_ns()
+                first = 0
+                async for event in client.stream(prompts[i % len(prompts)], max_tokens=load.quiet_max_tokens):
+                    if not first and isinstance(event, TextPiece) and event.token_ids:
+                        first = time.time_ns()
+            trace_id = format(span.get_span_context().trace_id, "032x") if span is not None else ""
+            measured.append(TracedRequest(trace_id, sent, first or time.time_ns()))
             await asyncio.sleep(load.quiet_gap_s)
-    return times
+    return measured
 
 
 async def _flood_one(client: AsyncSwarmClient, prompt: str, max_tokens: int, stop: asyncio.Event) -> None:
@@ -90,10 +99,12 @@ async def flood_until(load: FloodLoad, prompts: list[str], stop: asyncio.Event, 
     return len(clients)
 
 
-async def alone_and_flooded(load: FloodLoad, prompts: list[str], settle_s: float) -> tuple[list[float], list[float]]:
-    """One pair of arms, alone first: the quiet tenant's first-token times alone and under the flood."""
-    alone = await quiet_under_flood(load, prompts, flood=False, settle_s=0.0)
-    return alone, await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s)
+async def alone_and_flooded(
+    load: FloodLoad, prompts: list[str], settle_s: float, tracer: Tracer | None = None
+) -> tuple[list[TracedRequest], list[TracedRequest]]:
+    """One pair of arms, alone first: the quiet tenant's requests alone and under the flood."""
+    alone = await quiet_under_flood(load, prompts, flood=False, settle_s=0.0, tracer=tracer)
+    return alone, await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s, tracer=tracer)
 
 
 def flood_process(load: FloodLoad, prompts: list[str], started: ProcessEvent, stop: ProcessEvent) -> None:
@@ -111,10 +122,12 @@ def flood_process(load: FloodLoad, prompts: list[str], started: ProcessEvent, st
     asyncio.run(flood())
 
 
-async def quiet_under_flood(load: FloodLoad, prompts: list[str], flood: bool, settle_s: float) -> list[float]:
-    """The quiet tenant's first-token times, with the flood running (after settle_s to fill the queue) or not."""
+async def quiet_under_flood(
+    load: FloodLoad, prompts: list[str], flood: bool, settle_s: float, tracer: Tracer | None = None
+) -> list[TracedRequest]:
+    """The quiet tenant's requests, with the flood running (after settle_s to fill the queue) or not."""
     if not flood:
-        return await quiet_first_tokens(load, prompts)
+        return await quiet_first_tokens(load, prompts, tracer)
     spawn = multiprocessing.get_context("spawn")
     started, stop = spawn.Event(), spawn.Event()
     flooding = spawn.Process(target=flood_process, args=(load, prompts, started, stop), name="flood", daemon=True)
@@ -123,7 +136,7 @@ async def quiet_under_flood(load: FloodLoad, prompts: list[str], flood: bool, se
         if not await asyncio.to_thread(started.wait, FLOOD_START_S):
             raise RuntimeError(f"the flood's process did not start within {FLOOD_START_S:.0f} s")
         await asyncio.sleep(settle_s)
-        return await quiet_first_tokens(load, prompts)
+        return await quiet_first_tokens(load, prompts, tracer)
     finally:
         stop.set()
         await asyncio.to_thread(flooding.join, FLOOD_STOP_S)
