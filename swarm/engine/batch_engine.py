@@ -274,20 +274,19 @@ class BatchEngine:
             sequence.replay = sequence.prompt[replay_from:]
             sequence.position = keep
             sequence.cached_prompt_tokens = keep
-            drafted = self.drafts is not None and self.drafts.paired
-            proposes = self.config.speculate or drafted
+            drafts = self.drafts if self.drafts is not None and self.drafts.paired else None
             if (
-                proposes
+                (self.config.speculate or drafts is not None)
                 and self._in_flight.verifies
                 and sequence.request.speculate
                 and not sequence.request.sampling.grammar
             ):
                 sequence.lookup = PromptLookup(sequence.prompt)
                 sequence.acceptance = self.acceptance.new_sequence()
-                if drafted and self.drafts is not None:
+                if drafts is not None:
                     self._drafted += 1
                     sequence.draft_key = f"{sequence.request.request_id}#{self._drafted}"
-                    self.drafts.extend(sequence.draft_key, 0, sequence.prompt)
+                    drafts.extend(sequence.draft_key, 0, sequence.prompt)
             self.meter.admitted(len(sequence.prompt), keep)
             sequence.admitted_ns = time.time_ns()
             tracing.past_span("worker.wait_for_slot", sequence.trace, sequence.submitted_ns, sequence.admitted_ns)

@@ -32,8 +32,7 @@ class Acceptance:
     _hits: float = 1.0  # a prior of one hit in two trials: a = 0.5 before any evidence
     _trials: float = 2.0
     idle_steps: int = 0  # steps without a proposal since the last one
-
-    DECAY = 0.9
+    decay: float = 0.9  # per verified proposal: what an older one still counts for
 
     @classmethod
     def starting_at(cls, rate: float, weight: float) -> Acceptance:
@@ -53,28 +52,25 @@ class Acceptance:
         """A verified proposal: accepted leading tokens of proposed (and a rejection after them, if fewer)."""
         self.proposed += proposed
         self.accepted += accepted
-        self._hits = self._hits * self.DECAY + accepted
-        self._trials = self._trials * self.DECAY + accepted + (1 if accepted < proposed else 0)
+        self._hits = self._hits * self.decay + accepted
+        self._trials = self._trials * self.decay + accepted + (1 if accepted < proposed else 0)
         self.idle_steps = 0
 
 
 class WorkerAcceptance:
     """The acceptance rate of all of a worker's proposals, forgetting old ones slowly: a new sequence's start."""
 
-    DECAY = 0.98  # per verified proposal: the last hundred or so count
     PRIOR_WEIGHT = 4.0  # trials a new sequence's start counts for: a few proposals of its own outweigh it
 
     def __init__(self) -> None:
-        self._hits = 1.0  # one hit in two trials (a = 0.5) before any proposal was verified
-        self._trials = 2.0
+        self._all = Acceptance(decay=0.98)  # the last hundred or so proposals count; a = 0.5 before any
 
     @property
     def rate(self) -> float:
-        return self._hits / self._trials
+        return self._all.rate
 
     def record(self, proposed: int, accepted: int) -> None:
-        self._hits = self._hits * self.DECAY + accepted
-        self._trials = self._trials * self.DECAY + accepted + (1 if accepted < proposed else 0)
+        self._all.record(proposed, accepted)
 
     def new_sequence(self) -> Acceptance:
         return Acceptance.starting_at(self.rate, self.PRIOR_WEIGHT)
