@@ -2,7 +2,9 @@
 
 All llama.cpp calls happen on the engine's own thread. Requests join between steps,
 finished or cancelled ones leave at once, and a long prompt is prefilled in chunks
-so that running streams wait at most one chunk. A pipeline's Forward takes several steps
+so that running streams wait at most one chunk. A tenant's first request, while other tenants' run,
+cuts the whole model's step under way short (llama.cpp's abort callback) and prefills in steps of
+its own, so a flood of one tenant delays it by little more than a graph node. A pipeline's Forward takes several steps
 in flight (steps_in_flight): each step carries the sequences not waiting for a token, about an
 equal share of them, so while the last stage computes one group the first computes the next.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, Submit
 from swarm.engine.engine_meter import EngineMeter, EngineStats
-from swarm.engine.forward import Forward, WholeModel
+from swarm.engine.forward import Forward, Interruptible, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
@@ -79,6 +81,7 @@ class BatchEngine:
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
+        self._tenants: frozenset[str] = frozenset()  # of the sequences in slots; set on the engine thread, read on any
         self._running = False
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
         # Called on the engine thread after each round of work, once that round's events are emitted:
@@ -100,7 +103,16 @@ class BatchEngine:
             self._forward.close()
 
     def submit(self, request: GenerationRequest, emit: EmitFn) -> None:
+        """Queues a request; if it is its tenant's first here while another tenant's run and a slot is free,
+        the step under way is cut short (a whole model's), so it starts now instead of a step later."""
         self._inbox.put(Submit(request, emit, tracing.current_context(), time.time_ns()))
+        forward = self._forward
+        if (
+            isinstance(forward, Interruptible)
+            and first_of_its_tenant(self._tenants, request.tenant)
+            and any(slot.sequence is None for slot in self._slots)
+        ):
+            forward.interrupt()
 
     def cancel(self, request_id: str) -> None:
         self._inbox.put(Cancel(request_id))
@@ -259,9 +271,10 @@ class BatchEngine:
             resumed = len(sequence.request.resume_tokens)
             keep = self._forward.open(slot.seq_id, sequence.request.sampling, sequence.prompt, keep, trace, resumed)
             self._waiting.popleft()
-            sequence.prefill_alone = first_of_its_tenant(self._active(), sequence.request.tenant)
+            sequence.prefill_alone = first_of_its_tenant(self._tenants, sequence.request.tenant)
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
+            self._tenants = self._tenants | {sequence.request.tenant}
             # A greedy failover's resume tokens are replayed one per step, as they were first decoded, so
             # it goes on bit-identically (a batched prefill rounds differently). A sampled stream goes on
             # differently from an unfailed run anyway (its sampler starts afresh), so its resume tokens are
@@ -380,6 +393,7 @@ class BatchEngine:
             self.drafts.end(sequence.draft_key)
             self.drafts.mailbox.forget(sequence.draft_key)
         slot.sequence = None
+        self._tenants = frozenset(s.request.tenant for s in self._active())
         slot.last_used = self.meter.steps
         if not keep_cache:
             slot.cached = []

@@ -21,6 +21,7 @@ class EngineStats:
     step_seconds: float = 0.0  # their total duration
     proposed_tokens: int = 0  # speculation: tokens proposed for verification so far
     accepted_tokens: int = 0  # and how many of them the model's own choices confirmed
+    interrupted_steps: int = 0  # cut short so that another tenant's first request went first
 
 
 class EngineMeter:
@@ -34,6 +35,7 @@ class EngineMeter:
         self.cached_prompt_tokens = 0
         self.proposed_tokens = 0
         self.accepted_tokens = 0
+        self.interrupted_steps = 0
         self._produced: deque[tuple[float, int]] = deque()
 
     def admitted(self, prompt_tokens: int, cached: int) -> None:
@@ -65,4 +67,5 @@ class EngineMeter:
             step_seconds=self.step_seconds,
             proposed_tokens=self.proposed_tokens,
             accepted_tokens=self.accepted_tokens,
+            interrupted_steps=self.interrupted_steps,
         )

@@ -64,6 +64,19 @@ class Forward(Protocol):
     def close(self) -> None: ...
 
 
+class StepInterrupted(Exception):
+    """Raised by an Interruptible's send when interrupt() cut the step short: none of it happened."""
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A Forward whose step under way another thread can cut short, so that a new request goes first."""
+
+    def interrupt(self) -> None:
+        """Any thread: the step under way (or else the next) raises StepInterrupted, unless the last one did."""
+        ...
+
+
 @runtime_checkable
 class Verifier(Protocol):
     """A Forward that verifies proposals: the last `proposed[i]` tokens of work item i are a proposal, and
@@ -86,6 +99,7 @@ class WholeModel:
         self._samplers: dict[int, Sampler] = {}
         self._done: deque[list[tuple[Sampled, ...] | None]] = deque()
         self.step_cost = StepCost()  # of the decode steps run here: speculation sizes proposals by it
+        self._interrupted = False  # the last step was: the next one runs whole, so the running ones advance
 
     @property
     def batch_capacity(self) -> int:
@@ -119,7 +133,8 @@ class WholeModel:
         """proposed: for each work item, how many of its last tokens are a proposal to verify (none if empty).
 
         A proposal's rows all get logits; the sampler decides token by token until one differs from the
-        proposal, and the KV cells of the rows after that are removed at once."""
+        proposal, and the KV cells of the rows after that are removed at once. Raises StepInterrupted when
+        interrupt() cut the step short: nothing was decoded or sampled, so it can be sent again."""
         # Sampled at once, so a sequence released before its tokens are received needs no sampler then.
         batch = self._batch
         batch.clear()
@@ -131,7 +146,10 @@ class WholeModel:
                 index = batch.add(token, w.position + k, w.session, w.sample and k >= last - extra)
             first_rows.append(index - extra)
         started = perf_counter()
-        self._context.decode(batch)
+        if not self._context.decode(batch, interruptible=not self._interrupted):
+            self._interrupted = True
+            raise StepInterrupted
+        self._interrupted = False
         decided: list[tuple[Sampled, ...] | None] = []
         for i, (w, first) in enumerate(zip(work, first_rows, strict=True)):
             if not w.sample:
@@ -147,6 +165,9 @@ class WholeModel:
         if batch.outputs == batch.size:  # a decode step (no prompt rows): it tells what a row costs
             self.step_cost.record(batch.size, perf_counter() - started)
         self._done.append(decided)
+
+    def interrupt(self) -> None:
+        self._context.interrupt()
 
     def receive(self) -> list[Sampled | None]:
         return [tokens[0] if tokens else None for tokens in self.receive_decided()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from opentelemetry.context import Context
@@ -52,13 +53,13 @@ class Sequence:
         return bool(self.pending)
 
 
-def first_of_its_tenant(running: list[Sequence], tenant: str) -> bool:
-    """Whether a sequence of `tenant` joining `running` is its tenant's only one while another tenant's run.
+def first_of_its_tenant(running: AbstractSet[str], tenant: str) -> bool:
+    """Whether a sequence of `tenant` joining sequences of the tenants `running` is its tenant's only one
+    while another tenant's run.
 
     Its prefill then goes in steps without their decode rows: beside them its first step took several
     times longer than alone (each decode row computes the output head, 262,144 rows on Gemma 3)."""
-    tenants = {sequence.request.tenant for sequence in running}
-    return bool(tenants) and tenant not in tenants
+    return bool(running) and tenant not in running
 
 
 @dataclass

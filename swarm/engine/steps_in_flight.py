@@ -6,12 +6,12 @@ from collections import deque
 from collections.abc import Callable
 
 from swarm.engine.engine_meter import EngineMeter
-from swarm.engine.forward import Forward, Verifier
+from swarm.engine.forward import Forward, StepInterrupted, Verifier
 from swarm.engine.sequence import Sequence, Slot
 from swarm.engine.speculation import SpeculationBudget
 from swarm.engine.speculation.budget import WorkerAcceptance
 from swarm.engine.speculation.draft_mailbox import DraftMailbox
-from swarm.engine.step_rows import StepRow, add_to_step
+from swarm.engine.step_rows import StepRow, add_to_step, take_back
 from swarm.shared.stage_messages import Sampled, StageWork
 
 AcceptFn = Callable[[Slot, Sequence, Sampled], None]  # takes one sampled token into its sequence
@@ -60,8 +60,9 @@ class StepsInFlight:
 
     def send(self, slots: list[Slot]) -> bool:
         """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
-        chunks in the room left; False when no sequence is ready. A tenant's first sequence here prefills
-        first, a chunk a step, alone: the others wait that chunk's time for its quick first token."""
+        chunks in the room left; False when no sequence is ready, or when the Forward cut the step short (none
+        of it ran). A tenant's first sequence here prefills first, a chunk a step, alone: the others wait that
+        chunk's time for its quick first token."""
         occupied = [(slot, slot.sequence) for slot in slots if slot.sequence is not None]
         first = [(slot, s) for slot, s in occupied if s.prefill_alone and s.prefilling]
         others_wait = bool(first) and len(first) < len(occupied)
@@ -77,14 +78,15 @@ class StepsInFlight:
         logit_rows, expected = len(stepping), float(len(stepping))  # the step so far, and the tokens it may yield
         for slot, sequence in stepping:
             if sequence.replay:
-                add_to_step(work, rows, slot, sequence, (sequence.replay.pop(0),), sample=not sequence.replay)
+                replayed = (sequence.replay.pop(0),)
+                add_to_step(work, rows, slot, sequence, replayed, "replay", sample=not sequence.replay)
                 continue
             proposal = self._proposal(sequence, logit_rows, expected, room)
             room -= len(proposal)
             logit_rows += len(proposal)
             expected += sequence.acceptance.expected_tokens(len(proposal))
             tokens = (sequence.next_token, *proposal)
-            add_to_step(work, rows, slot, sequence, tokens, sample=True, proposed=len(proposal))
+            add_to_step(work, rows, slot, sequence, tokens, "decode", sample=True, proposed=len(proposal))
         budget = room
         if work or others_wait:
             budget = min(budget, self._prefill_chunk)
@@ -100,14 +102,20 @@ class StepsInFlight:
             # A prompt's next chunk need not wait for the last one's step: the stages take steps in order.
             chunk = sequence.pending[:budget]
             sequence.pending = sequence.pending[len(chunk) :]
-            add_to_step(work, rows, slot, sequence, tuple(chunk), sample=not sequence.pending and not sequence.replay)
+            sample = not sequence.pending and not sequence.replay
+            add_to_step(work, rows, slot, sequence, tuple(chunk), "pending", sample=sample)
             budget -= len(chunk)
         if not work:
             return False
-        if self._verifier is not None:
-            self._verifier.send(work, [row.proposed for row in rows])
-        else:
-            self._forward.send(work)
+        try:
+            if self._verifier is not None:
+                self._verifier.send(work, [row.proposed for row in rows])
+            else:
+                self._forward.send(work)
+        except StepInterrupted:  # a new request goes first: the step is formed again after it is admitted
+            take_back(rows)
+            self._meter.interrupted_steps += 1
+            return False
         self._steps.append(rows)
         return True
 

@@ -202,7 +202,7 @@ def test_repetition_penalty_and_min_p_run_in_the_sampler_chain(engine: BatchEngi
 
 
 class RecordingForward:
-    """The whole model, recording how many rows of each session every step carried."""
+    """The whole model, recording how many rows of each session every step that ran carried."""
 
     def __init__(self, inner: WholeModel) -> None:
         self.inner = inner
@@ -226,8 +226,11 @@ class RecordingForward:
         return self.inner.max_in_flight
 
     def send(self, work: list[StageWork]) -> None:
+        self.inner.send(work)  # may be interrupted: then it never ran
         self.steps.append({w.session: w.rows for w in work})
-        self.inner.send(work)
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()
 
     def receive(self) -> list[Sampled | None]:
         return self.inner.receive()

@@ -1,4 +1,5 @@
-"""A tenant's first sequence on an engine prefills in steps of its own, ahead of another tenant's decode rows."""
+"""A tenant's first sequence on an engine cuts the step under way short and prefills in steps of its own, ahead
+of another tenant's decode rows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import WholeModel
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.launch.local_swarm import wait_until
 from swarm.shared.types import TextPiece
 from tests.engine.test_batch_engine import PROMPTS, Collector, RecordingForward, request
 from tests.greedy_check import GreedyReference
@@ -43,8 +45,15 @@ def test_a_new_tenants_prefill_goes_alone_while_the_running_tenants_decode(
         engine.submit(replace(request(LATE_PROMPT, max_tokens=4, rid="late"), tenant=late_tenant), late)
         late_tokens = late.tokens()
         outputs = {prompt: first_pieces[prompt] + collector.tokens() for prompt, collector in running.items()}
+        interrupted = engine.stats().interrupted_steps
+        wait_until(lambda: engine.stats().slots_busy == 0, 10, "the engine to go idle")
+        held = {slot.seq_id: recorder.inner.cached_positions(slot.seq_id) for slot in engine._slots}
+        recorded = {slot.seq_id: len(slot.cached) for slot in engine._slots}
     finally:
         engine.stop()
+    # The late request cut one step short (its tokens went back, to be decoded again) when it came alone.
+    assert interrupted == (1 if alone else 0)
+    assert held == recorded  # no slot's record claims a cell the cache lacks, or misses one it holds
     running_sessions = set[int]().union(*recorder.steps[:before])
     late_session = {s for step in recorder.steps[before:] for s in step} - running_sessions
     assert len(running_sessions) == 2 and len(late_session) == 1

@@ -11,7 +11,10 @@ import numpy.typing as npt
 from swarm.engine.llama_adapter.batches import EmbeddingBatch, TokenBatch
 from swarm.engine.llama_adapter.hidden_capture import HiddenStateCapture
 from swarm.engine.llama_adapter.model import LlamaModel, ModelLoadError
+from swarm.engine.llama_adapter.step_interrupt import StepInterrupt
 from swarm.shared.stage_messages import HiddenStates
+
+_ABORTED = 2  # llama_decode's status when its abort callback stopped it
 
 
 class LlamaContext:
@@ -55,22 +58,35 @@ class LlamaContext:
         # A unified cache lets any one sequence fill it; a slot's fair share is still 1/slots of it.
         self.context_per_slot = per_sequence // slots if self.capture is not None else per_sequence
         self.batch_size = int(llama_cpp.llama_n_batch(self._ctx))  # llama.cpp caps it at the context size
+        self._interrupt = StepInterrupt(self._ctx)
 
     @property
     def handle(self) -> Any:
         return self._ctx
 
-    def decode(self, batch: TokenBatch | EmbeddingBatch) -> None:
+    def interrupt(self) -> None:
+        """Any thread: the interruptible decode under way stops early, or else the next interruptible one."""
+        self._interrupt.raise_()
+
+    def decode(self, batch: TokenBatch | EmbeddingBatch, interruptible: bool = False) -> bool:
+        """Computes the batch; False when interrupt() cut it short. llama.cpp then removed the batch's KV cells
+        again (a batch is one ubatch: n_ubatch is n_batch), as if it had never run. Every decode, cut short
+        or not, lowers a raised interrupt: whoever raised it is served by what the caller does between decodes."""
         if self.capture is not None:
             self._hidden = None
             self.capture.clear()
+        self._interrupt.arm(interruptible)
         status = llama_cpp.llama_decode(self._ctx, batch.native)
+        self._interrupt.lower()
+        if status == _ABORTED and interruptible:
+            return False
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} on {batch.size} tokens")
         if self.capture is not None:
             self._hidden = self.capture.take()
             if len(self._hidden) != batch.outputs:
                 raise RuntimeError(f"captured {len(self._hidden)} hidden states for {batch.outputs} outputs")
+        return True
 
     def hidden_states(self) -> HiddenStates:
         """The last decode's hidden states, float32 (outputs, n_embd): one row per output token, in batch order."""
