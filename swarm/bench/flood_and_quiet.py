@@ -13,7 +13,9 @@ import contextlib
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as ProcessEvent
 
 from opentelemetry.trace import Tracer
@@ -38,6 +40,15 @@ class FloodLoad:
     quiet_requests: int
     quiet_max_tokens: int
     quiet_gap_s: float = 0.05  # between the quiet tenant's requests
+
+
+@dataclass(frozen=True)
+class RoundArms:
+    """One pair of arms: the quiet tenant's requests alone and flooded, and what the flood got meanwhile."""
+
+    alone: list[TracedRequest]
+    flooded: list[TracedRequest]
+    flood_tokens_per_s: float  # the flooding tenant's tokens received while the quiet one played its requests
 
 
 def first_token_seconds(requests: list[TracedRequest]) -> list[float]:
@@ -67,21 +78,31 @@ async def quiet_first_tokens(load: FloodLoad, prompts: list[str], tracer: Tracer
     return measured
 
 
-async def _flood_one(client: AsyncSwarmClient, prompt: str, max_tokens: int, stop: asyncio.Event) -> None:
+async def _flood_one(
+    client: AsyncSwarmClient, prompt: str, max_tokens: int, stop: asyncio.Event, count: Callable[[int], None]
+) -> None:
     while not stop.is_set():
-        async for _ in client.stream(prompt, max_tokens=max_tokens):
-            pass
+        async for event in client.stream(prompt, max_tokens=max_tokens):
+            if isinstance(event, TextPiece):
+                count(len(event.token_ids))
 
 
-async def flood_until(load: FloodLoad, prompts: list[str], stop: asyncio.Event, started: asyncio.Event) -> int:
-    """Keeps flood_outstanding requests of the flooding tenant open until stop; returns how many connections."""
+async def flood_until(
+    load: FloodLoad,
+    prompts: list[str],
+    stop: asyncio.Event,
+    started: asyncio.Event,
+    count: Callable[[int], None] = lambda _: None,
+) -> int:
+    """Keeps flood_outstanding requests of the flooding tenant open until stop, telling `count` the tokens each
+    piece brings; returns how many connections."""
     clients = [
         AsyncSwarmClient(load.address, api_key=load.flood_key, retries=0)
         for _ in range(min(FLOOD_CONNECTIONS, load.flood_outstanding))
     ]
     tasks = [
         asyncio.create_task(
-            _flood_one(clients[i % len(clients)], prompts[i % len(prompts)], load.flood_max_tokens, stop)
+            _flood_one(clients[i % len(clients)], prompts[i % len(prompts)], load.flood_max_tokens, stop, count)
         )
         for i in range(load.flood_outstanding)
     ]
@@ -101,18 +122,25 @@ async def flood_until(load: FloodLoad, prompts: list[str], stop: asyncio.Event, 
 
 async def alone_and_flooded(
     load: FloodLoad, prompts: list[str], settle_s: float, tracer: Tracer | None = None
-) -> tuple[list[TracedRequest], list[TracedRequest]]:
+) -> RoundArms:
     """One pair of arms, alone first: the quiet tenant's requests alone and under the flood."""
-    alone = await quiet_under_flood(load, prompts, flood=False, settle_s=0.0, tracer=tracer)
-    return alone, await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s, tracer=tracer)
+    alone, _ = await quiet_under_flood(load, prompts, flood=False, settle_s=0.0, tracer=tracer)
+    flooded, flood_rate = await quiet_under_flood(load, prompts, flood=True, settle_s=settle_s, tracer=tracer)
+    return RoundArms(alone, flooded, flood_rate)
 
 
-def flood_process(load: FloodLoad, prompts: list[str], started: ProcessEvent, stop: ProcessEvent) -> None:
-    """A flood's process: floods until stop is set."""
+def flood_process(
+    load: FloodLoad, prompts: list[str], started: ProcessEvent, stop: ProcessEvent, tokens: Synchronized[int]
+) -> None:
+    """A flood's process: floods until stop is set, adding the tokens it receives to `tokens`."""
+
+    def count(received: int) -> None:
+        with tokens.get_lock():
+            tokens.value += received
 
     async def flood() -> None:
         stopping, running = asyncio.Event(), asyncio.Event()
-        flooding = asyncio.create_task(flood_until(load, prompts, stopping, running))
+        flooding = asyncio.create_task(flood_until(load, prompts, stopping, running, count))
         await running.wait()
         started.set()
         await asyncio.to_thread(stop.wait)
@@ -124,19 +152,24 @@ def flood_process(load: FloodLoad, prompts: list[str], started: ProcessEvent, st
 
 async def quiet_under_flood(
     load: FloodLoad, prompts: list[str], flood: bool, settle_s: float, tracer: Tracer | None = None
-) -> list[TracedRequest]:
-    """The quiet tenant's requests, with the flood running (after settle_s to fill the queue) or not."""
+) -> tuple[list[TracedRequest], float]:
+    """The quiet tenant's requests, with the flood running (after settle_s to fill the queue) or not; and the
+    flood's tokens per second meanwhile (0 without one)."""
     if not flood:
-        return await quiet_first_tokens(load, prompts, tracer)
+        return await quiet_first_tokens(load, prompts, tracer), 0.0
     spawn = multiprocessing.get_context("spawn")
-    started, stop = spawn.Event(), spawn.Event()
-    flooding = spawn.Process(target=flood_process, args=(load, prompts, started, stop), name="flood", daemon=True)
+    started, stop, tokens = spawn.Event(), spawn.Event(), spawn.Value("q", 0)
+    flooding = spawn.Process(
+        target=flood_process, args=(load, prompts, started, stop, tokens), name="flood", daemon=True
+    )
     flooding.start()
     try:
         if not await asyncio.to_thread(started.wait, FLOOD_START_S):
             raise RuntimeError(f"the flood's process did not start within {FLOOD_START_S:.0f} s")
         await asyncio.sleep(settle_s)
-        return await quiet_first_tokens(load, prompts, tracer)
+        began, tokens_before = time.monotonic(), tokens.value
+        quiet = await quiet_first_tokens(load, prompts, tracer)
+        return quiet, (tokens.value - tokens_before) / (time.monotonic() - began)
     finally:
         stop.set()
         await asyncio.to_thread(flooding.join, FLOOD_STOP_S)
