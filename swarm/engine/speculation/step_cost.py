@@ -9,6 +9,8 @@ ran; a count not seen yet is estimated from its neighbours, or from a prior unti
 
 from __future__ import annotations
 
+from bisect import insort
+
 
 class StepCost:
     def __init__(self, prior_row_ratio: float = 0.25, weight: float = 0.1, settled: int = 3) -> None:
@@ -18,11 +20,14 @@ class StepCost:
         self._settled = settled
         self._mean: dict[int, float] = {}
         self._count: dict[int, int] = {}
+        self._known: list[int] = []  # row counts with `settled` steps measured, in order (asked every step)
 
     def record(self, rows: int, seconds: float) -> None:
         """A decode step of `rows` rows, each with logits, that took `seconds`."""
         seen = self._count.get(rows, 0)
         self._count[rows] = seen + 1
+        if seen + 1 == self._settled:
+            insort(self._known, rows)
         if seen == 0:
             self._mean[rows] = seconds
         else:  # the first few steps count equally, later ones as a running mean that follows drift
@@ -31,9 +36,9 @@ class StepCost:
 
     def seconds(self, rows: int) -> float:
         """The expected duration of a step of `rows` rows (relative units until any step was measured)."""
-        known = sorted(r for r, n in self._count.items() if n >= self._settled)
-        if rows in known:
+        if self._count.get(rows, 0) >= self._settled:
             return self._mean[rows]
+        known = self._known
         below = [r for r in known if r < rows]
         above = [r for r in known if r > rows]
         if below and above:
