@@ -4,9 +4,11 @@ All llama.cpp calls happen on the engine's own thread. Requests join between ste
 finished or cancelled ones leave at once, and a long prompt is prefilled in chunks
 so that running streams wait at most one chunk. A tenant's first request, while other tenants' run,
 cuts the whole model's step under way short (llama.cpp's abort callback) and prefills in steps of
-its own, so a flood of one tenant delays it by little more than a graph node. A pipeline's Forward takes several steps
-in flight (steps_in_flight): each step carries the sequences not waiting for a token, about an
-equal share of them, so while the last stage computes one group the first computes the next.
+its own, so a flood of one tenant delays it by little more than a graph node; while a tenant seen
+lately runs nothing, steps carry fewer decode rows, so that node (the output head) is shorter.
+A pipeline's Forward takes several steps in flight (steps_in_flight): each step carries the
+sequences not waiting for a token, about an equal share of them, so while the last stage computes
+one group the first computes the next.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, 
 from swarm.engine.engine_meter import EngineMeter, EngineStats
 from swarm.engine.forward import Forward, Interruptible, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
+from swarm.engine.recent_tenants import RecentTenants, decode_row_cap
 from swarm.engine.sequence import EmitFn, Sequence, Slot, choose_slot, first_of_its_tenant
 from swarm.engine.speculation import PromptLookup, SpeculationBudget
 from swarm.engine.speculation.budget import WorkerAcceptance
@@ -81,6 +84,7 @@ class BatchEngine:
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
+        self._recent = RecentTenants()  # while one of them runs nothing here, steps carry fewer decode rows
         self._tenants: frozenset[str] = frozenset()  # of the sequences in slots; set on the engine thread, read on any
         self._running = False
         self._thread = threading.Thread(target=self._loop, name="swarm-engine", daemon=True)
@@ -155,7 +159,8 @@ class BatchEngine:
                 continue
             started = time.monotonic()
             try:
-                if len(self._in_flight) >= self._forward.max_in_flight or not self._in_flight.send(self._slots):
+                cap = decode_row_cap(self.config.slots, self._recent.one_may_return(self._tenants, started))
+                if len(self._in_flight) >= self._forward.max_in_flight or not self._in_flight.send(self._slots, cap):
                     self._in_flight.receive(self._accept)
             except Exception as exc:  # a failed decode must not kill the worker: fail its sequences
                 log.exception("engine step failed")
@@ -275,6 +280,7 @@ class BatchEngine:
             slot.cached = sequence.prompt[:keep]
             slot.sequence = sequence
             self._tenants = self._tenants | {sequence.request.tenant}
+            self._recent.saw(sequence.request.tenant, time.monotonic())
             # A greedy failover's resume tokens are replayed one per step, as they were first decoded, so
             # it goes on bit-identically (a batched prefill rounds differently). A sampled stream goes on
             # differently from an unfailed run anyway (its sampler starts afresh), so its resume tokens are
@@ -393,6 +399,8 @@ class BatchEngine:
             self.drafts.end(sequence.draft_key)
             self.drafts.mailbox.forget(sequence.draft_key)
         slot.sequence = None
+        if sequence is not None:
+            self._recent.saw(sequence.request.tenant, time.monotonic())
         self._tenants = frozenset(s.request.tenant for s in self._active())
         slot.last_used = self.meter.steps
         if not keep_cache:

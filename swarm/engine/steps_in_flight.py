@@ -58,11 +58,12 @@ class StepsInFlight:
         """Forgets every step sent (the Forward discards them too): their tokens never come."""
         self._steps.clear()
 
-    def send(self, slots: list[Slot]) -> bool:
+    def send(self, slots: list[Slot], max_decode_rows: int = 0) -> bool:
         """Sends a step: a token for each ready decoding sequence, at most its share of them, then prompt
         chunks in the room left; False when no sequence is ready, or when the Forward cut the step short (none
         of it ran). A tenant's first sequence here prefills first, a chunk a step, alone: the others wait that
-        chunk's time for its quick first token."""
+        chunk's time for its quick first token. max_decode_rows (0: no cap) caps the decoding sequences
+        stepped; those left out have waited longest in the next step."""
         occupied = [(slot, slot.sequence) for slot in slots if slot.sequence is not None]
         first = [(slot, s) for slot, s in occupied if s.prefill_alone and s.prefilling]
         others_wait = bool(first) and len(first) < len(occupied)
@@ -71,7 +72,7 @@ class StepsInFlight:
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
         share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
-        stepping = ready[:share]
+        stepping = ready[: min(share, max_decode_rows) if max_decode_rows else share]
         work: list[StageWork] = []
         rows: list[StepRow] = []
         room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks

@@ -80,3 +80,41 @@ def test_a_new_tenants_prefill_goes_alone_while_the_running_tenants_decode(
             reference.check(prompt, tokens)  # the wait changed no running sequence's greedy text
     finally:
         reference.close()
+
+
+def test_steps_carry_half_the_slots_decode_rows_while_a_tenant_seen_lately_runs_nothing(tiny_model: Path) -> None:
+    model = LlamaModel(tiny_model)
+    recorder = RecordingForward(WholeModel(model, 4, 512, 512, 1))
+    engine = BatchEngine(model, EngineConfig(slots=4, context_per_slot=512, threads=1, prefill_chunk=CHUNK), recorder)
+    engine.start()
+    try:
+        flood = {prompt: Collector() for prompt in PROMPTS[:3]}
+        first_pieces: dict[str, list[int]] = {}
+        for prompt, collector in flood.items():
+            engine.submit(replace(request(prompt, max_tokens=300), tenant="flood"), collector)
+            piece = collector.next()
+            assert isinstance(piece, TextPiece)
+            first_pieces[prompt] = list(piece.token_ids)
+        decoding = len(recorder.steps)
+        wait_until(lambda: len(recorder.steps) >= decoding + 3, 10, "three steps of the flood alone")
+        alone = recorder.steps[decoding : decoding + 3]
+        quiet = Collector()
+        engine.submit(replace(request("the sea and the sky", max_tokens=2, rid="quiet"), tenant="quiet"), quiet)
+        quiet.tokens()
+        ended = len(recorder.steps)  # the quiet request is over: it may come back
+        wait_until(lambda: len(recorder.steps) >= ended + 12, 10, "twelve steps after the quiet request")
+        after = recorder.steps[ended + 1 : ended + 12]
+        outputs = {prompt: first_pieces[prompt] + collector.tokens() for prompt, collector in flood.items()}
+    finally:
+        engine.stop()
+    assert all(len(step) == 3 for step in alone)  # one tenant alone: every decode row in each step
+    assert all(len(step) <= 2 for step in after)  # half of 4 slots while the quiet tenant runs nothing
+    flood_sessions = set[int]().union(*alone)
+    assert set[int]().union(*after) == flood_sessions  # in turn: none of the three is left behind
+    reference = GreedyReference(tiny_model)
+    try:
+        for prompt, tokens in outputs.items():
+            assert len(tokens) == 300
+            reference.check(prompt, tokens)
+    finally:
+        reference.close()
