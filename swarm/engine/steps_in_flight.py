@@ -91,10 +91,12 @@ class StepsInFlight:
         budget = room
         if work or others_wait:
             budget = min(budget, self._prefill_chunk)
-        else:
-            # Prefill alone: through a pipeline, chunks small enough that every stage holds one at once (the
-            # first computes chunk 2 while the next computes chunk 1), so stages add up less to the first token.
-            budget = max(budget // self._forward.max_in_flight, self._prefill_chunk)
+        elif self._forward.max_in_flight > 1:
+            # Prefill alone through a pipeline: while one stage computes chunk k the one before computes chunk
+            # k+1, so the first token waits for the prompt over one stage plus a chunk over each other stage.
+            # Smaller chunks cost llama.cpp about the same per token down to 64 (Gemma 3 270M, 1 thread); a
+            # step's own overhead (a few ms of messages) is what keeps them from going smaller.
+            budget = min(budget, self._prefill_chunk)
         for slot, sequence in occupied:
             if budget <= 0:
                 break
