@@ -100,7 +100,8 @@ def add_parsers(commands: Any) -> None:
         "--steps-in-flight",
         type=int,
         default=_default("steps_in_flight"),
-        help="a first stage: groups of streams in the pipeline at once (0: one per stage; 1: lock-step)",
+        help="a first stage: groups of streams in the pipeline at once (0: up to one per stage, as many as "
+        "measured step times say are fastest; 1: lock-step; N: always N)",
     )
     p.add_argument(
         "--metrics",

@@ -47,6 +47,10 @@ class Forward(Protocol):
         """How many steps may be sent before the oldest one's tokens are received."""
         ...
 
+    def decode_groups(self, sessions: int) -> int:
+        """Into how many steps in flight `sessions` decoding sessions are split (at most max_in_flight)."""
+        ...
+
     def send(self, work: list[StageWork]) -> None:
         """Starts a step: every row decodes after the rows of the steps sent before it."""
         ...
@@ -128,6 +132,9 @@ class WholeModel:
     @property
     def max_in_flight(self) -> int:
         return 1  # one context computes one step at a time: nothing would overlap
+
+    def decode_groups(self, sessions: int) -> int:
+        return 1
 
     def send(self, work: list[StageWork], proposed: Sequence[int] = ()) -> None:
         """proposed: for each work item, how many of its last tokens are a proposal to verify (none if empty).

@@ -71,7 +71,7 @@ class StepsInFlight:
             occupied = first
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
-        share = -(-len(decoding) // self._forward.max_in_flight)  # groups of equal size keep every stage busy
+        share = -(-len(decoding) // self._forward.decode_groups(len(decoding)))  # groups of equal size
         stepping = ready[: min(share, max_decode_rows) if max_decode_rows else share]
         work: list[StageWork] = []
         rows: list[StepRow] = []

@@ -575,10 +575,14 @@ class SessionToken(_message.Message):
     def __init__(self, session: _Optional[int] = ..., token: _Optional[int] = ..., logprob: _Optional[_Union[TokenLogprob, _Mapping]] = ...) -> None: ...
 
 class StageStepResult(_message.Message):
-    __slots__ = ("tokens",)
+    __slots__ = ("tokens", "stages_seconds", "slowest_stage_seconds")
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_STAGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[SessionToken]
-    def __init__(self, tokens: _Optional[_Iterable[_Union[SessionToken, _Mapping]]] = ...) -> None: ...
+    stages_seconds: float
+    slowest_stage_seconds: float
+    def __init__(self, tokens: _Optional[_Iterable[_Union[SessionToken, _Mapping]]] = ..., stages_seconds: _Optional[float] = ..., slowest_stage_seconds: _Optional[float] = ...) -> None: ...
 
 class DraftContext(_message.Message):
     __slots__ = ("sequence", "start", "tokens", "end", "vocab_fingerprint")

@@ -28,7 +28,8 @@ class WorkerConfig:
     worker_id: str = ""
     next_stage: str = ""  # a pipeline stage file: HOST:PORT of the stage after this one
     hidden_bfloat16: bool = False  # a first stage: send hidden states as bfloat16
-    steps_in_flight: int = 0  # a first stage: steps sent before the oldest one's tokens are back; 0: one per stage
+    # A first stage: steps sent before the oldest one's tokens are back; 0: up to one per stage, as measured.
+    steps_in_flight: int = 0
     tls: TlsFiles | None = None  # None: plaintext; else TLS on its server and on every channel it opens
     drain_timeout_s: float = 30.0
     metrics: str = ""  # HOST:PORT serving Prometheus metrics at /metrics; empty: none

@@ -34,6 +34,7 @@ from swarm.shared.types import SamplingParams
 from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.stage_messages import step_to_wire, tokens_from_wire
+from swarm.worker.decode_groups import best_group_count
 
 
 def _read_replies(replies: Any, inbox: queue.SimpleQueue[pb.StageStepResult | str]) -> None:
@@ -47,6 +48,15 @@ def _read_replies(replies: Any, inbox: queue.SimpleQueue[pb.StageStepResult | st
 
 
 CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class StageReply:
+    """A step's answer from the next stages: each session's decided tokens, and the seconds they computed."""
+
+    tokens: dict[int, tuple[Sampled, ...]]
+    seconds: float  # all the later stages together
+    slowest_seconds: float  # the slowest one of them
 
 
 class StageLink:
@@ -96,9 +106,9 @@ class StageLink:
         self._outbox.put(step)
         self._unanswered += 1
 
-    def receive(self) -> dict[int, tuple[Sampled, ...]]:
-        """The tokens of the oldest step sent, per session (several for a verified proposal); raises
-        ConnectionError, and the next step opens a fresh stream."""
+    def receive(self) -> StageReply:
+        """The tokens of the oldest step sent, per session (several for a verified proposal), and what the next
+        stages spent on it; raises ConnectionError, and the next step opens a fresh stream."""
         if not self._unanswered:
             raise RuntimeError("no step is waiting for its tokens")
         try:
@@ -109,7 +119,7 @@ class StageLink:
             self.abandon()
             raise ConnectionError(f"next stage {self.address} failed: {reply}")
         self._unanswered -= 1
-        return tokens_from_wire(reply)
+        return StageReply(tokens_from_wire(reply), reply.stages_seconds, reply.slowest_stage_seconds)
 
     def abandon(self) -> None:
         """Cancels the open stream and the steps on it; the next stages forget its sessions."""
@@ -140,16 +150,27 @@ class _SentStep:
     rows: list[_SentRows]
     sent_at: float
     logit_rows: int  # rows with logits when the step only decodes (no prompt chunk), else 0: it times StepCost
+    own_seconds: float  # this stage's part of it
 
 
 class PipelineHead:
-    def __init__(self, executor: StageExecutor, link: StageLink, bfloat16: bool = False, in_flight: int = 2) -> None:
-        """in_flight: steps sent before the oldest one's tokens are awaited; about one per stage keeps them busy."""
+    def __init__(
+        self,
+        executor: StageExecutor,
+        link: StageLink,
+        bfloat16: bool = False,
+        in_flight: int = 2,
+        measured_groups: bool = True,
+    ) -> None:
+        """in_flight: steps sent before the oldest one's tokens are awaited; about one per stage keeps them busy.
+        measured_groups: decoding sessions go in as many groups (up to in_flight) as measured step times say
+        is fastest; else always in in_flight groups."""
         if not executor.first or executor.last:
             raise ValueError("a pipeline head runs a first stage that is not also the last")
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         self._in_flight = in_flight
+        self._measured_groups = measured_groups
         self._sent: deque[_SentStep] = deque()
         self._executor = executor
         self._link = link
@@ -161,6 +182,8 @@ class PipelineHead:
         self._trim: set[int] = set()  # slots whose next rows drop a rejected proposal's cells on every stage
         # Of whole trips through the stages: speculation sizes proposals by what a step of more rows costs.
         self.step_cost = StepCost()
+        # Of decode steps by rows, each stage's part: how many groups of sessions pay to keep in flight.
+        self._own_cost, self._after_cost, self._slowest_after_cost = StepCost(), StepCost(), StepCost()
 
     @property
     def batch_capacity(self) -> int:
@@ -173,6 +196,14 @@ class PipelineHead:
     @property
     def max_in_flight(self) -> int:
         return self._in_flight
+
+    def decode_groups(self, sessions: int) -> int:
+        """One group per step in flight until every stage's decode steps are measured; then as many as are
+        fastest by those measurements (one, lock-step, where a stage's cost is mostly per step)."""
+        costs = (self._own_cost, self._after_cost, self._slowest_after_cost)
+        if not self._measured_groups or not all(cost.settled for cost in costs):
+            return self._in_flight
+        return best_group_count(sessions, self._in_flight, *(cost.seconds for cost in costs))
 
     def open(
         self,
@@ -201,6 +232,7 @@ class PipelineHead:
         work = [replace(w, trim=w.session in self._trim) for w in work]
         self._trim.difference_update(w.session for w in work)  # a trim travels with the slot's next rows
         hidden = self._executor.step(work)
+        own_seconds = perf_counter() - started
         onward = PipelineStep(
             tuple(self._opens),
             tuple(self._releases),
@@ -228,6 +260,7 @@ class PipelineHead:
                 ],
                 started,
                 sum(w.rows for w in work) if decoding else 0,
+                own_seconds,
             )
         )
         for w in work:
@@ -240,10 +273,14 @@ class PipelineHead:
         """The oldest step's decided tokens per work item: the first, then those of an accepted proposal. The
         rows a proposal's verification rejected leave this stage's cache now, the later stages' with the
         session's next rows (the last stage dropped them already)."""
-        tokens = self._link.receive()
+        reply = self._link.receive()
+        tokens = reply.tokens
         step = self._sent.popleft()
         if step.logit_rows:
             self.step_cost.record(step.logit_rows, perf_counter() - step.sent_at)
+            self._own_cost.record(step.logit_rows, step.own_seconds)
+            self._after_cost.record(step.logit_rows, reply.seconds)
+            self._slowest_after_cost.record(step.logit_rows, reply.slowest_seconds)
         decided: list[tuple[Sampled, ...] | None] = []
         for rows in step.rows:
             mine = tokens.get(rows.session) if rows.sample else None

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -32,6 +32,14 @@ from swarm.wire.grpc_errors import error_boundary
 from swarm.wire.stage_messages import step_from_wire, step_to_wire, tokens_to_wire
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A step this stage computed, as its reply needs it: the sessions' ids upstream, its computing time."""
+
+    upstream_ids: dict[int, int]
+    seconds: float
 
 
 class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
@@ -67,17 +75,17 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         try:
             if downstream is None:
                 async for message in requests:
-                    step, results = await self._apply(stream, message)
-                    yield self._to_upstream(tokens_to_wire(results), self._upstream_ids(step))
+                    step, results, seconds = await self._apply(stream, message)
+                    yield self._to_upstream(tokens_to_wire(results), _Sent(self._upstream_ids(step), seconds))
                 return
             # Steps sent on and not yet answered, oldest first; the feeder's end (or failure) comes last.
-            sent: asyncio.Queue[dict[int, int] | BaseException | None] = asyncio.Queue()
+            sent: asyncio.Queue[_Sent | BaseException | None] = asyncio.Queue()
             feeder = asyncio.create_task(self._feed(stream, requests, downstream, sent))
             try:
-                while (upstream_ids := await sent.get()) is not None:
-                    if isinstance(upstream_ids, BaseException):
-                        raise upstream_ids
-                    yield self._to_upstream(await self._next_reply(downstream), upstream_ids)
+                while (step_sent := await sent.get()) is not None:
+                    if isinstance(step_sent, BaseException):
+                        raise step_sent
+                    yield self._to_upstream(await self._next_reply(downstream), step_sent)
             finally:
                 feeder.cancel()
         finally:
@@ -86,8 +94,8 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
             ended = self._sessions.drop(stream)
             await loop.run_in_executor(self._engine_thread, self._close_sessions, ended)
 
-    async def _apply(self, stream: object, message: pb.StageStep) -> tuple[PipelineStep, list[StageResult]]:
-        """Runs a step through this stage's layers; returns it in local ids with its results."""
+    async def _apply(self, stream: object, message: pb.StageStep) -> tuple[PipelineStep, list[StageResult], float]:
+        """Runs a step through this stage's layers; returns it in local ids with its results and its seconds."""
         try:
             step = self._sessions.translate(stream, step_from_wire(message, self._executor.model.n_embd))
         except ValueError as exc:
@@ -98,25 +106,31 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
             raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
         started_ns = time.time_ns()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self._executor.apply, step)
+            results, seconds = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self._timed, step)
         except CacheLost as exc:
             raise SwarmError(ErrorCode.FAILED_PRECONDITION, str(exc)) from exc
         for opened in step.opens:  # each request's trace gets this stage's part of its first step
             if opened.traceparent:
                 tracing.past_span("stage.first_step", opened.traceparent, started_ns, stage=self._role)
-        return step, results
+        return step, results, seconds
+
+    def _timed(self, step: PipelineStep) -> tuple[list[StageResult], float]:
+        """On the engine thread: the step's results and how long its computing took (no waiting counted)."""
+        started = time.perf_counter()
+        results = self._executor.apply(step)
+        return results, time.perf_counter() - started
 
     async def _feed(
         self,
         stream: object,
         requests: AsyncIterator[pb.StageStep],
         downstream: Any,
-        sent: asyncio.Queue[dict[int, int] | BaseException | None],
+        sent: asyncio.Queue[_Sent | BaseException | None],
     ) -> None:
         """Runs each step and sends it on without waiting for the replies to the steps before it."""
         try:
             async for message in requests:
-                step, results = await self._apply(stream, message)
+                step, results, seconds = await self._apply(stream, message)
                 onward = PipelineStep(
                     step.opens,
                     step.releases,
@@ -127,7 +141,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                     raise SwarmError(ErrorCode.UNAVAILABLE, f"next stage {self._next_stage} failed: {exc}") from exc
                 # The ids now, not when the reply comes: a later step may give a local id to another session.
-                sent.put_nowait(self._upstream_ids(step))
+                sent.put_nowait(_Sent(self._upstream_ids(step), seconds))
         except Exception as exc:
             sent.put_nowait(exc)
         else:
@@ -149,10 +163,13 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
     def _upstream_ids(self, step: PipelineStep) -> dict[int, int]:
         return {w.session: self._sessions.upstream(w.session) for w in step.work}
 
-    def _to_upstream(self, result: pb.StageStepResult, upstream_ids: dict[int, int]) -> pb.StageStepResult:
-        """A step's tokens under the session ids the stage before this one uses."""
+    def _to_upstream(self, result: pb.StageStepResult, sent: _Sent) -> pb.StageStepResult:
+        """A step's tokens under the session ids the stage before this one uses, with this stage's seconds
+        added to those of the stages after it."""
         for token in result.tokens:
-            token.session = upstream_ids[token.session]
+            token.session = sent.upstream_ids[token.session]
+        result.stages_seconds += sent.seconds
+        result.slowest_stage_seconds = max(result.slowest_stage_seconds, sent.seconds)
         return result
 
     def _close_sessions(self, sessions: list[int]) -> None:

@@ -225,6 +225,9 @@ class RecordingForward:
     def max_in_flight(self) -> int:
         return self.inner.max_in_flight
 
+    def decode_groups(self, sessions: int) -> int:
+        return self.inner.decode_groups(sessions)
+
     def send(self, work: list[StageWork]) -> None:
         self.inner.send(work)  # may be interrupted: then it never ran
         self.steps.append({w.session: w.rows for w in work})

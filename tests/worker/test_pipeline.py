@@ -20,8 +20,10 @@ from swarm.gguf_files.stage_files import StageManifest, split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
 from swarm.launch.local_swarm import free_port
 from swarm.shared.errors import SwarmError
+from swarm.shared.stage_messages import PipelineStep, SessionOpen, StageWork
 from swarm.shared.types import Finished, GenerationEvent, GenerationRequest, SamplingParams, TextPiece
 from swarm.wire import swarm_pb2_grpc as pb_grpc
+from swarm.wire.stage_messages import step_to_wire
 from swarm.worker.pipeline_head import PipelineHead, StageLink
 from swarm.worker.stage_servicer import StageServicer
 from tests.greedy_check import GreedyReference
@@ -100,6 +102,7 @@ def start_head(
     context_per_slot: int = 128,
     speculate: bool = False,
     speculation: SpeculationBudget | None = None,
+    measured_groups: bool = True,
 ) -> BatchEngine:
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
@@ -114,7 +117,7 @@ def start_head(
             speculate=speculate,
             speculation=speculation or SpeculationBudget(),
         ),
-        forward=wrap(PipelineHead(executor, link, bfloat16, in_flight=len(manifest.stages))),
+        forward=wrap(PipelineHead(executor, link, bfloat16, len(manifest.stages), measured_groups)),
     )
     engine.start()
     return engine
@@ -174,3 +177,26 @@ def test_bfloat16_hidden_states_keep_the_greedy_text_on_the_synthetic_model(four
         assert len(tokens[prompt]) == 16
         reference.check(prompt, tokens[prompt], tolerance=BFLOAT16_TOLERANCE)
     reference.close()
+
+
+def test_a_reply_carries_the_seconds_each_later_stage_computed_its_step(four_layers: Path, tmp_path: Path) -> None:
+    manifest = split_model(four_layers, 3, tmp_path)
+    servers = StageServers(tmp_path, manifest)
+    first = LlamaModel(tmp_path / manifest.stages[0].file)
+    executor = StageExecutor(first, first=True, last=False, slots=SLOTS, context_per_slot=128, threads=1)
+    link = StageLink(f"127.0.0.1:{servers.ports[1]}")
+    try:
+        prompt = tuple(first.tokenize(PROMPTS[1]))
+        executor.open(0)
+        hidden = executor.step([StageWork(0, 0, tokens=prompt, sample=True)])[0].hidden
+        greedy = SamplingParams(temperature=0.0)
+        step = PipelineStep((SessionOpen(0, greedy, prompt),), (), (StageWork(0, 0, hidden=hidden, sample=True),))
+        link.send(step_to_wire(step, bfloat16=False))
+        reply = link.receive()
+    finally:
+        link.close()
+        executor.close_all()
+        servers.stop()
+    assert list(reply.tokens) == [0] and len(reply.tokens[0]) == 1
+    # Two stages after the first: their sum is more than the slower one, and at most twice it.
+    assert 0 < reply.slowest_seconds < reply.seconds <= 2 * reply.slowest_seconds

@@ -34,6 +34,11 @@ class StepCost:
             weight = max(self._weight, 1.0 / (seen + 1))
             self._mean[rows] += weight * (seconds - self._mean[rows])
 
+    @property
+    def settled(self) -> bool:
+        """Whether some row count has been measured often enough that seconds() answers in seconds."""
+        return bool(self._known)
+
     def seconds(self, rows: int) -> float:
         """The expected duration of a step of `rows` rows (relative units until any step was measured)."""
         if self._count.get(rows, 0) >= self._settled:
