@@ -49,6 +49,10 @@ class StepsInFlight:
     def __len__(self) -> int:
         return len(self._steps)
 
+    def _decode_steps(self) -> int:
+        """Steps in flight that carry decode rows (replayed tokens are decode rows too)."""
+        return sum(1 for rows in self._steps if any(row.taken_from != "pending" for row in rows))
+
     @property
     def verifies(self) -> bool:
         """Whether proposals are verified: only then does a sequence need a context to propose from."""
@@ -71,8 +75,12 @@ class StepsInFlight:
             occupied = first
         decoding = [(slot, s) for slot, s in occupied if not s.prefilling]
         ready = sorted((p for p in decoding if not p[1].awaiting_token), key=lambda p: (p[1].ready_at, p[0].seq_id))
-        share = -(-len(decoding) // self._forward.decode_groups(len(decoding)))  # groups of equal size
+        groups = self._forward.decode_groups(len(decoding))
+        share = -(-len(decoding) // groups)  # groups of equal size
         stepping = ready[: min(share, max_decode_rows) if max_decode_rows else share]
+        if self._decode_steps() >= groups:
+            # Every group is in flight: groups an earlier choice split (or a late token) merge when they are back.
+            stepping = []
         work: list[StageWork] = []
         rows: list[StepRow] = []
         room = self._forward.batch_capacity - len(stepping)  # rows left for proposals and prompt chunks

@@ -164,6 +164,31 @@ def test_eight_streams_in_overlapping_groups_each_equal_the_whole_model_alone(
     assert max(head.decode_rows) <= math.ceil(len(PROMPTS) / stages)  # ...each carrying one group's share
 
 
+def test_groups_in_flight_merge_into_one_step_when_the_choice_turns_to_lock_step(
+    four_layers: Path, reference: GreedyReference, tmp_path: Path
+) -> None:
+    manifest = split_model(four_layers, 2, tmp_path)
+    servers = StageServers(tmp_path, manifest, slots=len(PROMPTS))
+    watched: list[WatchedForward] = []
+    engine = start_head(tmp_path, manifest, servers, slots=len(PROMPTS), wrap=watching(watched))
+    head = watched[0]
+    switch_at = 8  # steps sent in two groups; then the choice (as measurements may make it) is one group
+    head.decode_groups = lambda sessions: 2 if len(head.decode_rows) < switch_at else 1
+    streams = Streams()
+    try:
+        for prompt in PROMPTS:
+            engine.submit(greedy(prompt, prompt, MAX_TOKENS), streams.emit_for(prompt))
+        streams.until_finished(len(PROMPTS))
+    finally:
+        engine.stop()
+        servers.stop()
+    for prompt in PROMPTS:
+        reference.check(prompt, streams.tokens[prompt])
+    assert max(head.decode_rows[:switch_at]) <= len(PROMPTS) // 2
+    # Both groups came back before the next decode step, which then carried every stream.
+    assert len(PROMPTS) in head.decode_rows[switch_at:]
+
+
 def test_a_stream_cancelled_while_its_step_is_in_flight_gives_its_slot_to_the_next_request(
     four_layers: Path, reference: GreedyReference, tmp_path: Path
 ) -> None:
