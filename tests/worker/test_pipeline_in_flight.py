@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.engine.batch_engine import EngineConfig
+from swarm.engine.batch_engine import BatchEngine, EngineConfig
 from swarm.engine.forward import Forward
 from swarm.gguf_files.stage_files import split_model
 from swarm.gguf_files.synthetic_model import write_tiny_llama
@@ -139,6 +139,19 @@ def greedy(request_id: str, prompt: str, max_tokens: int) -> GenerationRequest:
     return GenerationRequest(request_id, "tiny", prompt, max_tokens, SamplingParams(temperature=0.0))
 
 
+def run_every_prompt(engine: BatchEngine, servers: StageServers) -> Streams:
+    """All of PROMPTS at once, greedy, to the end; then the engine and the stages stop."""
+    streams = Streams()
+    try:
+        for prompt in PROMPTS:
+            engine.submit(greedy(prompt, prompt, MAX_TOKENS), streams.emit_for(prompt))
+        streams.until_finished(len(PROMPTS))
+    finally:
+        engine.stop()
+        servers.stop()
+    return streams
+
+
 @pytest.mark.parametrize("stages", [2, 3])
 def test_eight_streams_in_overlapping_groups_each_equal_the_whole_model_alone(
     stages: int, four_layers: Path, reference: GreedyReference, tmp_path: Path
@@ -148,14 +161,7 @@ def test_eight_streams_in_overlapping_groups_each_equal_the_whole_model_alone(
     watched: list[WatchedForward] = []
     # Always a group per stage: on this model measured step times might choose lock-step instead.
     engine = start_head(tmp_path, manifest, servers, slots=len(PROMPTS), wrap=watching(watched), measured_groups=False)
-    streams = Streams()
-    try:
-        for prompt in PROMPTS:
-            engine.submit(greedy(prompt, prompt, MAX_TOKENS), streams.emit_for(prompt))
-        streams.until_finished(len(PROMPTS))
-    finally:
-        engine.stop()
-        servers.stop()
+    streams = run_every_prompt(engine, servers)
     for prompt in PROMPTS:
         assert len(streams.tokens[prompt]) == MAX_TOKENS
         reference.check(prompt, streams.tokens[prompt])
@@ -174,14 +180,7 @@ def test_groups_in_flight_merge_into_one_step_when_the_choice_turns_to_lock_step
     head = watched[0]
     switch_at = 8  # steps sent in two groups; then the choice (as measurements may make it) is one group
     head.decode_groups = lambda sessions: 2 if len(head.decode_rows) < switch_at else 1
-    streams = Streams()
-    try:
-        for prompt in PROMPTS:
-            engine.submit(greedy(prompt, prompt, MAX_TOKENS), streams.emit_for(prompt))
-        streams.until_finished(len(PROMPTS))
-    finally:
-        engine.stop()
-        servers.stop()
+    streams = run_every_prompt(engine, servers)
     for prompt in PROMPTS:
         reference.check(prompt, streams.tokens[prompt])
     assert max(head.decode_rows[:switch_at]) <= len(PROMPTS) // 2
