@@ -52,9 +52,9 @@ def test_a_stage_killed_with_groups_in_flight_leaves_every_stream_unchanged(
 ) -> None:
     stage_files = [tmp_path / "split" / s.file for s in split_model(slow_model, stages, tmp_path / "split").stages]
     swarm = make_swarm(workers=0, model=slow_model)
-    started = swarm.processes.start_pipeline(
-        swarm.address, stage_files, "--threads", "1", "--context", "1024", "--slots", str(STREAMS)
-    )
+    # A group per stage always: measured step times might choose lock-step on this model.
+    flags = ("--threads", "1", "--context", "1024", "--slots", str(STREAMS), "--steps-in-flight", str(stages))
+    started = swarm.processes.start_pipeline(swarm.address, stage_files, *flags)
     killed = next(p for p in started if p.name == victim)
     swarm.wait_for_workers(1)
     received = {f"groups-{i}": 0 for i in range(STREAMS)}
