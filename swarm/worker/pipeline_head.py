@@ -4,7 +4,9 @@ BatchEngine schedules the sessions as for a whole model; each step runs through 
 stage's layers, its hidden states go to the next stage over one gRPC stream, and the
 tokens the last stage sampled come back on it. Up to one step per stage is in flight:
 every stage takes its steps in order, so while the later stages compute one step this
-one computes the next.
+one computes the next. How many groups the decoding sessions are split into (one step
+each) follows the stages' measured step times (decode_groups.py): lock-step where a
+stage pays mostly per step, as Gemma 3's output head does.
 
 A speculating session's step carries its next token and the proposal after it; the last
 stage verifies the proposal and answers every token it decided, so one trip through the
