@@ -87,6 +87,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument(
         "--breakdown", action="store_true", help="trace the swarm (OTLP to a receiver here) and time each hop"
     )
+    p.add_argument(
+        "--first-token-pause-ms", type=float, default=None, help="the worker's (default: swarm join's own default)"
+    )
     p.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
     p.set_defaults(run=run_first_token)
 
@@ -98,7 +101,10 @@ def run_first_token(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="swarm-ttft-") as scratch:
         swarm = LocalSwarm(log_dir=Path(scratch))
         try:
-            address = start_swarm(swarm, Path(scratch), model_path, args.threads, receiver)
+            pause = (
+                [] if args.first_token_pause_ms is None else ["--first-token-pause-ms", str(args.first_token_pause_ms)]
+            )
+            address = start_swarm(swarm, Path(scratch), model_path, args.threads, receiver, *pause)
             measured = measure(address, model_path, args.threads, args.rounds)
         finally:
             swarm.stop()  # each process exports its last spans on the way out
@@ -113,12 +119,16 @@ def run_first_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_swarm(swarm: LocalSwarm, scratch: Path, model: Path, threads: int, receiver: SpanReceiver | None) -> str:
+def start_swarm(
+    swarm: LocalSwarm, scratch: Path, model: Path, threads: int, receiver: SpanReceiver | None, *worker_args: str
+) -> str:
     tracing = ["--otlp-endpoint", receiver.endpoint] if receiver is not None else []
     swarm.start_redis(scratch / "redis")
     address = f"127.0.0.1:{free_port()}"
     swarm.start_coordinator(address, "", *tracing)
-    swarm.start_worker(address, model, "--threads", str(threads), "--slots", "1", "--context", str(CONTEXT), *tracing)
+    swarm.start_worker(
+        address, model, "--threads", str(threads), "--slots", "1", "--context", str(CONTEXT), *tracing, *worker_args
+    )
 
     wait_for_a_worker(address)
     return address

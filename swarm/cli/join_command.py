@@ -165,6 +165,16 @@ def add_parsers(commands: Any) -> None:
         "measure what proposals would be accepted (default %(default)s)",
     )
     p.add_argument(
+        "--first-token-pause-ms",
+        type=float,
+        default=_default("first_token_pause_ms"),
+        metavar="MS",
+        help="after a step that gives a request its first token, wait this long before the next step (ended "
+        "early by new work, at most a tenth of the time), so the processes carrying the token to the client "
+        "get the cores; only when the worker's threads take every core it may use; 0: never "
+        "(default %(default)s)",
+    )
+    p.add_argument(
         "--draft-for",
         default="",
         metavar="MODEL",

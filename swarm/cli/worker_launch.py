@@ -60,6 +60,7 @@ def join_config(
         speculate_always=args.speculate == "always",
         draft_for=args.draft_for,
         draft_lookahead=args.draft_lookahead,
+        first_token_pause_ms=args.first_token_pause_ms,
         tls=tls,
     )
     return WorkerConfig(**{**fields, **assigned})

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from swarm.engine.engine_inbox import Cancel, InboxItem, SetLoaded, SetThreads, Submit
 from swarm.engine.engine_meter import EngineMeter, EngineStats
+from swarm.engine.first_token_pause import FirstTokenPause
 from swarm.engine.forward import Forward, Interruptible, WholeModel
 from swarm.engine.llama_adapter import LlamaModel
 from swarm.engine.recent_tenants import RecentTenants, decode_row_cap
@@ -54,11 +55,14 @@ class EngineConfig:
     # slower on a quiet machine: see docs/benchmarks.md, "Speculative decoding".
     speculate: bool = False
     speculation: SpeculationBudget = field(default_factory=SpeculationBudget)
+    first_token_pause_s: float = 0.005  # see first_token_pause; 0 turns it off
 
     def __post_init__(self) -> None:
         for name in ("slots", "context_per_slot", "batch_size", "prefill_chunk", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.first_token_pause_s <= 0.1:
+            raise ValueError("first_token_pause_s must be between 0 and 0.1 seconds")
         if self.batch_size < self.slots:
             raise ValueError("batch_size must be at least slots (one decode token per slot)")
 
@@ -84,6 +88,8 @@ class BatchEngine:
         self._slots = [Slot(i) for i in range(config.slots)]
         self._inbox: queue.SimpleQueue[InboxItem] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
+        self._pause = FirstTokenPause(config.first_token_pause_s)  # lets a first token's hops have the cores
+        self._cores = len(os.sched_getaffinity(0))
         self._recent = RecentTenants()  # while one of them runs nothing here, steps carry fewer decode rows
         self._tenants: frozenset[str] = frozenset()  # of the sequences in slots; set on the engine thread, read on any
         self._running = False
@@ -148,7 +154,12 @@ class BatchEngine:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while self._running:
             self.round_listener()  # the last round's events go out before this one's work (or wait)
-            self._drain_inbox(block=not self._active() and not self._waiting and not self._in_flight)
+            idle = not self._active() and not self._waiting and not self._in_flight
+            if idle or self.threads < self._cores:  # the cores are free: nothing to pause for
+                self._pause.skip()
+            pause = self._pause.take()
+            self.meter.first_token_pauses += pause > 0
+            self._drain_inbox(wait_s=0.5 if idle else pause)
             try:
                 self._admit_waiting()
             except Exception as exc:  # e.g. a sampler llama.cpp refused: fail that request, not the worker
@@ -178,9 +189,10 @@ class BatchEngine:
             sequence.emit(SwarmError(ErrorCode.UNAVAILABLE, "worker is shutting down"))
         self.round_listener()
 
-    def _drain_inbox(self, block: bool) -> None:
+    def _drain_inbox(self, wait_s: float) -> None:
+        """Takes what the inbox holds, waiting up to wait_s for the first item (0: not at all)."""
         try:
-            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait()
         except queue.Empty:
             return
         while True:
@@ -338,7 +350,10 @@ class BatchEngine:
     def _accept(self, slot: Slot, sequence: Sequence, sampled: Sampled) -> None:
         token = sampled.token
         sequence.generated += 1
-        if sequence.trace is not None and sequence.generated == len(sequence.request.resume_tokens) + 1:
+        first = sequence.generated == len(sequence.request.resume_tokens) + 1
+        if first:
+            self._pause.note_first_token()
+        if sequence.trace is not None and first:
             tracing.past_span(
                 "worker.prefill_to_first_token",
                 sequence.trace,

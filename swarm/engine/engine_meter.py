@@ -36,6 +36,7 @@ class EngineMeter:
         self.proposed_tokens = 0
         self.accepted_tokens = 0
         self.interrupted_steps = 0
+        self.first_token_pauses = 0  # waits before a step, so that a first token's hops had the cores
         self._produced: deque[tuple[float, int]] = deque()
 
     def admitted(self, prompt_tokens: int, cached: int) -> None:

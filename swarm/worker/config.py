@@ -46,10 +46,13 @@ class WorkerConfig:
     speculate_always: bool = False  # `--speculate always`: every proposal verified, paying or not (to measure them)
     draft_for: str = ""  # a draft PC: the model whose workers it proposes tokens to (`--draft-for`)
     draft_lookahead: int = 8  # a draft PC: how many tokens it guesses ahead of each sequence
+    first_token_pause_ms: float = 5.0  # the engine's wait after a first token (see first_token_pause); 0: none
 
     def __post_init__(self) -> None:
         if self.speculate_always and not self.speculate:
             raise ValueError("speculate_always needs speculate: it verifies every proposal of a speculating worker")
+        if not 0 <= self.first_token_pause_ms <= 100:
+            raise ValueError("first_token_pause_ms (--first-token-pause-ms) must be between 0 and 100")
         coordinator_list(self.coordinator)
         split_host_port(self.listen)
         if self.advertise:

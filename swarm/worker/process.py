@@ -117,6 +117,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         idle_priority=config.hours.mode is WhenMode.IDLE,
         speculate=config.speculate,
         speculation=SpeculationBudget.eager() if config.speculate_always else SpeculationBudget(),
+        first_token_pause_s=config.first_token_pause_ms / 1000,
     )
     # Paired with a draft PC later, if the coordinator finds one for its model (see draft_link).
     drafts = DraftLink(model_vocab_fingerprint(model), config.token, config.tls)
