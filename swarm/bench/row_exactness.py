@@ -60,18 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", default="default", help="GGUF path or 'default' (Gemma 3 270M)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", default="2,3,4,5,9", help="row counts to try, comma-separated")
+    parser.add_argument("--rows", default="2,3,4,5,8,9", help="row counts to try, comma-separated")
+    parser.add_argument(
+        "--repack", choices=("on", "off"), default="on", help="llama.cpp's weight repacking (on: its default)"
+    )
     args = parser.parse_args(argv)
     row_counts = sorted({int(k) for k in args.rows.split(",")})
     if not row_counts or row_counts[0] < 1:
         parser.error("--rows: row counts of at least 1, e.g. 2,3,4,5,9")
     path = resolve_model(args.model)
-    model = LlamaModel(path)
+    model = LlamaModel(path, repack=args.repack == "on")
     try:
         found = differences(model, args.threads, row_counts)
     finally:
         model.close()
-    print(f"model {path.name}, {args.threads} threads; max |logit difference| against one-row steps, per row")
+    print(
+        f"model {path.name}, {args.threads} threads, repacking {args.repack}; "
+        "max |logit difference| against one-row steps, per row"
+    )
     print("| rows in the step | each row's difference | exact |")
     print("| ---: | --- | --- |")
     for k, per_row in found.items():

@@ -46,9 +46,12 @@ def check_gguf(path: Path) -> None:
 class LlamaModel:
     """Weights and vocabulary of one GGUF model: tokenize, detokenize, end-of-generation tokens."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, repack: bool = True) -> None:
+        """repack: let llama.cpp repack weights for its faster CPU kernels (its default). Off, a step of a few
+        rows computes each row exactly as a step of one row does (bench/row_exactness), at about the same speed."""
         check_gguf(path)
         self.path = path
+        self.repack = repack
         self._model: Any = None
         self.load()
 
@@ -58,6 +61,7 @@ class LlamaModel:
             return
         init_backend()
         params = llama_cpp.llama_model_default_params()
+        params.use_extra_bufts = self.repack
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load the model: {self.path}")
