@@ -65,9 +65,7 @@ def latencies(
                 else:  # the step ended before the flag: undo it, and lower the flag the timer raised since
                     for sequence in range(rows):
                         context.forget(sequence, position)
-                    context.decode(batch, interruptible=False)
-                    for sequence in range(rows):
-                        context.forget(sequence, position)
+                    context.clear_interrupt()
             if after:
                 ran_on[delay_ms] = statistics.median(after)
         return statistics.median(whole), ran_on

@@ -75,3 +75,17 @@ def test_a_flag_raised_by_another_thread_stops_the_next_interruptible_decode(tin
     finally:
         batch.close()
         context.close()
+
+
+def test_a_cleared_interrupt_lets_the_next_interruptible_decode_run_whole(tiny_model: Path) -> None:
+    model = LlamaModel(tiny_model)
+    context = LlamaContext(model, 1, 256, 256, 1)
+    batch = _prompt_batch(model, 0)
+    try:
+        context.interrupt()
+        context.clear_interrupt()
+        assert context.decode(batch, interruptible=True)
+        assert context.positions(0) == batch.size
+    finally:
+        batch.close()
+        context.close()

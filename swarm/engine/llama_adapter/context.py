@@ -68,6 +68,10 @@ class LlamaContext:
         """Any thread: the interruptible decode under way stops early, or else the next interruptible one."""
         self._interrupt.raise_()
 
+    def clear_interrupt(self) -> None:
+        """Lowers an interrupt raised since the last decode, so that the next interruptible decode runs whole."""
+        self._interrupt.lower()
+
     def decode(self, batch: TokenBatch | EmbeddingBatch, interruptible: bool = False) -> bool:
         """Computes the batch; False when interrupt() cut it short. llama.cpp then removed the batch's KV cells
         again (a batch is one ubatch: n_ubatch is n_batch), as if it had never run. Every decode, cut short
