@@ -48,6 +48,14 @@ ACTIVE_TENANTS_READ_S = 1.0  # how often the tenants active lately are counted i
 REDIS_PATIENCE_S = 30.0
 
 
+def queue_full(waiting: int) -> SwarmError:
+    """The refusal of a request that found `waiting` requests queued, the coordinator's bound."""
+    return SwarmError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -76,6 +84,7 @@ class Dispatcher:
             config, store, registry, monitor, calls, self._ledger, self._leases, self._prefixes, self._drop, self.wake
         )
         self._stopping = False  # clients leaving now are cut off by this process's shutdown, not leaving
+        self.claimed_at_admission = 0  # requests that went to a worker in their enqueue's round trip
         self._started_ms = int(time.time() * 1000)
 
     # ------------------------------------------------------------ workers, for the service and metrics
@@ -117,23 +126,71 @@ class Dispatcher:
 
     # ------------------------------------------------------------ clients
 
-    async def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """Queues a new request and follows it; a second submit of the same request follows the first."""
+    async def submit(
+        self, request: GenerationRequest, *, max_queue: int = 0, attach_known: bool = False
+    ) -> AsyncIterator[GenerationEvent]:
+        """Queues a new request and follows it; a second submit of the same request follows the first.
+
+        max_queue: RESOURCE_EXHAUSTED when that many requests wait already (0: no bound).
+        attach_known: the client named the id and it was not looked up: one Redis knows is followed
+        instead (`attach`), in the same round trip as the queueing.
+        """
         record = self._requests.get(request.request_id)
         if record is not None:
             check_same_request(record.request, request.fingerprint)
+            return self._follow(record, 0)
+        if attach_known and request.request_id in self._ledger.unforgotten:
+            attach_known = False  # it ended here while Redis was away: its retry starts anew (see attach)
+            await self._store.forget(request.request_id)
+            self._ledger.unforgotten.discard(request.request_id)
+        record = self._admit(request, enqueued_ms=int(time.time() * 1000))
+        record.in_redis = False
+        worker = self._free_worker_now(record)
+        try:
+            admitted = await self._store.admit(
+                request,
+                if_new=attach_known,
+                max_queue=max_queue,
+                claim_for=worker.info.worker_id if worker is not None else "",
+            )
+        except BaseException:
+            self._drop(record)
+            record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
+            raise
+        if admitted.known or admitted.full_at:
+            self._drop(record)
+            if admitted.full_at:
+                raise queue_full(admitted.full_at)
+            events = await self.attach(request.request_id, request.fingerprint, 0)
+            # None: it ended and went between the two round trips; queue it anew.
+            return events if events is not None else await self.submit(request, max_queue=max_queue)
+        record.enqueued_ms, record.queue_score, record.in_redis = admitted.enqueued_ms, admitted.score, True
+        if admitted.claimed and worker is not None:
+            self.claimed_at_admission += 1
+            self._runs.start(record, worker)
         else:
-            record = self._admit(request, enqueued_ms=int(time.time() * 1000))
-            record.in_redis = False
-            try:
-                record.enqueued_ms, record.queue_score = await self._store.enqueue(request)
-                record.in_redis = True
-            except BaseException:
-                self._drop(record)
-                record.stream.fail(SwarmError(ErrorCode.UNAVAILABLE, "the request could not be queued; retry it"))
-                raise
             self.wake()
         return self._follow(record, 0)
+
+    def _free_worker_now(self, record: RequestRecord) -> WorkerView | None:
+        """The worker the dispatcher's next pass would give this request, if nothing else here waits for one.
+
+        The plan is `_dispatch_waiting`'s for one request, with the tenants last read from Redis (at most
+        ACTIVE_TENANTS_READ_S old); the store claims it only if it is first in the whole queue.
+        """
+        if self._loads is not None:  # a planned model may have to be loaded first: the pass decides
+            return None
+        views = self._routing_views()
+        if not any(v.free_slots for v in views):
+            return None
+        if any(r.run is None and not r.stream.done and r is not record for r in self._requests.values()):
+            return None
+        waiting = WaitingRequest(
+            record.request_id, record.request.model, record.request.prompt, record.enqueued_ms, record.request.tenant
+        )
+        now_ms, wait_s = int(time.time() * 1000), self._config.no_worker_wait_s
+        plan = plan_dispatch([waiting], views, self._prefixes.matches, now_ms, wait_s, self._share())
+        return plan.assignments[0].worker if plan.assignments else None
 
     async def attach(
         self, request_id: str, fingerprint: str, skip_tokens: int
@@ -345,6 +402,10 @@ class Dispatcher:
         if time.monotonic() - self._tenants_read_at >= ACTIVE_TENANTS_READ_S:
             self._active_tenants = await self._store.active_tenants(ACTIVE_TENANT_S)
             self._tenants_read_at = time.monotonic()
+        return self._share()
+
+    def _share(self) -> SlotShare:
+        """The slot rule's inputs as this process has them (the active tenants as last read)."""
         running = Counter((r.request.tenant, r.request.model) for r in self._requests.values() if r.run is not None)
         # Tenants with a request here are active now, whether or not the last read saw them.
         active = self._active_tenants | {r.request.tenant for r in self._requests.values()}

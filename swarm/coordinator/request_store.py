@@ -21,6 +21,17 @@ from swarm.shared.types import Finished, GenerationRequest, TextPiece
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """What RequestStore.admit did: nothing (known, or full_at > 0), or queued the request and maybe claimed it."""
+
+    known: bool = False  # Redis has a request under the id: nothing was written
+    full_at: int = 0  # the queue was full with this many waiting: nothing was written
+    enqueued_ms: int = 0
+    score: float = 0.0
+    claimed: bool = False  # taken off the queue for the worker asked for: it is running there
+
+
+@dataclass(frozen=True)
 class StoredResult:
     pieces: tuple[TextPiece, ...]
     finished: Finished
@@ -38,12 +49,23 @@ class StoredRequest:
 
 
 # KEYS: the request hash, its lease, the queue, its pieces, the classes' virtual times, the tenants'
-# virtual finishes, when each tenant last queued a request. ARGV: the request as JSON, now (ms), the owner,
-# the lease TTL (ms), the request id, its class, the class's base score, the tenant, its step (1/weight).
+# virtual finishes, when each tenant last queued a request, the running set. ARGV: the request as JSON, now
+# (ms), the owner, the lease TTL (ms), the request id, its class, the class's base score, the tenant, its
+# step (1/weight), then: '1' to do nothing for an id Redis has a request under, the queue bound (0: none),
+# and a worker id to claim the request for at once when it is first in the queue ('': leave it queued).
 # The fair queue tag (queue_tags.queue_tag) is taken and the tenant's finish moved in the same step, so
-# coordinators sharing the queue agree on it.
-# Returns the score as a string (Lua numbers reach Redis as integers).
+# coordinators sharing the queue agree on it. The claim is _CLAIM's for one request: the dispatcher's pass
+# would take the queue's first request for a free worker anyway, and doing it here saves its wake-up and a
+# round trip on the way to a first token.
+# Returns {'known'}, {'full', the queue's depth}, or {'queued', the score as a string (Lua numbers reach
+# Redis as integers), 1 if claimed else 0}.
 _ENQUEUE = """
+if ARGV[10] == '1' and redis.call('HEXISTS', KEYS[1], 'request') == 1 then return {'known'} end
+local bound = tonumber(ARGV[11])
+if bound > 0 then
+  local depth = redis.call('ZCARD', KEYS[3])
+  if depth >= bound then return {'full', depth} end
+end
 local start = tonumber(ARGV[7])
 local class_time = tonumber(redis.call('HGET', KEYS[5], ARGV[6]))
 if class_time and class_time > start then start = class_time end
@@ -58,7 +80,12 @@ redis.call('HSET', KEYS[1], 'request', ARGV[1], 'state', 'queued', 'enqueued_ms'
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], score, ARGV[5])
 redis.call('DEL', KEYS[4])
-return score
+if ARGV[12] == '' or redis.call('ZRANGE', KEYS[3], 0, 0)[1] ~= ARGV[5] then return {'queued', score, 0} end
+redis.call('ZREM', KEYS[3], ARGV[5])
+if not class_time or tonumber(score) > class_time then redis.call('HSET', KEYS[5], ARGV[6], score) end
+redis.call('SADD', KEYS[8], ARGV[5])
+redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[12])  -- RequestState.RUNNING
+return {'queued', score, 1}
 """
 
 # KEYS: when each tenant last queued a request. ARGV: the oldest time (ms) that still counts as active.
@@ -139,36 +166,52 @@ class RequestStore:
 
     async def enqueue(self, request: GenerationRequest) -> tuple[int, float]:
         """Queues the request, owned by this store's coordinator; returns when (ms) and its queue score."""
+        queued = await self.admit(request)
+        return queued.enqueued_ms, queued.score
+
+    async def admit(
+        self, request: GenerationRequest, *, if_new: bool = False, max_queue: int = 0, claim_for: str = ""
+    ) -> Admitted:
+        """Queues the request in one round trip, owned by this store's coordinator.
+
+        if_new: unless Redis already has a request under its id (then `known`, nothing written).
+        max_queue: unless that many requests wait already (then `full`, nothing written; 0: no bound).
+        claim_for: a worker id to claim it for at once if it is first in the queue (`claimed`).
+        """
         now_ms = int(time.time() * 1000)
         with tracing.span("redis.enqueue"):
-            score = await self._enqueue(request, now_ms)
-        return now_ms, score
-
-    async def _enqueue(self, request: GenerationRequest, now_ms: int) -> float:
-        score = await self._enqueue_script(
-            keys=[
-                keys.request_key(request.request_id),
-                keys.request_lease_key(request.request_id),
-                keys.QUEUE,
-                keys.request_pieces_key(request.request_id),
-                keys.FAIR_CLASS_TIME,
-                keys.FAIR_TENANT_FINISH,
-                keys.FAIR_TENANT_SEEN,
-            ],
-            args=[
-                to_json(request),
-                now_ms,
-                self.leases.owner,
-                self.leases.ttl_ms,
-                request.request_id,
-                request.priority,
-                repr(class_base(request.priority)),
-                request.tenant,
-                repr(tag_step(request.weight)),
-            ],
-        )
-        await self._durable.confirm()
-        return float(score)
+            reply = await self._enqueue_script(
+                keys=[
+                    keys.request_key(request.request_id),
+                    keys.request_lease_key(request.request_id),
+                    keys.QUEUE,
+                    keys.request_pieces_key(request.request_id),
+                    keys.FAIR_CLASS_TIME,
+                    keys.FAIR_TENANT_FINISH,
+                    keys.FAIR_TENANT_SEEN,
+                    keys.RUNNING,
+                ],
+                args=[
+                    to_json(request),
+                    now_ms,
+                    self.leases.owner,
+                    self.leases.ttl_ms,
+                    request.request_id,
+                    request.priority,
+                    repr(class_base(request.priority)),
+                    request.tenant,
+                    repr(tag_step(request.weight)),
+                    "1" if if_new else "0",
+                    max_queue,
+                    claim_for,
+                ],
+            )
+            if reply[0] == "known":
+                return Admitted(known=True)
+            if reply[0] == "full":
+                return Admitted(full_at=int(reply[1]))
+            await self._durable.confirm()
+        return Admitted(enqueued_ms=now_ms, score=float(reply[1]), claimed=bool(int(reply[2])))
 
     async def active_tenants(self, window_s: float) -> set[str]:
         """The tenants that queued a request through any coordinator in the last window_s (fairness.slot_share)."""

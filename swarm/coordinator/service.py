@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from swarm.coordinator.config import CoordinatorConfig
-from swarm.coordinator.dispatcher import Dispatcher
+from swarm.coordinator.dispatcher import Dispatcher, queue_full
 from swarm.coordinator.draft_pairing import draft_refusal, paired_draft
 from swarm.coordinator.embeddings import Embeddings
 from swarm.coordinator.fairness.request_tenant import with_tenant
@@ -31,6 +31,7 @@ from swarm.shared.grammar_check import check_grammar
 from swarm.shared.plan_messages import AssignmentReply, NodeOffer, StageMeasurement, offer_problem
 from swarm.shared.types import (
     GenerationEvent,
+    GenerationRequest,
     ModelSummary,
     RawRequest,
     SwarmStatus,
@@ -109,8 +110,12 @@ class InferenceService:
             traceparent=tracing.traceparent(),
             piece_interval_s=self._config.whole_answer_piece_interval_s if whole_answer else 0.0,
         )
+        # A retry with an id this swarm has attaches to it. Looked up first only where it must be: a resume
+        # (NOT_FOUND if unknown) or a key with limits (its admission counts against them). Otherwise the id
+        # is checked in the round trip that queues the request (Dispatcher.submit), one fewer before a worker.
         waiting: int | None = None
-        if raw.request_id:  # a retry of a request this swarm already has attaches to it
+        looked_up = bool(raw.request_id) and (raw.resume_after_tokens > 0 or access.record is not None)
+        if looked_up:
             # The queue's depth is read beside the id's lookup: one Redis round trip before queueing, not two.
             known, waiting = await asyncio.gather(
                 self._dispatcher.attach(request.request_id, request.fingerprint, raw.resume_after_tokens),
@@ -126,6 +131,39 @@ class InferenceService:
                     f"request_id: no request {raw.request_id!r} is kept here to resume (it was delivered, failed "
                     "for good or expired); send it again from the start, with resume_after_tokens 0",
                 )
+        try:
+            request = await self._placed(request, access)
+        except SwarmError:
+            # A request already running is followed whatever the fleet looks like now (its worker may be gone).
+            known = None
+            if raw.request_id and not looked_up:
+                known = await self._dispatcher.attach(request.request_id, request.fingerprint, 0)
+            if known is None:
+                raise
+            async for event in known:
+                yield event
+            return
+        if waiting is None and access.record is not None:
+            waiting = await self._store.depth()  # before the key's admission counts the request
+        if waiting is not None and waiting >= self._config.max_queue:
+            raise queue_full(waiting)
+        ticket = await self._admission.admit(access, request) if self._admission is not None else None
+        events = self._dispatcher.submit(
+            request, max_queue=self._config.max_queue, attach_known=bool(raw.request_id) and not looked_up
+        )
+        if ticket is None:
+            async for event in await events:
+                yield event
+            return
+        try:
+            async for event in await events:
+                ticket.observe(event)
+                yield event
+        finally:
+            await ticket.close()
+
+    async def _placed(self, request: GenerationRequest, access: Access) -> GenerationRequest:
+        """The request with its model resolved; refused if the caller may not use it or it overflows the context."""
         model = await self._resolve_model(request.model)
         check_model(access, model)
         request = replace(request, model=model)
@@ -135,24 +173,7 @@ class InferenceService:
                 check_fits_context(request, context)
             except InvalidRequest as exc:
                 raise SwarmError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-        if waiting is None:
-            waiting = await self._store.depth()
-        if waiting >= self._config.max_queue:
-            raise SwarmError(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"the swarm is full: {waiting} requests are waiting for a worker; retry in a few seconds",
-            )
-        ticket = await self._admission.admit(access, request) if self._admission is not None else None
-        if ticket is None:
-            async for event in await self._dispatcher.submit(request):
-                yield event
-            return
-        try:
-            async for event in await self._dispatcher.submit(request):
-                ticket.observe(event)
-                yield event
-        finally:
-            await ticket.close()
+        return request
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         """The inputs' embeddings from a worker of the model (Embeddings routes them)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from swarm.coordinator import redis_keys as keys
+from swarm.coordinator.request_store import Admitted
 from swarm.shared.types import GenerationRequest
 from tests.coordinator.core_harness import FakeWorker, collect, request, run, running_core, wait_for
 
@@ -25,10 +27,10 @@ def test_a_request_still_being_queued_waits_for_its_place_instead_of_going_first
         worker = FakeWorker("w", slots=1, hold_at=1)
         async with running_core(redis_url, [worker]) as core:
             late_queued, claim_seen = asyncio.Event(), asyncio.Event()
-            enqueue, claim_many = core.store.enqueue, core.store.claim_many
+            admit, claim_many = core.store.admit, core.store.claim_many
 
-            async def enqueue_answering_after_a_claim(queued: GenerationRequest) -> tuple[int, float]:
-                answer = await enqueue(queued)
+            async def admit_answering_after_a_claim(queued: GenerationRequest, **how: Any) -> Admitted:
+                answer = await admit(queued, **how)
                 if queued.request_id == "late":
                     late_queued.set()  # in Redis, but the dispatcher does not know its score yet
                     await claim_seen.wait()
@@ -39,7 +41,7 @@ def test_a_request_still_being_queued_waits_for_its_place_instead_of_going_first
                 claim_seen.set()
                 return won
 
-            monkeypatch.setattr(core.store, "enqueue", enqueue_answering_after_a_claim)
+            monkeypatch.setattr(core.store, "admit", admit_answering_after_a_claim)
             monkeypatch.setattr(core.store, "claim_many", claim_then_tell)
             blocker = asyncio.create_task(collect(core.service.generate(request("blocker", max_tokens=2))))
             await wait_for(lambda: worker.reached.get("blocker") == 1, "the blocker holding the only slot")
