@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from swarm.engine.llama_adapter.model import StagePosition
 from swarm.engine.speculation.step_cost import StepCost
 from swarm.engine.stage_executor import StageExecutor
 from swarm.shared.auth import bearer_metadata
@@ -37,6 +38,7 @@ from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.stage_messages import step_to_wire, tokens_from_wire
 from swarm.worker.decode_groups import best_group_count
+from swarm.worker.stage_identity import next_stage_metadata
 
 
 def _read_replies(replies: Any, inbox: queue.SimpleQueue[pb.StageStepResult | str]) -> None:
@@ -65,13 +67,19 @@ class StageLink:
     """A stream to the next stage: send steps, receive their tokens in order (called on the engine thread)."""
 
     def __init__(
-        self, address: str, token: str = "", step_timeout_s: float = 30.0, tls: TlsFiles | None = None
+        self,
+        address: str,
+        token: str = "",
+        step_timeout_s: float = 30.0,
+        tls: TlsFiles | None = None,
+        stage: StagePosition | None = None,
     ) -> None:
+        """stage: the sender's own; the next stage refuses a stream unless it is the one after (stage_identity)."""
         self.address = address
         self._step_timeout_s = step_timeout_s
         self._channel = channel(address, tls)
         self._stub = pb_grpc.StageStub(self._channel)
-        self._metadata = bearer_metadata(token)
+        self._metadata = (*bearer_metadata(token), *next_stage_metadata(stage))
         self._outbox: queue.SimpleQueue[pb.StageStep | None] = queue.SimpleQueue()
         self._inbox: queue.SimpleQueue[pb.StageStepResult | str] = queue.SimpleQueue()
         self._replies: Any = None  # the open stream; None until a step needs one

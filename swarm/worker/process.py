@@ -130,7 +130,7 @@ def build_engine(config: WorkerConfig, model: LlamaModel, meter: DecodeMeter | N
         )
     executor = stage_executor(config, model, first=True, last=False, meter=meter)
     in_flight = config.steps_in_flight or stage.count
-    link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls)
+    link = StageLink(config.next_stage, config.token, config.stage_timeout_s, tls=config.tls, stage=stage)
     head = PipelineHead(executor, link, config.hidden_bfloat16, in_flight, measured_groups=not config.steps_in_flight)
     return BatchEngine(model, engine_config, forward=head, drafts=drafts)
 

@@ -30,6 +30,7 @@ from swarm.wire import swarm_pb2 as pb
 from swarm.wire import swarm_pb2_grpc as pb_grpc
 from swarm.wire.grpc_errors import error_boundary
 from swarm.wire.stage_messages import step_from_wire, step_to_wire, tokens_to_wire
+from swarm.worker.stage_identity import next_stage_metadata, stage_refusal
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         if not executor.last and not next_stage:
             raise ValueError("a middle stage needs the address of the next stage")
         self._executor = executor
+        self._stage = executor.model.stage  # which layers this is: upstream streams must expect it
         self._next_stage = next_stage
         self._token = token
         self._tls = tls
@@ -69,6 +71,9 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         self, requests: AsyncIterator[pb.StageStep], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StageStepResult]:
         await self._gate.check(context)
+        refusal = stage_refusal(context.invocation_metadata(), self._stage)
+        if refusal is not None:
+            raise SwarmError(ErrorCode.FAILED_PRECONDITION, refusal)
         downstream = self._open_downstream()
         loop = asyncio.get_running_loop()
         stream = object()  # this call's session namespace
@@ -182,7 +187,8 @@ class StageServicer(pb_grpc.StageServicer):  # type: ignore[misc]
         if self._channel is None:
             self._channel = aio_channel(self._next_stage, self._tls)
         # wait_for_ready: the next stage may still be loading its weights when the first step comes.
-        return pb_grpc.StageStub(self._channel).Forward(metadata=bearer_metadata(self._token), wait_for_ready=True)
+        metadata = (*bearer_metadata(self._token), *next_stage_metadata(self._stage))
+        return pb_grpc.StageStub(self._channel).Forward(metadata=metadata, wait_for_ready=True)
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -107,7 +107,7 @@ def start_head(
     """The first stage's engine, one step in flight per stage; wrap may watch its Forward."""
     first = LlamaModel(directory / manifest.stages[0].file)
     executor = StageExecutor(first, first=True, last=False, slots=slots, context_per_slot=context_per_slot, threads=1)
-    link = StageLink(f"127.0.0.1:{servers.ports[1]}", token)
+    link = StageLink(f"127.0.0.1:{servers.ports[1]}", token, stage=first.stage)
     engine = BatchEngine(
         first,
         EngineConfig(
@@ -200,3 +200,30 @@ def test_a_reply_carries_the_seconds_each_later_stage_computed_its_step(four_lay
     assert list(reply.tokens) == [0] and len(reply.tokens[0]) == 1
     # Two stages after the first: their sum is more than the slower one, and at most twice it.
     assert 0 < reply.slowest_seconds < reply.seconds <= 2 * reply.slowest_seconds
+
+
+def test_a_head_of_another_layout_is_refused_by_the_next_stage_instead_of_skipping_layers(
+    four_layers: Path, tmp_path: Path
+) -> None:
+    """A re-planned head (layers 0-2) that reaches a next stage still serving the old plan (layers 1-3 of
+    [0, 1), [1, 4)) would decode wrong tokens: the stage refuses the stream, and the step fails."""
+    old = split_model(four_layers, [(0, 1), (1, 4)], tmp_path / "old")
+    new = split_model(four_layers, [(0, 2), (2, 4)], tmp_path / "new")
+    servers = StageServers(tmp_path / "old", old)
+    head = LlamaModel(tmp_path / "new" / new.stages[0].file)
+    executor = StageExecutor(head, first=True, last=False, slots=SLOTS, context_per_slot=128, threads=1)
+    link = StageLink(f"127.0.0.1:{servers.ports[1]}", stage=head.stage)
+    try:
+        prompt = tuple(head.tokenize(PROMPTS[1]))
+        executor.open(0)
+        hidden = executor.step([StageWork(0, 0, tokens=prompt, sample=True)])[0].hidden
+        opened = SessionOpen(0, SamplingParams(temperature=0.0), prompt)
+        step = PipelineStep((opened,), (), (StageWork(0, 0, hidden=hidden, sample=True),))
+        link.send(step_to_wire(step, bfloat16=False))
+        with pytest.raises(ConnectionError, match=r"expects stage 1/2@2 .* this is stage 1/2@1"):
+            link.receive()
+        assert servers.executors[0].cached_positions(0) == 0  # the old stage ran nothing of it
+    finally:
+        link.close()
+        executor.close_all()
+        servers.stop()
