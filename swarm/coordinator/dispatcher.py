@@ -139,10 +139,8 @@ class Dispatcher:
         if record is not None:
             check_same_request(record.request, request.fingerprint)
             return self._follow(record, 0)
-        if attach_known and request.request_id in self._ledger.unforgotten:
-            attach_known = False  # it ended here while Redis was away: its retry starts anew (see attach)
-            await self._store.forget(request.request_id)
-            self._ledger.unforgotten.discard(request.request_id)
+        if attach_known and await self._forget_unforgotten(request.request_id):
+            attach_known = False  # its retry starts anew
         record = self._admit(request, enqueued_ms=int(time.time() * 1000))
         record.in_redis = False
         worker = self._free_worker_now(record)
@@ -202,9 +200,7 @@ class Dispatcher:
         """
         record = self._requests.get(request_id)
         if record is None:
-            if request_id in self._ledger.unforgotten:  # it ended here while Redis was away: a retry starts anew
-                await self._store.forget(request_id)
-                self._ledger.unforgotten.discard(request_id)
+            await self._forget_unforgotten(request_id)
             stored = await self._store.load(request_id)
             if stored is None:
                 return None
@@ -223,6 +219,15 @@ class Dispatcher:
         check_same_request(record.request, fingerprint)
         check_resume_point(skip_tokens, len(record.delivered_tokens()))
         return self._follow(record, skip_tokens)
+
+    async def _forget_unforgotten(self, request_id: str) -> bool:
+        """Forgets in Redis a request that ended here while Redis was away (a retry of it starts anew); whether
+        it was one."""
+        if request_id not in self._ledger.unforgotten:
+            return False
+        await self._store.forget(request_id)
+        self._ledger.unforgotten.discard(request_id)
+        return True
 
     async def _follow(self, record: RequestRecord, skip_tokens: int) -> AsyncIterator[GenerationEvent]:
         """One client's copy of the events; the request leaves once one client has it all, or all left."""

@@ -20,7 +20,7 @@ def next_stage_metadata(stage: StagePosition | None) -> tuple[tuple[str, str], .
     """The header naming the stage after `stage` (none for a model that is not split)."""
     if stage is None:
         return ()
-    return ((HEADER, f"{stage.index + 1}/{stage.count}@{stage.layer_end}"),)
+    return ((HEADER, _stage_name(stage.index + 1, stage.count, stage.layer_end)),)
 
 
 def stage_refusal(metadata: Iterable[tuple[str, str | bytes]] | None, stage: StagePosition | None) -> str | None:
@@ -31,10 +31,15 @@ def stage_refusal(metadata: Iterable[tuple[str, str | bytes]] | None, stage: Sta
     expected = next((str(value) for key, value in metadata or () if key == HEADER), None)
     if expected is None or stage is None:
         return None
-    here = f"{stage.index}/{stage.count}@{stage.layer_start}"
+    here = _stage_name(stage.index, stage.count, stage.layer_start)
     if expected == here:
         return None
     return (
         f"the sender expects stage {expected} (index/count@first layer), this is stage {here}: the model's plan "
         "changed and this worker has not loaded its new stage yet; the request resumes once it has"
     )
+
+
+def _stage_name(index: int, count: int, first_layer: int) -> str:
+    """A stage as the header names it: index/count@first layer."""
+    return f"{index}/{count}@{first_layer}"
